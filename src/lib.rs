@@ -1,0 +1,42 @@
+//! # p2p-otel-testkit
+//!
+//! Prove the OpenTelemetry instrumentation of a libp2p system in plain `cargo test`.
+//!
+//! - [`SpanCaptureLayer`] captures the spans of one subscriber (one test, one mesh node)
+//!   in-process, with parents, late records, events, links, status and every declared field
+//!   that was never recorded.
+//! - [`model`] is the one span model every source converts into (including OTLP protobuf).
+//! - [`tree`] builds trace trees, queries and asserts on them, and renders them
+//!   deterministically for insta snapshots.
+//!
+//! Nothing here touches global state: no global subscriber, provider or propagator.
+//!
+//! ## The smallest test
+//!
+//! ```
+//! use p2p_otel_testkit::tree::expect;
+//!
+//! let (dispatch, handle) = p2p_otel_testkit::capture::dispatch();
+//! tracing::dispatcher::with_default(&dispatch, || {
+//!     let span = tracing::info_span!("p2p_search", query_text = "serde", local_results = tracing::field::Empty);
+//!     span.in_scope(|| span.record("local_results", 3));
+//! });
+//! let traces = handle.traces();
+//! traces.expect(&expect::span().named("p2p_search").with_attr("local_results", 3).fully_recorded()).unwrap();
+//! assert_eq!(traces.render(), "trace 1\n└─ p2p_search\n     local_results = 3\n     query_text = \"serde\"\n");
+//! ```
+//!
+//! Snapshot a rendering with `insta::assert_snapshot!(traces.render())`, or the structured
+//! form with `insta::assert_yaml_snapshot!(traces.normalized())`.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod capture;
+pub mod model;
+mod store;
+pub mod tree;
+
+pub use capture::{CaptureHandle, SpanCaptureLayer};
+pub use model::SpanRecord;
+pub use store::WaitError;
+pub use tree::TraceSet;

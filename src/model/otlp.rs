@@ -1,0 +1,302 @@
+//! Conversions between OTLP protobuf types and the span model.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span, ResourceSpans, ScopeSpans, Span, Status as OtlpStatus,
+};
+
+use super::{
+    Attributes, ModelError, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink,
+    SpanRecord, Status, StatusCode, TraceId, Value,
+};
+
+/// `Span.flags` bit: whether the parent's remoteness is known.
+const HAS_IS_REMOTE: u32 = 0x100;
+/// `Span.flags` bit: whether the parent is remote.
+const IS_REMOTE: u32 = 0x200;
+
+/// Converts the spans of OTLP `ResourceSpans` into the span model, keeping resource and
+/// scope (shared by `Arc` between the spans of one resource or scope).
+///
+/// A span with an invalid trace or span id is an error naming the span and its position;
+/// nothing is silently skipped. Attributes whose `AnyValue` is empty (OTLP's null) or a
+/// profiles string-table index are left out, since the model has neither.
+pub fn spans_from_otlp(resource_spans: &[ResourceSpans]) -> Result<Vec<SpanRecord>, ModelError> {
+    let mut out = Vec::new();
+    for (r, rs) in resource_spans.iter().enumerate() {
+        let resource = Arc::new(Resource {
+            attributes: rs
+                .resource
+                .as_ref()
+                .map(|res| attributes_from_otlp(&res.attributes))
+                .unwrap_or_default(),
+        });
+        for (s, ss) in rs.scope_spans.iter().enumerate() {
+            let scope = Arc::new(
+                ss.scope
+                    .as_ref()
+                    .map(|scope| Scope {
+                        name: scope.name.clone(),
+                        version: scope.version.clone(),
+                        attributes: attributes_from_otlp(&scope.attributes),
+                    })
+                    .unwrap_or_default(),
+            );
+            for (i, span) in ss.spans.iter().enumerate() {
+                let record = span_from_otlp(span, &resource, &scope).map_err(|source| {
+                    ModelError::InvalidSpan {
+                        name: span.name.clone(),
+                        resource: r,
+                        scope: s,
+                        span: i,
+                        source: Box::new(source),
+                    }
+                })?;
+                out.push(record);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn span_from_otlp(
+    span: &Span,
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
+) -> Result<SpanRecord, ModelError> {
+    let parent = if span.parent_span_id.is_empty() {
+        None
+    } else {
+        Some(ParentRef {
+            span_id: SpanId::from_slice(&span.parent_span_id)?,
+            remote: (span.flags & HAS_IS_REMOTE != 0).then_some(span.flags & IS_REMOTE != 0),
+        })
+    };
+    let events = span
+        .events
+        .iter()
+        .map(|event| SpanEvent {
+            name: event.name.clone(),
+            time_unix_nanos: event.time_unix_nano,
+            attributes: attributes_from_otlp(&event.attributes),
+        })
+        .collect();
+    let links = span
+        .links
+        .iter()
+        .map(|link| {
+            Ok(SpanLink {
+                trace_id: TraceId::from_slice(&link.trace_id)?,
+                span_id: SpanId::from_slice(&link.span_id)?,
+                attributes: attributes_from_otlp(&link.attributes),
+            })
+        })
+        .collect::<Result<_, ModelError>>()?;
+    let status = span
+        .status
+        .as_ref()
+        .map(|status| Status {
+            code: match status.code {
+                1 => StatusCode::Ok,
+                2 => StatusCode::Error,
+                _ => StatusCode::Unset,
+            },
+            message: status.message.clone(),
+        })
+        .unwrap_or_default();
+    Ok(SpanRecord {
+        trace_id: TraceId::from_slice(&span.trace_id)?,
+        span_id: SpanId::from_slice(&span.span_id)?,
+        parent,
+        name: span.name.clone(),
+        kind: kind_from_otlp(span.kind),
+        status,
+        attributes: attributes_from_otlp(&span.attributes),
+        events,
+        links,
+        start_unix_nanos: span.start_time_unix_nano,
+        end_unix_nanos: (span.end_time_unix_nano != 0).then_some(span.end_time_unix_nano),
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
+        unrecorded_fields: Default::default(),
+    })
+}
+
+fn kind_from_otlp(kind: i32) -> SpanKind {
+    match span::SpanKind::try_from(kind) {
+        Ok(span::SpanKind::Server) => SpanKind::Server,
+        Ok(span::SpanKind::Client) => SpanKind::Client,
+        Ok(span::SpanKind::Producer) => SpanKind::Producer,
+        Ok(span::SpanKind::Consumer) => SpanKind::Consumer,
+        // UNSPECIFIED may be read as INTERNAL, the spec says.
+        _ => SpanKind::Internal,
+    }
+}
+
+fn kind_to_otlp(kind: SpanKind) -> span::SpanKind {
+    match kind {
+        SpanKind::Internal => span::SpanKind::Internal,
+        SpanKind::Server => span::SpanKind::Server,
+        SpanKind::Client => span::SpanKind::Client,
+        SpanKind::Producer => span::SpanKind::Producer,
+        SpanKind::Consumer => span::SpanKind::Consumer,
+    }
+}
+
+/// Converts OTLP key/values into an attribute map, leaving out empty (null) values.
+pub(crate) fn attributes_from_otlp(key_values: &[KeyValue]) -> Attributes {
+    key_values
+        .iter()
+        .filter_map(|kv| Some((kv.key.clone(), value_from_otlp(kv.value.as_ref()?)?)))
+        .collect()
+}
+
+fn value_from_otlp(value: &AnyValue) -> Option<Value> {
+    Some(match value.value.as_ref()? {
+        any_value::Value::StringValue(s) => Value::Str(s.clone()),
+        any_value::Value::BoolValue(b) => Value::Bool(*b),
+        any_value::Value::IntValue(i) => Value::Int(*i),
+        any_value::Value::DoubleValue(d) => Value::Double(*d),
+        any_value::Value::BytesValue(b) => Value::Bytes(b.clone()),
+        any_value::Value::ArrayValue(array) => {
+            Value::Array(array.values.iter().filter_map(value_from_otlp).collect())
+        }
+        any_value::Value::KvlistValue(list) => Value::Map(attributes_from_otlp(&list.values)),
+        // Indices into a profiles string table mean nothing outside profiles.
+        any_value::Value::StringValueStrindex(_) => return None,
+    })
+}
+
+fn value_to_otlp(value: &Value) -> AnyValue {
+    let value = match value {
+        Value::Str(s) => any_value::Value::StringValue(s.clone()),
+        Value::Int(i) => any_value::Value::IntValue(*i),
+        Value::Double(d) => any_value::Value::DoubleValue(*d),
+        Value::Bool(b) => any_value::Value::BoolValue(*b),
+        Value::Bytes(b) => any_value::Value::BytesValue(b.clone()),
+        Value::Array(items) => any_value::Value::ArrayValue(ArrayValue {
+            values: items.iter().map(value_to_otlp).collect(),
+        }),
+        Value::Map(map) => any_value::Value::KvlistValue(KeyValueList {
+            values: attributes_to_otlp(map),
+        }),
+    };
+    AnyValue { value: Some(value) }
+}
+
+fn attributes_to_otlp(attributes: &Attributes) -> Vec<KeyValue> {
+    attributes
+        .iter()
+        .map(|(key, value)| KeyValue {
+            key: key.clone(),
+            value: Some(value_to_otlp(value)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Converts spans back into OTLP `ResourceSpans`, grouped by resource and then by scope
+/// in first-seen order. Open spans are sent with an end time of 0.
+///
+/// Together with [`spans_from_otlp`] this round-trips every field of the model except
+/// [`SpanRecord::unrecorded_fields`], which OTLP has no place for.
+pub fn spans_to_otlp(spans: &[SpanRecord]) -> Vec<ResourceSpans> {
+    let mut groups: Vec<(&Resource, Vec<(&Scope, Vec<Span>)>)> = Vec::new();
+    for record in spans {
+        let resource_index = match groups.iter().position(|(r, _)| **r == *record.resource) {
+            Some(index) => index,
+            None => {
+                groups.push((&record.resource, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let scopes = &mut groups[resource_index].1;
+        let scope_index = match scopes.iter().position(|(s, _)| **s == *record.scope) {
+            Some(index) => index,
+            None => {
+                scopes.push((&record.scope, Vec::new()));
+                scopes.len() - 1
+            }
+        };
+        scopes[scope_index].1.push(span_to_otlp(record));
+    }
+    groups
+        .into_iter()
+        .map(|(resource, scopes)| ResourceSpans {
+            resource: Some(OtlpResource {
+                attributes: attributes_to_otlp(&resource.attributes),
+                ..Default::default()
+            }),
+            scope_spans: scopes
+                .into_iter()
+                .map(|(scope, spans)| ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: scope.name.clone(),
+                        version: scope.version.clone(),
+                        attributes: attributes_to_otlp(&scope.attributes),
+                        dropped_attributes_count: 0,
+                    }),
+                    spans,
+                    schema_url: String::new(),
+                })
+                .collect(),
+            schema_url: String::new(),
+        })
+        .collect()
+}
+
+fn span_to_otlp(record: &SpanRecord) -> Span {
+    let flags = match record.parent.and_then(|parent| parent.remote) {
+        Some(true) => HAS_IS_REMOTE | IS_REMOTE,
+        Some(false) => HAS_IS_REMOTE,
+        None => 0,
+    };
+    Span {
+        trace_id: record.trace_id.to_bytes().to_vec(),
+        span_id: record.span_id.to_bytes().to_vec(),
+        parent_span_id: record
+            .parent
+            .map(|parent| parent.span_id.to_bytes().to_vec())
+            .unwrap_or_default(),
+        flags,
+        name: record.name.clone(),
+        kind: kind_to_otlp(record.kind) as i32,
+        start_time_unix_nano: record.start_unix_nanos,
+        end_time_unix_nano: record.end_unix_nanos.unwrap_or(0),
+        attributes: attributes_to_otlp(&record.attributes),
+        events: record
+            .events
+            .iter()
+            .map(|event| span::Event {
+                time_unix_nano: event.time_unix_nanos,
+                name: event.name.clone(),
+                attributes: attributes_to_otlp(&event.attributes),
+                dropped_attributes_count: 0,
+            })
+            .collect(),
+        links: record
+            .links
+            .iter()
+            .map(|link| span::Link {
+                trace_id: link.trace_id.to_bytes().to_vec(),
+                span_id: link.span_id.to_bytes().to_vec(),
+                attributes: attributes_to_otlp(&link.attributes),
+                ..Default::default()
+            })
+            .collect(),
+        status: Some(OtlpStatus {
+            code: match record.status.code {
+                StatusCode::Unset => 0,
+                StatusCode::Ok => 1,
+                StatusCode::Error => 2,
+            },
+            message: record.status.message.clone(),
+        }),
+        ..Default::default()
+    }
+}
