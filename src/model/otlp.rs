@@ -200,13 +200,16 @@ fn attributes_to_otlp(attributes: &Attributes) -> Vec<KeyValue> {
         .collect()
 }
 
+/// The spans of one scope, while grouping.
+type ScopeGroup<'a> = (&'a Scope, Vec<Span>);
+
 /// Converts spans back into OTLP `ResourceSpans`, grouped by resource and then by scope
 /// in first-seen order. Open spans are sent with an end time of 0.
 ///
 /// Together with [`spans_from_otlp`] this round-trips every field of the model except
 /// [`SpanRecord::unrecorded_fields`], which OTLP has no place for.
 pub fn spans_to_otlp(spans: &[SpanRecord]) -> Vec<ResourceSpans> {
-    let mut groups: Vec<(&Resource, Vec<(&Scope, Vec<Span>)>)> = Vec::new();
+    let mut groups: Vec<(&Resource, Vec<ScopeGroup<'_>>)> = Vec::new();
     for record in spans {
         let resource_index = match groups.iter().position(|(r, _)| **r == *record.resource) {
             Some(index) => index,

@@ -169,7 +169,7 @@ impl TraceSet {
             .into_iter()
             .map(|(trace_id, spans)| Trace::new(trace_id, spans))
             .collect();
-        traces.sort_by(|a, b| trace_sort_key(a).cmp(&trace_sort_key(b)));
+        traces.sort_by_cached_key(trace_sort_key);
         TraceSet { traces, duplicates }
     }
 

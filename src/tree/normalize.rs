@@ -369,7 +369,12 @@ pub(super) fn normalize(set: &TraceSet, settings: &RenderSettings) -> Normalized
         let record = span.record();
         known_ids.insert(record.trace_id.to_string(), "trace");
         known_ids.insert(record.span_id.to_string(), "span");
+        if let Some(parent) = record.parent {
+            known_ids.insert(parent.span_id.to_string(), "span");
+        }
         for link in &record.links {
+            known_ids.insert(link.trace_id.to_string(), "trace");
+            known_ids.insert(link.span_id.to_string(), "span");
             referenced.insert(link.span_id.to_string());
         }
     }
@@ -389,7 +394,7 @@ pub(super) fn normalize(set: &TraceSet, settings: &RenderSettings) -> Normalized
                 .roots()
                 .iter()
                 .chain(trace.orphans().iter())
-                .map(|span| content_key(*span))
+                .map(|span| normalizer.content_key(*span))
                 .collect::<Vec<_>>()
         });
     }
@@ -419,24 +424,6 @@ pub(super) fn normalize(set: &TraceSet, settings: &RenderSettings) -> Normalized
         traces,
         duplicates: set.duplicates(),
     }
-}
-
-/// What a span looks like regardless of ids and times, to break ordering ties the same
-/// way in every run.
-fn content_key(span: SpanRef<'_>) -> String {
-    let record = span.record();
-    let mut key = format!(
-        "{}\u{1}{:?}\u{1}{:?}",
-        record.name, record.kind, record.status
-    );
-    for (k, v) in &record.attributes {
-        key.push_str(&format!("\u{1}{k}={v}"));
-    }
-    for child in span.children() {
-        key.push('\u{2}');
-        key.push_str(&content_key(child));
-    }
-    key
 }
 
 impl Normalizer<'_> {
@@ -472,14 +459,76 @@ impl Normalizer<'_> {
                 (
                     span.record().start_unix_nanos,
                     span.name().to_owned(),
-                    content_key(*span),
+                    self.content_key(*span),
                 )
             }),
             ChildOrder::Name => {
-                spans.sort_by_cached_key(|span| (span.name().to_owned(), content_key(*span)))
+                spans.sort_by_cached_key(|span| (span.name().to_owned(), self.content_key(*span)))
             }
         }
         spans
+    }
+
+    /// What a subtree shows once normalized, with every alias and id left generic: breaks
+    /// ordering ties the same way in every run and for every arrival order. Subtrees
+    /// equal under this key render identically in either order, since aliases are
+    /// numbered as they are met.
+    fn content_key(&self, span: SpanRef<'_>) -> String {
+        let record = span.record();
+        let mut key = format!(
+            "{}\u{1}{}\u{1}{}\u{1}{}",
+            record.name,
+            record.kind,
+            record.status.code,
+            self.generic(&record.status.message)
+        );
+        let attributes = |key: &mut String, attributes: &Attributes| {
+            for (k, v) in attributes {
+                if self.settings.hidden_keys.contains(k) {
+                    continue;
+                }
+                let shown =
+                    if self.settings.is_redacted(k) || self.settings.aliased_keys.contains_key(k) {
+                        "[]".to_owned()
+                    } else {
+                        self.generic(&v.to_string())
+                    };
+                key.push_str(&format!("\u{1}{k}={shown}"));
+            }
+        };
+        attributes(&mut key, &record.attributes);
+        for event in &record.events {
+            key.push_str(&format!("\u{3}{}", event.name));
+            attributes(&mut key, &event.attributes);
+        }
+        for field in &record.unrecorded_fields {
+            key.push_str(&format!("\u{4}{field}"));
+        }
+        for child in span.children() {
+            key.push('\u{2}');
+            key.push_str(&self.content_key(child));
+        }
+        key
+    }
+
+    /// `text` with ids and alias-pattern matches replaced by a generic marker.
+    fn generic(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        if let Some(hex_run) = &self.hex_run {
+            out = hex_run
+                .replace_all(&out, |m: &regex::Captures<'_>| {
+                    if self.known_ids.contains_key(&m[0]) {
+                        "[id]".to_owned()
+                    } else {
+                        m[0].to_owned()
+                    }
+                })
+                .into_owned();
+        }
+        for (re, _) in &self.settings.alias_patterns {
+            out = re.replace_all(&out, "[alias]").into_owned();
+        }
+        out
     }
 
     fn span(&mut self, span: SpanRef<'_>) -> NormalizedSpan {
