@@ -1,13 +1,11 @@
 //! A span store that tests can wait on honestly: writers notify, waiters re-check a
 //! predicate on every change, and a timeout is an error that shows what did arrive.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
-
-use crate::model::SpanRecord;
-use crate::tree::TraceSet;
 
 /// Why a wait ended without its condition holding.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,67 +33,86 @@ impl std::fmt::Debug for WaitError {
     }
 }
 
-/// Spans in arrival order, with a change signal for waiters.
+/// Items (spans) in arrival order, with a change signal for waiters.
+///
+/// Writers only pay for the signal while somebody waits: `waiting` counts waiters, and a
+/// writer that sees none skips the notification. That is race-free because a waiter
+/// subscribes and counts itself *before* its first check, and a writer reads the count
+/// *after* releasing the lock (both sequentially consistent): either the writer sees the
+/// waiter and signals, or the waiter's check comes after the write and sees the item.
 #[derive(Debug)]
-pub(crate) struct SpanStore {
-    spans: Mutex<Vec<SpanRecord>>,
+pub(crate) struct Store<T> {
+    items: Mutex<Vec<T>>,
     changed: watch::Sender<u64>,
+    waiting: AtomicUsize,
 }
 
-impl Default for SpanStore {
+impl<T> Default for Store<T> {
     fn default() -> Self {
-        SpanStore {
-            spans: Mutex::new(Vec::new()),
+        Store {
+            items: Mutex::new(Vec::new()),
             changed: watch::Sender::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 }
 
-impl SpanStore {
-    fn lock(&self) -> MutexGuard<'_, Vec<SpanRecord>> {
+/// Counts a waiter for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<T> Store<T> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<T>> {
         // A panic while holding the lock cannot leave a half-pushed Vec, so the data is
         // still sound: keep serving it rather than poisoning every later test.
-        self.spans
+        self.items
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn push(&self, span: SpanRecord) {
-        self.lock().push(span);
-        self.changed.send_modify(|generation| *generation += 1);
+    pub(crate) fn notify(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.changed.send_modify(|generation| *generation += 1);
+        }
     }
 
-    pub(crate) fn snapshot(&self) -> Vec<SpanRecord> {
-        self.lock().clone()
+    pub(crate) fn push(&self, item: T) {
+        self.lock().push(item);
+        self.notify();
     }
 
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
-    pub(crate) fn clear(&self) {
-        self.lock().clear();
-        self.changed.send_modify(|generation| *generation += 1);
-    }
-
-    /// Waits until `condition` holds over all stored spans, re-checking on every change.
+    /// Waits until `condition` returns `Some` over all stored items, re-checking on every
+    /// change. On timeout, `describe` renders what did arrive into the error.
     ///
     /// Needs a tokio runtime with time enabled (as `#[tokio::test]` has).
-    pub(crate) async fn wait_until(
+    pub(crate) async fn wait_until<R>(
         &self,
         expected: &str,
         timeout: Duration,
-        mut condition: impl FnMut(&[SpanRecord]) -> bool,
-    ) -> Result<Vec<SpanRecord>, WaitError> {
-        // Subscribe before the first check so a push between check and wait is not missed.
+        mut condition: impl FnMut(&[T]) -> Option<R>,
+        describe: impl Fn(&[T]) -> String,
+    ) -> Result<R, WaitError> {
+        // Subscribe and count ourselves before the first check, so that a push between
+        // check and wait is not missed.
         let mut changes = self.changed.subscribe();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             changes.borrow_and_update();
             {
-                let spans = self.lock();
-                if condition(&spans) {
-                    return Ok(spans.clone());
+                let items = self.lock();
+                if let Some(result) = condition(&items) {
+                    return Ok(result);
                 }
             }
             // `changed()` only fails when the sender is gone; `self` owns it, but should it
@@ -104,12 +121,12 @@ impl SpanStore {
                 tokio::time::timeout_at(deadline, changes.changed()).await,
                 Ok(Ok(()))
             ) {
-                let spans = self.snapshot();
+                let items = self.lock();
                 return Err(WaitError::Timeout {
                     expected: expected.to_owned(),
                     waited: timeout,
-                    arrived: spans.len(),
-                    rendered: TraceSet::new(spans).render(),
+                    arrived: items.len(),
+                    rendered: describe(&items),
                 });
             }
         }

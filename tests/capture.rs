@@ -291,16 +291,25 @@ mod structure {
     }
 
     #[test]
-    fn close_times_and_busy_time_are_recorded() {
-        let handle = captured(|| {
+    fn close_times_are_recorded_and_busy_time_on_request() {
+        let work = || {
             let span = info_span!("work");
             span.in_scope(|| std::hint::black_box((0..10_000u64).sum::<u64>()));
-        });
+        };
+        let handle = captured(work);
         let span = only_span(&handle);
         let end = span.end_unix_nanos.expect("closed spans have an end time");
         assert!(end >= span.start_unix_nanos);
-        assert!(span.attributes["busy_ns"].as_i64().unwrap() > 0);
-        assert!(span.attributes["idle_ns"].as_i64().unwrap() >= 0);
+        assert!(!span.attributes.contains_key("busy_ns"), "off by default");
+
+        let (layer, handle) = SpanCaptureLayer::builder().track_busy_idle(true).build();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), work);
+        let span = only_span(&handle);
+        let busy = span.attributes["busy_ns"].as_i64().unwrap();
+        let idle = span.attributes["idle_ns"].as_i64().unwrap();
+        assert!(busy > 0);
+        assert!(idle >= 0);
+        assert!(busy + idle <= span.duration_nanos().unwrap() as i64 + 1_000);
     }
 
     #[test]

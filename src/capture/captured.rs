@@ -1,0 +1,149 @@
+//! The compact form a span takes while open and in the capture store, and its conversion
+//! into the span model when a test reads it.
+//!
+//! Keeping keys as `&'static str`, times as `Instant`s and the never-recorded fields as a
+//! bitmask keeps allocation and clock reads off the instrumented code's hot path; the
+//! work of building [`SpanRecord`]s is done once per span, when (and if) it is read.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::Metadata;
+
+use super::visitor::SpanOverrides;
+use crate::model::{
+    Attributes, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanLink, SpanRecord, Status,
+    StatusCode, TraceId, Value,
+};
+
+/// Maps `Instant`s to Unix time with one wall-clock reading taken at creation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    base_instant: Instant,
+    base_unix_nanos: u64,
+}
+
+impl Clock {
+    pub(super) fn new() -> Self {
+        let base_unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, nanos_u64);
+        Clock {
+            base_instant: Instant::now(),
+            base_unix_nanos,
+        }
+    }
+
+    pub(super) fn unix_nanos(&self, at: Instant) -> u64 {
+        self.base_unix_nanos
+            .saturating_add(nanos_u64(at.saturating_duration_since(self.base_instant)))
+    }
+}
+
+fn nanos_u64(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug)]
+pub(super) struct CapturedSpan {
+    pub(super) trace_id: TraceId,
+    pub(super) span_id: SpanId,
+    pub(super) parent: Option<SpanId>,
+    pub(super) metadata: &'static Metadata<'static>,
+    pub(super) fields: Vec<(&'static str, Value)>,
+    pub(super) overrides: SpanOverrides,
+    /// Bit `i` set: the field with index `i` has been recorded (at creation or later).
+    pub(super) recorded: u64,
+    pub(super) error_event: bool,
+    pub(super) events: Vec<SpanEvent>,
+    pub(super) links: Vec<SpanLink>,
+    pub(super) start: Instant,
+    pub(super) end: Option<Instant>,
+    /// Busy and idle time, when the layer tracks them.
+    pub(super) busy_idle: Option<(Duration, Duration)>,
+}
+
+impl CapturedSpan {
+    pub(super) fn to_record(
+        &self,
+        clock: &Clock,
+        resource: &Arc<Resource>,
+        scope: &Arc<Scope>,
+    ) -> SpanRecord {
+        let mut attributes: Attributes = self
+            .fields
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        if let Some((busy, idle)) = self.busy_idle {
+            let nanos_i64 =
+                |d: Duration| Value::Int(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            attributes.insert("busy_ns".into(), nanos_i64(busy));
+            attributes.insert("idle_ns".into(), nanos_i64(idle));
+        }
+        let status = self.status(&attributes);
+        SpanRecord {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent: self.parent.map(|span_id| ParentRef {
+                span_id,
+                remote: Some(false),
+            }),
+            name: self
+                .overrides
+                .name
+                .clone()
+                .unwrap_or_else(|| self.metadata.name().to_owned()),
+            kind: self.overrides.kind.unwrap_or_default(),
+            status,
+            attributes,
+            events: self.events.clone(),
+            links: self.links.clone(),
+            start_unix_nanos: clock.unix_nanos(self.start),
+            end_unix_nanos: self.end.map(|end| clock.unix_nanos(end)),
+            resource: Arc::clone(resource),
+            scope: Arc::clone(scope),
+            unrecorded_fields: self
+                .metadata
+                .fields()
+                .iter()
+                .filter(|field| {
+                    !field.name().starts_with("otel.")
+                        && 1u64
+                            .checked_shl(field.index() as u32)
+                            .is_some_and(|bit| self.recorded & bit == 0)
+                })
+                .map(|field| field.name().to_owned())
+                .collect(),
+        }
+    }
+
+    /// Status from `otel.status_code` if given, else Error when `error = true` was
+    /// recorded or an ERROR-level event happened inside the span. The message, for errors
+    /// only: `otel.status_description`, else `error_message`.
+    fn status(&self, attributes: &Attributes) -> Status {
+        let error_field = attributes.get("error") == Some(&Value::Bool(true));
+        let code = self
+            .overrides
+            .status_code
+            .unwrap_or(if error_field || self.error_event {
+                StatusCode::Error
+            } else {
+                StatusCode::Unset
+            });
+        let message = match code {
+            StatusCode::Error => self
+                .overrides
+                .status_description
+                .clone()
+                .or_else(|| {
+                    attributes
+                        .get("error_message")
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        Status { code, message }
+    }
+}

@@ -1,0 +1,182 @@
+//! The `Layer` implementation: what happens on each tracing callback.
+
+use std::time::{Duration, Instant};
+
+use tracing::span::{Attributes as SpanAttributes, Id, Record};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use super::captured::CapturedSpan;
+use super::visitor::{FieldVisitor, SpanOverrides};
+use super::{lock, SpanCaptureLayer};
+use crate::model::{Attributes, SpanEvent, SpanLink, Value};
+
+/// Per-span state kept in the registry's extensions while the span is open.
+#[derive(Debug)]
+struct Pending {
+    span: CapturedSpan,
+    /// The last enter or exit, for busy/idle accounting.
+    last_transition: Instant,
+}
+
+impl<S> Layer<S> for SpanCaptureLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        // The registry has already resolved explicit parents, contextual parents and
+        // explicit roots. A parent without our state (filtered out of this layer) is
+        // skipped in favour of its nearest captured ancestor.
+        let parent = span.scope().skip(1).find_map(|ancestor| {
+            ancestor
+                .extensions()
+                .get::<Pending>()
+                .map(|p| (p.span.trace_id, p.span.span_id))
+        });
+        let (trace_id, parent) = match parent {
+            Some((trace_id, span_id)) => (trace_id, Some(span_id)),
+            None => (self.ids.trace_id(), None),
+        };
+        let metadata = attrs.metadata();
+        let mut fields = Vec::with_capacity(metadata.fields().len());
+        let mut overrides = SpanOverrides::default();
+        let mut visitor = FieldVisitor::new(&mut fields);
+        visitor.overrides = Some(&mut overrides);
+        visitor.first_record = true;
+        attrs.record(&mut visitor);
+        let recorded = visitor.visited;
+        let span_id = self.ids.span_id();
+        let now = Instant::now();
+        lock(&self.shared.open).insert(span_id, (trace_id, metadata));
+        span.extensions_mut().insert(Pending {
+            span: CapturedSpan {
+                trace_id,
+                span_id,
+                parent,
+                metadata,
+                fields,
+                overrides,
+                recorded,
+                error_event: false,
+                events: Vec::new(),
+                links: Vec::new(),
+                start: now,
+                end: None,
+                busy_idle: self
+                    .track_busy_idle
+                    .then_some((Duration::ZERO, Duration::ZERO)),
+            },
+            last_transition: now,
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        let Some(pending) = extensions.get_mut::<Pending>() else {
+            return;
+        };
+        let captured = &mut pending.span;
+        let mut visitor = FieldVisitor::new(&mut captured.fields);
+        visitor.overrides = Some(&mut captured.overrides);
+        values.record(&mut visitor);
+        captured.recorded |= visitor.visited;
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        let Some(cause) = ctx.span(follows) else {
+            return;
+        };
+        let Some((trace_id, span_id)) = cause
+            .extensions()
+            .get::<Pending>()
+            .map(|p| (p.span.trace_id, p.span.span_id))
+        else {
+            return;
+        };
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(pending) = extensions.get_mut::<Pending>() {
+            pending.span.links.push(SpanLink {
+                trace_id,
+                span_id,
+                attributes: Attributes::new(),
+            });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut attributes = Attributes::new();
+        let mut message = None;
+        let mut visitor = FieldVisitor::new(&mut attributes);
+        visitor.message = Some(&mut message);
+        event.record(&mut visitor);
+        let metadata = event.metadata();
+        attributes.insert("level".into(), Value::Str(metadata.level().as_str().into()));
+        attributes.insert("target".into(), Value::Str(metadata.target().into()));
+        let span_event = SpanEvent {
+            name: message.unwrap_or_else(|| metadata.name().to_owned()),
+            time_unix_nanos: self.shared.clock.unix_nanos(Instant::now()),
+            attributes,
+        };
+        match ctx.event_span(event) {
+            Some(span) => {
+                let mut extensions = span.extensions_mut();
+                if let Some(pending) = extensions.get_mut::<Pending>() {
+                    pending.span.error_event |= *metadata.level() == Level::ERROR;
+                    pending.span.events.push(span_event);
+                }
+            }
+            None => lock(&self.shared.events_outside_spans).push(span_event),
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.track_busy_idle {
+            account(id, ctx, |(_, idle)| idle);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.track_busy_idle {
+            account(id, ctx, |(busy, _)| busy);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(Pending {
+            span: mut captured,
+            last_transition,
+        }) = span.extensions_mut().remove::<Pending>()
+        else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some((_, idle)) = captured.busy_idle.as_mut() {
+            *idle += now.saturating_duration_since(last_transition);
+        }
+        captured.end = Some(now);
+        lock(&self.shared.open).remove(&captured.span_id);
+        self.shared.closed.push(captured);
+    }
+}
+
+/// Adds the time since the span's last enter or exit to the bucket `pick` chooses: idle
+/// time on enter, busy time on exit.
+fn account<S>(id: &Id, ctx: Context<'_, S>, pick: fn(&mut (Duration, Duration)) -> &mut Duration)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(span) = ctx.span(id) else { return };
+    let mut extensions = span.extensions_mut();
+    if let Some(pending) = extensions.get_mut::<Pending>() {
+        let now = Instant::now();
+        if let Some(buckets) = pending.span.busy_idle.as_mut() {
+            *pick(buckets) += now.saturating_duration_since(pending.last_transition);
+        }
+        pending.last_transition = now;
+    }
+}
