@@ -33,7 +33,9 @@
 
 pub mod capture;
 pub mod model;
+pub mod receiver;
 mod store;
+pub mod telemetry;
 pub mod tree;
 
 pub use capture::{CaptureHandle, SpanCaptureLayer};

@@ -12,16 +12,18 @@ use tokio::sync::watch;
 pub enum WaitError {
     /// The timeout passed first.
     #[error(
-        "timed out after {waited:?} waiting for {expected}; {arrived} span(s) arrived:\n{rendered}"
+        "timed out after {waited:?} waiting for {expected}; {arrived} {unit} arrived:\n{rendered}"
     )]
     Timeout {
         /// What the wait was for.
         expected: String,
         /// How long it waited.
         waited: Duration,
-        /// How many spans were there when it gave up.
+        /// How many items were there when it gave up.
         arrived: usize,
-        /// The spans that did arrive, rendered as trees.
+        /// What the items are: "span(s)", "metric point(s)", "log record(s)".
+        unit: &'static str,
+        /// What did arrive: spans rendered as trees, metric names, log bodies.
         rendered: String,
     },
 }
@@ -96,6 +98,7 @@ impl<T> Store<T> {
     /// Needs a tokio runtime with time enabled (as `#[tokio::test]` has).
     pub(crate) async fn wait_until<R>(
         &self,
+        unit: &'static str,
         expected: &str,
         timeout: Duration,
         mut condition: impl FnMut(&[T]) -> Option<R>,
@@ -126,6 +129,7 @@ impl<T> Store<T> {
                     expected: expected.to_owned(),
                     waited: timeout,
                     arrived: items.len(),
+                    unit,
                     rendered: describe(&items),
                 });
             }

@@ -288,6 +288,7 @@ impl CaptureHandle {
         shared
             .closed
             .wait_until(
+                "span(s)",
                 expected,
                 timeout,
                 |closed| {

@@ -5,6 +5,8 @@
 //! snapshots work the same on either.
 
 mod ids;
+mod logs;
+mod metrics;
 mod otlp;
 mod value;
 
@@ -15,6 +17,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use ids::{SpanId, TraceId};
+pub use logs::{log_records_from_otlp, LogRecord};
+pub use metrics::{metric_points_from_otlp, MetricKind, MetricPoint, PointValue, Temporality};
 pub use otlp::{spans_from_otlp, spans_to_otlp};
 pub use value::{Attributes, Value};
 

@@ -156,7 +156,7 @@ pub(crate) fn attributes_from_otlp(key_values: &[KeyValue]) -> Attributes {
         .collect()
 }
 
-fn value_from_otlp(value: &AnyValue) -> Option<Value> {
+pub(crate) fn value_from_otlp(value: &AnyValue) -> Option<Value> {
     Some(match value.value.as_ref()? {
         any_value::Value::StringValue(s) => Value::Str(s.clone()),
         any_value::Value::BoolValue(b) => Value::Bool(*b),

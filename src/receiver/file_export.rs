@@ -1,0 +1,81 @@
+//! OTLP-JSON lines files in the Collector file exporter's format: one export request per
+//! line, so the `jq` queries of a Collector set-up work unchanged.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::ReceiverError;
+
+/// One file per signal under a folder: `traces.jsonl`, `metrics.jsonl`, `logs.jsonl`.
+#[derive(Debug)]
+pub(crate) struct JsonLines {
+    folder: PathBuf,
+    traces: Mutex<BufWriter<File>>,
+    metrics: Mutex<BufWriter<File>>,
+    logs: Mutex<BufWriter<File>>,
+    errors: AtomicU64,
+}
+
+fn open(folder: &Path, name: &str) -> Result<Mutex<BufWriter<File>>, ReceiverError> {
+    let path = folder.join(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|source| ReceiverError::ExportFile { path, source })?;
+    Ok(Mutex::new(BufWriter::new(file)))
+}
+
+impl JsonLines {
+    pub(crate) fn create(folder: &Path) -> Result<Self, ReceiverError> {
+        std::fs::create_dir_all(folder).map_err(|source| ReceiverError::ExportFile {
+            path: folder.to_owned(),
+            source,
+        })?;
+        Ok(JsonLines {
+            folder: folder.to_owned(),
+            traces: open(folder, "traces.jsonl")?,
+            metrics: open(folder, "metrics.jsonl")?,
+            logs: open(folder, "logs.jsonl")?,
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// Failed writes so far; each is also reported by the receiver's `/metrics`.
+    pub(crate) fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    fn write(&self, file: &Mutex<BufWriter<File>>, request: &impl Serialize) {
+        let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let written = serde_json::to_writer(&mut *file, request)
+            .map_err(std::io::Error::from)
+            .and_then(|()| file.write_all(b"\n"))
+            // Flushed per request so that a reader (jq, a test) sees every line at once.
+            .and_then(|()| file.flush());
+        if written.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn traces(&self, request: &impl Serialize) {
+        self.write(&self.traces, request);
+    }
+
+    pub(crate) fn metrics(&self, request: &impl Serialize) {
+        self.write(&self.metrics, request);
+    }
+
+    pub(crate) fn logs(&self, request: &impl Serialize) {
+        self.write(&self.logs, request);
+    }
+}

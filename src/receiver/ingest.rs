@@ -1,0 +1,340 @@
+//! What happens to an export request once decoded, whichever transport brought it:
+//! fault injection, conversion into the model, capacity, de-duplication, counting,
+//! storing and file export. A request is stored whole or not at all.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use super::file_export::JsonLines;
+use super::{Config, Fault};
+use crate::model::{
+    log_records_from_otlp, metric_points_from_otlp, spans_from_otlp, LogRecord, MetricPoint,
+    Resource, SpanId, SpanRecord, TraceId, Value,
+};
+use crate::store::Store;
+
+/// How a request arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// The receiver's own counters, named like the Collector's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Counter {
+    AcceptedSpans,
+    RefusedSpans,
+    DuplicateSpans,
+    AcceptedMetricPoints,
+    RefusedMetricPoints,
+    AcceptedLogRecords,
+    RefusedLogRecords,
+}
+
+impl Counter {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Counter::AcceptedSpans => "otelcol_receiver_accepted_spans",
+            Counter::RefusedSpans => "otelcol_receiver_refused_spans",
+            Counter::DuplicateSpans => "otelcol_receiver_duplicate_spans",
+            Counter::AcceptedMetricPoints => "otelcol_receiver_accepted_metric_points",
+            Counter::RefusedMetricPoints => "otelcol_receiver_refused_metric_points",
+            Counter::AcceptedLogRecords => "otelcol_receiver_accepted_log_records",
+            Counter::RefusedLogRecords => "otelcol_receiver_refused_log_records",
+        }
+    }
+
+    pub(crate) fn help(self) -> &'static str {
+        match self {
+            Counter::AcceptedSpans => "Spans successfully pushed into the store.",
+            Counter::RefusedSpans => "Spans that could not be stored (capacity, injected faults).",
+            Counter::DuplicateSpans => "Spans received again (same trace and span id), kept once.",
+            Counter::AcceptedMetricPoints => "Metric points successfully pushed into the store.",
+            Counter::RefusedMetricPoints => "Metric points that could not be stored.",
+            Counter::AcceptedLogRecords => "Log records successfully pushed into the store.",
+            Counter::RefusedLogRecords => "Log records that could not be stored.",
+        }
+    }
+}
+
+/// Why a request was not stored.
+#[derive(Debug)]
+pub(crate) enum Rejection {
+    /// The request could not be decoded or converted (bad ids…).
+    Invalid(String),
+    /// An injected outage: retry after the given time.
+    Unavailable { retry_after: Duration },
+    /// The store is full.
+    Full { message: String },
+}
+
+/// A stored request, possibly partially (an injected partial success).
+#[derive(Debug, Default)]
+pub(crate) struct Accepted {
+    pub(crate) rejected: i64,
+    pub(crate) message: String,
+}
+
+/// Counters keyed by counter, transport and `service.name`.
+pub(crate) type Counters = BTreeMap<(Counter, Transport, String), u64>;
+
+/// Everything the servers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) spans: Store<SpanRecord>,
+    seen_spans: Mutex<HashSet<(TraceId, SpanId)>>,
+    pub(crate) metrics: Store<MetricPoint>,
+    pub(crate) logs: Store<LogRecord>,
+    counters: Mutex<Counters>,
+    faults: Mutex<VecDeque<Fault>>,
+    pub(crate) files: Option<JsonLines>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `service.name` of a resource, for counter labels.
+pub(crate) fn service_name(resource: &Resource) -> String {
+    match resource.attributes.get("service.name") {
+        Some(Value::Str(name)) => name.clone(),
+        Some(other) => other.to_string(),
+        None => "unknown_service".to_owned(),
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, files: Option<JsonLines>) -> Self {
+        Shared {
+            config,
+            spans: Store::default(),
+            seen_spans: Mutex::new(HashSet::new()),
+            metrics: Store::default(),
+            logs: Store::default(),
+            counters: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(VecDeque::new()),
+            files,
+        }
+    }
+
+    pub(crate) fn inject(&self, fault: Fault, times: usize) {
+        lock(&self.faults).extend(std::iter::repeat_n(fault, times));
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        lock(&self.counters).clone()
+    }
+
+    fn count<'a>(
+        &self,
+        counter: Counter,
+        transport: Transport,
+        resources: impl IntoIterator<Item = &'a Resource>,
+    ) {
+        let mut counters = lock(&self.counters);
+        for resource in resources {
+            *counters
+                .entry((counter, transport, service_name(resource)))
+                .or_default() += 1;
+        }
+    }
+
+    /// Takes the next injected fault: waits out a delay (then carries on), refuses on an
+    /// outage, or returns how many items a partial success must reject.
+    async fn apply_fault(&self) -> Result<Option<(u64, String)>, Rejection> {
+        let fault = lock(&self.faults).pop_front();
+        match fault {
+            None => Ok(None),
+            Some(Fault::Delay(delay)) => {
+                // A deliberate, injected delay: the fault a test asked for, not a wait.
+                tokio::time::sleep(delay).await;
+                Ok(None)
+            }
+            Some(Fault::Unavailable { retry_after }) => Err(Rejection::Unavailable { retry_after }),
+            Some(Fault::PartialSuccess { rejected, message }) => Ok(Some((rejected, message))),
+        }
+    }
+
+    /// Drops the last items a partial-success fault rejects, counting them as refused.
+    fn apply_partial<T>(
+        &self,
+        items: &mut Vec<T>,
+        partial: Option<(u64, String)>,
+        refused: Counter,
+        transport: Transport,
+        resource: fn(&T) -> &Resource,
+    ) -> Accepted {
+        let Some((rejected, message)) = partial else {
+            return Accepted::default();
+        };
+        let keep = items
+            .len()
+            .saturating_sub(usize::try_from(rejected).unwrap_or(usize::MAX));
+        let dropped = items.split_off(keep);
+        self.count(refused, transport, dropped.iter().map(resource));
+        Accepted {
+            rejected: i64::try_from(dropped.len()).unwrap_or(i64::MAX),
+            message,
+        }
+    }
+
+    /// Stores a whole batch, or refuses it whole when it would exceed `capacity`.
+    #[allow(clippy::too_many_arguments)]
+    fn store_batch<T>(
+        &self,
+        store: &Store<T>,
+        items: Vec<T>,
+        capacity: usize,
+        (accepted, refused): (Counter, Counter),
+        what: &str,
+        transport: Transport,
+        resource: fn(&T) -> &Resource,
+    ) -> Result<(), Rejection> {
+        let mut stored = store.lock();
+        if stored.len() + items.len() > capacity {
+            let message = format!(
+                "{what} store full: {} stored, {} more refused (capacity {capacity})",
+                stored.len(),
+                items.len(),
+            );
+            drop(stored);
+            self.count(refused, transport, items.iter().map(resource));
+            return Err(Rejection::Full { message });
+        }
+        self.count(accepted, transport, items.iter().map(resource));
+        stored.extend(items);
+        drop(stored);
+        store.notify();
+        Ok(())
+    }
+
+    pub(crate) async fn ingest_traces(
+        &self,
+        request: &ExportTraceServiceRequest,
+        transport: Transport,
+    ) -> Result<Accepted, Rejection> {
+        let partial = self.apply_fault().await?;
+        let mut spans = spans_from_otlp(&request.resource_spans)
+            .map_err(|error| Rejection::Invalid(error.to_string()))?;
+        let resource: fn(&SpanRecord) -> &Resource = |s| &s.resource;
+        let accepted = self.apply_partial(
+            &mut spans,
+            partial,
+            Counter::RefusedSpans,
+            transport,
+            resource,
+        );
+        {
+            // Holding `seen` for the whole batch keeps de-duplication and storing atomic.
+            let mut seen = lock(&self.seen_spans);
+            let mut fresh = Vec::with_capacity(spans.len());
+            let mut duplicates = Vec::new();
+            let mut in_request = HashSet::new();
+            for span in spans {
+                let key = (span.trace_id, span.span_id);
+                if seen.contains(&key) || !in_request.insert(key) {
+                    duplicates.push(span);
+                } else {
+                    fresh.push(span);
+                }
+            }
+            self.store_batch(
+                &self.spans,
+                fresh,
+                self.config.capacity_spans,
+                (Counter::AcceptedSpans, Counter::RefusedSpans),
+                "span",
+                transport,
+                resource,
+            )?;
+            seen.extend(in_request);
+            self.count(
+                Counter::DuplicateSpans,
+                transport,
+                duplicates.iter().map(resource),
+            );
+        }
+        if let Some(files) = &self.files {
+            files.traces(request);
+        }
+        Ok(accepted)
+    }
+
+    pub(crate) async fn ingest_metrics(
+        &self,
+        request: &ExportMetricsServiceRequest,
+        transport: Transport,
+    ) -> Result<Accepted, Rejection> {
+        let partial = self.apply_fault().await?;
+        let mut points = metric_points_from_otlp(&request.resource_metrics);
+        let resource: fn(&MetricPoint) -> &Resource = |p| &p.resource;
+        let accepted = self.apply_partial(
+            &mut points,
+            partial,
+            Counter::RefusedMetricPoints,
+            transport,
+            resource,
+        );
+        self.store_batch(
+            &self.metrics,
+            points,
+            self.config.capacity_metric_points,
+            (Counter::AcceptedMetricPoints, Counter::RefusedMetricPoints),
+            "metric",
+            transport,
+            resource,
+        )?;
+        if let Some(files) = &self.files {
+            files.metrics(request);
+        }
+        Ok(accepted)
+    }
+
+    pub(crate) async fn ingest_logs(
+        &self,
+        request: &ExportLogsServiceRequest,
+        transport: Transport,
+    ) -> Result<Accepted, Rejection> {
+        let partial = self.apply_fault().await?;
+        let mut records = log_records_from_otlp(&request.resource_logs);
+        let resource: fn(&LogRecord) -> &Resource = |r| &r.resource;
+        let accepted = self.apply_partial(
+            &mut records,
+            partial,
+            Counter::RefusedLogRecords,
+            transport,
+            resource,
+        );
+        self.store_batch(
+            &self.logs,
+            records,
+            self.config.capacity_log_records,
+            (Counter::AcceptedLogRecords, Counter::RefusedLogRecords),
+            "log",
+            transport,
+            resource,
+        )?;
+        if let Some(files) = &self.files {
+            files.logs(request);
+        }
+        Ok(accepted)
+    }
+}

@@ -1,0 +1,559 @@
+//! The embedded OTLP receiver: what a Docker Collector did, inside the test process.
+//!
+//! [`OtlpReceiver`] serves, on `127.0.0.1` ports chosen by the OS (configurable):
+//!
+//! - OTLP/gRPC (`TraceService`, `MetricsService`, `LogsService`; gzip accepted);
+//! - OTLP/HTTP: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` in `application/x-protobuf`
+//!   or `application/json` (answered in the request's encoding), gzip or not, chunked or
+//!   not;
+//! - `GET /health`; `GET /metrics`, the receiver's own counters named like the
+//!   Collector's (`otelcol_receiver_accepted_spans`, …, labelled by transport and
+//!   `service_name`); `GET /metrics/received`, the application metrics it received, as
+//!   Prometheus text.
+//!
+//! Everything received is kept exactly, in the crate's model, and tests wait for what they
+//! need on a notification — never a poll — with timeouts that show what did arrive.
+//!
+//! ```
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+//!
+//! let receiver = OtlpReceiver::start(Config::default()).await?;
+//! // Point an exporter at receiver.grpc_endpoint() or receiver.http_endpoint(), run the
+//! // code under test, flush, then:
+//! let traces = receiver.wait_for_spans(3, Duration::from_secs(5)).await;
+//! # let _ = traces;
+//! # Ok(()) }
+//! ```
+
+mod file_export;
+mod grpc;
+mod http;
+mod ingest;
+mod prometheus;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsServiceServer;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
+
+use crate::model::{LogRecord, MetricPoint, SpanRecord};
+use crate::store::WaitError;
+use crate::tree::TraceSet;
+
+use file_export::JsonLines;
+use grpc::OtlpGrpc;
+use ingest::Shared;
+
+/// Errors starting or running the receiver.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    /// A listening socket could not be bound (port busy, address not local…).
+    #[error("could not bind the {what} listener on {addr}: {source}")]
+    Bind {
+        /// "OTLP/gRPC" or "OTLP/HTTP".
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An OTLP-JSON export file or its folder could not be created.
+    #[error("could not open the OTLP-JSON export file {path}: {source}")]
+    ExportFile {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A server task failed while serving.
+    #[error("the {what} server failed: {message}")]
+    Serve {
+        /// Which server.
+        what: &'static str,
+        /// What it reported.
+        message: String,
+    },
+}
+
+/// A fault to inject into the next requests, to test an exporter's retry behaviour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Refuse the request as retryable: gRPC `UNAVAILABLE` with retry info, HTTP 503
+    /// with `Retry-After`. Nothing is stored.
+    Unavailable {
+        /// The retry delay suggested to the client.
+        retry_after: Duration,
+    },
+    /// Store all but the last `rejected` items and answer with an OTLP partial success.
+    PartialSuccess {
+        /// How many items to reject.
+        rejected: u64,
+        /// The error message in the partial success.
+        message: String,
+    },
+    /// Delay the response, then handle the request normally.
+    Delay(Duration),
+}
+
+/// Receiver settings. [`Default`]: both servers on `127.0.0.1:0`, 64 MiB body limit
+/// (compressed and decompressed), capacity of 1,000,000 spans, metric points and log
+/// records each, no file export.
+///
+/// ```
+/// use p2p_otel_testkit::receiver::Config;
+/// let config = Config::default()
+///     .with_max_body_bytes(8 << 20)
+///     .with_span_capacity(100_000)
+///     .with_json_lines_dir("target/otel-output");
+/// # let _ = config;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) capacity_spans: usize,
+    pub(crate) capacity_metric_points: usize,
+    pub(crate) capacity_log_records: usize,
+    json_lines_dir: Option<PathBuf>,
+}
+
+const LOOPBACK_ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            grpc_addr: LOOPBACK_ANY_PORT,
+            http_addr: LOOPBACK_ANY_PORT,
+            max_body_bytes: 64 << 20,
+            capacity_spans: 1_000_000,
+            capacity_metric_points: 1_000_000,
+            capacity_log_records: 1_000_000,
+            json_lines_dir: None,
+        }
+    }
+}
+
+impl Config {
+    /// The OTLP/gRPC listening address.
+    pub fn with_grpc_addr(mut self, addr: SocketAddr) -> Self {
+        self.grpc_addr = addr;
+        self
+    }
+
+    /// The OTLP/HTTP listening address.
+    pub fn with_http_addr(mut self, addr: SocketAddr) -> Self {
+        self.http_addr = addr;
+        self
+    }
+
+    /// The largest request body accepted, before and after decompression.
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// How many spans the store holds before refusing more, loudly.
+    pub fn with_span_capacity(mut self, spans: usize) -> Self {
+        self.capacity_spans = spans;
+        self
+    }
+
+    /// How many metric points the store holds before refusing more.
+    pub fn with_metric_point_capacity(mut self, points: usize) -> Self {
+        self.capacity_metric_points = points;
+        self
+    }
+
+    /// How many log records the store holds before refusing more.
+    pub fn with_log_record_capacity(mut self, records: usize) -> Self {
+        self.capacity_log_records = records;
+        self
+    }
+
+    /// Also append every request, as OTLP JSON, to `traces.jsonl`, `metrics.jsonl` and
+    /// `logs.jsonl` in this folder (created if missing), one request per line.
+    pub fn with_json_lines_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.json_lines_dir = Some(dir.into());
+        self
+    }
+}
+
+/// A running receiver. Dropping it stops both servers; [`OtlpReceiver::shutdown`] also
+/// waits until their ports are released.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    shared: Arc<Shared>,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+}
+
+/// Gives tonic's own answers to bad input the codes the OTLP specification asks for.
+///
+/// tonic rejects a request before our services see it in two cases: a message over the
+/// decoding limit gets `OUT_OF_RANGE` (OTLP clients expect `RESOURCE_EXHAUSTED`, which
+/// tonic already uses for an overflowing decompression), and an undecodable message or
+/// corrupt compression gets `INTERNAL` (OTLP: `INVALID_ARGUMENT`, not retryable). Our
+/// services never answer `OUT_OF_RANGE` or `INTERNAL` themselves, and the message is
+/// checked too, so no other status is touched.
+fn tonic_rejections_as_otlp_codes<B>(mut response: ::http::Response<B>) -> ::http::Response<B> {
+    let headers = response.headers_mut();
+    let message = headers
+        .get("grpc-message")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let replacement = match headers.get("grpc-status").map(|v| v.as_bytes()) {
+        Some(b"11") => Some("8"),
+        Some(b"13")
+            if message.starts_with("failed%20to%20decode")
+                || message.starts_with("Error%20decompressing") =>
+        {
+            Some("3")
+        }
+        _ => None,
+    };
+    if let Some(code) = replacement {
+        headers.insert("grpc-status", ::http::HeaderValue::from_static(code));
+    }
+    response
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ReceiverError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ReceiverError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    addr: SocketAddr,
+    listener: &TcpListener,
+) -> Result<SocketAddr, ReceiverError> {
+    listener
+        .local_addr()
+        .map_err(|source| ReceiverError::Bind { what, addr, source })
+}
+
+impl OtlpReceiver {
+    /// Binds both listeners and starts serving. Needs a tokio runtime.
+    pub async fn start(config: Config) -> Result<Self, ReceiverError> {
+        let files = match &config.json_lines_dir {
+            Some(dir) => Some(JsonLines::create(dir)?),
+            None => None,
+        };
+        let grpc_listener = bind("OTLP/gRPC", config.grpc_addr).await?;
+        let http_listener = bind("OTLP/HTTP", config.http_addr).await?;
+        let grpc_addr = local_addr("OTLP/gRPC", config.grpc_addr, &grpc_listener)?;
+        let http_addr = local_addr("OTLP/HTTP", config.http_addr, &http_listener)?;
+        let limit = config.max_body_bytes;
+        let shared = Arc::new(Shared::new(config, files));
+        let (stop, stopped) = watch::channel(false);
+
+        let service = OtlpGrpc {
+            shared: Arc::clone(&shared),
+        };
+        let mut grpc_server =
+            tonic::transport::Server::builder().layer(tower::util::MapResponseLayer::new(
+                tonic_rejections_as_otlp_codes::<tonic::body::Body>
+                    as fn(
+                        ::http::Response<tonic::body::Body>,
+                    ) -> ::http::Response<tonic::body::Body>,
+            ));
+        let grpc = grpc_server
+            .add_service(
+                TraceServiceServer::new(service.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                MetricsServiceServer::new(service.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                LogsServiceServer::new(service)
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(limit),
+            )
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc_listener),
+                signal(stopped.clone()),
+            );
+        let grpc_task = tokio::spawn(async move { grpc.await.map_err(|e| e.to_string()) });
+
+        let router = http::router(Arc::clone(&shared));
+        let http_task = tokio::spawn(async move {
+            axum::serve(http_listener, router)
+                .with_graceful_shutdown(signal(stopped))
+                .await
+                .map_err(|e| e.to_string())
+        });
+
+        Ok(OtlpReceiver {
+            shared,
+            grpc_addr,
+            http_addr,
+            stop,
+            tasks: vec![("OTLP/gRPC", grpc_task), ("OTLP/HTTP", http_task)],
+        })
+    }
+
+    /// The gRPC endpoint for an exporter, e.g. `http://127.0.0.1:41234`.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// The HTTP base URL, e.g. `http://127.0.0.1:41235`; signals are under `/v1/traces`,
+    /// `/v1/metrics`, `/v1/logs`.
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where the OTLP-JSON lines files are written, if enabled.
+    pub fn json_lines_dir(&self) -> Option<&std::path::Path> {
+        self.shared.files.as_ref().map(JsonLines::folder)
+    }
+
+    /// Every span received, in arrival order, duplicates kept once.
+    pub fn spans(&self) -> Vec<SpanRecord> {
+        self.shared.spans.lock().clone()
+    }
+
+    /// Every span received, as trace trees.
+    pub fn traces(&self) -> TraceSet {
+        TraceSet::new(self.spans())
+    }
+
+    /// Every metric data point received, in arrival order.
+    pub fn metric_points(&self) -> Vec<MetricPoint> {
+        self.shared.metrics.lock().clone()
+    }
+
+    /// The data points of the metric `name`.
+    pub fn metric_points_named(&self, name: &str) -> Vec<MetricPoint> {
+        self.shared
+            .metrics
+            .lock()
+            .iter()
+            .filter(|point| point.name == name)
+            .cloned()
+            .collect()
+    }
+
+    /// Every log record received, in arrival order.
+    pub fn log_records(&self) -> Vec<LogRecord> {
+        self.shared.logs.lock().clone()
+    }
+
+    /// The total of one of the receiver's own counters (`otelcol_receiver_accepted_spans`,
+    /// `..._refused_spans`, `..._duplicate_spans`, `..._accepted_metric_points`, …), over
+    /// both transports, for one `service.name` or all.
+    pub fn counter(&self, name: &str, service_name: Option<&str>) -> u64 {
+        self.shared
+            .counters()
+            .iter()
+            .filter(|((counter, _, service), _)| {
+                counter.name() == name && service_name.is_none_or(|wanted| wanted == service)
+            })
+            .map(|(_, value)| value)
+            .sum()
+    }
+
+    /// The receiver's own counters as Prometheus text (what `GET /metrics` serves).
+    pub fn prometheus_self_metrics(&self) -> String {
+        prometheus::receiver_metrics(&self.shared)
+    }
+
+    /// The received application metrics as Prometheus text (`GET /metrics/received`).
+    pub fn prometheus_received_metrics(&self) -> String {
+        prometheus::received_metrics(&self.shared.metrics.lock())
+    }
+
+    /// Applies `fault` to each of the next `times` export requests, of any signal and
+    /// either transport, in arrival order.
+    pub fn inject(&self, fault: Fault, times: usize) {
+        self.shared.inject(fault, times);
+    }
+
+    /// Waits until at least `count` spans have arrived.
+    pub async fn wait_for_spans(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<TraceSet, WaitError> {
+        self.wait_for_spans_where(&format!("{count} span(s)"), timeout, |spans| {
+            spans.len() >= count
+        })
+        .await
+    }
+
+    /// Waits until `condition` holds over every span received; returns them all as trees.
+    pub async fn wait_for_spans_where(
+        &self,
+        expected: &str,
+        timeout: Duration,
+        mut condition: impl FnMut(&[SpanRecord]) -> bool,
+    ) -> Result<TraceSet, WaitError> {
+        self.shared
+            .spans
+            .wait_until(
+                "span(s)",
+                expected,
+                timeout,
+                |spans| condition(spans).then(|| TraceSet::new(spans.to_vec())),
+                |spans| TraceSet::new(spans.to_vec()).render(),
+            )
+            .await
+    }
+
+    /// Waits until some trace holds a span named `span_name` and has no missing parent;
+    /// returns that trace alone.
+    pub async fn wait_for_complete_trace(
+        &self,
+        span_name: &str,
+        timeout: Duration,
+    ) -> Result<TraceSet, WaitError> {
+        self.shared
+            .spans
+            .wait_until(
+                "span(s)",
+                &format!("a complete trace with a span named {span_name:?}"),
+                timeout,
+                |spans| {
+                    let set = TraceSet::new(spans.to_vec());
+                    let trace = set.traces().iter().find(|trace| {
+                        trace.is_complete() && trace.spans().any(|span| span.name() == span_name)
+                    })?;
+                    let id = trace.trace_id();
+                    Some(TraceSet::new(
+                        spans.iter().filter(|span| span.trace_id == id).cloned(),
+                    ))
+                },
+                |spans| TraceSet::new(spans.to_vec()).render(),
+            )
+            .await
+    }
+
+    /// Waits until some data point of metric `name` satisfies `condition`; returns every
+    /// point of that metric that does.
+    pub async fn wait_for_metric(
+        &self,
+        name: &str,
+        timeout: Duration,
+        mut condition: impl FnMut(&MetricPoint) -> bool,
+    ) -> Result<Vec<MetricPoint>, WaitError> {
+        self.shared
+            .metrics
+            .wait_until(
+                "metric point(s)",
+                &format!("a point of metric {name:?} that satisfies the condition"),
+                timeout,
+                |points| {
+                    let found: Vec<MetricPoint> = points
+                        .iter()
+                        .filter(|point| point.name == name && condition(point))
+                        .cloned()
+                        .collect();
+                    (!found.is_empty()).then_some(found)
+                },
+                describe_metrics,
+            )
+            .await
+    }
+
+    /// Waits until at least `count` log records have arrived.
+    pub async fn wait_for_log_records(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<LogRecord>, WaitError> {
+        self.shared
+            .logs
+            .wait_until(
+                "log record(s)",
+                &format!("{count} log record(s)"),
+                timeout,
+                |records| (records.len() >= count).then(|| records.to_vec()),
+                |records| {
+                    records
+                        .iter()
+                        .map(|r| {
+                            let body = r.body.as_ref().map(ToString::to_string).unwrap_or_default();
+                            format!("  {} {body}\n", r.severity_text)
+                        })
+                        .collect()
+                },
+            )
+            .await
+    }
+
+    /// Stops both servers and waits until they have released their ports.
+    pub async fn shutdown(mut self) -> Result<(), ReceiverError> {
+        let _ = self.stop.send(true);
+        for (what, task) in std::mem::take(&mut self.tasks) {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => return Err(ReceiverError::Serve { what, message }),
+                Err(join) => {
+                    return Err(ReceiverError::Serve {
+                        what,
+                        message: join.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn signal(mut stopped: watch::Receiver<bool>) {
+    // Ends on `true`, or when the receiver (the sender) is gone.
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// Metric names with their point counts, for wait timeouts.
+fn describe_metrics(points: &[MetricPoint]) -> String {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for point in points {
+        *counts.entry(point.name.as_str()).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(name, count)| format!("  {name}: {count} point(s)\n"))
+        .collect()
+}

@@ -1,0 +1,496 @@
+//! One node's telemetry, wired to a receiver: tracer, meter and logger providers from
+//! opentelemetry_sdk with real opentelemetry-otlp exporters, and a tracing [`Dispatch`]
+//! that feeds both the OpenTelemetry layer and a [`SpanCaptureLayer`].
+//!
+//! Nothing global is touched: no global subscriber, provider or propagator. Everything the
+//! exporters would otherwise read from `OTEL_EXPORTER_OTLP_*` variables (endpoint,
+//! protocol, timeout, compression) and the batch settings (`OTEL_BSP_*`) are set
+//! explicitly, and the resource is built without environment detectors, so a variable in
+//! the environment cannot send a test's telemetry elsewhere or change what is exported.
+//!
+//! ```
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+//! use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
+//!
+//! let receiver = OtlpReceiver::start(Config::default()).await?;
+//! let node = Telemetry::builder(Protocol::Grpc, &receiver)
+//!     .resource_attribute("service.name", "ggen-p2p")
+//!     .resource_attribute("service.instance.id", "node-1")
+//!     .build()?;
+//! tracing::dispatcher::with_default(node.dispatch(), || {
+//!     tracing::info_span!("p2p_bootstrap").in_scope(|| {});
+//! });
+//! node.flush().await?;
+//! receiver.wait_for_spans(1, std::time::Duration::from_secs(5)).await?;
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod http_client;
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Dispatch;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::capture::{CaptureHandle, SpanCaptureLayer};
+use crate::model::Value;
+use crate::receiver::OtlpReceiver;
+
+use http_client::RuntimeBoundClient;
+
+/// How the exporters reach the receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/gRPC (tonic).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies.
+    HttpJson,
+}
+
+/// Errors building, flushing or shutting down a node's telemetry.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// An exporter could not be built.
+    #[error("building the OTLP {signal} exporter failed: {source}")]
+    Build {
+        /// "trace", "metric" or "log".
+        signal: &'static str,
+        /// Why.
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// No tokio runtime was running: exporters need one.
+    #[error("telemetry must be built inside a tokio runtime: {0}")]
+    NoRuntime(#[from] tokio::runtime::TryCurrentError),
+    /// A provider failed to flush or shut down.
+    #[error("{action} of the {signal} provider failed: {message}")]
+    Provider {
+        /// "flush" or "shutdown".
+        action: &'static str,
+        /// "tracer", "meter" or "logger".
+        signal: &'static str,
+        /// What the SDK reported.
+        message: String,
+    },
+    /// The blocking flush task could not be joined.
+    #[error("the flush task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Builds a [`Telemetry`]. Defaults: gzip on, 10 s export timeout, batches of 512, a
+/// span and log queue of 65,536 (the SDK drops beyond it, so raise it for bigger bursts),
+/// metrics exported on flush (and every 60 s), busy/idle timing off in both layers.
+#[derive(Debug)]
+#[must_use = "call .build() to get the telemetry"]
+pub struct Builder {
+    protocol: Protocol,
+    grpc_endpoint: String,
+    http_endpoint: String,
+    resource: Vec<(String, Value)>,
+    scope: String,
+    gzip: bool,
+    timeout: Duration,
+    max_queue_size: usize,
+}
+
+impl Builder {
+    /// Adds a resource attribute (for example `service.name`, `service.instance.id`).
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.resource.push((key.into(), value.into()));
+        self
+    }
+
+    /// The instrumentation scope (tracer, meter and logger name). Default
+    /// `"p2p-otel-testkit"`.
+    pub fn scope(mut self, name: impl Into<String>) -> Self {
+        self.scope = name.into();
+        self
+    }
+
+    /// Compress requests with gzip (default on).
+    pub fn gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
+    /// The exporters' request timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many finished spans (and log records) may wait for export before the SDK drops.
+    pub fn max_queue_size(mut self, size: usize) -> Self {
+        self.max_queue_size = size;
+        self
+    }
+
+    fn otel_resource(&self) -> opentelemetry_sdk::Resource {
+        opentelemetry_sdk::Resource::builder_empty()
+            .with_attributes(
+                self.resource
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.clone(), otel_value(v))),
+            )
+            .build()
+    }
+
+    /// Builds the providers, exporters and dispatch. Must run inside a tokio runtime:
+    /// the exporters' network work runs on it.
+    pub fn build(self) -> Result<Telemetry, TelemetryError> {
+        let runtime = tokio::runtime::Handle::try_current()?;
+        let resource = self.otel_resource();
+        let span_exporter = self.span_exporter(&runtime)?;
+        let span_processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(span_exporter)
+            .with_batch_config(
+                opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                    .with_max_queue_size(self.max_queue_size)
+                    .with_max_export_batch_size(512)
+                    .with_scheduled_delay(Duration::from_millis(200))
+                    .build(),
+            )
+            .build();
+        let tracer_provider = SdkTracerProvider::builder()
+            .with_span_processor(span_processor)
+            .with_sampler(Sampler::AlwaysOn)
+            .with_resource(resource.clone())
+            .build();
+
+        let metric_exporter = self.metric_exporter(&runtime)?;
+        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metric_exporter)
+            .with_interval(Duration::from_secs(60))
+            .build();
+        let meter_provider = SdkMeterProvider::builder()
+            .with_reader(reader)
+            .with_resource(resource.clone())
+            .build();
+
+        let log_exporter = self.log_exporter(&runtime)?;
+        let log_processor = opentelemetry_sdk::logs::BatchLogProcessor::builder(log_exporter)
+            .with_batch_config(
+                opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                    .with_max_queue_size(self.max_queue_size)
+                    .with_max_export_batch_size(512)
+                    .with_scheduled_delay(Duration::from_millis(200))
+                    .build(),
+            )
+            .build();
+        let logger_provider = SdkLoggerProvider::builder()
+            .with_log_processor(log_processor)
+            .with_resource(resource)
+            .build();
+
+        let mut capture = SpanCaptureLayer::builder().scope(self.scope.clone(), "");
+        for (key, value) in &self.resource {
+            capture = capture.resource_attribute(key.clone(), value.clone());
+        }
+        let (capture_layer, capture) = capture.build();
+        let otel_layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer_provider.tracer(self.scope.clone()))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false);
+        let dispatch = Dispatch::new(
+            tracing_subscriber::registry()
+                .with(capture_layer)
+                .with(otel_layer),
+        );
+        Ok(Telemetry {
+            providers: Providers {
+                tracer: tracer_provider,
+                meter: meter_provider,
+                logger: logger_provider,
+            },
+            shut_down: false,
+            dispatch,
+            capture,
+            scope: self.scope,
+        })
+    }
+
+    fn span_exporter(
+        &self,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+        let builder = opentelemetry_otlp::SpanExporter::builder();
+        let built = match self.protocol {
+            Protocol::Grpc => builder
+                .with_tonic()
+                .with_endpoint(self.grpc_endpoint.clone())
+                .with_timeout(self.timeout)
+                .with_compression_if(self.gzip)
+                .build(),
+            Protocol::HttpProtobuf | Protocol::HttpJson => builder
+                .with_http()
+                .with_endpoint(format!("{}/v1/traces", self.http_endpoint))
+                .with_protocol(self.http_protocol())
+                .with_timeout(self.timeout)
+                .with_http_client(RuntimeBoundClient::new(runtime.clone(), self.timeout))
+                .with_http_compression_if(self.gzip)
+                .build(),
+        };
+        built.map_err(|source| TelemetryError::Build {
+            signal: "trace",
+            source,
+        })
+    }
+
+    fn metric_exporter(
+        &self,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+        let builder = opentelemetry_otlp::MetricExporter::builder();
+        let built = match self.protocol {
+            Protocol::Grpc => builder
+                .with_tonic()
+                .with_endpoint(self.grpc_endpoint.clone())
+                .with_timeout(self.timeout)
+                .with_compression_if(self.gzip)
+                .build(),
+            Protocol::HttpProtobuf | Protocol::HttpJson => builder
+                .with_http()
+                .with_endpoint(format!("{}/v1/metrics", self.http_endpoint))
+                .with_protocol(self.http_protocol())
+                .with_timeout(self.timeout)
+                .with_http_client(RuntimeBoundClient::new(runtime.clone(), self.timeout))
+                .with_http_compression_if(self.gzip)
+                .build(),
+        };
+        built.map_err(|source| TelemetryError::Build {
+            signal: "metric",
+            source,
+        })
+    }
+
+    fn log_exporter(
+        &self,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
+        let builder = opentelemetry_otlp::LogExporter::builder();
+        let built = match self.protocol {
+            Protocol::Grpc => builder
+                .with_tonic()
+                .with_endpoint(self.grpc_endpoint.clone())
+                .with_timeout(self.timeout)
+                .with_compression_if(self.gzip)
+                .build(),
+            Protocol::HttpProtobuf | Protocol::HttpJson => builder
+                .with_http()
+                .with_endpoint(format!("{}/v1/logs", self.http_endpoint))
+                .with_protocol(self.http_protocol())
+                .with_timeout(self.timeout)
+                .with_http_client(RuntimeBoundClient::new(runtime.clone(), self.timeout))
+                .with_http_compression_if(self.gzip)
+                .build(),
+        };
+        built.map_err(|source| TelemetryError::Build {
+            signal: "log",
+            source,
+        })
+    }
+
+    fn http_protocol(&self) -> opentelemetry_otlp::Protocol {
+        match self.protocol {
+            Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+            _ => opentelemetry_otlp::Protocol::HttpBinary,
+        }
+    }
+}
+
+/// Sets gzip on a tonic exporter builder only when asked.
+trait CompressionIf: Sized {
+    fn with_compression_if(self, gzip: bool) -> Self;
+}
+
+impl<T: WithTonicConfig> CompressionIf for T {
+    fn with_compression_if(self, gzip: bool) -> Self {
+        if gzip {
+            self.with_compression(opentelemetry_otlp::Compression::Gzip)
+        } else {
+            self
+        }
+    }
+}
+
+/// Sets gzip on an HTTP exporter builder only when asked.
+trait HttpCompressionIf: Sized {
+    fn with_http_compression_if(self, gzip: bool) -> Self;
+}
+
+impl<T: WithHttpConfig> HttpCompressionIf for T {
+    fn with_http_compression_if(self, gzip: bool) -> Self {
+        if gzip {
+            self.with_compression(opentelemetry_otlp::Compression::Gzip)
+        } else {
+            self
+        }
+    }
+}
+
+fn otel_value(value: &Value) -> opentelemetry::Value {
+    match value {
+        Value::Str(s) => s.clone().into(),
+        Value::Int(i) => (*i).into(),
+        Value::Double(d) => (*d).into(),
+        Value::Bool(b) => (*b).into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// Which provider ("tracer", "meter", "logger") and how its flush or shutdown went.
+type ProviderResult = (&'static str, Result<(), String>);
+
+#[derive(Debug, Clone)]
+struct Providers {
+    tracer: SdkTracerProvider,
+    meter: SdkMeterProvider,
+    logger: SdkLoggerProvider,
+}
+
+impl Providers {
+    /// Runs `action` on every provider off the async threads: the SDK's flush and
+    /// shutdown block until the export threads are done, and those exports may need this
+    /// very runtime to make progress.
+    async fn blocking(
+        &self,
+        action: &'static str,
+        run: fn(&Providers) -> Vec<ProviderResult>,
+    ) -> Result<(), TelemetryError> {
+        let providers = self.clone();
+        let results = tokio::task::spawn_blocking(move || run(&providers)).await?;
+        for (signal, result) in results {
+            result.map_err(|message| TelemetryError::Provider {
+                action,
+                signal,
+                message,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One node's telemetry. See the [module docs](self).
+#[derive(Debug)]
+pub struct Telemetry {
+    providers: Providers,
+    shut_down: bool,
+    dispatch: Dispatch,
+    capture: CaptureHandle,
+    scope: String,
+}
+
+impl Telemetry {
+    /// A builder exporting with `protocol` to `receiver`.
+    pub fn builder(protocol: Protocol, receiver: &OtlpReceiver) -> Builder {
+        Self::builder_for_endpoints(protocol, receiver.grpc_endpoint(), receiver.http_endpoint())
+    }
+
+    /// A builder exporting with `protocol` to any OTLP endpoint: `grpc_endpoint` such as
+    /// `http://127.0.0.1:4317`, `http_endpoint` a base URL such as `http://127.0.0.1:4318`.
+    pub fn builder_for_endpoints(
+        protocol: Protocol,
+        grpc_endpoint: impl Into<String>,
+        http_endpoint: impl Into<String>,
+    ) -> Builder {
+        Builder {
+            protocol,
+            grpc_endpoint: grpc_endpoint.into(),
+            http_endpoint: http_endpoint.into().trim_end_matches('/').to_owned(),
+            resource: Vec::new(),
+            scope: "p2p-otel-testkit".to_owned(),
+            gzip: true,
+            timeout: Duration::from_secs(10),
+            max_queue_size: 65_536,
+        }
+    }
+
+    /// The node's tracing dispatch: use it with `tracing::dispatcher::with_default` or
+    /// `WithSubscriber::with_subscriber`, never as the global default.
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// What the node's capture layer saw, in-process.
+    pub fn capture(&self) -> &CaptureHandle {
+        &self.capture
+    }
+
+    /// A meter of the node's meter provider, named after the scope.
+    pub fn meter(&self) -> opentelemetry::metrics::Meter {
+        use opentelemetry::metrics::MeterProvider as _;
+        self.providers.meter.meter_with_scope(
+            opentelemetry::InstrumentationScope::builder(self.scope.clone()).build(),
+        )
+    }
+
+    /// The node's logger provider, to emit log records with the OpenTelemetry logs API.
+    pub fn logger_provider(&self) -> &SdkLoggerProvider {
+        &self.providers.logger
+    }
+
+    /// The node's tracer provider.
+    pub fn tracer_provider(&self) -> &SdkTracerProvider {
+        &self.providers.tracer
+    }
+
+    /// Exports everything finished so far — spans, a metrics collection, log records —
+    /// and returns once the receiver has answered. Safe on any runtime flavour: the
+    /// blocking SDK calls run on tokio's blocking pool.
+    pub async fn flush(&self) -> Result<(), TelemetryError> {
+        self.providers
+            .blocking("flush", |p| {
+                vec![
+                    ("tracer", p.tracer.force_flush().map_err(|e| e.to_string())),
+                    ("meter", p.meter.force_flush().map_err(|e| e.to_string())),
+                    ("logger", p.logger.force_flush().map_err(|e| e.to_string())),
+                ]
+            })
+            .await
+    }
+
+    /// Flushes and shuts the providers down. Prefer it to dropping: a drop must shut down
+    /// without awaiting.
+    pub async fn shutdown(mut self) -> Result<(), TelemetryError> {
+        self.shut_down = true;
+        self.providers
+            .blocking("shutdown", Providers::shutdown)
+            .await
+    }
+}
+
+impl Providers {
+    fn shutdown(&self) -> Vec<ProviderResult> {
+        vec![
+            ("tracer", self.tracer.shutdown().map_err(|e| e.to_string())),
+            ("meter", self.meter.shutdown().map_err(|e| e.to_string())),
+            ("logger", self.logger.shutdown().map_err(|e| e.to_string())),
+        ]
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        // The SDK shuts a provider down, blocking, when its last handle drops. Inside a
+        // runtime, shut down on the blocking pool instead, so a runtime thread the
+        // exporters need is never stalled; the handles dropped here afterwards belong to
+        // providers already shut down (or about to be), which drop without blocking.
+        if self.shut_down {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let providers = self.providers.clone();
+            drop(runtime.spawn_blocking(move || drop(providers.shutdown())));
+        }
+    }
+}

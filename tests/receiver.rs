@@ -1,0 +1,1010 @@
+//! The embedded OTLP receiver and per-node telemetry, with real exporters: one test
+//! binary for this area.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::KeyValue;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use p2p_otel_testkit::model::{
+    spans_to_otlp, MetricKind, PointValue, SpanId, SpanKind, SpanRecord, StatusCode, Temporality,
+    TraceId, Value,
+};
+use p2p_otel_testkit::receiver::{Config, Fault, OtlpReceiver};
+use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
+use p2p_otel_testkit::tree::expect;
+use p2p_otel_testkit::TraceSet;
+use prost::Message;
+use tracing::{info_span, Dispatch};
+
+const WAIT: Duration = Duration::from_secs(10);
+const PROTOCOLS: [Protocol; 3] = [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson];
+
+async fn receiver() -> OtlpReceiver {
+    OtlpReceiver::start(Config::default()).await.unwrap()
+}
+
+fn node(protocol: Protocol, receiver: &OtlpReceiver, instance: &str) -> Telemetry {
+    Telemetry::builder(protocol, receiver)
+        .resource_attribute("service.name", "ggen-p2p")
+        .resource_attribute("service.instance.id", instance)
+        .scope("marketplace")
+        .build()
+        .unwrap()
+}
+
+/// A publish with two children, typed attributes, a kind, an error child and an event.
+fn emit_publish(dispatch: &Dispatch) {
+    tracing::dispatcher::with_default(dispatch, || {
+        let publish = info_span!(
+            "p2p_publish",
+            otel.kind = "client",
+            package_id = "acme/tool",
+            dht_replication = 2,
+            ratio = 0.5,
+            signed = true,
+        );
+        publish.in_scope(|| {
+            info_span!("dht_put", dht_key = "/ggen/acme/tool/1.0.0").in_scope(|| {});
+            info_span!(
+                "gossipsub_announce",
+                otel.status_code = "error",
+                otel.status_description = "no peers",
+            )
+            .in_scope(|| tracing::info!(peers = 0, "announce failed"));
+        });
+    });
+}
+
+fn check_publish(traces: &TraceSet, instance: &str) {
+    let publish = traces
+        .expect(
+            &expect::span()
+                .named("p2p_publish")
+                .root()
+                .with_kind(SpanKind::Client)
+                .with_attr("package_id", "acme/tool")
+                .with_attr("dht_replication", 2)
+                .with_attr("ratio", 0.5)
+                .with_attr("signed", true)
+                .with_attr("service.name", "ggen-p2p")
+                .with_attr("service.instance.id", instance)
+                .with_child(
+                    expect::span()
+                        .named("dht_put")
+                        .with_attr("dht_key", "/ggen/acme/tool/1.0.0"),
+                )
+                .with_child(
+                    expect::span()
+                        .named("gossipsub_announce")
+                        .with_status(StatusCode::Error)
+                        .with_status_message("no peers")
+                        .with_event("announce failed"),
+                ),
+        )
+        .unwrap();
+    assert_eq!(publish.record().scope.name, "marketplace");
+    traces.expect_no_orphans().unwrap();
+}
+
+mod exporters {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn traces_arrive_exactly_over_every_protocol_on_a_current_thread_runtime() {
+        for protocol in PROTOCOLS {
+            let receiver = receiver().await;
+            let telemetry = node(protocol, &receiver, "node-1");
+            emit_publish(telemetry.dispatch());
+            telemetry.flush().await.unwrap();
+            let traces = receiver
+                .wait_for_complete_trace("p2p_publish", WAIT)
+                .await
+                .unwrap();
+            assert_eq!(traces.span_count(), 3, "{protocol:?}:\n{traces}");
+            check_publish(&traces, "node-1");
+            telemetry.shutdown().await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn traces_arrive_on_a_multi_thread_runtime_too() {
+        for protocol in PROTOCOLS {
+            let receiver = receiver().await;
+            let telemetry = node(protocol, &receiver, "node-2");
+            emit_publish(telemetry.dispatch());
+            telemetry.flush().await.unwrap();
+            let traces = receiver
+                .wait_for_complete_trace("p2p_publish", WAIT)
+                .await
+                .unwrap();
+            check_publish(&traces, "node-2");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_arrive_with_kind_temporality_attributes_and_resource() {
+        for protocol in PROTOCOLS {
+            let receiver = receiver().await;
+            let telemetry = node(protocol, &receiver, "node-1");
+            let meter = telemetry.meter();
+            let ops = meter.u64_counter("p2p_operations_total").build();
+            ops.add(
+                2,
+                &[
+                    KeyValue::new("operation", "publish"),
+                    KeyValue::new("status", "ok"),
+                ],
+            );
+            ops.add(
+                1,
+                &[
+                    KeyValue::new("operation", "search"),
+                    KeyValue::new("status", "error"),
+                ],
+            );
+            meter
+                .f64_histogram("p2p_operation_duration_ms")
+                .build()
+                .record(12.5, &[KeyValue::new("operation", "publish")]);
+            meter
+                .f64_gauge("p2p_peer_reputation")
+                .build()
+                .record(0.75, &[KeyValue::new("peer_id", "peer-a")]);
+            meter
+                .i64_up_down_counter("p2p_connected_peers")
+                .build()
+                .add(-1, &[]);
+            telemetry.flush().await.unwrap();
+
+            let points = receiver
+                .wait_for_metric("p2p_operations_total", WAIT, |p| {
+                    p.attribute("operation") == Some(&Value::from("publish"))
+                })
+                .await
+                .unwrap();
+            let point = &points[0];
+            assert_eq!(point.value, PointValue::Int(2), "{protocol:?}");
+            assert_eq!(point.kind, MetricKind::Sum { monotonic: true });
+            assert_eq!(point.temporality, Temporality::Cumulative);
+            assert_eq!(point.attribute("status"), Some(&Value::from("ok")));
+            assert_eq!(
+                point.attribute("service.instance.id"),
+                Some(&Value::from("node-1"))
+            );
+            assert_eq!(
+                receiver.metric_points_named("p2p_operations_total").len(),
+                2
+            );
+
+            let histogram = &receiver.metric_points_named("p2p_operation_duration_ms")[0];
+            assert_eq!(histogram.kind, MetricKind::Histogram);
+            assert_eq!(histogram.value.count(), Some(1));
+            assert_eq!(histogram.value.as_f64(), Some(12.5));
+            let gauge = &receiver.metric_points_named("p2p_peer_reputation")[0];
+            assert_eq!(
+                (gauge.kind, gauge.value.clone()),
+                (MetricKind::Gauge, PointValue::Double(0.75))
+            );
+            let peers = &receiver.metric_points_named("p2p_connected_peers")[0];
+            assert_eq!(peers.kind, MetricKind::Sum { monotonic: false });
+            assert_eq!(peers.value, PointValue::Int(-1));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logs_arrive_with_body_severity_and_attributes() {
+        for protocol in PROTOCOLS {
+            let receiver = receiver().await;
+            let telemetry = node(protocol, &receiver, "node-3");
+            let logger = telemetry.logger_provider().logger("marketplace");
+            let mut record = logger.create_log_record();
+            record.set_body("peer connected".into());
+            record.set_severity_number(Severity::Warn);
+            record.set_severity_text("WARN");
+            record.add_attribute("peer_id", "peer-b");
+            record.add_attribute("attempt", 3);
+            logger.emit(record);
+            telemetry.flush().await.unwrap();
+            let records = receiver.wait_for_log_records(1, WAIT).await.unwrap();
+            let record = &records[0];
+            assert_eq!(
+                record.body,
+                Some(Value::from("peer connected")),
+                "{protocol:?}"
+            );
+            assert_eq!(record.severity_text, "WARN");
+            assert_eq!(record.severity_number, Severity::Warn as i32);
+            assert_eq!(record.attributes["attempt"], Value::Int(3));
+            assert_eq!(
+                record.resource.attributes["service.instance.id"],
+                Value::from("node-3")
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn captured_and_received_traces_render_to_the_same_snapshot() {
+        let receiver = receiver().await;
+        let telemetry = node(Protocol::Grpc, &receiver, "node-1");
+        emit_publish(telemetry.dispatch());
+        telemetry.flush().await.unwrap();
+        let received = receiver
+            .wait_for_complete_trace("p2p_publish", WAIT)
+            .await
+            .unwrap();
+        let captured = telemetry.capture().traces();
+        assert_eq!(captured.render(), received.render());
+        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!("publish_received_over_otlp", received.render());
+        });
+    }
+}
+
+/// A raw HTTP/1.1 request to the receiver.
+async fn post(
+    receiver: &OtlpReceiver,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (u16, hyper::HeaderMap, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = hyper::Request::post(format!("{}{path}", receiver.http_endpoint()));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+async fn get(receiver: &OtlpReceiver, path: &str) -> (u16, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client
+        .get(
+            format!("{}{path}", receiver.http_endpoint())
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A raw gRPC unary call: one length-prefixed frame, optionally flagged compressed.
+async fn grpc_raw(receiver: &OtlpReceiver, payload: &[u8], compressed: bool) -> (String, String) {
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let mut frame = vec![u8::from(compressed)];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    let mut request = hyper::Request::post(format!(
+        "{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        receiver.grpc_endpoint()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers");
+    if compressed {
+        request = request.header("grpc-encoding", "gzip");
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::from(frame))).unwrap())
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let pick = |name: &str| {
+        headers
+            .get(name)
+            .or_else(|| trailers.get(name))
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    (pick("grpc-status"), pick("grpc-message"))
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn span(trace: u8, id: u8, name: &str) -> SpanRecord {
+    let mut span = SpanRecord::new(
+        TraceId::from_bytes([trace; 16]),
+        SpanId::from_bytes([id; 8]),
+        name,
+    );
+    span.start_unix_nanos = 1_000;
+    span.end_unix_nanos = Some(2_000);
+    let mut resource = p2p_otel_testkit::model::Resource::default();
+    resource
+        .attributes
+        .insert("service.name".into(), "raw-client".into());
+    span.resource = std::sync::Arc::new(resource);
+    span
+}
+
+fn request_of(spans: &[SpanRecord]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: spans_to_otlp(spans),
+    }
+}
+
+const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+mod bad_input {
+    use super::*;
+
+    /// After a bad request: nothing stored, and a good request still works.
+    async fn still_serving_and_unchanged(receiver: &OtlpReceiver, stored_before: usize) {
+        assert_eq!(
+            receiver.spans().len(),
+            stored_before,
+            "a bad request stored something"
+        );
+        let good = request_of(&[span(9, 9, "after_bad_input")]).encode_to_vec();
+        let (status, ..) = post(receiver, "/v1/traces", &[PROTOBUF], good).await;
+        assert_eq!(status, 200);
+        receiver
+            .wait_for_spans_where("the follow-up span", WAIT, |spans| {
+                spans.iter().any(|s| s.name == "after_bad_input")
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn empty_requests_succeed_in_every_encoding() {
+        let receiver = receiver().await;
+        for headers in [[PROTOBUF], [JSON]] {
+            let (status, response_headers, _) = post(&receiver, "/v1/traces", &headers, "").await;
+            assert_eq!(status, 200);
+            assert_eq!(
+                response_headers["content-type"], headers[0].1,
+                "answered in kind"
+            );
+        }
+        let (status, _, body) = post(&receiver, "/v1/traces", &[JSON], "{}").await;
+        assert_eq!((status, &body[..]), (200, &b"{}"[..]));
+        let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        client
+            .export(ExportTraceServiceRequest::default())
+            .await
+            .unwrap();
+        assert!(receiver.spans().is_empty());
+    }
+
+    #[tokio::test]
+    async fn malformed_bodies_are_400_and_invalid_argument() {
+        let receiver = receiver().await;
+        let (status, headers, body) =
+            post(&receiver, "/v1/traces", &[PROTOBUF], vec![0xff, 0xff, 0x01]).await;
+        assert_eq!(status, 400);
+        assert_eq!(headers["content-type"], "application/x-protobuf");
+        let status_message = p2p_otel_testkit_rpc_status(&body);
+        assert!(status_message.contains("malformed"), "{status_message}");
+        let (status, _, body) =
+            post(&receiver, "/v1/traces", &[JSON], "{\"resourceSpans\": 7}").await;
+        assert_eq!(status, 400);
+        assert!(
+            String::from_utf8_lossy(&body).contains("\"code\":3"),
+            "JSON google.rpc.Status"
+        );
+
+        let (grpc_status, message) = grpc_raw(&receiver, &[0xff, 0xff, 0x01], false).await;
+        assert_eq!(grpc_status, "3", "INVALID_ARGUMENT: {message}");
+
+        let mut bad_id = request_of(&[span(1, 1, "bad")]);
+        bad_id.resource_spans[0].scope_spans[0].spans[0].span_id = vec![1, 2, 3];
+        let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        let error = client.export(bad_id.clone()).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(
+            error.message().contains("span id must be 8 bytes"),
+            "{}",
+            error.message()
+        );
+        let (status, ..) = post(&receiver, "/v1/traces", &[PROTOBUF], bad_id.encode_to_vec()).await;
+        assert_eq!(status, 400);
+        still_serving_and_unchanged(&receiver, 0).await;
+    }
+
+    /// The message of a protobuf `google.rpc.Status` body (field 2).
+    fn p2p_otel_testkit_rpc_status(body: &[u8]) -> String {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct RpcStatus {
+            #[prost(int32, tag = "1")]
+            code: i32,
+            #[prost(string, tag = "2")]
+            message: String,
+        }
+        RpcStatus::decode(body)
+            .map(|s| s.message)
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn unsupported_content_type_and_encoding_are_415() {
+        let receiver = receiver().await;
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[("content-type", "text/plain")],
+            "hi",
+        )
+        .await;
+        assert_eq!(status, 415);
+        let (status, ..) = post(&receiver, "/v1/traces", &[], "hi").await;
+        assert_eq!(status, 415);
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "br")],
+            "hi",
+        )
+        .await;
+        assert_eq!(status, 415);
+        still_serving_and_unchanged(&receiver, 0).await;
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_413_and_resource_exhausted() {
+        let receiver = OtlpReceiver::start(Config::default().with_max_body_bytes(1024))
+            .await
+            .unwrap();
+        let big: Vec<SpanRecord> = (1..=40)
+            .map(|i| span(1, i, "padding_padding_padding"))
+            .collect();
+        let body = request_of(&big).encode_to_vec();
+        assert!(body.len() > 1024);
+        let (status, ..) = post(&receiver, "/v1/traces", &[PROTOBUF], body.clone()).await;
+        assert_eq!(status, 413);
+        let (grpc_status, message) = grpc_raw(&receiver, &body, false).await;
+        assert_eq!(grpc_status, "8", "RESOURCE_EXHAUSTED: {message}");
+        still_serving_and_unchanged(&receiver, 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_gzip_bomb_is_stopped_while_decompressing() {
+        let limit = 64 * 1024;
+        let receiver = OtlpReceiver::start(Config::default().with_max_body_bytes(limit))
+            .await
+            .unwrap();
+        // 64 MiB of zeroes gzip to about 64 KiB... too close to the limit; 16 MiB to ~16 KiB.
+        let bomb = gzip(&vec![0u8; 16 << 20]);
+        assert!(
+            bomb.len() < limit,
+            "the compressed bomb itself fits the limit"
+        );
+        let (status, _, body) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "gzip")],
+            bomb.clone(),
+        )
+        .await;
+        assert_eq!(status, 413);
+        assert!(p2p_otel_testkit_rpc_status(&body).contains("decompressed"));
+        let (grpc_status, message) = grpc_raw(&receiver, &bomb, true).await;
+        assert_eq!(grpc_status, "8", "RESOURCE_EXHAUSTED: {message}");
+        still_serving_and_unchanged(&receiver, 0).await;
+    }
+
+    #[tokio::test]
+    async fn gzip_and_chunked_json_without_length_are_accepted() {
+        let receiver = receiver().await;
+        let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"node-js"}}]},
+            "scopeSpans":[{"scope":{"name":"js"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+            "name":"from_node","kind":2,"startTimeUnixNano":"1000","endTimeUnixNano":2000,
+            "attributes":[{"key":"as_string","value":{"intValue":"5"}},{"key":"as_number","value":{"intValue":6}}]}]}]}]}"#;
+        // A streamed body: hyper sends it chunked, with no Content-Length, as Node's exporter does.
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let chunks: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = json
+            .as_bytes()
+            .chunks(50)
+            .map(|c| Ok(hyper::body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+        let request = hyper::Request::post(format!("{}/v1/traces", receiver.http_endpoint()))
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("content-length").is_some());
+        let traces = receiver.wait_for_spans(1, WAIT).await.unwrap();
+        let span = traces.expect(&expect::span().named("from_node")).unwrap();
+        assert_eq!(span.attribute("as_string"), Some(&Value::Int(5)));
+        assert_eq!(span.attribute("as_number"), Some(&Value::Int(6)));
+        assert_eq!(span.record().kind, SpanKind::Server);
+
+        let gzipped = gzip(&request_of(&[span_of_gzip()]).encode_to_vec());
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "gzip")],
+            gzipped,
+        )
+        .await;
+        assert_eq!(status, 200);
+        receiver.wait_for_spans(2, WAIT).await.unwrap();
+    }
+
+    fn span_of_gzip() -> SpanRecord {
+        span(3, 3, "gzipped")
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_loudly_and_counts() {
+        let receiver = OtlpReceiver::start(Config::default().with_span_capacity(5))
+            .await
+            .unwrap();
+        let first: Vec<SpanRecord> = (1..=4).map(|i| span(1, i, "fits")).collect();
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF],
+            request_of(&first).encode_to_vec(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let second: Vec<SpanRecord> = (10..=12).map(|i| span(1, i, "overflows")).collect();
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF],
+            request_of(&second).encode_to_vec(),
+        )
+        .await;
+        assert_eq!(status, 429);
+        let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        let error = client.export(request_of(&second)).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            error.message().contains("capacity 5"),
+            "{}",
+            error.message()
+        );
+        assert_eq!(receiver.spans().len(), 4);
+        assert_eq!(
+            receiver.counter("otelcol_receiver_refused_spans", Some("raw-client")),
+            6
+        );
+        assert_eq!(receiver.counter("otelcol_receiver_accepted_spans", None), 4);
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_counted_and_kept_once() {
+        let receiver = receiver().await;
+        let body = request_of(&[span(1, 1, "once"), span(1, 2, "twice")]).encode_to_vec();
+        for _ in 0..2 {
+            let (status, ..) = post(&receiver, "/v1/traces", &[PROTOBUF], body.clone()).await;
+            assert_eq!(status, 200);
+        }
+        assert_eq!(receiver.spans().len(), 2);
+        assert_eq!(
+            receiver.counter("otelcol_receiver_duplicate_spans", None),
+            2
+        );
+        assert_eq!(receiver.counter("otelcol_receiver_accepted_spans", None), 2);
+    }
+}
+
+mod load {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn eight_concurrent_exporters_times_ten_thousand_spans_lose_nothing() {
+        const EXPORTERS: usize = 8;
+        const SPANS: usize = 10_000;
+        let receiver = receiver().await;
+        let mut tasks = Vec::new();
+        for exporter in 0..EXPORTERS {
+            let protocol = PROTOCOLS[exporter % PROTOCOLS.len()];
+            let telemetry = node(protocol, &receiver, &format!("exporter-{exporter}"));
+            tasks.push(tokio::spawn(async move {
+                let dispatch = telemetry.dispatch().clone();
+                tokio::task::spawn_blocking(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        for i in 0..SPANS {
+                            info_span!("load", exporter, i).in_scope(|| {});
+                        }
+                    })
+                })
+                .await
+                .unwrap();
+                telemetry.flush().await.unwrap();
+                telemetry.shutdown().await.unwrap();
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let total = EXPORTERS * SPANS;
+        let traces = receiver
+            .wait_for_spans(total, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(receiver.spans().len(), total, "exactly, no more");
+        assert_eq!(traces.duplicates(), 0);
+        assert_eq!(
+            receiver.counter("otelcol_receiver_accepted_spans", Some("ggen-p2p")),
+            total as u64
+        );
+        assert_eq!(receiver.counter("otelcol_receiver_refused_spans", None), 0);
+    }
+}
+
+mod waiting {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_span_wait_timeout_shows_the_trees_that_arrived() {
+        let receiver = receiver().await;
+        let body = request_of(&[span(1, 1, "p2p_bootstrap")]).encode_to_vec();
+        post(&receiver, "/v1/traces", &[PROTOBUF], body).await;
+        let error = receiver
+            .wait_for_complete_trace("p2p_publish", Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("a complete trace with a span named \"p2p_publish\""),
+            "{message}"
+        );
+        assert!(message.contains("1 span(s) arrived"), "{message}");
+        assert!(message.contains("└─ p2p_bootstrap"), "{message}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_metric_wait_timeout_lists_the_metrics_that_arrived() {
+        let receiver = receiver().await;
+        let telemetry = node(Protocol::Grpc, &receiver, "n");
+        telemetry
+            .meter()
+            .u64_counter("p2p_searches_total")
+            .build()
+            .add(1, &[]);
+        telemetry.flush().await.unwrap();
+        receiver
+            .wait_for_metric("p2p_searches_total", WAIT, |_| true)
+            .await
+            .unwrap();
+        let error = receiver
+            .wait_for_metric("p2p_searches_total", Duration::from_millis(50), |p| {
+                p.value.as_f64() == Some(99.0)
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("p2p_searches_total: 1 point(s)"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_receivers_in_parallel_never_mix() {
+        let (a, b) = (receiver().await, receiver().await);
+        let (node_a, node_b) = (
+            node(Protocol::Grpc, &a, "a"),
+            node(Protocol::HttpJson, &b, "b"),
+        );
+        tracing::dispatcher::with_default(node_a.dispatch(), || {
+            info_span!("only_a").in_scope(|| {})
+        });
+        tracing::dispatcher::with_default(node_b.dispatch(), || {
+            info_span!("only_b").in_scope(|| {})
+        });
+        node_a.flush().await.unwrap();
+        node_b.flush().await.unwrap();
+        let on_a = a.wait_for_spans(1, WAIT).await.unwrap();
+        let on_b = b.wait_for_spans(1, WAIT).await.unwrap();
+        on_a.expect_only(&[expect::span().named("only_a")]).unwrap();
+        on_b.expect_only(&[expect::span().named("only_b")]).unwrap();
+    }
+}
+
+mod faults {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exporters_retry_through_injected_outages() {
+        for protocol in PROTOCOLS {
+            let receiver = receiver().await;
+            receiver.inject(
+                Fault::Unavailable {
+                    retry_after: Duration::from_millis(10),
+                },
+                2,
+            );
+            let telemetry = node(protocol, &receiver, "retrying");
+            emit_publish(telemetry.dispatch());
+            telemetry.flush().await.unwrap();
+            let traces = receiver
+                .wait_for_complete_trace("p2p_publish", WAIT)
+                .await
+                .unwrap();
+            assert_eq!(traces.span_count(), 3, "{protocol:?}");
+            assert_eq!(receiver.counter("otelcol_receiver_accepted_spans", None), 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_503_with_retry_after_and_stores_nothing() {
+        let receiver = receiver().await;
+        receiver.inject(
+            Fault::Unavailable {
+                retry_after: Duration::from_secs(2),
+            },
+            1,
+        );
+        let body = request_of(&[span(1, 1, "refused")]).encode_to_vec();
+        let (status, headers, _) = post(&receiver, "/v1/traces", &[PROTOBUF], body.clone()).await;
+        assert_eq!(status, 503);
+        assert_eq!(headers["retry-after"], "2");
+        assert!(receiver.spans().is_empty());
+        let (status, ..) = post(&receiver, "/v1/traces", &[PROTOBUF], body).await;
+        assert_eq!(status, 200, "only the next request was faulty");
+    }
+
+    #[tokio::test]
+    async fn partial_success_rejects_the_last_items_and_says_so() {
+        let receiver = receiver().await;
+        receiver.inject(
+            Fault::PartialSuccess {
+                rejected: 2,
+                message: "quota".into(),
+            },
+            1,
+        );
+        let spans: Vec<SpanRecord> = (1..=5).map(|i| span(1, i, "batch")).collect();
+        let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        let response = client
+            .export(request_of(&spans))
+            .await
+            .unwrap()
+            .into_inner();
+        let partial = response.partial_success.unwrap();
+        assert_eq!(
+            (partial.rejected_spans, partial.error_message.as_str()),
+            (2, "quota")
+        );
+        assert_eq!(receiver.spans().len(), 3);
+        assert_eq!(receiver.counter("otelcol_receiver_refused_spans", None), 2);
+    }
+
+    #[tokio::test]
+    async fn a_delay_delays_then_stores() {
+        let receiver = receiver().await;
+        receiver.inject(Fault::Delay(Duration::from_millis(100)), 1);
+        let started = std::time::Instant::now();
+        let body = request_of(&[span(1, 1, "slow")]).encode_to_vec();
+        let (status, ..) = post(&receiver, "/v1/traces", &[PROTOBUF], body).await;
+        assert_eq!(status, 200);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(receiver.spans().len(), 1);
+    }
+}
+
+mod endpoints {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_self_metrics_and_received_metrics() {
+        let receiver = receiver().await;
+        assert_eq!(get(&receiver, "/health").await.0, 200);
+        let telemetry = node(Protocol::HttpProtobuf, &receiver, "node-1");
+        emit_publish(telemetry.dispatch());
+        telemetry
+            .meter()
+            .u64_counter("p2p_packages_published_total")
+            .build()
+            .add(3, &[KeyValue::new("operation", "publish")]);
+        telemetry.flush().await.unwrap();
+        receiver.wait_for_spans(3, WAIT).await.unwrap();
+        receiver
+            .wait_for_metric("p2p_packages_published_total", WAIT, |_| true)
+            .await
+            .unwrap();
+
+        let (status, text) = get(&receiver, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            text.contains(r#"otelcol_receiver_accepted_spans{receiver="otlp",transport="http",service_name="ggen-p2p"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("otelcol_receiver_accepted_metric_points{"),
+            "{text}"
+        );
+        let (status, text) = get(&receiver, "/metrics/received").await;
+        assert_eq!(status, 200);
+        assert!(
+            text.contains("# TYPE p2p_packages_published_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"p2p_packages_published_total{operation="publish",service_instance_id="node-1",service_name="ggen-p2p"} 3"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn json_lines_files_hold_one_request_per_line() {
+        let dir =
+            std::env::temp_dir().join(format!("p2p-otel-testkit-jsonl-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let receiver = OtlpReceiver::start(Config::default().with_json_lines_dir(&dir))
+            .await
+            .unwrap();
+        let telemetry = node(Protocol::Grpc, &receiver, "node-1");
+        emit_publish(telemetry.dispatch());
+        telemetry.flush().await.unwrap();
+        receiver.wait_for_spans(3, WAIT).await.unwrap();
+        let text = std::fs::read_to_string(dir.join("traces.jsonl")).unwrap();
+        let names: Vec<String> = text
+            .lines()
+            .flat_map(|line| {
+                let request: serde_json::Value = serde_json::from_str(line).unwrap();
+                request["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["name"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for name in ["p2p_publish", "dht_put", "gossipsub_announce"] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} missing from {text}"
+            );
+        }
+        assert!(text.contains("\"service.name\""));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn shutdown_releases_the_ports_and_busy_ports_are_clear_errors() {
+        let receiver = receiver().await;
+        let (grpc, http) = (receiver.grpc_addr(), receiver.http_addr());
+        let busy = OtlpReceiver::start(Config::default().with_http_addr(http))
+            .await
+            .unwrap_err();
+        assert!(
+            busy.to_string()
+                .contains("could not bind the OTLP/HTTP listener"),
+            "{busy}"
+        );
+        receiver.shutdown().await.unwrap();
+        let again =
+            OtlpReceiver::start(Config::default().with_grpc_addr(grpc).with_http_addr(http))
+                .await
+                .unwrap();
+        assert_eq!((again.grpc_addr(), again.http_addr()), (grpc, http));
+    }
+}
+
+mod environment {
+    use super::*;
+
+    const CHILD_GRPC: &str = "P2P_OTEL_TESTKIT_CHILD_GRPC";
+    const CHILD_HTTP: &str = "P2P_OTEL_TESTKIT_CHILD_HTTP";
+
+    /// Runs this test binary again, filtered to the child half below, with every
+    /// `OTEL_EXPORTER_OTLP_*` variable pointing somewhere else or set to something hostile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn otel_exporter_variables_cannot_redirect_a_nodes_telemetry() {
+        let receiver = receiver().await;
+        let output = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "environment::child_half_exports_where_told",
+                "--nocapture",
+            ])
+            .env(CHILD_GRPC, receiver.grpc_endpoint())
+            .env(CHILD_HTTP, receiver.http_endpoint())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .env(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://127.0.0.1:9/v1/traces",
+            )
+            .env(
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://127.0.0.1:9/v1/metrics",
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+            .env("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+            .env("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")
+            .env("OTEL_EXPORTER_OTLP_HEADERS", "x-broken")
+            .env("OTEL_BSP_MAX_QUEUE_SIZE", "1")
+            .env("OTEL_TRACES_SAMPLER", "always_off")
+            .env("OTEL_SERVICE_NAME", "hijacked")
+            .env("OTEL_RESOURCE_ATTRIBUTES", "service.name=hijacked")
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "child failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "the child half did not run:\n{stdout}"
+        );
+        let traces = receiver
+            .wait_for_spans_where("the child's spans over gRPC and HTTP", WAIT, |spans| {
+                ["child_grpc", "child_http"]
+                    .iter()
+                    .all(|n| spans.iter().any(|s| s.name == *n))
+            })
+            .await
+            .unwrap();
+        traces
+            .expect(
+                &expect::span()
+                    .named("child_grpc")
+                    .with_attr("service.name", "env-child"),
+            )
+            .unwrap();
+        traces
+            .expect(
+                &expect::span()
+                    .named("child_http")
+                    .with_attr("service.name", "env-child"),
+            )
+            .unwrap();
+    }
+
+    /// The child half: does its work only when the parent above runs it (it reads, never
+    /// sets, the environment). Run directly, it has no receiver to talk to and returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn child_half_exports_where_told() {
+        let (Ok(grpc), Ok(http)) = (std::env::var(CHILD_GRPC), std::env::var(CHILD_HTTP)) else {
+            return;
+        };
+        for (protocol, name) in [
+            (Protocol::Grpc, "child_grpc"),
+            (Protocol::HttpJson, "child_http"),
+        ] {
+            let telemetry = Telemetry::builder_for_endpoints(protocol, grpc.clone(), http.clone())
+                .resource_attribute("service.name", "env-child")
+                .build()
+                .unwrap();
+            tracing::dispatcher::with_default(telemetry.dispatch(), || {
+                info_span!("child", otel.name = name).in_scope(|| {})
+            });
+            telemetry.flush().await.unwrap();
+            telemetry.shutdown().await.unwrap();
+        }
+    }
+}
