@@ -33,14 +33,13 @@ mod layer;
 mod visitor;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tracing::Metadata;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::model::{Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
+use crate::model::{IdHash, Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
 use crate::store::{Store, WaitError};
 use crate::tree::TraceSet;
 
@@ -166,30 +165,11 @@ struct Shared {
     closed: Store<CapturedSpan>,
     /// `closed[..converted.len()]` turned into the span model; extended when read.
     converted: Mutex<Vec<SpanRecord>>,
-    open: Mutex<HashMap<SpanId, (TraceId, &'static Metadata<'static>), RandomIdHash>>,
+    open: Mutex<HashMap<SpanId, (TraceId, &'static Metadata<'static>), IdHash>>,
     events_outside_spans: Mutex<Vec<SpanEvent>>,
     clock: Clock,
     resource: Arc<Resource>,
     scope: Arc<Scope>,
-}
-
-/// Span ids are already uniformly random, so the open-span map uses their bytes as the
-/// hash instead of paying for SipHash on every span.
-type RandomIdHash = BuildHasherDefault<IdBytesHasher>;
-
-#[derive(Debug, Default)]
-struct IdBytesHasher(u64);
-
-impl Hasher for IdBytesHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use ids::{SpanId, TraceId};
+pub use ids::{IdBytesHasher, IdHash, SpanId, TraceId};
 pub use logs::{log_records_from_otlp, LogRecord};
 pub use metrics::{metric_points_from_otlp, MetricKind, MetricPoint, PointValue, Temporality};
-pub use otlp::{spans_from_otlp, spans_to_otlp};
+pub use otlp::{spans_from_otlp, spans_from_otlp_owned, spans_to_otlp};
 pub use value::{Attributes, Value};
 
 /// Errors met while turning foreign data into the span model.

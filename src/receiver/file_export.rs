@@ -55,10 +55,20 @@ impl JsonLines {
         self.errors.load(Ordering::Relaxed)
     }
 
-    fn write(&self, file: &Mutex<BufWriter<File>>, request: &impl Serialize) {
+    /// One request as a JSON line (without the newline); `None` if it cannot be
+    /// serialized, which is then counted as a write error.
+    pub(crate) fn line(request: &impl Serialize) -> Option<Vec<u8>> {
+        serde_json::to_vec(request).ok()
+    }
+
+    fn write(&self, file: &Mutex<BufWriter<File>>, line: Option<Vec<u8>>) {
+        let Some(line) = line else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let written = serde_json::to_writer(&mut *file, request)
-            .map_err(std::io::Error::from)
+        let written = file
+            .write_all(&line)
             .and_then(|()| file.write_all(b"\n"))
             // Flushed per request so that a reader (jq, a test) sees every line at once.
             .and_then(|()| file.flush());
@@ -67,15 +77,15 @@ impl JsonLines {
         }
     }
 
-    pub(crate) fn traces(&self, request: &impl Serialize) {
-        self.write(&self.traces, request);
+    pub(crate) fn traces(&self, line: Option<Vec<u8>>) {
+        self.write(&self.traces, line);
     }
 
     pub(crate) fn metrics(&self, request: &impl Serialize) {
-        self.write(&self.metrics, request);
+        self.write(&self.metrics, Self::line(request));
     }
 
     pub(crate) fn logs(&self, request: &impl Serialize) {
-        self.write(&self.logs, request);
+        self.write(&self.logs, Self::line(request));
     }
 }

@@ -50,7 +50,7 @@ impl TraceService for OtlpGrpc {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let accepted = self
             .shared
-            .ingest_traces(request.get_ref(), Transport::Grpc)
+            .ingest_traces(request.into_inner(), Transport::Grpc)
             .await
             .map_err(status)?;
         Ok(Response::new(ExportTraceServiceResponse {

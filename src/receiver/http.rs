@@ -261,7 +261,7 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             Ok(decoded) => decoded,
             Err((error, format)) => return error.respond(format),
         };
-    match shared.ingest_traces(&request, Transport::Http).await {
+    match shared.ingest_traces(request, Transport::Http).await {
         Ok(accepted) => encode(
             format,
             &ExportTraceServiceResponse {

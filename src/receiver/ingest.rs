@@ -13,8 +13,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use super::file_export::JsonLines;
 use super::{Config, Fault};
 use crate::model::{
-    log_records_from_otlp, metric_points_from_otlp, spans_from_otlp, LogRecord, MetricPoint,
-    Resource, SpanId, SpanRecord, TraceId, Value,
+    log_records_from_otlp, metric_points_from_otlp, spans_from_otlp_owned, IdHash, LogRecord,
+    MetricPoint, Resource, SpanId, SpanRecord, TraceId, Value,
 };
 use crate::store::Store;
 
@@ -98,7 +98,7 @@ pub(crate) type Counters = BTreeMap<(Counter, Transport, String), u64>;
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) spans: Store<SpanRecord>,
-    seen_spans: Mutex<HashSet<(TraceId, SpanId)>>,
+    seen_spans: Mutex<HashSet<(TraceId, SpanId), IdHash>>,
     pub(crate) metrics: Store<MetricPoint>,
     pub(crate) logs: Store<LogRecord>,
     counters: Mutex<Counters>,
@@ -126,13 +126,27 @@ impl Shared {
         Shared {
             config,
             spans: Store::default(),
-            seen_spans: Mutex::new(HashSet::new()),
+            seen_spans: Mutex::new(HashSet::default()),
             metrics: Store::default(),
             logs: Store::default(),
             counters: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(VecDeque::new()),
             files,
         }
+    }
+
+    pub(crate) fn clear(&self) {
+        {
+            // Same lock order as ingestion: `seen` first, then the span store.
+            let mut seen = lock(&self.seen_spans);
+            seen.clear();
+            self.spans.lock().clear();
+        }
+        self.metrics.lock().clear();
+        self.logs.lock().clear();
+        self.spans.notify();
+        self.metrics.notify();
+        self.logs.notify();
     }
 
     pub(crate) fn inject(&self, fault: Fault, times: usize) {
@@ -143,17 +157,30 @@ impl Shared {
         lock(&self.counters).clone()
     }
 
+    /// Adds one per item to `counter`, labelled by each item's `service.name`. Items of
+    /// one request share their resource, so runs of the same resource are tallied first
+    /// and each distinct resource is looked up once.
     fn count<'a>(
         &self,
         counter: Counter,
         transport: Transport,
         resources: impl IntoIterator<Item = &'a Resource>,
     ) {
-        let mut counters = lock(&self.counters);
+        let mut runs: Vec<(&Resource, u64)> = Vec::new();
         for resource in resources {
+            match runs.iter_mut().find(|(r, _)| std::ptr::eq(*r, resource)) {
+                Some((_, n)) => *n += 1,
+                None => runs.push((resource, 1)),
+            }
+        }
+        if runs.is_empty() {
+            return;
+        }
+        let mut counters = lock(&self.counters);
+        for (resource, n) in runs {
             *counters
                 .entry((counter, transport, service_name(resource)))
-                .or_default() += 1;
+                .or_default() += n;
         }
     }
 
@@ -228,11 +255,13 @@ impl Shared {
 
     pub(crate) async fn ingest_traces(
         &self,
-        request: &ExportTraceServiceRequest,
+        request: ExportTraceServiceRequest,
         transport: Transport,
     ) -> Result<Accepted, Rejection> {
         let partial = self.apply_fault().await?;
-        let mut spans = spans_from_otlp(&request.resource_spans)
+        // Serialized before conversion consumes the request; written once it is stored.
+        let line = self.files.as_ref().map(|_| JsonLines::line(&request));
+        let mut spans = spans_from_otlp_owned(request.resource_spans)
             .map_err(|error| Rejection::Invalid(error.to_string()))?;
         let resource: fn(&SpanRecord) -> &Resource = |s| &s.resource;
         let accepted = self.apply_partial(
@@ -272,8 +301,8 @@ impl Shared {
                 duplicates.iter().map(resource),
             );
         }
-        if let Some(files) = &self.files {
-            files.traces(request);
+        if let (Some(files), Some(line)) = (&self.files, line) {
+            files.traces(line);
         }
         Ok(accepted)
     }

@@ -295,7 +295,8 @@ impl OtlpReceiver {
                     .max_decoding_message_size(limit),
             )
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(grpc_listener),
+                // Without TCP_NODELAY, Nagle and delayed ACKs stall responses by ~40 ms.
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 signal(stopped.clone()),
             );
         let grpc_task = tokio::spawn(async move { grpc.await.map_err(|e| e.to_string()) });
@@ -398,6 +399,12 @@ impl OtlpReceiver {
         prometheus::received_metrics(&self.shared.metrics.lock())
     }
 
+    /// Forgets every span, metric point and log record received, and which spans were
+    /// seen (so a span sent again after a clear is stored again). Counters keep counting.
+    pub fn clear(&self) {
+        self.shared.clear();
+    }
+
     /// Applies `fault` to each of the next `times` export requests, of any signal and
     /// either transport, in arrival order.
     pub fn inject(&self, fault: Fault, times: usize) {
@@ -414,6 +421,25 @@ impl OtlpReceiver {
             spans.len() >= count
         })
         .await
+    }
+
+    /// Waits until at least `count` spans are stored, and returns how many there are,
+    /// without copying them: the cheap wait for throughput-sensitive code.
+    pub async fn wait_for_span_count(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<usize, WaitError> {
+        self.shared
+            .spans
+            .wait_until(
+                "span(s)",
+                &format!("{count} span(s)"),
+                timeout,
+                |spans| (spans.len() >= count).then_some(spans.len()),
+                |spans| TraceSet::new(spans.to_vec()).render(),
+            )
+            .await
     }
 
     /// Waits until `condition` holds over every span received; returns them all as trees.
