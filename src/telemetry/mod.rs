@@ -87,6 +87,30 @@ pub enum TelemetryError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// Builds one signal's OTLP exporter for the builder's protocol, with every setting the
+/// environment could override given explicitly. A macro because opentelemetry-otlp's
+/// span, metric and log exporter builders share methods but no trait to name them by.
+macro_rules! exporter {
+    ($config:expr, $runtime:expr, $builder:expr, $path:literal) => {
+        match $config.protocol {
+            Protocol::Grpc => $builder
+                .with_tonic()
+                .with_endpoint($config.grpc_endpoint.clone())
+                .with_timeout($config.timeout)
+                .with_compression_if($config.gzip)
+                .build(),
+            Protocol::HttpProtobuf | Protocol::HttpJson => $builder
+                .with_http()
+                .with_endpoint(format!("{}{}", $config.http_endpoint, $path))
+                .with_protocol($config.http_protocol())
+                .with_timeout($config.timeout)
+                .with_http_client(RuntimeBoundClient::new($runtime.clone(), $config.timeout))
+                .with_http_compression_if($config.gzip)
+                .build(),
+        }
+    };
+}
+
 /// Builds a [`Telemetry`]. Defaults: gzip on, 10 s export timeout, batches of 512, a
 /// span and log queue of 65,536 (the SDK drops beyond it, so raise it for bigger bursts),
 /// metrics exported on flush (and every 60 s), busy/idle timing off in both layers.
@@ -223,24 +247,13 @@ impl Builder {
         &self,
         runtime: &tokio::runtime::Handle,
     ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
-        let builder = opentelemetry_otlp::SpanExporter::builder();
-        let built = match self.protocol {
-            Protocol::Grpc => builder
-                .with_tonic()
-                .with_endpoint(self.grpc_endpoint.clone())
-                .with_timeout(self.timeout)
-                .with_compression_if(self.gzip)
-                .build(),
-            Protocol::HttpProtobuf | Protocol::HttpJson => builder
-                .with_http()
-                .with_endpoint(format!("{}/v1/traces", self.http_endpoint))
-                .with_protocol(self.http_protocol())
-                .with_timeout(self.timeout)
-                .with_http_client(RuntimeBoundClient::new(runtime.clone(), self.timeout))
-                .with_http_compression_if(self.gzip)
-                .build(),
-        };
-        built.map_err(|source| TelemetryError::Build {
+        exporter!(
+            self,
+            runtime,
+            opentelemetry_otlp::SpanExporter::builder(),
+            "/v1/traces"
+        )
+        .map_err(|source| TelemetryError::Build {
             signal: "trace",
             source,
         })
@@ -250,24 +263,13 @@ impl Builder {
         &self,
         runtime: &tokio::runtime::Handle,
     ) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
-        let builder = opentelemetry_otlp::MetricExporter::builder();
-        let built = match self.protocol {
-            Protocol::Grpc => builder
-                .with_tonic()
-                .with_endpoint(self.grpc_endpoint.clone())
-                .with_timeout(self.timeout)
-                .with_compression_if(self.gzip)
-                .build(),
-            Protocol::HttpProtobuf | Protocol::HttpJson => builder
-                .with_http()
-                .with_endpoint(format!("{}/v1/metrics", self.http_endpoint))
-                .with_protocol(self.http_protocol())
-                .with_timeout(self.timeout)
-                .with_http_client(RuntimeBoundClient::new(runtime.clone(), self.timeout))
-                .with_http_compression_if(self.gzip)
-                .build(),
-        };
-        built.map_err(|source| TelemetryError::Build {
+        exporter!(
+            self,
+            runtime,
+            opentelemetry_otlp::MetricExporter::builder(),
+            "/v1/metrics"
+        )
+        .map_err(|source| TelemetryError::Build {
             signal: "metric",
             source,
         })
@@ -277,24 +279,13 @@ impl Builder {
         &self,
         runtime: &tokio::runtime::Handle,
     ) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
-        let builder = opentelemetry_otlp::LogExporter::builder();
-        let built = match self.protocol {
-            Protocol::Grpc => builder
-                .with_tonic()
-                .with_endpoint(self.grpc_endpoint.clone())
-                .with_timeout(self.timeout)
-                .with_compression_if(self.gzip)
-                .build(),
-            Protocol::HttpProtobuf | Protocol::HttpJson => builder
-                .with_http()
-                .with_endpoint(format!("{}/v1/logs", self.http_endpoint))
-                .with_protocol(self.http_protocol())
-                .with_timeout(self.timeout)
-                .with_http_client(RuntimeBoundClient::new(runtime.clone(), self.timeout))
-                .with_http_compression_if(self.gzip)
-                .build(),
-        };
-        built.map_err(|source| TelemetryError::Build {
+        exporter!(
+            self,
+            runtime,
+            opentelemetry_otlp::LogExporter::builder(),
+            "/v1/logs"
+        )
+        .map_err(|source| TelemetryError::Build {
             signal: "log",
             source,
         })
