@@ -1,0 +1,728 @@
+//! N libp2p nodes on the memory transport inside one test process, each `Swarm` owned by
+//! its own task, with topologies, partitions, kills and restarts, and honest waits.
+//!
+//! A node is any [`NetworkBehaviour`] plus the logic that drives it (a [`Node`]): the mesh
+//! runs one event loop per node that `select!`s over swarm events, commands and the
+//! logic's next deadline — message passing, never a lock around the swarm. Every node also
+//! gets libp2p's allow/block list, which is how partitions are made and healed.
+//!
+//! ```
+//! # async fn run() -> Result<(), p2p_otel_testkit::mesh::MeshError> {
+//! use std::time::Duration;
+//! use p2p_otel_testkit::mesh::{Mesh, Passive, Topology};
+//!
+//! let mut mesh = Mesh::builder(3)
+//!     .start(|_ctx| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
+//!     .await?;
+//! mesh.connect_topology(Topology::Full, Duration::from_secs(5)).await?;
+//! mesh.partition(&[&[0], &[1, 2]], Duration::from_secs(5)).await?;
+//! mesh.heal(Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
+
+mod behaviour;
+mod node;
+mod topology;
+mod transport;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::allow_block_list;
+use libp2p::identity::Keypair;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber;
+use tracing::Dispatch;
+
+use node::{Control, EventLoop};
+pub use topology::Topology;
+pub use transport::Security;
+
+/// Errors of the mesh and its nodes. Every network wait ends in one of these, never a hang.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeshError {
+    /// A keypair or the secure channel could not be set up.
+    #[error("identity: {0}")]
+    Identity(String),
+    /// A node could not start listening.
+    #[error("node {index} could not listen: {reason}")]
+    Listen {
+        /// The node.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The node constructor failed.
+    #[error("node {index} could not be built: {reason}")]
+    Build {
+        /// The node.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Dialing a peer failed.
+    #[error("dialing {peer} failed: {reason}")]
+    Dial {
+        /// The peer dialed.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The node's task is gone (killed, or its loop ended).
+    #[error("node {index} is stopped")]
+    NodeStopped {
+        /// The node.
+        index: usize,
+    },
+    /// There is no node with this index.
+    #[error("there is no node {index} (the mesh has {len})")]
+    NoSuchNode {
+        /// The index asked for.
+        index: usize,
+        /// How many nodes there are.
+        len: usize,
+    },
+    /// A wait ran out of time.
+    #[error("timed out after {waited:?} waiting for {what}; node states:\n{states}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        waited: Duration,
+        /// Every node's state when the wait gave up.
+        states: String,
+    },
+}
+
+pub use behaviour::{MeshBehaviour, MeshBehaviourEvent};
+
+/// The swarm type every node logic works with.
+pub type NodeSwarm<B> = Swarm<MeshBehaviour<B>>;
+
+/// The swarm events a node logic receives.
+pub type NodeEvent<B> = SwarmEvent<MeshBehaviourEvent<B>>;
+
+/// The logic that drives one node's behaviour inside its event loop.
+pub trait Node: Send + 'static {
+    /// The application behaviour.
+    type Behaviour: NetworkBehaviour + Send + 'static;
+    /// Commands the node's handles send it.
+    type Command: Send + 'static;
+
+    /// Handles one swarm event.
+    fn on_swarm_event(
+        &mut self,
+        swarm: &mut NodeSwarm<Self::Behaviour>,
+        event: NodeEvent<Self::Behaviour>,
+    );
+
+    /// Handles one command.
+    fn on_command(&mut self, swarm: &mut NodeSwarm<Self::Behaviour>, command: Self::Command);
+
+    /// When the logic next needs [`on_deadline`](Node::on_deadline) (pending timeouts).
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// Called when [`next_deadline`](Node::next_deadline) has passed.
+    fn on_deadline(&mut self, _swarm: &mut NodeSwarm<Self::Behaviour>) {}
+
+    /// Adds application observations (routing table size, gossip mesh peers…) to the
+    /// state the mesh's waits see.
+    fn observe(&self, _swarm: &NodeSwarm<Self::Behaviour>, _state: &mut NodeState) {}
+}
+
+/// A node logic that does nothing: for behaviours that need no driving.
+#[derive(Debug)]
+pub struct Passive<B>(std::marker::PhantomData<fn() -> B>);
+
+impl<B> Default for Passive<B> {
+    fn default() -> Self {
+        Passive(std::marker::PhantomData)
+    }
+}
+
+impl<B: NetworkBehaviour + Send + 'static> Node for Passive<B> {
+    type Behaviour = B;
+    type Command = ();
+    fn on_swarm_event(&mut self, _: &mut NodeSwarm<B>, _: NodeEvent<B>) {}
+    fn on_command(&mut self, _: &mut NodeSwarm<B>, _: ()) {}
+}
+
+/// What the mesh knows about a node, updated by its task after every event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeState {
+    /// The node's index in the mesh.
+    pub index: usize,
+    /// Its peer id.
+    pub peer_id: Option<PeerId>,
+    /// Whether its task runs.
+    pub alive: bool,
+    /// Its listen addresses.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers it has a connection to.
+    pub connected: BTreeSet<PeerId>,
+    /// Application observations, by name.
+    pub observations: BTreeMap<String, i64>,
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "node {} {} alive={} connected={}",
+            self.index,
+            self.peer_id.map(|p| p.to_string()).unwrap_or_default(),
+            self.alive,
+            self.connected.len()
+        )?;
+        for (name, value) in &self.observations {
+            write!(f, " {name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a node constructor is given.
+#[derive(Debug, Clone)]
+pub struct NodeContext {
+    /// The node's index.
+    pub index: usize,
+    /// Its (seeded) keypair.
+    pub keypair: Keypair,
+    /// Its peer id.
+    pub peer_id: PeerId,
+}
+
+type Constructor<N> =
+    dyn Fn(&NodeContext) -> Result<(<N as Node>::Behaviour, N), MeshError> + Send + Sync;
+type DispatchFactory = dyn Fn(usize, PeerId) -> Dispatch + Send + Sync;
+
+/// Configures a mesh. Defaults: seed 0, noise, connections kept 1 hour when idle, 5 s
+/// to listen or dial.
+#[must_use = "call .start(...) to start the mesh"]
+pub struct Builder {
+    nodes: usize,
+    seed: u64,
+    security: Security,
+    idle_timeout: Duration,
+    timeout: Duration,
+    dispatch: Option<Arc<DispatchFactory>>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("nodes", &self.nodes)
+            .field("seed", &self.seed)
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// The seed of the nodes' keypairs: the same seed gives the same peer ids.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Noise (default) or plaintext.
+    pub fn security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// How long to wait to listen or dial before a typed error.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Gives each node its own tracing dispatch, made from its index and peer id: the
+    /// node's task and every task libp2p spawns for it run with it.
+    pub fn dispatch_per_node(
+        mut self,
+        make: impl Fn(usize, PeerId) -> Dispatch + Send + Sync + 'static,
+    ) -> Self {
+        self.dispatch = Some(Arc::new(make));
+        self
+    }
+
+    /// Starts every node, built by `constructor`, listening on the memory transport.
+    pub async fn start<N, F>(self, constructor: F) -> Result<Mesh<N>, MeshError>
+    where
+        N: Node,
+        F: Fn(&NodeContext) -> Result<(N::Behaviour, N), MeshError> + Send + Sync + 'static,
+        Swarm<MeshBehaviour<N::Behaviour>>: Send,
+    {
+        let mut mesh = Mesh {
+            slots: Vec::with_capacity(self.nodes),
+            constructor: Arc::new(constructor),
+            config: self,
+            edges: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+        };
+        for index in 0..mesh.config.nodes {
+            let keypair = transport::seeded_keypair(mesh.config.seed, index)?;
+            let context = NodeContext {
+                index,
+                peer_id: keypair.public().to_peer_id(),
+                keypair,
+            };
+            let state = Arc::new(watch::Sender::new(NodeState {
+                index,
+                peer_id: Some(context.peer_id),
+                ..NodeState::default()
+            }));
+            mesh.slots.push(Slot {
+                context,
+                addr: None,
+                control: None,
+                state,
+                task: None,
+            });
+            mesh.spawn(index).await?;
+        }
+        Ok(mesh)
+    }
+}
+
+struct Slot<N: Node> {
+    context: NodeContext,
+    addr: Option<Multiaddr>,
+    control: Option<mpsc::Sender<Control<N::Command>>>,
+    state: Arc<watch::Sender<NodeState>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A handle to one node, cheap to clone, for sending its logic commands.
+#[derive(Debug)]
+pub struct NodeHandle<C> {
+    index: usize,
+    sender: mpsc::Sender<Control<C>>,
+}
+
+impl<C> Clone for NodeHandle<C> {
+    fn clone(&self) -> Self {
+        NodeHandle {
+            index: self.index,
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+impl<C: Send + 'static> NodeHandle<C> {
+    /// Sends `command` to the node's logic; fails if the node is stopped.
+    pub async fn send(&self, command: C) -> Result<(), MeshError> {
+        self.sender
+            .send(Control::App(command))
+            .await
+            .map_err(|_| MeshError::NodeStopped { index: self.index })
+    }
+
+    /// The node's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+/// A running mesh. Dropping it stops every node.
+pub struct Mesh<N: Node> {
+    slots: Vec<Slot<N>>,
+    constructor: Arc<Constructor<N>>,
+    config: Builder,
+    /// Every edge connected so far, restored by `heal` and `restart`.
+    edges: BTreeSet<(usize, usize)>,
+    /// Pairs blocked by `partition`.
+    blocked: BTreeSet<(usize, usize)>,
+}
+
+impl<N: Node> fmt::Debug for Mesh<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mesh")
+            .field("nodes", &self.slots.len())
+            .field("edges", &self.edges)
+            .field("blocked", &self.blocked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mesh<Passive<libp2p::swarm::dummy::Behaviour>> {
+    /// A builder for a mesh of `nodes` nodes.
+    pub fn builder(nodes: usize) -> Builder {
+        Builder {
+            nodes,
+            seed: 0,
+            security: Security::Noise,
+            idle_timeout: Duration::from_secs(3600),
+            timeout: Duration::from_secs(5),
+            dispatch: None,
+        }
+    }
+}
+
+impl<N: Node> Mesh<N>
+where
+    Swarm<MeshBehaviour<N::Behaviour>>: Send,
+{
+    /// How many nodes (alive or not).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the mesh has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn slot(&self, index: usize) -> Result<&Slot<N>, MeshError> {
+        self.slots.get(index).ok_or(MeshError::NoSuchNode {
+            index,
+            len: self.slots.len(),
+        })
+    }
+
+    /// A node's peer id.
+    pub fn peer_id(&self, index: usize) -> Result<PeerId, MeshError> {
+        Ok(self.slot(index)?.context.peer_id)
+    }
+
+    /// Every node's peer id, by index.
+    pub fn peer_ids(&self) -> Vec<PeerId> {
+        self.slots.iter().map(|s| s.context.peer_id).collect()
+    }
+
+    /// A node's current listen address (it changes on restart).
+    pub fn addr(&self, index: usize) -> Result<Multiaddr, MeshError> {
+        self.slot(index)?
+            .addr
+            .clone()
+            .ok_or(MeshError::NodeStopped { index })
+    }
+
+    /// A handle for sending node `index` commands.
+    pub fn node(&self, index: usize) -> Result<NodeHandle<N::Command>, MeshError> {
+        let sender = self
+            .slot(index)?
+            .control
+            .clone()
+            .ok_or(MeshError::NodeStopped { index })?;
+        Ok(NodeHandle { index, sender })
+    }
+
+    /// Whether node `index` runs.
+    pub fn is_alive(&self, index: usize) -> bool {
+        self.slots.get(index).is_some_and(|s| s.control.is_some())
+    }
+
+    /// Every node's current state.
+    pub fn states(&self) -> Vec<NodeState> {
+        self.slots
+            .iter()
+            .map(|s| s.state.borrow().clone())
+            .collect()
+    }
+
+    async fn spawn(&mut self, index: usize) -> Result<(), MeshError> {
+        let timeout = self.config.timeout;
+        let security = self.config.security;
+        let idle = self.config.idle_timeout;
+        let dispatch = self
+            .config
+            .dispatch
+            .as_ref()
+            .map(|make| make(index, self.slots[index].context.peer_id));
+        let context = self.slots[index].context.clone();
+        let (behaviour, mut logic) = (self.constructor)(&context)?;
+        let transport = transport::memory_transport(&context.keypair, security)?;
+        let behaviour = MeshBehaviour {
+            blocked: allow_block_list::Behaviour::default(),
+            app: behaviour,
+        };
+        let config = libp2p::swarm::Config::with_executor(transport::NodeExecutor {
+            dispatch: dispatch.clone(),
+        })
+        .with_idle_connection_timeout(idle);
+        let mut swarm = Swarm::new(transport, behaviour, context.peer_id, config);
+        let listen: Multiaddr =
+            "/memory/0"
+                .parse()
+                .map_err(|e: libp2p::multiaddr::Error| MeshError::Listen {
+                    index,
+                    reason: e.to_string(),
+                })?;
+        swarm.listen_on(listen).map_err(|e| MeshError::Listen {
+            index,
+            reason: e.to_string(),
+        })?;
+        let first_address = async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::NewListenAddr { address, .. } => return address,
+                    other => logic.on_swarm_event(&mut swarm, other),
+                }
+            }
+        };
+        let addr = tokio::time::timeout(timeout, first_address)
+            .await
+            .map_err(|_| MeshError::Listen {
+                index,
+                reason: format!("no listen address within {timeout:?}"),
+            })?;
+        let (control, commands) = mpsc::channel(1024);
+        let slot = &mut self.slots[index];
+        slot.state.send_modify(|state| {
+            state.alive = true;
+            state.listen_addrs = vec![addr.clone()];
+        });
+        let event_loop = EventLoop::new(swarm, logic, commands, Arc::clone(&slot.state)).run();
+        slot.task = Some(match dispatch {
+            Some(dispatch) => tokio::spawn(event_loop.with_subscriber(dispatch)),
+            None => tokio::spawn(event_loop),
+        });
+        slot.addr = Some(addr);
+        slot.control = Some(control);
+        Ok(())
+    }
+
+    async fn control<R>(
+        &self,
+        index: usize,
+        make: impl FnOnce(oneshot::Sender<R>) -> Control<N::Command>,
+    ) -> Result<R, MeshError> {
+        let sender = self
+            .slot(index)?
+            .control
+            .clone()
+            .ok_or(MeshError::NodeStopped { index })?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(make(reply))
+            .await
+            .map_err(|_| MeshError::NodeStopped { index })?;
+        tokio::time::timeout(self.config.timeout, answer)
+            .await
+            .map_err(|_| MeshError::Timeout {
+                what: format!("node {index} to answer a mesh command"),
+                waited: self.config.timeout,
+                states: self.describe(),
+            })?
+            .map_err(|_| MeshError::NodeStopped { index })
+    }
+
+    /// Connects node `a` to node `b` (a dials b) and remembers the edge.
+    pub async fn connect(&mut self, a: usize, b: usize) -> Result<(), MeshError> {
+        let peer = self.peer_id(b)?;
+        let addr = self.addr(b)?;
+        self.control(a, |reply| Control::Dial { peer, addr, reply })
+            .await??;
+        self.edges.insert((a.min(b), a.max(b)));
+        Ok(())
+    }
+
+    /// Connects every edge of `topology` and waits until both ends of each see the
+    /// connection.
+    pub async fn connect_topology(
+        &mut self,
+        topology: Topology,
+        timeout: Duration,
+    ) -> Result<(), MeshError> {
+        let edges = topology.edges(self.len());
+        for &(a, b) in &edges {
+            self.connect(a, b).await?;
+        }
+        let peers = self.peer_ids();
+        self.wait_until(
+            &format!("the {topology:?} edges to be connected"),
+            timeout,
+            |states| {
+                edges.iter().all(|&(a, b)| {
+                    states[a].connected.contains(&peers[b])
+                        && states[b].connected.contains(&peers[a])
+                })
+            },
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Closes the connections between `a` and `b` and forgets the edge.
+    pub async fn disconnect(&mut self, a: usize, b: usize) -> Result<(), MeshError> {
+        let peer = self.peer_id(b)?;
+        self.control(a, |reply| Control::Disconnect { peer, reply })
+            .await?;
+        self.edges.remove(&(a.min(b), a.max(b)));
+        Ok(())
+    }
+
+    async fn set_blocked(&self, a: usize, b: usize, blocked: bool) -> Result<(), MeshError> {
+        for (from, to) in [(a, b), (b, a)] {
+            if !self.is_alive(from) {
+                continue;
+            }
+            let peer = self.peer_id(to)?;
+            self.control(from, |reply| Control::Block {
+                peer,
+                blocked,
+                reply,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Splits the mesh into `groups`: every pair of nodes in different groups blocks the
+    /// other (libp2p's block list closes their connections and refuses new ones). Waits
+    /// until no connection crosses groups.
+    pub async fn partition(
+        &mut self,
+        groups: &[&[usize]],
+        timeout: Duration,
+    ) -> Result<(), MeshError> {
+        let mut pairs = Vec::new();
+        for (i, group) in groups.iter().enumerate() {
+            for other in &groups[i + 1..] {
+                for &a in *group {
+                    for &b in *other {
+                        pairs.push((a.min(b), a.max(b)));
+                    }
+                }
+            }
+        }
+        for &(a, b) in &pairs {
+            self.set_blocked(a, b, true).await?;
+            self.blocked.insert((a, b));
+        }
+        let peers = self.peer_ids();
+        self.wait_until(
+            "the partition to close crossing connections",
+            timeout,
+            |states| {
+                pairs.iter().all(|&(a, b)| {
+                    !states[a].connected.contains(&peers[b])
+                        && !states[b].connected.contains(&peers[a])
+                })
+            },
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Lifts every block and reconnects the remembered edges that were cut; waits until
+    /// they are connected again.
+    pub async fn heal(&mut self, timeout: Duration) -> Result<(), MeshError> {
+        let blocked = std::mem::take(&mut self.blocked);
+        for &(a, b) in &blocked {
+            self.set_blocked(a, b, false).await?;
+        }
+        self.reconnect(|edge| blocked.contains(&edge), timeout)
+            .await
+    }
+
+    async fn reconnect(
+        &mut self,
+        which: impl Fn((usize, usize)) -> bool,
+        timeout: Duration,
+    ) -> Result<(), MeshError> {
+        let edges: Vec<(usize, usize)> = self
+            .edges
+            .iter()
+            .copied()
+            .filter(|&(a, b)| which((a, b)) && self.is_alive(a) && self.is_alive(b))
+            .collect();
+        for &(a, b) in &edges {
+            self.connect(a, b).await?;
+        }
+        let peers = self.peer_ids();
+        self.wait_until("cut edges to reconnect", timeout, |states| {
+            edges.iter().all(|&(a, b)| {
+                states[a].connected.contains(&peers[b]) && states[b].connected.contains(&peers[a])
+            })
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Stops node `index`: its task ends and its swarm, connections and listener are gone.
+    pub async fn kill(&mut self, index: usize) -> Result<(), MeshError> {
+        let slot = self
+            .slots
+            .get_mut(index)
+            .ok_or(MeshError::NoSuchNode { index, len: 0 })?;
+        slot.control = None;
+        slot.addr = None;
+        if let Some(task) = slot.task.take() {
+            let _ = task.await;
+        }
+        slot.state.send_modify(|state| {
+            state.alive = false;
+            state.connected.clear();
+            state.listen_addrs.clear();
+        });
+        Ok(())
+    }
+
+    /// Starts a killed node again with the same identity, on a new address, and
+    /// reconnects its remembered edges.
+    pub async fn restart(&mut self, index: usize, timeout: Duration) -> Result<(), MeshError> {
+        if self.is_alive(index) {
+            return Ok(());
+        }
+        self.spawn(index).await?;
+        self.reconnect(|(a, b)| a == index || b == index, timeout)
+            .await
+    }
+
+    /// Waits until `condition` holds over every node's state; on timeout the error lists
+    /// every node's state. Wakes on each state change, never polls.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut condition: impl FnMut(&[NodeState]) -> bool,
+    ) -> Result<Vec<NodeState>, MeshError> {
+        let mut receivers: Vec<watch::Receiver<NodeState>> =
+            self.slots.iter().map(|s| s.state.subscribe()).collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let states: Vec<NodeState> = receivers
+                .iter_mut()
+                .map(|r| r.borrow_and_update().clone())
+                .collect();
+            if condition(&states) {
+                return Ok(states);
+            }
+            let changed =
+                futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+            // The senders live in the mesh, so `changed` only ends on a change.
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(MeshError::Timeout {
+                    what: what.to_owned(),
+                    waited: timeout,
+                    states: self.describe(),
+                });
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.states()
+            .iter()
+            .map(|state| format!("  {state}\n"))
+            .collect()
+    }
+
+    /// Stops every node and waits for their tasks to end.
+    pub async fn shutdown(mut self) {
+        for index in 0..self.slots.len() {
+            let _ = self.kill(index).await;
+        }
+    }
+}

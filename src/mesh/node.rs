@@ -1,0 +1,172 @@
+//! One node's event loop: the task that owns its `Swarm`, `select!`ing over swarm events,
+//! commands and the node logic's next deadline. Nothing else touches the swarm.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{MeshBehaviour, MeshError, Node, NodeState};
+
+/// What the mesh (or a node's own handle) asks of a node's task.
+#[derive(Debug)]
+pub(crate) enum Control<C> {
+    /// Dial `peer` at `addr`; answered once connected or failed.
+    Dial {
+        peer: PeerId,
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), MeshError>>,
+    },
+    /// Close every connection to `peer`.
+    Disconnect {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
+    /// Block or unblock `peer` in the allow/block list.
+    Block {
+        peer: PeerId,
+        blocked: bool,
+        reply: oneshot::Sender<()>,
+    },
+    /// A command for the node logic.
+    App(C),
+}
+
+pub(crate) struct EventLoop<N: Node> {
+    pub(crate) swarm: Swarm<MeshBehaviour<N::Behaviour>>,
+    pub(crate) node: N,
+    pub(crate) commands: mpsc::Receiver<Control<N::Command>>,
+    pub(crate) state: Arc<watch::Sender<NodeState>>,
+    pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), MeshError>>>>,
+}
+
+impl<N: Node> EventLoop<N> {
+    pub(crate) fn new(
+        swarm: Swarm<MeshBehaviour<N::Behaviour>>,
+        node: N,
+        commands: mpsc::Receiver<Control<N::Command>>,
+        state: Arc<watch::Sender<NodeState>>,
+    ) -> Self {
+        EventLoop {
+            swarm,
+            node,
+            commands,
+            state,
+            pending_dials: HashMap::new(),
+        }
+    }
+
+    /// Runs until every command sender is gone (the node was killed or the mesh dropped).
+    pub(crate) async fn run(mut self) {
+        loop {
+            let deadline = self.node.next_deadline();
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                // Wakes the node logic at its own deadline (a request timeout, a cache
+                // expiry): driven by the logic's state, never a fixed wait.
+                () = until(deadline) => self.node.on_deadline(&mut self.swarm),
+            }
+            self.publish_state();
+        }
+    }
+
+    fn on_swarm_event(
+        &mut self,
+        event: SwarmEvent<
+            <MeshBehaviour<N::Behaviour> as libp2p::swarm::NetworkBehaviour>::ToSwarm,
+        >,
+    ) {
+        match &event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                for reply in self.pending_dials.remove(peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                for reply in self.pending_dials.remove(peer_id).unwrap_or_default() {
+                    let _ = reply.send(Err(MeshError::Dial {
+                        peer: *peer_id,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+        self.node.on_swarm_event(&mut self.swarm, event);
+    }
+
+    fn on_command(&mut self, command: Control<N::Command>) {
+        match command {
+            Control::Dial { peer, addr, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
+                match self.swarm.dial(opts) {
+                    Ok(()) => self.pending_dials.entry(peer).or_default().push(reply),
+                    // Already dialing: wait for that attempt's outcome.
+                    Err(DialError::DialPeerConditionFalse(_)) => {
+                        self.pending_dials.entry(peer).or_default().push(reply)
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(MeshError::Dial {
+                            peer,
+                            reason: error.to_string(),
+                        }));
+                    }
+                }
+            }
+            Control::Disconnect { peer, reply } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(());
+            }
+            Control::Block {
+                peer,
+                blocked,
+                reply,
+            } => {
+                let list = &mut self.swarm.behaviour_mut().blocked;
+                if blocked {
+                    list.block_peer(peer);
+                } else {
+                    list.unblock_peer(peer);
+                }
+                let _ = reply.send(());
+            }
+            Control::App(command) => self.node.on_command(&mut self.swarm, command),
+        }
+    }
+
+    fn publish_state(&mut self) {
+        let swarm = &self.swarm;
+        let node = &self.node;
+        self.state.send_if_modified(|state| {
+            let before = state.clone();
+            state.alive = true;
+            state.connected = swarm.connected_peers().copied().collect();
+            state.listen_addrs = swarm.listeners().cloned().collect();
+            node.observe(swarm, state);
+            *state != before
+        });
+    }
+}
+
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,75 @@
+//! How a mesh node is put together: seeded identity, memory transport with noise (or
+//! plaintext) and yamux, and an executor that keeps the node's tracing dispatch on every
+//! task libp2p spawns.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, MemoryTransport};
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::{noise, plaintext, yamux, PeerId, Transport};
+use tracing::instrument::WithSubscriber;
+use tracing::Dispatch;
+
+use super::MeshError;
+
+/// The secure channel between mesh nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Security {
+    /// Noise XX handshakes, as production nodes use (the default).
+    #[default]
+    Noise,
+    /// Plaintext: no encryption, for speed in large meshes.
+    Plaintext,
+}
+
+/// An ed25519 keypair derived from `(seed, index)`, so a mesh's peer ids are the same in
+/// every run.
+pub(crate) fn seeded_keypair(seed: u64, index: usize) -> Result<Keypair, MeshError> {
+    let mut state = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_mut(8) {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    Keypair::ed25519_from_bytes(bytes).map_err(|e| MeshError::Identity(e.to_string()))
+}
+
+pub(crate) fn memory_transport(
+    keypair: &Keypair,
+    security: Security,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
+    let base = MemoryTransport::default().upgrade(Version::V1);
+    Ok(match security {
+        Security::Noise => base
+            .authenticate(
+                noise::Config::new(keypair).map_err(|e| MeshError::Identity(e.to_string()))?,
+            )
+            .multiplex(yamux::Config::default())
+            .boxed(),
+        Security::Plaintext => base
+            .authenticate(plaintext::Config::new(keypair))
+            .multiplex(yamux::Config::default())
+            .boxed(),
+    })
+}
+
+/// Spawns libp2p's connection tasks on tokio with the node's dispatch, so spans from
+/// inside libp2p carry the node's identity too.
+pub(crate) struct NodeExecutor {
+    pub(crate) dispatch: Option<Dispatch>,
+}
+
+impl libp2p::swarm::Executor for NodeExecutor {
+    fn exec(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        match &self.dispatch {
+            Some(dispatch) => drop(tokio::spawn(future.with_subscriber(dispatch.clone()))),
+            None => drop(tokio::spawn(future)),
+        }
+    }
+}

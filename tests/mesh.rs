@@ -1,0 +1,184 @@
+//! libp2p memory-transport meshes: one test binary for this area.
+
+use std::time::Duration;
+
+use libp2p::swarm::dummy;
+use p2p_otel_testkit::capture::SpanCaptureLayer;
+use p2p_otel_testkit::mesh::{Mesh, MeshError, NodeState, Passive, Security, Topology};
+use p2p_otel_testkit::CaptureHandle;
+use tracing_subscriber::layer::SubscriberExt;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+type DummyMesh = Mesh<Passive<dummy::Behaviour>>;
+
+async fn dummy_mesh(n: usize, security: Security) -> DummyMesh {
+    Mesh::builder(n)
+        .seed(42)
+        .security(security)
+        .start(|_| Ok((dummy::Behaviour, Passive::default())))
+        .await
+        .unwrap()
+}
+
+fn degree(states: &[NodeState], index: usize) -> usize {
+    states[index].connected.len()
+}
+
+#[tokio::test]
+async fn peer_ids_come_from_the_seed() {
+    let a = dummy_mesh(3, Security::Noise).await;
+    let b = dummy_mesh(3, Security::Noise).await;
+    assert_eq!(a.peer_ids(), b.peer_ids(), "same seed, same identities");
+    let c: DummyMesh = Mesh::builder(3)
+        .seed(43)
+        .start(|_| Ok((dummy::Behaviour, Passive::default())))
+        .await
+        .unwrap();
+    assert_ne!(a.peer_ids(), c.peer_ids());
+    let distinct: std::collections::HashSet<_> = a.peer_ids().into_iter().collect();
+    assert_eq!(distinct.len(), 3);
+    assert_ne!(
+        a.addr(0).unwrap(),
+        b.addr(0).unwrap(),
+        "each mesh listens on its own addresses"
+    );
+}
+
+#[tokio::test]
+async fn topologies_connect_exactly_their_edges() {
+    for (topology, n, degrees) in [
+        (Topology::Full, 4, vec![3, 3, 3, 3]),
+        (Topology::Star, 4, vec![3, 1, 1, 1]),
+        (Topology::Line, 4, vec![1, 2, 2, 1]),
+        (Topology::Ring, 5, vec![2, 2, 2, 2, 2]),
+    ] {
+        let mut mesh = dummy_mesh(n, Security::Plaintext).await;
+        mesh.connect_topology(topology, WAIT).await.unwrap();
+        let states = mesh.states();
+        let got: Vec<usize> = (0..n).map(|i| degree(&states, i)).collect();
+        assert_eq!(got, degrees, "{topology:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_nodes_in_a_ring_and_a_random_graph() {
+    let mut ring = dummy_mesh(16, Security::Noise).await;
+    ring.connect_topology(Topology::Ring, WAIT).await.unwrap();
+    assert!(ring.states().iter().all(|s| s.connected.len() == 2));
+    let mut random = dummy_mesh(16, Security::Plaintext).await;
+    random
+        .connect_topology(Topology::Random { degree: 3, seed: 1 }, WAIT)
+        .await
+        .unwrap();
+    assert!(random.states().iter().all(|s| s.connected.len() >= 3));
+}
+
+#[tokio::test]
+async fn partition_cuts_and_heal_restores() {
+    let mut mesh = dummy_mesh(3, Security::Noise).await;
+    mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+    let peers = mesh.peer_ids();
+    mesh.partition(&[&[0], &[1, 2]], WAIT).await.unwrap();
+    let states = mesh.states();
+    assert!(states[0].connected.is_empty());
+    assert_eq!(states[1].connected.iter().collect::<Vec<_>>(), [&peers[2]]);
+    let refused = mesh.connect(0, 1).await.unwrap_err();
+    assert!(matches!(refused, MeshError::Dial { .. }), "{refused}");
+    mesh.heal(WAIT).await.unwrap();
+    assert!(mesh.states().iter().all(|s| s.connected.len() == 2));
+}
+
+#[tokio::test]
+async fn a_killed_node_is_gone_and_restarts_with_its_identity() {
+    let mut mesh = dummy_mesh(3, Security::Noise).await;
+    mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+    let (peer, old_addr) = (mesh.peer_id(0).unwrap(), mesh.addr(0).unwrap());
+    mesh.kill(0).await.unwrap();
+    assert!(!mesh.is_alive(0));
+    assert!(matches!(
+        mesh.node(0).unwrap_err(),
+        MeshError::NodeStopped { index: 0 }
+    ));
+    mesh.wait_until("the others to see node 0 gone", WAIT, |states| {
+        !states[1].connected.contains(&peer) && !states[2].connected.contains(&peer)
+    })
+    .await
+    .unwrap();
+    mesh.restart(0, WAIT).await.unwrap();
+    assert_eq!(mesh.peer_id(0).unwrap(), peer);
+    assert_ne!(mesh.addr(0).unwrap(), old_addr, "a new listener");
+    let states = mesh.states();
+    assert!(states[0].alive);
+    assert!(states[1].connected.contains(&peer) && states[2].connected.contains(&peer));
+}
+
+#[tokio::test]
+async fn a_wait_that_cannot_hold_times_out_with_every_nodes_state() {
+    let mesh = dummy_mesh(2, Security::Plaintext).await;
+    let error = mesh
+        .wait_until(
+            "a connection that nobody dials",
+            Duration::from_millis(50),
+            |states| states.iter().any(|s| !s.connected.is_empty()),
+        )
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("waiting for a connection that nobody dials"),
+        "{message}"
+    );
+    assert!(
+        message.contains("node 0 ") && message.contains("node 1 "),
+        "{message}"
+    );
+    assert!(matches!(
+        mesh.node(7).unwrap_err(),
+        MeshError::NoSuchNode { index: 7, len: 2 }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_traces_into_its_own_dispatch() {
+    let handles: std::sync::Arc<std::sync::Mutex<Vec<(usize, CaptureHandle)>>> = Default::default();
+    let sink = handles.clone();
+    let mut mesh: DummyMesh = Mesh::builder(3)
+        .dispatch_per_node(move |index, peer| {
+            let (layer, handle) = SpanCaptureLayer::builder()
+                .resource_attribute("service.instance.id", peer.to_string())
+                .build();
+            sink.lock().unwrap().push((index, handle));
+            tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
+        })
+        .start(|_| Ok((dummy::Behaviour, Passive::default())))
+        .await
+        .unwrap();
+    mesh.connect(0, 1).await.unwrap();
+    let peers = mesh.peer_ids();
+    mesh.wait_until("0 and 1 connected", WAIT, |s| {
+        s[1].connected.contains(&peers[0])
+    })
+    .await
+    .unwrap();
+    let handles = handles.lock().unwrap().clone();
+    let open = |index: usize| -> Vec<String> {
+        let (_, handle) = handles.iter().find(|(i, _)| *i == index).unwrap();
+        handle.open_spans().into_iter().map(|s| s.name).collect()
+    };
+    assert!(
+        open(0).contains(&"new_established_connection".to_owned()),
+        "{:?}",
+        open(0)
+    );
+    assert!(
+        open(1).contains(&"new_established_connection".to_owned()),
+        "{:?}",
+        open(1)
+    );
+    assert!(
+        open(2).is_empty(),
+        "node 2 connected to nobody: {:?}",
+        open(2)
+    );
+}
