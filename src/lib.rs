@@ -32,6 +32,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod capture;
+pub mod marketplace;
 pub mod mesh;
 pub mod model;
 pub mod receiver;

@@ -285,6 +285,7 @@ impl Builder {
                 context,
                 addr: None,
                 control: None,
+                stop: None,
                 state,
                 task: None,
             });
@@ -298,6 +299,8 @@ struct Slot<N: Node> {
     context: NodeContext,
     addr: Option<Multiaddr>,
     control: Option<mpsc::Sender<Control<N::Command>>>,
+    /// Dropping (or sending on) it ends the node's loop.
+    stop: Option<oneshot::Sender<()>>,
     state: Arc<watch::Sender<NodeState>>,
     task: Option<JoinHandle<()>>,
 }
@@ -477,18 +480,21 @@ where
                 reason: format!("no listen address within {timeout:?}"),
             })?;
         let (control, commands) = mpsc::channel(1024);
+        let (stop, stopped) = oneshot::channel();
         let slot = &mut self.slots[index];
         slot.state.send_modify(|state| {
             state.alive = true;
             state.listen_addrs = vec![addr.clone()];
         });
-        let event_loop = EventLoop::new(swarm, logic, commands, Arc::clone(&slot.state)).run();
+        let event_loop =
+            EventLoop::new(swarm, logic, commands, Arc::clone(&slot.state), stopped).run();
         slot.task = Some(match dispatch {
             Some(dispatch) => tokio::spawn(event_loop.with_subscriber(dispatch)),
             None => tokio::spawn(event_loop),
         });
         slot.addr = Some(addr);
         slot.control = Some(control);
+        slot.stop = Some(stop);
         Ok(())
     }
 
@@ -658,6 +664,8 @@ where
             .ok_or(MeshError::NoSuchNode { index, len: 0 })?;
         slot.control = None;
         slot.addr = None;
+        // Handles elsewhere may still hold command senders: stop the loop explicitly.
+        slot.stop = None;
         if let Some(task) = slot.task.take() {
             let _ = task.await;
         }

@@ -41,6 +41,7 @@ pub(crate) struct EventLoop<N: Node> {
     pub(crate) node: N,
     pub(crate) commands: mpsc::Receiver<Control<N::Command>>,
     pub(crate) state: Arc<watch::Sender<NodeState>>,
+    stop: oneshot::Receiver<()>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), MeshError>>>>,
 }
 
@@ -50,17 +51,20 @@ impl<N: Node> EventLoop<N> {
         node: N,
         commands: mpsc::Receiver<Control<N::Command>>,
         state: Arc<watch::Sender<NodeState>>,
+        stop: oneshot::Receiver<()>,
     ) -> Self {
         EventLoop {
             swarm,
             node,
             commands,
             state,
+            stop,
             pending_dials: HashMap::new(),
         }
     }
 
-    /// Runs until every command sender is gone (the node was killed or the mesh dropped).
+    /// Runs until stopped (the node is killed, or the mesh dropped), even while handles
+    /// to the node are still held elsewhere.
     pub(crate) async fn run(mut self) {
         loop {
             let deadline = self.node.next_deadline();
@@ -70,6 +74,7 @@ impl<N: Node> EventLoop<N> {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
+                _ = &mut self.stop => break,
                 // Wakes the node logic at its own deadline (a request timeout, a cache
                 // expiry): driven by the logic's state, never a fixed wait.
                 () = until(deadline) => self.node.on_deadline(&mut self.swarm),

@@ -1,0 +1,106 @@
+//! The request-response codec: CBOR, like libp2p's own `cbor` codec, but a message that
+//! does not decode becomes [`Wire::Malformed`] instead of an I/O error — libp2p drops
+//! inbound read failures without telling the behaviour, and this crate exists to count
+//! and report exactly such things.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::protocol::{RegistryRequest, RegistryResponse};
+
+/// The largest request read, in bytes (1 MiB).
+const MAX_REQUEST: u64 = 1 << 20;
+/// The largest response read, in bytes (16 MiB).
+const MAX_RESPONSE: u64 = 16 << 20;
+
+/// A message as read from a peer: decoded, or the reason it could not be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wire<T> {
+    /// A well-formed message.
+    Valid(T),
+    /// Bytes that did not decode; the reason.
+    Malformed(String),
+}
+
+/// CBOR codec for [`RegistryRequest`] / [`RegistryResponse`] that never fails on bad data.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryCodec;
+
+async fn read<T: DeserializeOwned, R: AsyncRead + Unpin + Send>(
+    io: &mut R,
+    limit: u64,
+) -> io::Result<Wire<T>> {
+    let mut bytes = Vec::new();
+    io.take(limit + 1).read_to_end(&mut bytes).await?;
+    if bytes.len() as u64 > limit {
+        return Ok(Wire::Malformed(format!("message over {limit} bytes")));
+    }
+    Ok(match cbor4ii::serde::from_slice(&bytes) {
+        Ok(message) => Wire::Valid(message),
+        Err(error) => Wire::Malformed(error.to_string()),
+    })
+}
+
+async fn write<T: Serialize, W: AsyncWrite + Unpin + Send>(
+    io: &mut W,
+    message: Wire<T>,
+) -> io::Result<()> {
+    let Wire::Valid(message) = message else {
+        // Nothing to send for a message that never decoded; closing the stream says so.
+        return Ok(());
+    };
+    let bytes = cbor4ii::serde::to_vec(Vec::new(), &message).map_err(io::Error::other)?;
+    io.write_all(&bytes).await
+}
+
+impl libp2p::request_response::Codec for RegistryCodec {
+    type Protocol = StreamProtocol;
+    type Request = Wire<RegistryRequest>;
+    type Response = Wire<RegistryResponse>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read(io, MAX_REQUEST).await
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Self::Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read(io, MAX_RESPONSE).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Self::Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write(io, request).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Self::Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write(io, response).await
+    }
+}

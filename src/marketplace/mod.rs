@@ -1,0 +1,198 @@
+//! The reference P2P package marketplace: the shape of the crates this framework tests.
+//!
+//! - [`PackageId`], [`Version`], [`Package`], [`Query`]: validated models.
+//! - [`Registry`]: the async trait; [`LocalRegistry`] in memory; [`P2PRegistry`] over a
+//!   libp2p node.
+//! - A node ([`RegistryNode`]) runs Kademlia (server mode, memory store; one record per
+//!   version plus an index record per package, replicated to a configurable quorum),
+//!   gossipsub on `/ggen/packages/v1` (publish and delete announcements, which peers index),
+//!   request-response (CBOR) for remote search, identify, and the mesh's block list.
+//! - Search merges local results with those of the best-reputed peers, asked in
+//!   parallel; de-duplicates (latest version per package); ranks exact name > prefix >
+//!   title > description > tag > category; applies filters, then `offset` and `limit`;
+//!   and caches results for `cache_ttl`.
+//! - **Partitions**: a search whose peers cannot answer ends when `request_timeout`
+//!   passes, with the local results (possibly none) — never an error, never a hang — and
+//!   the silent peers lose reputation. Writes (`publish`, `delete`) apply locally, then
+//!   return `MarketplaceError::Replication` if the DHT quorum could not be met.
+//!
+//! ```
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use p2p_otel_testkit::marketplace::{self, Package, Query, Registry};
+//! use p2p_otel_testkit::mesh::{Mesh, Topology};
+//!
+//! let mut mesh = Mesh::builder(3)
+//!     .start(marketplace::node_constructor(|_| marketplace::Config::for_tests()))
+//!     .await?;
+//! mesh.connect_topology(Topology::Full, Duration::from_secs(5)).await?;
+//! let a = marketplace::registry(&mesh, 0, &marketplace::Config::for_tests())?;
+//! a.publish(Package::new("acme/tool".parse()?, "1.0.0".parse()?, "A tool")).await?;
+//! let c = marketplace::registry(&mesh, 2, &marketplace::Config::for_tests())?;
+//! assert_eq!(c.search(&Query::text("acme/tool")).await?.len(), 1);
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod handle;
+mod index;
+mod model;
+mod node;
+mod protocol;
+mod registry;
+mod reputation;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+
+use crate::mesh::{Mesh, MeshError, NodeContext};
+
+pub use codec::{RegistryCodec, Wire};
+pub use handle::P2PRegistry;
+pub use model::{Package, PackageId, PackageMetadata, Query, Version};
+pub use node::{Behaviour, Command, RegistryNode};
+pub use protocol::{
+    Announcement, IndexRecord, RegistryRequest, RegistryResponse, REGISTRY_PROTOCOL,
+};
+pub use registry::{LocalRegistry, Registry};
+pub use reputation::{PeerStats, Reputation};
+
+/// The largest package accepted by default (its JSON encoding), 256 KiB.
+pub const DEFAULT_MAX_PACKAGE_BYTES: usize = 256 * 1024;
+
+/// Errors of the marketplace. Every variant is a distinct, typed outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarketplaceError {
+    /// A package id was not `namespace/name` with valid characters.
+    #[error("invalid package id {0:?}: expected namespace/name of a-z, 0-9, '-', '_' (1-64 each)")]
+    InvalidPackageId(String),
+    /// A version was not `major.minor.patch[-pre]`.
+    #[error("invalid version {0:?}: expected major.minor.patch[-pre-release]")]
+    InvalidVersion(String),
+    /// A package was larger than the node accepts.
+    #[error("package of {size} bytes exceeds the limit of {limit} bytes")]
+    PackageTooLarge {
+        /// Its encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No such package or version.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A network operation did not finish in time.
+    #[error("{operation} timed out after {after:?}")]
+    Timeout {
+        /// What timed out.
+        operation: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// A write applied locally but did not reach its DHT replication quorum.
+    #[error("replication failed: {0}")]
+    Replication(String),
+    /// Nothing to talk to, or the network refused.
+    #[error("network: {0}")]
+    Network(String),
+    /// Data from a peer (or for one) could not be encoded or decoded.
+    #[error("malformed data: {0}")]
+    Malformed(String),
+    /// The node's task is gone.
+    #[error("the node is stopped")]
+    NodeStopped,
+}
+
+/// A node's settings. [`Default`] is production-like (30 s query timeout); tests use
+/// [`Config::for_tests`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Peers `bootstrap` dials, under their own ids.
+    pub bootstrap_peers: Vec<(PeerId, Multiaddr)>,
+    /// The gossipsub topic.
+    pub topic: String,
+    /// Kademlia query timeout (and DHT operation deadline).
+    pub query_timeout: Duration,
+    /// Remote search request timeout.
+    pub request_timeout: Duration,
+    /// DHT replication quorum for writes.
+    pub replication: usize,
+    /// How many peers a search asks.
+    pub search_fanout: usize,
+    /// How long search results are cached.
+    pub cache_ttl: Duration,
+    /// The largest package accepted.
+    pub max_package_bytes: usize,
+    /// The gossipsub heartbeat.
+    pub gossip_heartbeat: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bootstrap_peers: Vec::new(),
+            topic: "/ggen/packages/v1".to_owned(),
+            query_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            replication: 1,
+            search_fanout: 3,
+            cache_ttl: Duration::from_secs(30),
+            max_package_bytes: DEFAULT_MAX_PACKAGE_BYTES,
+            gossip_heartbeat: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Config {
+    /// Short timeouts and a fast gossip heartbeat, for tests on the memory transport:
+    /// 2 s DHT queries, 500 ms search requests, 50 ms heartbeat, no result cache.
+    pub fn for_tests() -> Self {
+        Config {
+            query_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_millis(500),
+            cache_ttl: Duration::ZERO,
+            gossip_heartbeat: Duration::from_millis(50),
+            ..Config::default()
+        }
+    }
+
+    /// The longest a handle waits for any call: DHT and request timeouts plus slack.
+    pub fn call_timeout(&self) -> Duration {
+        self.query_timeout.max(self.request_timeout) * 2 + Duration::from_secs(1)
+    }
+}
+
+/// A node's counters, from [`P2PRegistry::stats`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeStats {
+    /// Peers with an open connection.
+    pub connected_peers: usize,
+    /// Packages in the local index.
+    pub packages: usize,
+    /// Searches answered from the cache.
+    pub cache_hits: u64,
+    /// Searches that went to the network.
+    pub cache_misses: u64,
+    /// Malformed messages received (and dropped).
+    pub malformed_messages: u64,
+    /// Reputation of every peer asked.
+    pub reputation: HashMap<PeerId, PeerStats>,
+}
+
+/// A mesh node constructor for marketplace nodes, with each node's config from
+/// `config_for`.
+pub fn node_constructor(
+    config_for: impl Fn(&NodeContext) -> Config + Send + Sync + 'static,
+) -> impl Fn(&NodeContext) -> Result<(Behaviour, RegistryNode), MeshError> + Send + Sync + 'static {
+    move |context| node::build(context, config_for(context))
+}
+
+/// A [`P2PRegistry`] for node `index` of a marketplace mesh.
+pub fn registry(
+    mesh: &Mesh<RegistryNode>,
+    index: usize,
+    config: &Config,
+) -> Result<P2PRegistry, MeshError> {
+    Ok(P2PRegistry::new(mesh.node(index)?, config.call_timeout()))
+}

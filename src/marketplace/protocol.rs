@@ -1,0 +1,54 @@
+//! What marketplace nodes say to each other: request-response messages (CBOR), gossip
+//! announcements and DHT records (JSON), and the DHT keys.
+
+use libp2p::kad::RecordKey;
+use serde::{Deserialize, Serialize};
+
+use super::{Package, PackageId, Query, Version};
+
+/// The request-response protocol name.
+pub const REGISTRY_PROTOCOL: &str = "/ggen/registry/1";
+
+/// A request to another node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistryRequest {
+    /// Search the peer's local index.
+    Search(Query),
+}
+
+/// A peer's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistryResponse {
+    /// Matching packages from the peer's local index.
+    Hits(Vec<Package>),
+    /// The request was refused (it was malformed); the reason.
+    Rejected(String),
+}
+
+/// A gossipsub message on the packages topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Announcement {
+    /// A version was published.
+    Published(Box<Package>),
+    /// A package was deleted.
+    Deleted(PackageId),
+}
+
+/// The DHT index record of a package: its versions, or a tombstone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexRecord {
+    /// Versions published.
+    pub versions: Vec<Version>,
+    /// Set once the package is deleted.
+    pub deleted: bool,
+}
+
+/// One DHT record per version: the key includes the version.
+pub(crate) fn version_key(id: &PackageId, version: &Version) -> RecordKey {
+    RecordKey::new(&format!("/ggen/pkg/{id}/{version}"))
+}
+
+/// The index record listing a package's versions.
+pub(crate) fn index_key(id: &PackageId) -> RecordKey {
+    RecordKey::new(&format!("/ggen/index/{id}"))
+}

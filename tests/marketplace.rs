@@ -1,0 +1,443 @@
+//! The reference P2P marketplace over real libp2p meshes: one test binary for this area.
+
+use std::time::{Duration, Instant};
+
+use p2p_otel_testkit::marketplace::{
+    self, Config, LocalRegistry, MarketplaceError, P2PRegistry, Package, PackageId, Query,
+    Registry, RegistryNode, Version,
+};
+use p2p_otel_testkit::mesh::{Mesh, Security, Topology};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn id(text: &str) -> PackageId {
+    text.parse().unwrap()
+}
+
+fn version(text: &str) -> Version {
+    text.parse().unwrap()
+}
+
+fn package(name: &str, v: &str, title: &str) -> Package {
+    Package::new(id(name), version(v), title)
+}
+
+async fn marketplace(n: usize, config: Config) -> Mesh<RegistryNode> {
+    Mesh::builder(n)
+        .seed(9)
+        .security(Security::Plaintext)
+        .start(marketplace::node_constructor(move |_| config.clone()))
+        .await
+        .unwrap()
+}
+
+fn handles(mesh: &Mesh<RegistryNode>, config: &Config) -> Vec<P2PRegistry> {
+    (0..mesh.len())
+        .map(|i| marketplace::registry(mesh, i, config).unwrap())
+        .collect()
+}
+
+/// Waits until every node in `nodes` has indexed `count` packages (gossip delivered).
+async fn indexed(mesh: &Mesh<RegistryNode>, nodes: &[usize], count: i64) {
+    mesh.wait_until(
+        &format!("nodes {nodes:?} to index {count} package(s)"),
+        WAIT,
+        |states| {
+            nodes
+                .iter()
+                .all(|&i| states[i].observations.get("packages") == Some(&count))
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits until every node has a peer in the gossip mesh of the packages topic.
+async fn gossip_ready(mesh: &Mesh<RegistryNode>) {
+    mesh.wait_until("gossip meshes to form", WAIT, |states| {
+        states.iter().all(|s| {
+            s.observations
+                .get("gossip_mesh_peers")
+                .is_some_and(|&n| n >= 1)
+        })
+    })
+    .await
+    .unwrap();
+}
+
+mod models {
+    use super::*;
+
+    #[test]
+    fn bad_ids_and_versions_are_typed_errors() {
+        for bad in [
+            "",
+            "acme",
+            "Acme/tool",
+            "acme/",
+            "/tool",
+            "acme/to ol",
+            "acme/-tool",
+            "a/b/c",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<PackageId>(),
+                    Err(MarketplaceError::InvalidPackageId(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        for bad in [
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "01.2.3",
+            "1.2.x",
+            "1.2.3-",
+            "1.2.3-b@d",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<Version>(),
+                    Err(MarketplaceError::InvalidVersion(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(version("1.0.0-alpha") < version("1.0.0"));
+        assert!(version("1.10.0") > version("1.9.9"));
+        let json = serde_json::to_string(&package("acme/tool", "1.0.0", "t")).unwrap();
+        let tampered = json.replace("acme/tool", "ACME/tool");
+        assert!(
+            serde_json::from_str::<Package>(&tampered).is_err(),
+            "validated on decode too"
+        );
+    }
+
+    #[tokio::test]
+    async fn local_search_ranks_filters_and_pages() {
+        let registry = LocalRegistry::default();
+        let mut tagged = package("net/kit", "1.0.0", "Toolkit");
+        tagged.metadata.tags = vec!["http".into()];
+        tagged.metadata.categories = vec!["networking".into()];
+        for p in [
+            package("acme/http", "1.0.0", "exact name"),
+            package("acme/http-client", "1.0.0", "prefix"),
+            package("acme/fetch", "2.0.0", "An HTTP fetcher"),
+            tagged,
+            package("acme/other", "1.0.0", "unrelated"),
+        ] {
+            registry.publish(p).await.unwrap();
+        }
+        let names = |hits: Vec<Package>| {
+            hits.into_iter()
+                .map(|p| p.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        let all = registry.search(&Query::text("http")).await.unwrap();
+        // exact name > name prefix > title > tag
+        assert_eq!(
+            names(all),
+            ["acme/http", "acme/http-client", "acme/fetch", "net/kit"]
+        );
+        let page = Query {
+            offset: Some(1),
+            limit: Some(2),
+            ..Query::text("http")
+        };
+        assert_eq!(
+            names(registry.search(&page).await.unwrap()),
+            ["acme/http-client", "acme/fetch"]
+        );
+        let filtered = Query {
+            categories: vec!["networking".into()],
+            ..Query::text("http")
+        };
+        assert_eq!(
+            names(registry.search(&filtered).await.unwrap()),
+            ["net/kit"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_package_is_refused_and_nothing_is_stored() {
+        let mesh = marketplace(1, Config::for_tests()).await;
+        let node = &handles(&mesh, &Config::for_tests())[0];
+        let mut huge = package("acme/huge", "1.0.0", "big");
+        huge.metadata.description = "x".repeat(marketplace::DEFAULT_MAX_PACKAGE_BYTES + 1);
+        let error = node.publish(huge).await.unwrap_err();
+        assert!(
+            matches!(error, MarketplaceError::PackageTooLarge { .. }),
+            "{error}"
+        );
+        assert!(!node.exists(&id("acme/huge")).await.unwrap_or(true));
+        assert_eq!(node.stats().await.unwrap().packages, 0);
+    }
+}
+
+mod three_nodes {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publish_search_get_versions_delete() {
+        let config = Config::for_tests();
+        let mut mesh = marketplace(3, config.clone()).await;
+        mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        gossip_ready(&mesh).await;
+        let [a, b, c] = <[P2PRegistry; 3]>::try_from(handles(&mesh, &config)).unwrap();
+
+        a.publish(package("acme/tool", "1.0.0", "A tool"))
+            .await
+            .unwrap();
+        a.publish(package("acme/tool", "1.1.0", "A tool, better"))
+            .await
+            .unwrap();
+        let hits = c.search(&Query::text("acme/tool")).await.unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(
+            hits[0].version,
+            version("1.1.0"),
+            "latest version, de-duplicated"
+        );
+
+        let got = b
+            .get_package_version(&id("acme/tool"), &version("1.0.0"))
+            .await
+            .unwrap();
+        assert_eq!(got.metadata.title, "A tool");
+        assert_eq!(
+            b.list_versions(&id("acme/tool")).await.unwrap(),
+            [version("1.0.0"), version("1.1.0")]
+        );
+        assert_eq!(
+            c.get_package(&id("acme/tool")).await.unwrap().version,
+            version("1.1.0")
+        );
+        assert_eq!(
+            c.metadata(&id("acme/tool")).await.unwrap().title,
+            "A tool, better"
+        );
+
+        assert!(a.exists(&id("acme/tool")).await.unwrap());
+        a.delete(&id("acme/tool")).await.unwrap();
+        assert!(!a.exists(&id("acme/tool")).await.unwrap());
+        indexed(&mesh, &[1, 2], 0).await;
+        assert!(!c.exists(&id("acme/tool")).await.unwrap());
+        assert!(c
+            .search(&Query::text("acme/tool"))
+            .await
+            .unwrap()
+            .is_empty());
+        let missing = b
+            .get_package_version(&id("acme/tool"), &version("1.0.0"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(missing, MarketplaceError::NotFound(_)),
+            "{missing}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bootstrap_dials_the_given_peers_under_their_ids() {
+        let config = Config::for_tests();
+        let mesh = marketplace(3, config.clone()).await;
+        let nodes = handles(&mesh, &config);
+        let peers = vec![
+            (mesh.peer_id(1).unwrap(), mesh.addr(1).unwrap()),
+            (mesh.peer_id(2).unwrap(), mesh.addr(2).unwrap()),
+        ];
+        let connected = nodes[0].bootstrap_from(peers).await.unwrap();
+        assert_eq!(connected, 2);
+        let states = mesh.states();
+        assert!(states[0].connected.contains(&mesh.peer_id(1).unwrap()));
+        assert_eq!(states[0].observations["kad_routing_peers"], 2);
+        let alone = marketplace(1, config.clone()).await;
+        let error = handles(&alone, &config)[0].bootstrap().await.unwrap_err();
+        assert!(matches!(error, MarketplaceError::Network(_)), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hundred_concurrent_searches_through_clones_all_complete() {
+        let config = Config::for_tests();
+        let mut mesh = marketplace(3, config.clone()).await;
+        mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        let nodes = handles(&mesh, &config);
+        nodes[1]
+            .publish(package("acme/tool", "1.0.0", "A tool"))
+            .await
+            .unwrap();
+        let handle = nodes[0].clone();
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let handle = handle.clone();
+                tokio::spawn(async move { handle.search(&Query::text("tool")).await })
+            })
+            .collect();
+        for task in tasks {
+            let hits = task.await.unwrap().unwrap();
+            assert_eq!(hits.len(), 1);
+        }
+    }
+}
+
+mod resilience {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sixteen_nodes_in_a_ring_find_a_package_across_the_ring() {
+        let config = Config::for_tests();
+        let mut mesh = marketplace(16, config.clone()).await;
+        mesh.connect_topology(Topology::Ring, WAIT).await.unwrap();
+        gossip_ready(&mesh).await;
+        let nodes = handles(&mesh, &config);
+        nodes[0]
+            .publish(package("acme/ring", "1.0.0", "Round"))
+            .await
+            .unwrap();
+        indexed(&mesh, &[8], 1).await;
+        let hits = nodes[8].search(&Query::text("ring")).await.unwrap();
+        assert_eq!(
+            hits.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
+            ["acme/ring"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_publisher_leaves_its_package_findable_and_rejoins_with_its_identity() {
+        let config = Config {
+            replication: 2,
+            ..Config::for_tests()
+        };
+        let mut mesh = marketplace(4, config.clone()).await;
+        mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        gossip_ready(&mesh).await;
+        let nodes = handles(&mesh, &config);
+        nodes[0]
+            .publish(package("acme/durable", "1.0.0", "Survives"))
+            .await
+            .unwrap();
+        let peer = mesh.peer_id(0).unwrap();
+        mesh.kill(0).await.unwrap();
+        assert!(matches!(
+            nodes[0].search(&Query::text("x")).await,
+            Err(MarketplaceError::NodeStopped)
+        ));
+        let got = nodes[3]
+            .get_package_version(&id("acme/durable"), &version("1.0.0"))
+            .await
+            .unwrap();
+        assert_eq!(got.metadata.title, "Survives");
+        assert_eq!(
+            nodes[2]
+                .search(&Query::text("durable"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        mesh.restart(0, WAIT).await.unwrap();
+        assert_eq!(mesh.peer_id(0).unwrap(), peer);
+        let restarted = marketplace::registry(&mesh, 0, &config).unwrap();
+        let hits = restarted.search(&Query::text("durable")).await.unwrap();
+        assert_eq!(
+            hits.len(),
+            1,
+            "found again through its peers after rejoining"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partitioned_node_answers_locally_within_its_timeout_then_heals() {
+        let config = Config::for_tests();
+        let mut mesh = marketplace(3, config.clone()).await;
+        mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        let nodes = handles(&mesh, &config);
+        mesh.partition(&[&[0], &[1, 2]], WAIT).await.unwrap();
+        nodes[1]
+            .publish(package("acme/island", "1.0.0", "Other side"))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let hits = nodes[0].search(&Query::text("island")).await.unwrap();
+        assert!(hits.is_empty(), "local-only results: {hits:?}");
+        assert!(started.elapsed() < config.request_timeout + Duration::from_millis(500));
+        mesh.heal(WAIT).await.unwrap();
+        let hits = nodes[0].search(&Query::text("island")).await.unwrap();
+        assert_eq!(hits.len(), 1, "found again after healing");
+    }
+
+    /// A peer speaking the registry protocol with the wrong message type.
+    mod raw_peer {
+        use libp2p::request_response::{self, ProtocolSupport};
+        use libp2p::{Multiaddr, PeerId, StreamProtocol};
+        use p2p_otel_testkit::mesh::{Node, NodeEvent, NodeSwarm};
+
+        pub type Behaviour = request_response::cbor::Behaviour<String, String>;
+
+        pub fn behaviour() -> Behaviour {
+            request_response::cbor::Behaviour::new(
+                [(
+                    StreamProtocol::new(p2p_otel_testkit::marketplace::REGISTRY_PROTOCOL),
+                    ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            )
+        }
+
+        #[derive(Default)]
+        pub struct RawNode;
+
+        impl Node for RawNode {
+            type Behaviour = Behaviour;
+            type Command = (PeerId, Multiaddr);
+            fn on_swarm_event(&mut self, _: &mut NodeSwarm<Behaviour>, _: NodeEvent<Behaviour>) {}
+            fn on_command(
+                &mut self,
+                swarm: &mut NodeSwarm<Behaviour>,
+                (peer, addr): (PeerId, Multiaddr),
+            ) {
+                swarm.behaviour_mut().app.add_address(&peer, addr);
+                swarm
+                    .behaviour_mut()
+                    .app
+                    .send_request(&peer, "not a registry request".to_owned());
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_malformed_request_is_counted_and_the_node_keeps_serving() {
+        let config = Config::for_tests();
+        let mesh = marketplace(1, config.clone()).await;
+        let node = &handles(&mesh, &config)[0];
+        // Alone, the DHT quorum cannot be met: a typed error, with the package kept locally.
+        let alone = node
+            .publish(package("acme/steady", "1.0.0", "Still here"))
+            .await
+            .unwrap_err();
+        assert!(matches!(alone, MarketplaceError::Replication(_)), "{alone}");
+        let raw: Mesh<raw_peer::RawNode> = Mesh::builder(1)
+            .seed(77)
+            .security(Security::Plaintext)
+            .start(|_| Ok((raw_peer::behaviour(), raw_peer::RawNode)))
+            .await
+            .unwrap();
+        raw.node(0)
+            .unwrap()
+            .send((mesh.peer_id(0).unwrap(), mesh.addr(0).unwrap()))
+            .await
+            .unwrap();
+        mesh.wait_until("the malformed request to be counted", WAIT, |states| {
+            states[0].observations.get("malformed_messages") == Some(&1)
+        })
+        .await
+        .unwrap();
+        let hits = node.search(&Query::text("steady")).await.unwrap();
+        assert_eq!(hits.len(), 1, "still serving");
+        assert!(!node.exists(&id("acme/nothing")).await.unwrap());
+    }
+}
