@@ -400,7 +400,7 @@ mod resilience {
                 swarm: &mut NodeSwarm<Behaviour>,
                 (peer, addr): (PeerId, Multiaddr),
             ) {
-                swarm.behaviour_mut().app.add_address(&peer, addr);
+                swarm.add_peer_address(peer, addr);
                 swarm
                     .behaviour_mut()
                     .app
