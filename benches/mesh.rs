@@ -1,0 +1,109 @@
+//! Mesh readiness and publish-to-searchable latency, with marketplace nodes on the memory
+//! transport (noise + yamux, test timeouts, 50 ms gossip heartbeat):
+//! - time until a mesh is ready: started, every topology edge connected, every node with
+//!   Kademlia routing entries and a gossipsub mesh peer — 3 nodes (full), 16 and 64 nodes
+//!   (random graph, degree ≥ 4);
+//! - on a ready 16-node ring: from `publish` on node 0 to a `search` on node 8 (the far
+//!   side) returning the package.
+//!
+//! Targets: 3 nodes < 100 ms, 64 nodes < 3 s.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use p2p_otel_testkit::marketplace::{self, Config, Package, Query, Registry, RegistryNode};
+use p2p_otel_testkit::mesh::{Mesh, Topology};
+use tokio::runtime::Runtime;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn ready_mesh(nodes: usize, topology: Topology) -> Mesh<RegistryNode> {
+    let mut mesh = Mesh::builder(nodes)
+        .start(marketplace::node_constructor(|_| Config::for_tests()))
+        .await
+        .expect("mesh starts");
+    mesh.connect_topology(topology, WAIT)
+        .await
+        .expect("edges connect");
+    mesh.wait_until("routing tables and gossip meshes", WAIT, |states| {
+        states.iter().all(|s| {
+            s.observations
+                .get("kad_routing_peers")
+                .is_some_and(|&n| n >= 1)
+                && s.observations
+                    .get("gossip_mesh_peers")
+                    .is_some_and(|&n| n >= 1)
+        })
+    })
+    .await
+    .expect("mesh ready");
+    mesh
+}
+
+fn readiness(c: &mut Criterion) {
+    let runtime = Runtime::new().expect("a tokio runtime");
+    let mut group = c.benchmark_group("mesh_ready");
+    group.sample_size(10);
+    for (nodes, topology) in [
+        (3, Topology::Full),
+        (16, Topology::Random { degree: 4, seed: 1 }),
+        (64, Topology::Random { degree: 4, seed: 1 }),
+    ] {
+        group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, &nodes| {
+            b.to_async(&runtime).iter_custom(|iters| async move {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let mesh = ready_mesh(nodes, topology).await;
+                    elapsed += start.elapsed();
+                    mesh.shutdown().await;
+                }
+                elapsed
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("publish_to_searchable");
+    group.sample_size(10);
+    group.bench_function("16_node_ring_far_side", |b| {
+        b.to_async(&runtime).iter_custom(|iters| async move {
+            let config = Config::for_tests();
+            let mesh = ready_mesh(16, Topology::Ring).await;
+            let publisher = marketplace::registry(&mesh, 0, &config).expect("node 0");
+            let searcher = marketplace::registry(&mesh, 8, &config).expect("node 8");
+            let mut elapsed = Duration::ZERO;
+            for i in 0..iters {
+                let name = format!("bench/pkg-{i}");
+                let package = Package::new(
+                    name.parse().expect("id"),
+                    "1.0.0".parse().expect("version"),
+                    "bench",
+                );
+                let start = Instant::now();
+                publisher.publish(package).await.expect("publish");
+                let expected = (i + 1) as i64;
+                mesh.wait_until("the far side to index it", WAIT, |states| {
+                    states[8]
+                        .observations
+                        .get("packages")
+                        .is_some_and(|&n| n >= expected)
+                })
+                .await
+                .expect("propagated");
+                let hits = searcher
+                    .search(&Query::text(name.as_str()))
+                    .await
+                    .expect("search");
+                assert_eq!(hits.len(), 1);
+                elapsed += start.elapsed();
+            }
+            mesh.shutdown().await;
+            elapsed
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, readiness);
+criterion_main!(benches);
