@@ -52,6 +52,20 @@ async fn indexed(mesh: &Mesh<RegistryNode>, nodes: &[usize], count: i64) {
     .unwrap();
 }
 
+/// Waits until every node has Kademlia routing entries: until then a write's quorum can
+/// fail on a node that was only dialed and has not heard the dialer's addresses yet.
+async fn routing_ready(mesh: &Mesh<RegistryNode>) {
+    mesh.wait_until("Kademlia routing entries on every node", WAIT, |states| {
+        states.iter().all(|s| {
+            s.observations
+                .get("kad_routing_peers")
+                .is_some_and(|&n| n >= 1)
+        })
+    })
+    .await
+    .unwrap();
+}
+
 /// Waits until every node has a peer in the gossip mesh of the packages topic.
 async fn gossip_ready(mesh: &Mesh<RegistryNode>) {
     mesh.wait_until("gossip meshes to form", WAIT, |states| {
@@ -260,10 +274,44 @@ mod three_nodes {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repeated_searches_hit_the_cache_until_it_expires_or_data_changes() {
+        let config = Config {
+            cache_ttl: Duration::from_secs(60),
+            ..Config::for_tests()
+        };
+        let mut mesh = marketplace(2, config.clone()).await;
+        mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        routing_ready(&mesh).await;
+        let nodes = handles(&mesh, &config);
+        nodes[1]
+            .publish(package("acme/cached", "1.0.0", "Cached"))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                nodes[0].search(&Query::text("cached")).await.unwrap().len(),
+                1
+            );
+        }
+        let stats = nodes[0].stats().await.unwrap();
+        assert_eq!((stats.cache_misses, stats.cache_hits), (1, 2));
+        nodes[0]
+            .publish(package("acme/cached-too", "1.0.0", "Cached"))
+            .await
+            .unwrap();
+        assert_eq!(
+            nodes[0].search(&Query::text("cached")).await.unwrap().len(),
+            2,
+            "a publish clears the cache"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hundred_concurrent_searches_through_clones_all_complete() {
         let config = Config::for_tests();
         let mut mesh = marketplace(3, config.clone()).await;
         mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        routing_ready(&mesh).await;
         let nodes = handles(&mesh, &config);
         nodes[1]
             .publish(package("acme/tool", "1.0.0", "A tool"))
@@ -355,6 +403,7 @@ mod resilience {
         let config = Config::for_tests();
         let mut mesh = marketplace(3, config.clone()).await;
         mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        routing_ready(&mesh).await;
         let nodes = handles(&mesh, &config);
         mesh.partition(&[&[0], &[1, 2]], WAIT).await.unwrap();
         nodes[1]
@@ -368,6 +417,114 @@ mod resilience {
         mesh.heal(WAIT).await.unwrap();
         let hits = nodes[0].search(&Query::text("island")).await.unwrap();
         assert_eq!(hits.len(), 1, "found again after healing");
+    }
+
+    /// A peer that speaks the registry protocol but never answers.
+    mod silent_peer {
+        use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+        use libp2p::swarm::dial_opts::DialOpts;
+        use libp2p::swarm::SwarmEvent;
+        use libp2p::{Multiaddr, PeerId, StreamProtocol};
+        use p2p_otel_testkit::marketplace::{RegistryRequest, RegistryResponse, REGISTRY_PROTOCOL};
+        use p2p_otel_testkit::mesh::{MeshBehaviourEvent, Node, NodeEvent, NodeSwarm};
+
+        pub type Behaviour = request_response::cbor::Behaviour<RegistryRequest, RegistryResponse>;
+
+        pub fn behaviour() -> Behaviour {
+            request_response::cbor::Behaviour::new(
+                [(
+                    StreamProtocol::new(REGISTRY_PROTOCOL),
+                    ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            )
+        }
+
+        /// Holds every response channel, so requests neither get an answer nor fail fast.
+        #[derive(Default)]
+        pub struct SilentNode(Vec<ResponseChannel<RegistryResponse>>);
+
+        impl Node for SilentNode {
+            type Behaviour = Behaviour;
+            type Command = (PeerId, Multiaddr);
+            fn on_swarm_event(
+                &mut self,
+                _: &mut NodeSwarm<Behaviour>,
+                event: NodeEvent<Behaviour>,
+            ) {
+                if let SwarmEvent::Behaviour(MeshBehaviourEvent::App(
+                    request_response::Event::Message {
+                        message: request_response::Message::Request { channel, .. },
+                        ..
+                    },
+                )) = event
+                {
+                    self.0.push(channel);
+                }
+            }
+            fn on_command(
+                &mut self,
+                swarm: &mut NodeSwarm<Behaviour>,
+                (peer, addr): (PeerId, Multiaddr),
+            ) {
+                let _ = swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_times_out_loses_reputation_and_is_asked_last() {
+        let config = Config {
+            search_fanout: 1,
+            ..Config::for_tests()
+        };
+        let mut mesh = marketplace(2, config.clone()).await;
+        mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        routing_ready(&mesh).await;
+        let silent: Mesh<silent_peer::SilentNode> = Mesh::builder(1)
+            .seed(78)
+            .security(Security::Plaintext)
+            .start(|_| Ok((silent_peer::behaviour(), silent_peer::SilentNode::default())))
+            .await
+            .unwrap();
+        silent
+            .node(0)
+            .unwrap()
+            .send((mesh.peer_id(0).unwrap(), mesh.addr(0).unwrap()))
+            .await
+            .unwrap();
+        let silent_peer = silent.peer_id(0).unwrap();
+        mesh.wait_until("the silent peer connected", WAIT, |s| {
+            s[0].connected.contains(&silent_peer)
+        })
+        .await
+        .unwrap();
+        let nodes = handles(&mesh, &config);
+        nodes[1]
+            .publish(package("acme/answer", "1.0.0", "Answer"))
+            .await
+            .unwrap();
+        // Fan-out 1: each search asks the best-reputed peer. Unknown peers tie, so within a
+        // few searches the silent one is asked, times out, and falls behind for good.
+        for _ in 0..4 {
+            nodes[0].search(&Query::text("answer")).await.unwrap();
+        }
+        let stats = nodes[0].stats().await.unwrap();
+        let silent_stats = &stats.reputation[&silent_peer];
+        let good_stats = &stats.reputation[&mesh.peer_id(1).unwrap()];
+        assert_eq!(
+            silent_stats.failures, 1,
+            "asked once, then avoided: {stats:?}"
+        );
+        assert!(silent_stats.score() < good_stats.score());
+        assert!(good_stats.successes >= 3);
+        for peer in stats.reputation.values() {
+            assert!(
+                (0.0..=1.0).contains(&peer.score()) && (0.0..=1.0).contains(&peer.success_rate())
+            );
+        }
+        let hits = nodes[0].search(&Query::text("answer")).await.unwrap();
+        assert_eq!(hits.len(), 1, "found through the peer that answers");
     }
 
     /// A peer speaking the registry protocol with the wrong message type.

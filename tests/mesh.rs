@@ -90,6 +90,25 @@ async fn partition_cuts_and_heal_restores() {
 }
 
 #[tokio::test]
+async fn disconnect_closes_a_connection_and_forgets_the_edge() {
+    let mut mesh = dummy_mesh(3, Security::Plaintext).await;
+    mesh.connect_topology(Topology::Line, WAIT).await.unwrap();
+    let peers = mesh.peer_ids();
+    mesh.disconnect(1, 2).await.unwrap();
+    mesh.wait_until("1 and 2 apart", WAIT, |s| {
+        !s[2].connected.contains(&peers[1])
+    })
+    .await
+    .unwrap();
+    mesh.kill(2).await.unwrap();
+    mesh.restart(2, WAIT).await.unwrap();
+    assert!(
+        mesh.states()[2].connected.is_empty(),
+        "a forgotten edge is not restored on restart"
+    );
+}
+
+#[tokio::test]
 async fn a_killed_node_is_gone_and_restarts_with_its_identity() {
     let mut mesh = dummy_mesh(3, Security::Noise).await;
     mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
