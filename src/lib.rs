@@ -5,11 +5,34 @@
 //! - [`SpanCaptureLayer`] captures the spans of one subscriber (one test, one mesh node)
 //!   in-process, with parents, late records, events, links, status and every declared field
 //!   that was never recorded.
+//! - [`receiver`]: an embedded OTLP receiver (gRPC, HTTP protobuf and JSON) that keeps
+//!   every span, metric point and log record a real exporter sends, answers bad input the
+//!   way the OTLP specification says, and lets a test wait for what it needs.
+//! - [`telemetry`]: one node's tracer, meter and logger providers with real
+//!   opentelemetry-otlp exporters, and its tracing `Dispatch`.
 //! - [`model`] is the one span model every source converts into (including OTLP protobuf).
 //! - [`tree`] builds trace trees, queries and asserts on them, and renders them
 //!   deterministically for insta snapshots.
+//! - [`mesh`] runs N libp2p nodes on the memory transport, one task per swarm, with
+//!   topologies, partitions, kills and restarts; [`marketplace`] is the reference P2P
+//!   package registry built on it.
 //!
-//! Nothing here touches global state: no global subscriber, provider or propagator.
+//! Nothing here touches global state: no global subscriber, provider or propagator, no
+//! environment variable read by our code or written by it.
+//!
+//! ## Waiting
+//!
+//! Nothing sleeps. [`CaptureHandle::wait_until`], the receiver's `wait_for_*` and
+//! [`mesh::Mesh::wait_until`] re-check their condition on every change and fail, at their
+//! timeout, with what did arrive (rendered trees, metric names, node states).
+//!
+//! ## Environment
+//!
+//! - `CI=true`: insta refuses new or changed snapshots instead of writing them.
+//! - `INSTA_UPDATE=always`: write new snapshots (then review them with `cargo insta review`
+//!   or `git diff snapshots/`).
+//! - `OTEL_*` variables are ignored by [`telemetry`]: everything they could change is set
+//!   explicitly.
 //!
 //! ## The smallest test
 //!
