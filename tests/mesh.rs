@@ -168,7 +168,9 @@ async fn each_node_traces_into_its_own_dispatch() {
                 .resource_attribute("service.instance.id", peer.to_string())
                 .build();
             sink.lock().unwrap().push((index, handle));
-            tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
+            Ok(tracing::Dispatch::new(
+                tracing_subscriber::registry().with(layer),
+            ))
         })
         .start(|_| Ok((dummy::Behaviour, Passive::default())))
         .await

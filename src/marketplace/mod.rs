@@ -36,6 +36,7 @@
 mod codec;
 mod handle;
 mod index;
+mod instrumentation;
 mod model;
 mod node;
 mod protocol;
@@ -51,6 +52,7 @@ use crate::mesh::{Mesh, MeshError, NodeContext};
 
 pub use codec::{RegistryCodec, Wire};
 pub use handle::P2PRegistry;
+pub use instrumentation::TraceContext;
 pub use model::{Package, PackageId, PackageMetadata, Query, Version};
 pub use node::{Behaviour, Command, RegistryNode};
 pub use protocol::{
@@ -126,6 +128,9 @@ pub struct Config {
     pub max_package_bytes: usize,
     /// The gossipsub heartbeat.
     pub gossip_heartbeat: Duration,
+    /// Where the node records the plan's metrics (`p2p_operations_total`, …); none by
+    /// default. Give each node its own (see [`NodeTelemetry`]).
+    pub meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl Default for Config {
@@ -140,6 +145,7 @@ impl Default for Config {
             cache_ttl: Duration::from_secs(30),
             max_package_bytes: DEFAULT_MAX_PACKAGE_BYTES,
             gossip_heartbeat: Duration::from_secs(1),
+            meter: None,
         }
     }
 }

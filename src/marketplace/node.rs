@@ -12,9 +12,11 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, PeerId, StreamProtocol};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::{field, info_span, Span};
 
 use super::codec::{RegistryCodec, Wire};
 use super::index::{rank_all, LocalIndex};
+use super::instrumentation::{self, adopt, inject, record_outcome, Instruments};
 use super::protocol::{
     index_key, version_key, Announcement, IndexRecord, RegistryRequest, RegistryResponse,
     REGISTRY_PROTOCOL,
@@ -66,7 +68,21 @@ pub(crate) enum Op {
     Stats(oneshot::Sender<NodeStats>),
 }
 
-/// An operation waiting on the network, with its deadline.
+/// An operation in flight: what it waits for, its span, when it started and must end.
+#[derive(Debug)]
+struct InFlight {
+    /// The `operation` label for metrics: "publish", "search", …
+    operation: &'static str,
+    deadline: Instant,
+    started: Instant,
+    /// The operation's span (`p2p_publish`, `p2p_search`, …), closed when the op ends.
+    span: Span,
+    /// The span of the network step it waits on (`dht_put`, `dht_get`), if any.
+    step: Span,
+    kind: Pending,
+}
+
+/// What an operation waits for.
 #[derive(Debug)]
 enum Pending {
     /// Waiting for `remaining` DHT puts; the first failure is kept.
@@ -91,6 +107,8 @@ enum Pending {
     Search {
         query: Query,
         found: Vec<Package>,
+        /// How many of `found` came from the local index.
+        local: usize,
         waiting: HashSet<OutboundRequestId>,
         reply: Reply<Vec<Package>>,
     },
@@ -113,11 +131,16 @@ pub struct RegistryNode {
     cache_misses: u64,
     malformed: u64,
     next_op: u64,
-    pending: HashMap<u64, (Instant, Pending)>,
+    pending: HashMap<u64, InFlight>,
     kad_ops: HashMap<kad::QueryId, u64>,
-    outbound: HashMap<OutboundRequestId, (u64, PeerId, Instant)>,
+    /// Remote search requests: their op, peer, send time and `send_request` span.
+    outbound: HashMap<OutboundRequestId, (u64, PeerId, Instant, Span)>,
     /// Peers added to Kademlia's routing table.
     kad_peers: HashSet<PeerId>,
+    peer_id: String,
+    metrics: Option<Instruments>,
+    /// Approximate bytes held by the search cache.
+    cache_bytes: usize,
 }
 
 pub(crate) fn build(
@@ -188,6 +211,13 @@ pub(crate) fn build(
         kad_ops: HashMap::new(),
         outbound: HashMap::new(),
         kad_peers: HashSet::new(),
+        peer_id: peer_id.to_string(),
+        metrics: None,
+        cache_bytes: 0,
+    };
+    let node = RegistryNode {
+        metrics: node.config.meter.as_ref().map(Instruments::new),
+        ..node
     };
     Ok((behaviour, node))
 }
@@ -196,64 +226,186 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, MarketplaceError> {
     serde_json::to_vec(value).map_err(|e| MarketplaceError::Malformed(e.to_string()))
 }
 
+/// An operation span with the attributes every operation carries, plus the error fields
+/// recorded if it fails.
+macro_rules! operation_span {
+    ($name:literal, $operation:literal, $peer:expr $(, $($fields:tt)*)?) => {
+        info_span!(
+            $name,
+            otel.kind = "internal",
+            operation = $operation,
+            peer_id = %$peer,
+            error = field::Empty,
+            error_type = field::Empty,
+            error_message = field::Empty,
+            otel.status_code = field::Empty,
+            otel.status_description = field::Empty,
+            $($($fields)*)?
+        )
+    };
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl RegistryNode {
-    fn op(&mut self, pending: Pending, timeout: std::time::Duration) -> u64 {
+    fn op(
+        &mut self,
+        operation: &'static str,
+        span: Span,
+        kind: Pending,
+        timeout: std::time::Duration,
+    ) -> u64 {
         self.next_op += 1;
-        self.pending
-            .insert(self.next_op, (Instant::now() + timeout, pending));
+        let now = Instant::now();
+        self.pending.insert(
+            self.next_op,
+            InFlight {
+                operation,
+                deadline: now + timeout,
+                started: now,
+                span,
+                step: Span::none(),
+                kind,
+            },
+        );
         self.next_op
+    }
+
+    /// Ends an operation: records its outcome on its span and in the metrics, replies.
+    fn complete<T>(
+        &self,
+        operation: &'static str,
+        span: &Span,
+        started: Instant,
+        result: Result<T, MarketplaceError>,
+        reply: Reply<T>,
+    ) {
+        record_outcome(span, &result);
+        if let Some(metrics) = &self.metrics {
+            metrics.operation(operation, result.is_ok(), started.elapsed());
+        }
+        let _ = reply.send(result);
     }
 
     fn quorum(&self) -> Quorum {
         NonZeroUsize::new(self.config.replication).map_or(Quorum::One, Quorum::N)
     }
 
+    fn gossip_peers(&self, swarm: &NodeSwarm<Behaviour>) -> usize {
+        let topic = self.topic.hash();
+        swarm
+            .behaviour()
+            .app
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&topic))
+            .count()
+    }
+
+    /// Publishes an announcement in a `gossipsub_announce` span (a child of `parent`).
+    fn announce(
+        &self,
+        swarm: &mut NodeSwarm<Behaviour>,
+        parent: &Span,
+        make: impl FnOnce(instrumentation::TraceContext) -> Announcement,
+    ) {
+        let span = info_span!(
+            parent: parent,
+            "gossipsub_announce",
+            otel.kind = "producer",
+            operation = "announce_package",
+            topic = %self.config.topic,
+            subscriber_count = self.gossip_peers(swarm),
+            message_id = field::Empty,
+        );
+        let announcement = make(inject(&span));
+        let Ok(data) = encode(&announcement) else {
+            return;
+        };
+        // No subscribed peer yet is not an error: the DHT records still replicate.
+        if let Ok(id) = swarm
+            .behaviour_mut()
+            .app
+            .gossipsub
+            .publish(self.topic.clone(), data)
+        {
+            span.record("message_id", id.to_string().as_str());
+        }
+    }
+
     fn publish(&mut self, swarm: &mut NodeSwarm<Behaviour>, package: Package, reply: Reply<()>) {
+        let span = operation_span!(
+            "p2p_publish",
+            "publish",
+            self.peer_id,
+            package_id = %package.id,
+            package_version = %package.version,
+            dht_replication = self.config.replication,
+            gossipsub_peers = self.gossip_peers(swarm),
+        );
+        let started = Instant::now();
         if let Err(error) = check_size(&package, self.config.max_package_bytes) {
-            let _ = reply.send(Err(error));
+            self.complete("publish", &span, started, Err(error), reply);
             return;
         }
         self.tombstones.remove(&package.id);
         self.index.insert(package.clone());
-        self.cache.clear();
-        let records = (|| -> Result<Vec<Record>, MarketplaceError> {
-            let index = IndexRecord {
-                versions: self.index.versions(&package.id),
-                deleted: false,
-            };
+        self.clear_cache();
+        if let Some(metrics) = &self.metrics {
+            metrics.published();
+        }
+        let index = IndexRecord {
+            versions: self.index.versions(&package.id),
+            deleted: false,
+        };
+        let records = encode(&package).and_then(|value| {
             Ok(vec![
-                Record::new(
-                    version_key(&package.id, &package.version),
-                    encode(&package)?,
-                ),
+                Record::new(version_key(&package.id, &package.version), value),
                 Record::new(index_key(&package.id), encode(&index)?),
             ])
-        })();
+        });
         let records = match records {
             Ok(records) => records,
             Err(error) => {
-                let _ = reply.send(Err(error));
+                self.complete("publish", &span, started, Err(error), reply);
                 return;
             }
         };
-        if let Ok(announcement) = encode(&Announcement::Published(Box::new(package))) {
-            // No subscribed peer yet is not an error: the DHT records still replicate.
-            let _ = swarm
-                .behaviour_mut()
-                .app
-                .gossipsub
-                .publish(self.topic.clone(), announcement);
-        }
-        self.put_all(swarm, records, reply);
+        let key = version_key(&package.id, &package.version);
+        let step = info_span!(
+            parent: &span,
+            "dht_put",
+            otel.kind = "client",
+            operation = "store_package",
+            package_id = %package.id,
+            dht_key = %String::from_utf8_lossy(key.as_ref()),
+            dht_replication = self.config.replication,
+            dht_query_id = field::Empty,
+        );
+        self.announce(swarm, &span, |trace| Announcement::Published {
+            package: Box::new(package),
+            trace,
+            sent_unix_ms: unix_ms(),
+        });
+        self.put_all(swarm, "publish", span, step, records, reply);
     }
 
     fn put_all(
         &mut self,
         swarm: &mut NodeSwarm<Behaviour>,
+        operation: &'static str,
+        span: Span,
+        step: Span,
         records: Vec<Record>,
         reply: Reply<()>,
     ) {
         let op = self.op(
+            operation,
+            span,
             Pending::Put {
                 remaining: records.len(),
                 failure: None,
@@ -262,25 +414,32 @@ impl RegistryNode {
             self.config.query_timeout,
         );
         let quorum = self.quorum();
+        let mut query_ids = Vec::new();
         for record in records {
             match swarm.behaviour_mut().app.kad.put_record(record, quorum) {
                 Ok(query) => {
                     self.kad_ops.insert(query, op);
+                    query_ids.push(format!("{query:?}"));
                 }
                 Err(error) => self.put_done(op, Some(error.to_string())),
             }
         }
+        step.record("dht_query_id", query_ids.join(",").as_str());
+        if let Some(pending) = self.pending.get_mut(&op) {
+            pending.step = step;
+        }
     }
 
     fn put_done(&mut self, op: u64, failure: Option<String>) {
-        let Some((
-            _,
-            Pending::Put {
-                remaining,
-                failure: first,
-                ..
-            },
-        )) = self.pending.get_mut(&op)
+        let Some(InFlight {
+            kind:
+                Pending::Put {
+                    remaining,
+                    failure: first,
+                    ..
+                },
+            ..
+        }) = self.pending.get_mut(&op)
         else {
             return;
         };
@@ -288,53 +447,105 @@ impl RegistryNode {
         if first.is_none() {
             *first = failure;
         }
-        if *remaining == 0 {
-            if let Some((_, Pending::Put { failure, reply, .. })) = self.pending.remove(&op) {
-                let _ = reply.send(match failure {
-                    None => Ok(()),
-                    Some(reason) => Err(MarketplaceError::Replication(reason)),
-                });
-            }
+        if *remaining > 0 {
+            return;
         }
+        let Some(InFlight {
+            operation,
+            started,
+            span,
+            step,
+            kind: Pending::Put { failure, reply, .. },
+            ..
+        }) = self.pending.remove(&op)
+        else {
+            return;
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.dht_query("put_record", started.elapsed());
+        }
+        let result = match failure {
+            None => Ok(()),
+            Some(reason) => Err(MarketplaceError::Replication(reason)),
+        };
+        record_outcome(&step, &result);
+        drop(step);
+        self.complete(operation, &span, started, result, reply);
     }
 
     fn delete(&mut self, swarm: &mut NodeSwarm<Behaviour>, id: PackageId, reply: Reply<()>) {
+        let span = operation_span!("p2p_delete", "delete", self.peer_id, package_id = %id);
         let versions = self.index.versions(&id);
         self.index.remove(&id);
         self.tombstones.insert(id.clone());
-        self.cache.clear();
+        self.clear_cache();
         let kad = &mut swarm.behaviour_mut().app.kad;
         for version in &versions {
             kad.remove_record(&version_key(&id, version));
         }
-        if let Ok(announcement) = encode(&Announcement::Deleted(id.clone())) {
-            let _ = swarm
-                .behaviour_mut()
-                .app
-                .gossipsub
-                .publish(self.topic.clone(), announcement);
-        }
+        self.announce(swarm, &span, |trace| Announcement::Deleted {
+            id: id.clone(),
+            trace,
+            sent_unix_ms: unix_ms(),
+        });
         let tombstone = IndexRecord {
             versions: Vec::new(),
             deleted: true,
         };
+        let key = index_key(&id);
+        let step = info_span!(
+            parent: &span,
+            "dht_put",
+            otel.kind = "client",
+            operation = "store_tombstone",
+            package_id = %id,
+            dht_key = %String::from_utf8_lossy(key.as_ref()),
+            dht_replication = self.config.replication,
+            dht_query_id = field::Empty,
+        );
         match encode(&tombstone) {
-            Ok(value) => self.put_all(swarm, vec![Record::new(index_key(&id), value)], reply),
-            Err(error) => {
-                let _ = reply.send(Err(error));
-            }
+            Ok(value) => self.put_all(
+                swarm,
+                "delete",
+                span,
+                step,
+                vec![Record::new(key, value)],
+                reply,
+            ),
+            Err(error) => self.complete("delete", &span, Instant::now(), Err(error), reply),
         }
     }
 
+    /// Starts a DHT read for an operation whose span is `span`.
     fn get_record(
         &mut self,
         swarm: &mut NodeSwarm<Behaviour>,
+        operation: &'static str,
+        span: Span,
         key: kad::RecordKey,
         pending: Pending,
     ) {
-        let op = self.op(pending, self.config.query_timeout);
-        let query = swarm.behaviour_mut().app.kad.get_record(key);
+        let query = swarm.behaviour_mut().app.kad.get_record(key.clone());
+        let step = info_span!(
+            parent: &span,
+            "dht_get",
+            otel.kind = "client",
+            operation = "get_record",
+            dht_query_id = %format!("{query:?}"),
+            dht_key = %String::from_utf8_lossy(key.as_ref()),
+            dht_providers = field::Empty,
+            dht_closest_peers = field::Empty,
+        );
+        let op = self.op(operation, span, pending, self.config.query_timeout);
+        if let Some(pending) = self.pending.get_mut(&op) {
+            pending.step = step;
+        }
         self.kad_ops.insert(query, op);
+    }
+
+    fn clear_cache(&mut self) {
+        self.cache.clear();
+        self.cache_bytes = 0;
     }
 
     fn search(
@@ -343,15 +554,37 @@ impl RegistryNode {
         query: Query,
         reply: Reply<Vec<Package>>,
     ) {
+        let span = operation_span!(
+            "p2p_search",
+            "search",
+            self.peer_id,
+            query_text = %query.text,
+            query_limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+            local_results = field::Empty,
+            remote_results = field::Empty,
+            cache_hit = field::Empty,
+            total_latency_ms = field::Empty,
+        );
+        let started = Instant::now();
         if let Some((hits, at)) = self.cache.get(&query) {
             if at.elapsed() < self.config.cache_ttl {
                 self.cache_hits += 1;
-                let _ = reply.send(Ok(hits.clone()));
+                let hits = hits.clone();
+                span.record("cache_hit", true);
+                span.record("local_results", hits.len());
+                span.record("remote_results", 0);
+                span.record("total_latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+                if let Some(metrics) = &self.metrics {
+                    metrics.search(true, hits.len(), 0);
+                }
+                self.complete("search", &span, started, Ok(hits), reply);
                 return;
             }
         }
         self.cache_misses += 1;
+        span.record("cache_hit", false);
         let found = self.index.candidates(&query);
+        span.record("local_results", found.len());
         let peers = self
             .reputation
             .best(swarm.connected_peers().copied(), self.config.search_fanout);
@@ -360,32 +593,58 @@ impl RegistryNode {
             offset: None,
             ..query.clone()
         };
+        let local = found.len();
+        let mut waiting = HashSet::new();
+        let mut requests = Vec::new();
+        for peer in peers {
+            let request_span = info_span!(
+                parent: &span,
+                "send_request",
+                otel.kind = "client",
+                operation = "remote_search",
+                target_peer = %peer,
+                error = field::Empty,
+                error_type = field::Empty,
+                error_message = field::Empty,
+                otel.status_code = field::Empty,
+                otel.status_description = field::Empty,
+            );
+            let request = RegistryRequest::Search {
+                query: remote_query.clone(),
+                trace: inject(&request_span),
+            };
+            let id = swarm
+                .behaviour_mut()
+                .app
+                .rr
+                .send_request(&peer, Wire::Valid(request));
+            waiting.insert(id);
+            requests.push((id, peer, request_span));
+        }
         let op = self.op(
+            "search",
+            span,
             Pending::Search {
                 query,
                 found,
-                waiting: HashSet::new(),
+                local,
+                waiting,
                 reply,
             },
             self.config.request_timeout,
         );
-        let mut sent = Vec::new();
-        for peer in peers {
-            let request = swarm.behaviour_mut().app.rr.send_request(
-                &peer,
-                Wire::Valid(RegistryRequest::Search(remote_query.clone())),
-            );
-            self.outbound.insert(request, (op, peer, Instant::now()));
-            sent.push(request);
-        }
-        if let Some((_, Pending::Search { waiting, .. })) = self.pending.get_mut(&op) {
-            waiting.extend(sent);
+        for (id, peer, request_span) in requests {
+            self.outbound
+                .insert(id, (op, peer, Instant::now(), request_span));
         }
         self.finish_search_if_done(op);
     }
 
     fn finish_search_if_done(&mut self, op: u64) {
-        let done = matches!(self.pending.get(&op), Some((_, Pending::Search { waiting, .. })) if waiting.is_empty());
+        let done = matches!(
+            self.pending.get(&op),
+            Some(InFlight { kind: Pending::Search { waiting, .. }, .. }) if waiting.is_empty()
+        );
         if done {
             self.finish_search(op);
         }
@@ -394,45 +653,90 @@ impl RegistryNode {
     /// Answers a search with what it has: local results merged with every remote answer
     /// that arrived. Peers that did not answer were already charged a failure.
     fn finish_search(&mut self, op: u64) {
-        if let Some((
-            _,
-            Pending::Search {
-                query,
-                found,
-                reply,
-                ..
-            },
-        )) = self.pending.remove(&op)
-        {
-            let hits = rank_all(found, &query);
-            self.cache.insert(query, (hits.clone(), Instant::now()));
-            let _ = reply.send(Ok(hits));
-        }
-    }
-
-    fn on_search_answer(&mut self, request: OutboundRequestId, answer: Option<Vec<Package>>) {
-        let Some((op, peer, sent)) = self.outbound.remove(&request) else {
+        let Some(InFlight {
+            started,
+            span,
+            kind:
+                Pending::Search {
+                    query,
+                    found,
+                    local,
+                    reply,
+                    ..
+                },
+            ..
+        }) = self.pending.remove(&op)
+        else {
             return;
         };
-        match &answer {
-            Some(_) => self.reputation.success(peer, sent.elapsed()),
-            None => self.reputation.failure(peer),
+        let remote = found.len().saturating_sub(local);
+        let hits = rank_all(found, &query);
+        span.record("remote_results", remote);
+        span.record("total_latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+        if let Some(metrics) = &self.metrics {
+            metrics.search(false, local, remote);
         }
-        if let Some((_, Pending::Search { found, waiting, .. })) = self.pending.get_mut(&op) {
+        if self.config.cache_ttl > std::time::Duration::ZERO {
+            self.cache_bytes += hits
+                .iter()
+                .map(|p| encode(p).map_or(0, |b| b.len()))
+                .sum::<usize>();
+            self.cache.insert(query, (hits.clone(), Instant::now()));
+        }
+        self.complete("search", &span, started, Ok(hits), reply);
+    }
+
+    fn on_search_answer(
+        &mut self,
+        request: OutboundRequestId,
+        answer: Result<Vec<Package>, MarketplaceError>,
+    ) {
+        let Some((op, peer, sent, request_span)) = self.outbound.remove(&request) else {
+            return;
+        };
+        record_outcome(&request_span, &answer);
+        drop(request_span);
+        match &answer {
+            Ok(_) => self.reputation.success(peer, sent.elapsed()),
+            Err(_) => self.reputation.failure(peer),
+        }
+        self.report_peer(&peer);
+        let tombstones = &self.tombstones;
+        if let Some(InFlight {
+            kind: Pending::Search { found, waiting, .. },
+            ..
+        }) = self.pending.get_mut(&op)
+        {
             waiting.remove(&request);
             found.extend(
                 answer
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|p| !self.tombstones.contains(&p.id)),
+                    .filter(|p| !tombstones.contains(&p.id)),
             );
         }
         self.finish_search_if_done(op);
     }
 
+    fn report_peer(&self, peer: &PeerId) {
+        if let (Some(metrics), Some(stats)) = (&self.metrics, self.reputation.snapshot().get(peer))
+        {
+            metrics.peer(
+                &peer.to_string(),
+                stats.score(),
+                stats.response_ms,
+                stats.success_rate(),
+            );
+        }
+    }
+
     fn on_kad(&mut self, swarm: &mut NodeSwarm<Behaviour>, event: kad::Event) {
         let kad::Event::OutboundQueryProgressed {
-            id, result, step, ..
+            id,
+            result,
+            step,
+            stats,
+            ..
         } = event
         else {
             return;
@@ -449,8 +753,21 @@ impl RegistryNode {
                 self.put_done(op, result.err().map(|e| e.to_string()));
             }
             QueryResult::Bootstrap(_) if step.last => {
-                if let Some((_, Pending::Bootstrap { reply })) = self.pending.remove(&op) {
-                    let _ = reply.send(Ok(swarm.connected_peers().count()));
+                if let Some(InFlight {
+                    operation,
+                    started,
+                    span,
+                    kind: Pending::Bootstrap { reply },
+                    ..
+                }) = self.pending.remove(&op)
+                {
+                    let connected = swarm.connected_peers().count();
+                    span.record("bootstrap_success", connected > 0);
+                    span.record("connected_peers", connected);
+                    if let Some(metrics) = &self.metrics {
+                        metrics.dht_query("bootstrap", started.elapsed());
+                    }
+                    self.complete(operation, &span, started, Ok(connected), reply);
                 }
             }
             QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(found))) => {
@@ -458,25 +775,40 @@ impl RegistryNode {
                 if let Some(mut query) = swarm.behaviour_mut().app.kad.query_mut(&id) {
                     query.finish();
                 }
-                self.on_record(op, Some(found.record.value));
+                self.on_record(op, Some(found.record.value), stats.num_requests());
             }
-            QueryResult::GetRecord(_) if step.last => self.on_record(op, None),
+            QueryResult::GetRecord(_) if step.last => {
+                self.on_record(op, None, stats.num_requests())
+            }
             _ => {}
         }
     }
 
-    fn on_record(&mut self, op: u64, value: Option<Vec<u8>>) {
-        let Some((_, pending)) = self.pending.remove(&op) else {
+    fn on_record(&mut self, op: u64, value: Option<Vec<u8>>, peers_asked: u32) {
+        let Some(InFlight {
+            operation,
+            started,
+            span,
+            step,
+            kind,
+            ..
+        }) = self.pending.remove(&op)
+        else {
             return;
         };
-        match pending {
+        step.record("dht_providers", u32::from(value.is_some()));
+        step.record("dht_closest_peers", peers_asked);
+        drop(step);
+        if let Some(metrics) = &self.metrics {
+            metrics.dht_query("get_record", started.elapsed());
+        }
+        match kind {
             Pending::Get { id, version, reply } => {
                 let package = value
                     .and_then(|v| serde_json::from_slice::<Package>(&v).ok())
-                    .filter(|p| !self.tombstones.contains(&p.id));
-                let _ = reply.send(
-                    package.ok_or_else(|| MarketplaceError::NotFound(format!("{id}@{version}"))),
-                );
+                    .filter(|p| !self.tombstones.contains(&p.id))
+                    .ok_or_else(|| MarketplaceError::NotFound(format!("{id}@{version}")));
+                self.complete(operation, &span, started, package, reply);
             }
             Pending::ListVersions {
                 id,
@@ -484,49 +816,121 @@ impl RegistryNode {
                 reply,
             } => {
                 let record = value.and_then(|v| serde_json::from_slice::<IndexRecord>(&v).ok());
-                if record.as_ref().is_some_and(|r| r.deleted) && local.is_empty() {
-                    let _ = reply.send(Err(MarketplaceError::NotFound(id.to_string())));
-                    return;
-                }
+                let deleted = record.as_ref().is_some_and(|r| r.deleted);
                 local.extend(record.map(|r| r.versions).unwrap_or_default());
                 local.sort();
                 local.dedup();
-                let _ = reply.send(if local.is_empty() {
+                let result = if local.is_empty() || (deleted && self.index.versions(&id).is_empty())
+                {
                     Err(MarketplaceError::NotFound(id.to_string()))
                 } else {
                     Ok(local)
-                });
+                };
+                self.complete(operation, &span, started, result, reply);
             }
             Pending::Exists { reply } => {
                 let record = value.and_then(|v| serde_json::from_slice::<IndexRecord>(&v).ok());
-                let _ = reply.send(Ok(
-                    record.is_some_and(|r| !r.deleted && !r.versions.is_empty())
-                ));
+                let exists = record.is_some_and(|r| !r.deleted && !r.versions.is_empty());
+                self.complete(operation, &span, started, Ok(exists), reply);
             }
             other => {
-                self.pending.insert(op, (Instant::now(), other));
+                // Not a read: keep waiting for its own completion.
+                self.pending.insert(
+                    op,
+                    InFlight {
+                        operation,
+                        deadline: started + self.config.query_timeout,
+                        started,
+                        span,
+                        step: Span::none(),
+                        kind: other,
+                    },
+                );
             }
         }
     }
 
-    fn on_gossip(&mut self, data: &[u8]) {
-        match serde_json::from_slice::<Announcement>(data) {
-            Ok(Announcement::Published(package)) => {
+    /// Receives an announcement in a `gossipsub_receive` span parented by the announcing
+    /// span, with how long the message took to arrive.
+    fn on_gossip(&mut self, data: &[u8], message_id: &gossipsub::MessageId) {
+        let announcement = match serde_json::from_slice::<Announcement>(data) {
+            Ok(announcement) => announcement,
+            Err(_) => {
+                self.malformed += 1;
+                return;
+            }
+        };
+        let (trace, sent_unix_ms, package_id) = match &announcement {
+            Announcement::Published {
+                package,
+                trace,
+                sent_unix_ms,
+            } => (trace, *sent_unix_ms, package.id.to_string()),
+            Announcement::Deleted {
+                id,
+                trace,
+                sent_unix_ms,
+            } => (trace, *sent_unix_ms, id.to_string()),
+        };
+        let propagation_ms = unix_ms().saturating_sub(sent_unix_ms) as f64;
+        let span = info_span!(
+            "gossipsub_receive",
+            otel.kind = "consumer",
+            operation = "receive_announcement",
+            peer_id = %self.peer_id,
+            topic = %self.config.topic,
+            message_id = %message_id,
+            package_id = %package_id,
+            propagation_ms,
+        );
+        adopt(&span, trace);
+        let _entered = span.enter();
+        if let Some(metrics) = &self.metrics {
+            metrics.propagation(propagation_ms);
+        }
+        match announcement {
+            Announcement::Published { package, .. } => {
                 if check_size(&package, self.config.max_package_bytes).is_ok() {
                     self.tombstones.remove(&package.id);
                     self.index.insert(*package);
-                    self.cache.clear();
+                    self.clear_cache();
                 } else {
                     self.malformed += 1;
                 }
             }
-            Ok(Announcement::Deleted(id)) => {
+            Announcement::Deleted { id, .. } => {
                 self.index.remove(&id);
                 self.tombstones.insert(id);
-                self.cache.clear();
+                self.clear_cache();
             }
-            Err(_) => self.malformed += 1,
         }
+    }
+
+    /// Answers a peer's search in a `handle_dht_query` span whose parent is the caller's
+    /// request span, carried in the request as W3C trace context.
+    fn on_inbound_search(
+        &mut self,
+        query: Query,
+        trace: &instrumentation::TraceContext,
+        from: &PeerId,
+    ) -> RegistryResponse {
+        let span = info_span!(
+            "handle_dht_query",
+            otel.kind = "server",
+            operation = "handle_search",
+            peer_id = %self.peer_id,
+            remote_peer = %from,
+            query_text = %query.text,
+            results = field::Empty,
+        );
+        adopt(&span, trace);
+        let _entered = span.enter();
+        let hits = self.index.search(&Query {
+            limit: Some(query.limit.unwrap_or(100).min(100)),
+            ..query
+        });
+        span.record("results", hits.len());
+        RegistryResponse::Hits(hits)
     }
 
     pub(crate) fn stats(&self, swarm: &NodeSwarm<Behaviour>) -> NodeStats {
@@ -540,7 +944,6 @@ impl RegistryNode {
         }
     }
 }
-
 impl Node for RegistryNode {
     type Behaviour = Behaviour;
     type Command = Command;
@@ -567,19 +970,20 @@ impl Node for RegistryNode {
                 self.on_kad(swarm, event)
             }
             SwarmEvent::Behaviour(Mesh::App(BehaviourEvent::Gossipsub(
-                gossipsub::Event::Message { message, .. },
-            ))) => self.on_gossip(&message.data),
+                gossipsub::Event::Message {
+                    message,
+                    message_id,
+                    ..
+                },
+            ))) => self.on_gossip(&message.data, &message_id),
             SwarmEvent::Behaviour(Mesh::App(BehaviourEvent::Rr(event))) => match event {
-                request_response::Event::Message { message, .. } => match message {
+                request_response::Event::Message { peer, message, .. } => match message {
                     request_response::Message::Request {
                         request, channel, ..
                     } => {
                         let response = match request {
-                            Wire::Valid(RegistryRequest::Search(query)) => {
-                                RegistryResponse::Hits(self.index.search(&Query {
-                                    limit: Some(query.limit.unwrap_or(100).min(100)),
-                                    ..query
-                                }))
+                            Wire::Valid(RegistryRequest::Search { query, trace }) => {
+                                self.on_inbound_search(query, &trace, &peer)
                             }
                             // Counted and refused; the node carries on.
                             Wire::Malformed(reason) => {
@@ -597,19 +1001,30 @@ impl Node for RegistryNode {
                         request_id,
                         response,
                     } => {
-                        let hits = match response {
-                            Wire::Valid(RegistryResponse::Hits(hits)) => Some(hits),
-                            Wire::Valid(RegistryResponse::Rejected(_)) => None,
-                            Wire::Malformed(_) => {
+                        let answer = match response {
+                            Wire::Valid(RegistryResponse::Hits(hits)) => Ok(hits),
+                            Wire::Valid(RegistryResponse::Rejected(reason)) => Err(
+                                MarketplaceError::Network(format!("request rejected: {reason}")),
+                            ),
+                            Wire::Malformed(reason) => {
                                 self.malformed += 1;
-                                None
+                                Err(MarketplaceError::Malformed(reason))
                             }
                         };
-                        self.on_search_answer(request_id, hits);
+                        self.on_search_answer(request_id, answer);
                     }
                 },
-                request_response::Event::OutboundFailure { request_id, .. } => {
-                    self.on_search_answer(request_id, None);
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                } => {
+                    let error = match error {
+                        request_response::OutboundFailure::Timeout => MarketplaceError::Timeout {
+                            operation: "remote search request".to_owned(),
+                            after: self.config.request_timeout,
+                        },
+                        other => MarketplaceError::Network(other.to_string()),
+                    };
+                    self.on_search_answer(request_id, Err(error));
                 }
                 request_response::Event::InboundFailure { .. }
                 | request_response::Event::ResponseSent { .. } => {}
@@ -622,6 +1037,14 @@ impl Node for RegistryNode {
         match op {
             Op::Bootstrap(peers, reply) => {
                 let peers = peers.unwrap_or_else(|| self.config.bootstrap_peers.clone());
+                let span = operation_span!(
+                    "p2p_bootstrap",
+                    "bootstrap",
+                    self.peer_id,
+                    bootstrap_node_count = peers.len(),
+                    bootstrap_success = field::Empty,
+                    connected_peers = field::Empty,
+                );
                 let kad = &mut swarm.behaviour_mut().app.kad;
                 for (peer, addr) in &peers {
                     kad.add_address(peer, addr.clone());
@@ -635,47 +1058,82 @@ impl Node for RegistryNode {
                 }
                 match swarm.behaviour_mut().app.kad.bootstrap() {
                     Ok(query) => {
-                        let op = self.op(Pending::Bootstrap { reply }, self.config.query_timeout);
+                        let op = self.op(
+                            "bootstrap",
+                            span,
+                            Pending::Bootstrap { reply },
+                            self.config.query_timeout,
+                        );
                         self.kad_ops.insert(query, op);
                     }
                     Err(_) => {
-                        let _ = reply.send(Err(MarketplaceError::Network(
+                        span.record("bootstrap_success", false);
+                        span.record("connected_peers", swarm.connected_peers().count());
+                        let error = MarketplaceError::Network(
                             "no known peers to bootstrap from".to_owned(),
-                        )));
+                        );
+                        self.complete("bootstrap", &span, Instant::now(), Err(error), reply);
                     }
                 }
             }
             Op::Publish(package, reply) => self.publish(swarm, package, reply),
             Op::Search(query, reply) => self.search(swarm, query, reply),
-            Op::Get(id, version, reply) => match self.index.get(&id, &version) {
-                Some(package) => {
-                    let _ = reply.send(Ok(package.clone()));
+            Op::Get(id, version, reply) => {
+                let span = operation_span!(
+                    "p2p_get",
+                    "get",
+                    self.peer_id,
+                    package_id = %id,
+                    package_version = %version,
+                );
+                match self.index.get(&id, &version) {
+                    Some(package) => {
+                        let package = package.clone();
+                        self.complete("get", &span, Instant::now(), Ok(package), reply);
+                    }
+                    None if self.tombstones.contains(&id) => {
+                        let error = MarketplaceError::NotFound(format!("{id}@{version}"));
+                        self.complete("get", &span, Instant::now(), Err(error), reply);
+                    }
+                    None => {
+                        let key = version_key(&id, &version);
+                        self.get_record(
+                            swarm,
+                            "get",
+                            span,
+                            key,
+                            Pending::Get { id, version, reply },
+                        );
+                    }
                 }
-                None if self.tombstones.contains(&id) => {
-                    let _ = reply.send(Err(MarketplaceError::NotFound(format!("{id}@{version}"))));
-                }
-                None => {
-                    let key = version_key(&id, &version);
-                    self.get_record(swarm, key, Pending::Get { id, version, reply });
-                }
-            },
+            }
             Op::ListVersions(id, reply) => {
+                let span = operation_span!("p2p_list_versions", "list_versions", self.peer_id, package_id = %id);
                 if self.tombstones.contains(&id) {
-                    let _ = reply.send(Err(MarketplaceError::NotFound(id.to_string())));
+                    let error = MarketplaceError::NotFound(id.to_string());
+                    self.complete("list_versions", &span, Instant::now(), Err(error), reply);
                     return;
                 }
                 let local = self.index.versions(&id);
                 let key = index_key(&id);
-                self.get_record(swarm, key, Pending::ListVersions { id, local, reply });
+                self.get_record(
+                    swarm,
+                    "list_versions",
+                    span,
+                    key,
+                    Pending::ListVersions { id, local, reply },
+                );
             }
             Op::Delete(id, reply) => self.delete(swarm, id, reply),
             Op::Exists(id, reply) => {
+                let span = operation_span!("p2p_exists", "exists", self.peer_id, package_id = %id);
                 if self.tombstones.contains(&id) {
-                    let _ = reply.send(Ok(false));
+                    self.complete("exists", &span, Instant::now(), Ok(false), reply);
                 } else if self.index.contains(&id) {
-                    let _ = reply.send(Ok(true));
+                    self.complete("exists", &span, Instant::now(), Ok(true), reply);
                 } else {
-                    self.get_record(swarm, index_key(&id), Pending::Exists { reply });
+                    let key = index_key(&id);
+                    self.get_record(swarm, "exists", span, key, Pending::Exists { reply });
                 }
             }
             Op::Stats(reply) => {
@@ -685,7 +1143,7 @@ impl Node for RegistryNode {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.pending.values().map(|(deadline, _)| *deadline).min()
+        self.pending.values().map(|op| op.deadline).min()
     }
 
     fn on_deadline(&mut self, _swarm: &mut NodeSwarm<Behaviour>) {
@@ -693,47 +1151,86 @@ impl Node for RegistryNode {
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, (deadline, _))| *deadline <= now)
-            .map(|(op, _)| *op)
+            .filter(|(_, op)| op.deadline <= now)
+            .map(|(id, _)| *id)
             .collect();
-        for op in expired {
-            let Some((_, pending)) = self.pending.remove(&op) else {
+        for id in expired {
+            let Some(InFlight {
+                operation,
+                started,
+                span,
+                step,
+                kind,
+                ..
+            }) = self.pending.remove(&id)
+            else {
                 continue;
             };
-            let timeout = |operation: &str| MarketplaceError::Timeout {
-                operation: operation.to_owned(),
-                after: self.config.query_timeout,
+            let what = match &kind {
+                Pending::Search { .. } => "remote search",
+                Pending::Put { .. } => "DHT put",
+                Pending::Get { .. } | Pending::ListVersions { .. } | Pending::Exists { .. } => {
+                    "DHT query"
+                }
+                Pending::Bootstrap { .. } => "Kademlia bootstrap",
             };
-            match pending {
+            let after = match &kind {
+                Pending::Search { .. } => self.config.request_timeout,
+                _ => self.config.query_timeout,
+            };
+            let timeout = MarketplaceError::Timeout {
+                operation: what.to_owned(),
+                after,
+            };
+            record_outcome::<()>(&step, &Err(timeout.clone()));
+            drop(step);
+            match kind {
                 Pending::Search {
                     query,
                     found,
+                    local,
                     waiting,
                     reply,
                 } => {
                     // Peers that never answered lose reputation; the caller gets what did
                     // arrive (local results at least) rather than nothing.
                     for request in waiting {
-                        if let Some((_, peer, _)) = self.outbound.remove(&request) {
+                        if let Some((_, peer, _, request_span)) = self.outbound.remove(&request) {
+                            record_outcome::<()>(&request_span, &Err(timeout.clone()));
                             self.reputation.failure(peer);
+                            self.report_peer(&peer);
                         }
                     }
-                    let _ = reply.send(Ok(rank_all(found, &query)));
+                    let remote = found.len().saturating_sub(local);
+                    span.record("remote_results", remote);
+                    span.record("total_latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+                    if let Some(metrics) = &self.metrics {
+                        metrics.search(false, local, remote);
+                    }
+                    self.complete(
+                        operation,
+                        &span,
+                        started,
+                        Ok(rank_all(found, &query)),
+                        reply,
+                    );
                 }
                 Pending::Put { reply, .. } => {
-                    let _ = reply.send(Err(timeout("DHT put")));
+                    self.complete(operation, &span, started, Err(timeout), reply)
                 }
                 Pending::Get { reply, .. } => {
-                    let _ = reply.send(Err(timeout("DHT get")));
+                    self.complete(operation, &span, started, Err(timeout), reply)
                 }
                 Pending::ListVersions { reply, .. } => {
-                    let _ = reply.send(Err(timeout("DHT get index")));
+                    self.complete(operation, &span, started, Err(timeout), reply)
                 }
                 Pending::Exists { reply } => {
-                    let _ = reply.send(Err(timeout("DHT get index")));
+                    self.complete(operation, &span, started, Err(timeout), reply)
                 }
                 Pending::Bootstrap { reply } => {
-                    let _ = reply.send(Err(timeout("Kademlia bootstrap")));
+                    span.record("bootstrap_success", false);
+                    span.record("connected_peers", 0);
+                    self.complete(operation, &span, started, Err(timeout), reply)
                 }
             }
         }
@@ -742,6 +1239,10 @@ impl Node for RegistryNode {
 
     fn observe(&self, swarm: &NodeSwarm<Behaviour>, state: &mut NodeState) {
         let app = &swarm.behaviour().app;
+        let connected = swarm.connected_peers().count();
+        if let Some(metrics) = &self.metrics {
+            metrics.state(connected, self.index.len(), self.cache_bytes);
+        }
         let observations = &mut state.observations;
         observations.insert("packages".into(), self.index.len() as i64);
         observations.insert("kad_routing_peers".into(), self.kad_peers.len() as i64);
@@ -750,12 +1251,6 @@ impl Node for RegistryNode {
             "gossip_mesh_peers".into(),
             app.gossipsub.mesh_peers(&self.topic.hash()).count() as i64,
         );
-        observations.insert(
-            "gossip_topic_peers".into(),
-            app.gossipsub
-                .all_peers()
-                .filter(|(_, topics)| topics.contains(&&self.topic.hash()))
-                .count() as i64,
-        );
+        observations.insert("gossip_topic_peers".into(), self.gossip_peers(swarm) as i64);
     }
 }

@@ -4,6 +4,7 @@
 use libp2p::kad::RecordKey;
 use serde::{Deserialize, Serialize};
 
+use super::instrumentation::TraceContext;
 use super::{Package, PackageId, Query, Version};
 
 /// The request-response protocol name.
@@ -12,8 +13,13 @@ pub const REGISTRY_PROTOCOL: &str = "/ggen/registry/1";
 /// A request to another node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegistryRequest {
-    /// Search the peer's local index.
-    Search(Query),
+    /// Search the peer's local index; `trace` is the caller's W3C trace context.
+    Search {
+        /// The query.
+        query: Query,
+        /// `traceparent` / `tracestate` of the caller's request span.
+        trace: TraceContext,
+    },
 }
 
 /// A peer's answer.
@@ -29,9 +35,23 @@ pub enum RegistryResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Announcement {
     /// A version was published.
-    Published(Box<Package>),
+    Published {
+        /// The package.
+        package: Box<Package>,
+        /// `traceparent` / `tracestate` of the announcing span.
+        trace: TraceContext,
+        /// When it was sent, milliseconds since the Unix epoch (for `propagation_ms`).
+        sent_unix_ms: u64,
+    },
     /// A package was deleted.
-    Deleted(PackageId),
+    Deleted {
+        /// The package.
+        id: PackageId,
+        /// `traceparent` / `tracestate` of the announcing span.
+        trace: TraceContext,
+        /// When it was sent, milliseconds since the Unix epoch.
+        sent_unix_ms: u64,
+    },
 }
 
 /// The DHT index record of a package: its versions, or a tombstone.

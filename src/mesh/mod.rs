@@ -202,7 +202,7 @@ pub struct NodeContext {
 
 type Constructor<N> =
     dyn Fn(&NodeContext) -> Result<(<N as Node>::Behaviour, N), MeshError> + Send + Sync;
-type DispatchFactory = dyn Fn(usize, PeerId) -> Dispatch + Send + Sync;
+type DispatchFactory = dyn Fn(usize, PeerId) -> Result<Dispatch, MeshError> + Send + Sync;
 
 /// Configures a mesh. Defaults: seed 0, noise, connections kept 1 hour when idle, 5 s
 /// to listen or dial.
@@ -245,11 +245,11 @@ impl Builder {
         self
     }
 
-    /// Gives each node its own tracing dispatch, made from its index and peer id: the
-    /// node's task and every task libp2p spawns for it run with it.
+    /// Gives each node its own tracing dispatch, made from its index and peer id (again
+    /// on restart): the node's task and every task libp2p spawns for it run with it.
     pub fn dispatch_per_node(
         mut self,
-        make: impl Fn(usize, PeerId) -> Dispatch + Send + Sync + 'static,
+        make: impl Fn(usize, PeerId) -> Result<Dispatch, MeshError> + Send + Sync + 'static,
     ) -> Self {
         self.dispatch = Some(Arc::new(make));
         self
@@ -441,7 +441,8 @@ where
             .config
             .dispatch
             .as_ref()
-            .map(|make| make(index, self.slots[index].context.peer_id));
+            .map(|make| make(index, self.slots[index].context.peer_id))
+            .transpose()?;
         let context = self.slots[index].context.clone();
         let (behaviour, mut logic) = (self.constructor)(&context)?;
         let transport = transport::memory_transport(&context.keypair, security)?;

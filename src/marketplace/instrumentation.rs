@@ -1,0 +1,191 @@
+//! What a marketplace node emits: the plan's metrics (section 4.2), W3C trace context
+//! carried in messages (opentelemetry's `TraceContextPropagator`), and how operation
+//! spans end.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::MarketplaceError;
+
+/// W3C trace context (`traceparent`, `tracestate`) as it travels inside a message.
+pub type TraceContext = BTreeMap<String, String>;
+
+struct Carrier<'a>(&'a mut TraceContext);
+
+impl Injector for Carrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+struct ReadCarrier<'a>(&'a TraceContext);
+
+impl Extractor for ReadCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// The W3C context of `span` (empty when the node has no OpenTelemetry layer).
+pub(crate) fn inject(span: &Span) -> TraceContext {
+    let mut carrier = TraceContext::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut Carrier(&mut carrier));
+    carrier
+}
+
+/// Makes the remote context in `carrier` the parent of `span` (before it is entered).
+/// Without a valid `traceparent`, the span stays a root.
+pub(crate) fn adopt(span: &Span, carrier: &TraceContext) {
+    if carrier.contains_key("traceparent") {
+        let context = TraceContextPropagator::new().extract(&ReadCarrier(carrier));
+        // Fails only when the node has no OpenTelemetry layer: nothing to parent then.
+        let _ = span.set_parent(context);
+    }
+}
+
+/// The `error_type` attribute for an error.
+pub(crate) fn error_type(error: &MarketplaceError) -> &'static str {
+    match error {
+        MarketplaceError::Timeout { .. } => "timeout",
+        MarketplaceError::Replication(_) => "replication",
+        MarketplaceError::NotFound(_) => "not_found",
+        MarketplaceError::Network(_) => "network",
+        MarketplaceError::NodeStopped => "node_stopped",
+        MarketplaceError::Malformed(_) => "malformed",
+        MarketplaceError::InvalidPackageId(_)
+        | MarketplaceError::InvalidVersion(_)
+        | MarketplaceError::PackageTooLarge { .. } => "invalid_input",
+    }
+}
+
+/// Records the outcome on an operation span: on error, `error = true`, `error_type`,
+/// `error_message` and an Error status (for tracing-opentelemetry too).
+pub(crate) fn record_outcome<T>(span: &Span, result: &Result<T, MarketplaceError>) {
+    if let Err(error) = result {
+        let message = error.to_string();
+        span.record("error", true);
+        span.record("error_type", error_type(error));
+        span.record("error_message", message.as_str());
+        span.record("otel.status_code", "error");
+        span.record("otel.status_description", message.as_str());
+    }
+}
+
+/// The plan's metrics, created once per node from its meter.
+#[derive(Debug, Clone)]
+pub(crate) struct Instruments {
+    operations: Counter<u64>,
+    published: Counter<u64>,
+    searches: Counter<u64>,
+    dht_queries: Counter<u64>,
+    operation_duration: Histogram<f64>,
+    search_results: Histogram<u64>,
+    dht_query_duration: Histogram<f64>,
+    propagation: Histogram<f64>,
+    connected_peers: Gauge<i64>,
+    known_packages: Gauge<i64>,
+    peer_reputation: Gauge<f64>,
+    cache_size: Gauge<i64>,
+    peer_response_time: Gauge<f64>,
+    peer_success_rate: Gauge<f64>,
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+impl Instruments {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        Instruments {
+            operations: meter.u64_counter("p2p_operations_total").build(),
+            published: meter.u64_counter("p2p_packages_published_total").build(),
+            searches: meter.u64_counter("p2p_searches_total").build(),
+            dht_queries: meter.u64_counter("p2p_dht_queries_total").build(),
+            operation_duration: meter
+                .f64_histogram("p2p_operation_duration_ms")
+                .with_unit("ms")
+                .build(),
+            search_results: meter.u64_histogram("p2p_search_results").build(),
+            dht_query_duration: meter
+                .f64_histogram("p2p_dht_query_duration_ms")
+                .with_unit("ms")
+                .build(),
+            propagation: meter
+                .f64_histogram("p2p_gossipsub_propagation_ms")
+                .with_unit("ms")
+                .build(),
+            connected_peers: meter.i64_gauge("p2p_connected_peers").build(),
+            known_packages: meter.i64_gauge("p2p_known_packages").build(),
+            peer_reputation: meter.f64_gauge("p2p_peer_reputation").build(),
+            cache_size: meter
+                .i64_gauge("p2p_cache_size_bytes")
+                .with_unit("By")
+                .build(),
+            peer_response_time: meter
+                .f64_gauge("peer_response_time_ms")
+                .with_unit("ms")
+                .build(),
+            peer_success_rate: meter.f64_gauge("peer_success_rate").build(),
+        }
+    }
+
+    pub(crate) fn operation(&self, operation: &'static str, ok: bool, took: Duration) {
+        let status = if ok { "ok" } else { "error" };
+        self.operations.add(
+            1,
+            &[
+                KeyValue::new("operation", operation),
+                KeyValue::new("status", status),
+            ],
+        );
+        self.operation_duration
+            .record(ms(took), &[KeyValue::new("operation", operation)]);
+    }
+
+    pub(crate) fn published(&self) {
+        self.published.add(1, &[]);
+    }
+
+    pub(crate) fn search(&self, cache_hit: bool, local: usize, remote: usize) {
+        self.searches
+            .add(1, &[KeyValue::new("cache_hit", cache_hit)]);
+        self.search_results
+            .record(local as u64, &[KeyValue::new("source", "local")]);
+        self.search_results
+            .record(remote as u64, &[KeyValue::new("source", "remote")]);
+    }
+
+    pub(crate) fn dht_query(&self, query_type: &'static str, took: Duration) {
+        let labels = [KeyValue::new("query_type", query_type)];
+        self.dht_queries.add(1, &labels);
+        self.dht_query_duration.record(ms(took), &labels);
+    }
+
+    pub(crate) fn propagation(&self, took_ms: f64) {
+        self.propagation.record(took_ms, &[]);
+    }
+
+    pub(crate) fn state(&self, connected: usize, packages: usize, cache_bytes: usize) {
+        self.connected_peers.record(connected as i64, &[]);
+        self.known_packages.record(packages as i64, &[]);
+        self.cache_size.record(cache_bytes as i64, &[]);
+    }
+
+    pub(crate) fn peer(&self, peer: &str, score: f64, response_ms: f64, success_rate: f64) {
+        let labels = [KeyValue::new("peer_id", peer.to_owned())];
+        self.peer_reputation.record(score, &labels);
+        self.peer_response_time.record(response_ms, &labels);
+        self.peer_success_rate.record(success_rate, &labels);
+    }
+}
