@@ -112,8 +112,10 @@ fn into_text(value: Value) -> String {
     }
 }
 
-/// An unsigned or wide integer as OpenTelemetry exports it: an int when it fits in
-/// `i64`, else its decimal text (never a silent wrap).
+/// An unsigned or wide integer: an int when it fits in `i64`, else its decimal text
+/// (never a silent wrap). Note that tracing-opentelemetry 0.34 exports *every* `u64`
+/// field as text (it has no `record_u64`), so a `u64` field renders as `2` here and as
+/// `"2"` after a trip through OTLP: record counts as `i64` to keep both the same.
 fn wide_int(value: impl TryInto<i64> + ToString + Copy) -> Value {
     match value.try_into() {
         Ok(int) => Value::Int(int),

@@ -129,7 +129,7 @@ pub struct Config {
     /// The gossipsub heartbeat.
     pub gossip_heartbeat: Duration,
     /// Where the node records the plan's metrics (`p2p_operations_total`, …); none by
-    /// default. Give each node its own (see [`NodeTelemetry`]).
+    /// default. Give each node its own (see [`PerNode`](crate::telemetry::PerNode)).
     pub meter: Option<opentelemetry::metrics::Meter>,
 }
 

@@ -88,7 +88,7 @@ enum Pending {
     /// Waiting for `remaining` DHT puts; the first failure is kept.
     Put {
         remaining: usize,
-        failure: Option<String>,
+        failure: Option<MarketplaceError>,
         reply: Reply<()>,
     },
     Get {
@@ -319,21 +319,38 @@ impl RegistryNode {
             otel.kind = "producer",
             operation = "announce_package",
             topic = %self.config.topic,
-            subscriber_count = self.gossip_peers(swarm),
+            subscriber_count = self.gossip_peers(swarm) as i64,
             message_id = field::Empty,
+            error = field::Empty,
+            error_type = field::Empty,
+            error_message = field::Empty,
+            otel.status_code = field::Empty,
+            otel.status_description = field::Empty,
         );
         let announcement = make(inject(&span));
         let Ok(data) = encode(&announcement) else {
             return;
         };
         // No subscribed peer yet is not an error: the DHT records still replicate.
-        if let Ok(id) = swarm
+        match swarm
             .behaviour_mut()
             .app
             .gossipsub
             .publish(self.topic.clone(), data)
         {
-            span.record("message_id", id.to_string().as_str());
+            Ok(id) => {
+                span.record("message_id", id.to_string().as_str());
+            }
+            // Not fatal to the operation (the DHT records replicate on their own), but
+            // visible: an announcement nobody received is an error of this span.
+            Err(error) => {
+                let message = format!("gossipsub publish failed: {error}");
+                span.record("error", true);
+                span.record("error_type", "gossip_publish");
+                span.record("error_message", message.as_str());
+                span.record("otel.status_code", "error");
+                span.record("otel.status_description", message.as_str());
+            }
         }
     }
 
@@ -344,8 +361,8 @@ impl RegistryNode {
             self.peer_id,
             package_id = %package.id,
             package_version = %package.version,
-            dht_replication = self.config.replication,
-            gossipsub_peers = self.gossip_peers(swarm),
+            dht_replication = self.config.replication as i64,
+            gossipsub_peers = self.gossip_peers(swarm) as i64,
         );
         let started = Instant::now();
         if let Err(error) = check_size(&package, self.config.max_package_bytes) {
@@ -383,8 +400,13 @@ impl RegistryNode {
             operation = "store_package",
             package_id = %package.id,
             dht_key = %String::from_utf8_lossy(key.as_ref()),
-            dht_replication = self.config.replication,
+            dht_replication = self.config.replication as i64,
             dht_query_id = field::Empty,
+            error = field::Empty,
+            error_type = field::Empty,
+            error_message = field::Empty,
+            otel.status_code = field::Empty,
+            otel.status_description = field::Empty,
         );
         self.announce(swarm, &span, |trace| Announcement::Published {
             package: Box::new(package),
@@ -421,7 +443,9 @@ impl RegistryNode {
                     self.kad_ops.insert(query, op);
                     query_ids.push(format!("{query:?}"));
                 }
-                Err(error) => self.put_done(op, Some(error.to_string())),
+                Err(error) => {
+                    self.put_done(op, Some(MarketplaceError::Replication(error.to_string())))
+                }
             }
         }
         step.record("dht_query_id", query_ids.join(",").as_str());
@@ -430,7 +454,7 @@ impl RegistryNode {
         }
     }
 
-    fn put_done(&mut self, op: u64, failure: Option<String>) {
+    fn put_done(&mut self, op: u64, failure: Option<MarketplaceError>) {
         let Some(InFlight {
             kind:
                 Pending::Put {
@@ -466,7 +490,7 @@ impl RegistryNode {
         }
         let result = match failure {
             None => Ok(()),
-            Some(reason) => Err(MarketplaceError::Replication(reason)),
+            Some(error) => Err(error),
         };
         record_outcome(&step, &result);
         drop(step);
@@ -500,8 +524,13 @@ impl RegistryNode {
             operation = "store_tombstone",
             package_id = %id,
             dht_key = %String::from_utf8_lossy(key.as_ref()),
-            dht_replication = self.config.replication,
+            dht_replication = self.config.replication as i64,
             dht_query_id = field::Empty,
+            error = field::Empty,
+            error_type = field::Empty,
+            error_message = field::Empty,
+            otel.status_code = field::Empty,
+            otel.status_description = field::Empty,
         );
         match encode(&tombstone) {
             Ok(value) => self.put_all(
@@ -535,6 +564,11 @@ impl RegistryNode {
             dht_key = %String::from_utf8_lossy(key.as_ref()),
             dht_providers = field::Empty,
             dht_closest_peers = field::Empty,
+            error = field::Empty,
+            error_type = field::Empty,
+            error_message = field::Empty,
+            otel.status_code = field::Empty,
+            otel.status_description = field::Empty,
         );
         let op = self.op(operation, span, pending, self.config.query_timeout);
         if let Some(pending) = self.pending.get_mut(&op) {
@@ -571,7 +605,7 @@ impl RegistryNode {
                 self.cache_hits += 1;
                 let hits = hits.clone();
                 span.record("cache_hit", true);
-                span.record("local_results", hits.len());
+                span.record("local_results", hits.len() as i64);
                 span.record("remote_results", 0);
                 span.record("total_latency_ms", started.elapsed().as_secs_f64() * 1000.0);
                 if let Some(metrics) = &self.metrics {
@@ -584,7 +618,7 @@ impl RegistryNode {
         self.cache_misses += 1;
         span.record("cache_hit", false);
         let found = self.index.candidates(&query);
-        span.record("local_results", found.len());
+        span.record("local_results", found.len() as i64);
         let peers = self
             .reputation
             .best(swarm.connected_peers().copied(), self.config.search_fanout);
@@ -671,7 +705,7 @@ impl RegistryNode {
         };
         let remote = found.len().saturating_sub(local);
         let hits = rank_all(found, &query);
-        span.record("remote_results", remote);
+        span.record("remote_results", remote as i64);
         span.record("total_latency_ms", started.elapsed().as_secs_f64() * 1000.0);
         if let Some(metrics) = &self.metrics {
             metrics.search(false, local, remote);
@@ -750,7 +784,21 @@ impl RegistryNode {
         match result {
             QueryResult::PutRecord(result) => {
                 self.kad_ops.remove(&id);
-                self.put_done(op, result.err().map(|e| e.to_string()));
+                let failure = result.err().map(|error| match error {
+                    kad::PutRecordError::Timeout { .. } => MarketplaceError::Timeout {
+                        operation: "DHT put".to_owned(),
+                        after: self.config.query_timeout,
+                    },
+                    other => MarketplaceError::Replication(other.to_string()),
+                });
+                self.put_done(op, failure);
+            }
+            QueryResult::Bootstrap(Err(_)) if step.last => {
+                let timeout = MarketplaceError::Timeout {
+                    operation: "Kademlia bootstrap".to_owned(),
+                    after: self.config.query_timeout,
+                };
+                self.fail(op, timeout);
             }
             QueryResult::Bootstrap(_) if step.last => {
                 if let Some(InFlight {
@@ -763,7 +811,7 @@ impl RegistryNode {
                 {
                     let connected = swarm.connected_peers().count();
                     span.record("bootstrap_success", connected > 0);
-                    span.record("connected_peers", connected);
+                    span.record("connected_peers", connected as i64);
                     if let Some(metrics) = &self.metrics {
                         metrics.dht_query("bootstrap", started.elapsed());
                     }
@@ -776,6 +824,13 @@ impl RegistryNode {
                     query.finish();
                 }
                 self.on_record(op, Some(found.record.value), stats.num_requests());
+            }
+            QueryResult::GetRecord(Err(kad::GetRecordError::Timeout { .. })) if step.last => {
+                let timeout = MarketplaceError::Timeout {
+                    operation: "DHT query".to_owned(),
+                    after: self.config.query_timeout,
+                };
+                self.fail(op, timeout);
             }
             QueryResult::GetRecord(_) if step.last => {
                 self.on_record(op, None, stats.num_requests())
@@ -796,8 +851,8 @@ impl RegistryNode {
         else {
             return;
         };
-        step.record("dht_providers", u32::from(value.is_some()));
-        step.record("dht_closest_peers", peers_asked);
+        step.record("dht_providers", i64::from(value.is_some()));
+        step.record("dht_closest_peers", i64::from(peers_asked));
         drop(step);
         if let Some(metrics) = &self.metrics {
             metrics.dht_query("get_record", started.elapsed());
@@ -929,8 +984,79 @@ impl RegistryNode {
             limit: Some(query.limit.unwrap_or(100).min(100)),
             ..query
         });
-        span.record("results", hits.len());
+        span.record("results", hits.len() as i64);
         RegistryResponse::Hits(hits)
+    }
+
+    /// Ends the operation `op` with `error` (see [`end_with_error`](Self::end_with_error)).
+    fn fail(&mut self, op: u64, error: MarketplaceError) {
+        if let Some(in_flight) = self.pending.remove(&op) {
+            self.end_with_error(in_flight, error);
+        }
+        self.kad_ops.retain(|_, id| *id != op);
+    }
+
+    /// Ends an operation with `error`, recorded on its step and its span. A search is
+    /// the exception: peers that did not answer lose reputation, and the caller still
+    /// gets what did arrive (local results at least) rather than nothing.
+    fn end_with_error(&mut self, in_flight: InFlight, error: MarketplaceError) {
+        let InFlight {
+            operation,
+            started,
+            span,
+            step,
+            kind,
+            ..
+        } = in_flight;
+        record_outcome::<()>(&step, &Err(error.clone()));
+        drop(step);
+        match kind {
+            Pending::Search {
+                query,
+                found,
+                local,
+                waiting,
+                reply,
+            } => {
+                for request in waiting {
+                    if let Some((_, peer, _, request_span)) = self.outbound.remove(&request) {
+                        record_outcome::<()>(&request_span, &Err(error.clone()));
+                        self.reputation.failure(peer);
+                        self.report_peer(&peer);
+                    }
+                }
+                let remote = found.len().saturating_sub(local);
+                span.record("remote_results", remote as i64);
+                span.record("total_latency_ms", started.elapsed().as_secs_f64() * 1000.0);
+                if let Some(metrics) = &self.metrics {
+                    metrics.search(false, local, remote);
+                }
+                self.complete(
+                    operation,
+                    &span,
+                    started,
+                    Ok(rank_all(found, &query)),
+                    reply,
+                );
+            }
+            Pending::Put { reply, .. } => {
+                self.complete(operation, &span, started, Err(error), reply)
+            }
+            Pending::Get { reply, .. } => {
+                self.complete(operation, &span, started, Err(error), reply)
+            }
+            Pending::ListVersions { reply, .. } => {
+                self.complete(operation, &span, started, Err(error), reply)
+            }
+            Pending::Exists { reply } => {
+                self.complete(operation, &span, started, Err(error), reply)
+            }
+            Pending::Bootstrap { reply } => {
+                span.record("bootstrap_success", false);
+                span.record("connected_peers", 0i64);
+                self.complete(operation, &span, started, Err(error), reply)
+            }
+        }
     }
 
     pub(crate) fn stats(&self, swarm: &NodeSwarm<Behaviour>) -> NodeStats {
@@ -1041,7 +1167,7 @@ impl Node for RegistryNode {
                     "p2p_bootstrap",
                     "bootstrap",
                     self.peer_id,
-                    bootstrap_node_count = peers.len(),
+                    bootstrap_node_count = peers.len() as i64,
                     bootstrap_success = field::Empty,
                     connected_peers = field::Empty,
                 );
@@ -1068,7 +1194,7 @@ impl Node for RegistryNode {
                     }
                     Err(_) => {
                         span.record("bootstrap_success", false);
-                        span.record("connected_peers", swarm.connected_peers().count());
+                        span.record("connected_peers", swarm.connected_peers().count() as i64);
                         let error = MarketplaceError::Network(
                             "no known peers to bootstrap from".to_owned(),
                         );
@@ -1155,86 +1281,23 @@ impl Node for RegistryNode {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            let Some(InFlight {
-                operation,
-                started,
-                span,
-                step,
-                kind,
-                ..
-            }) = self.pending.remove(&id)
-            else {
+            let Some(kind) = self.pending.get(&id).map(|op| &op.kind) else {
                 continue;
             };
-            let what = match &kind {
-                Pending::Search { .. } => "remote search",
-                Pending::Put { .. } => "DHT put",
+            let (what, after) = match kind {
+                Pending::Search { .. } => ("remote search", self.config.request_timeout),
+                Pending::Put { .. } => ("DHT put", self.config.query_timeout),
+                Pending::Bootstrap { .. } => ("Kademlia bootstrap", self.config.query_timeout),
                 Pending::Get { .. } | Pending::ListVersions { .. } | Pending::Exists { .. } => {
-                    "DHT query"
+                    ("DHT query", self.config.query_timeout)
                 }
-                Pending::Bootstrap { .. } => "Kademlia bootstrap",
-            };
-            let after = match &kind {
-                Pending::Search { .. } => self.config.request_timeout,
-                _ => self.config.query_timeout,
             };
             let timeout = MarketplaceError::Timeout {
                 operation: what.to_owned(),
                 after,
             };
-            record_outcome::<()>(&step, &Err(timeout.clone()));
-            drop(step);
-            match kind {
-                Pending::Search {
-                    query,
-                    found,
-                    local,
-                    waiting,
-                    reply,
-                } => {
-                    // Peers that never answered lose reputation; the caller gets what did
-                    // arrive (local results at least) rather than nothing.
-                    for request in waiting {
-                        if let Some((_, peer, _, request_span)) = self.outbound.remove(&request) {
-                            record_outcome::<()>(&request_span, &Err(timeout.clone()));
-                            self.reputation.failure(peer);
-                            self.report_peer(&peer);
-                        }
-                    }
-                    let remote = found.len().saturating_sub(local);
-                    span.record("remote_results", remote);
-                    span.record("total_latency_ms", started.elapsed().as_secs_f64() * 1000.0);
-                    if let Some(metrics) = &self.metrics {
-                        metrics.search(false, local, remote);
-                    }
-                    self.complete(
-                        operation,
-                        &span,
-                        started,
-                        Ok(rank_all(found, &query)),
-                        reply,
-                    );
-                }
-                Pending::Put { reply, .. } => {
-                    self.complete(operation, &span, started, Err(timeout), reply)
-                }
-                Pending::Get { reply, .. } => {
-                    self.complete(operation, &span, started, Err(timeout), reply)
-                }
-                Pending::ListVersions { reply, .. } => {
-                    self.complete(operation, &span, started, Err(timeout), reply)
-                }
-                Pending::Exists { reply } => {
-                    self.complete(operation, &span, started, Err(timeout), reply)
-                }
-                Pending::Bootstrap { reply } => {
-                    span.record("bootstrap_success", false);
-                    span.record("connected_peers", 0);
-                    self.complete(operation, &span, started, Err(timeout), reply)
-                }
-            }
+            self.fail(id, timeout);
         }
-        self.kad_ops.retain(|_, op| self.pending.contains_key(op));
     }
 
     fn observe(&self, swarm: &NodeSwarm<Behaviour>, state: &mut NodeState) {

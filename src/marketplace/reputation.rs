@@ -21,14 +21,13 @@ pub struct PeerStats {
 }
 
 impl PeerStats {
-    /// `success rate (Laplace-smoothed) / (1 + response time in seconds)`: in (0, 1].
-    /// An unknown peer starts at 0.5.
+    /// `success rate (Laplace-smoothed) / (1 + response time in seconds)`: in (0, 1).
     pub fn score(&self) -> f64 {
         let rate = (self.successes as f64 + 1.0) / ((self.successes + self.failures) as f64 + 2.0);
         rate / (1.0 + self.response_ms / 1000.0)
     }
 
-    /// The success rate, 0.5 for an unknown peer.
+    /// The Laplace-smoothed success rate, in (0, 1).
     pub fn success_rate(&self) -> f64 {
         (self.successes as f64 + 1.0) / ((self.successes + self.failures) as f64 + 2.0)
     }
@@ -58,9 +57,10 @@ impl Reputation {
         self.peers.entry(peer).or_default().failures += 1;
     }
 
-    /// A peer's score (0.5 if never asked).
+    /// A peer's score. A peer never asked scores 1.0: optimistic, so every peer gets
+    /// tried once before the scores of those that answered decide.
     pub fn score(&self, peer: &PeerId) -> f64 {
-        self.peers.get(peer).map_or(0.5, PeerStats::score)
+        self.peers.get(peer).map_or(1.0, PeerStats::score)
     }
 
     /// `candidates` ordered best score first (ties by peer id), at most `count`.

@@ -28,6 +28,7 @@
 //! ```
 
 mod http_client;
+mod per_node;
 
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ use crate::model::Value;
 use crate::receiver::OtlpReceiver;
 
 use http_client::RuntimeBoundClient;
+pub use per_node::PerNode;
 
 /// How the exporters reach the receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

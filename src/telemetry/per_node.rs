@@ -1,0 +1,123 @@
+//! One [`Telemetry`] per mesh node, all exporting to one receiver: the resource of each
+//! node names the service and carries the node's peer id as `service.instance.id`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use libp2p::PeerId;
+use tracing::Dispatch;
+
+use super::{Protocol, Telemetry, TelemetryError};
+use crate::mesh::MeshError;
+use crate::receiver::OtlpReceiver;
+
+/// Telemetry for every node of a mesh, created as the mesh starts each node.
+///
+/// ```
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+/// use p2p_otel_testkit::telemetry::{PerNode, Protocol};
+/// use p2p_otel_testkit::mesh::{Mesh, Passive};
+///
+/// let receiver = OtlpReceiver::start(Config::default()).await?;
+/// let telemetry = PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", "0.1.0");
+/// let mesh = Mesh::builder(3)
+///     .dispatch_per_node(telemetry.dispatch_factory())
+///     .start(|_| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
+///     .await?;
+/// telemetry.flush().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PerNode {
+    protocol: Protocol,
+    grpc_endpoint: String,
+    http_endpoint: String,
+    service_name: String,
+    service_version: String,
+    nodes: Arc<Mutex<BTreeMap<usize, Arc<Telemetry>>>>,
+}
+
+impl PerNode {
+    /// Telemetry exporting with `protocol` to `receiver`; service `unknown_service`
+    /// until [`service`](Self::service) names it.
+    pub fn new(protocol: Protocol, receiver: &OtlpReceiver) -> Self {
+        PerNode {
+            protocol,
+            grpc_endpoint: receiver.grpc_endpoint(),
+            http_endpoint: receiver.http_endpoint(),
+            service_name: "unknown_service".to_owned(),
+            service_version: String::new(),
+            nodes: Arc::default(),
+        }
+    }
+
+    /// The `service.name` and `service.version` of every node.
+    pub fn service(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.service_name = name.into();
+        self.service_version = version.into();
+        self
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Arc<Telemetry>>> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Node `index`'s telemetry, created on first use (a restarted node keeps its own).
+    pub fn node_telemetry(
+        &self,
+        index: usize,
+        peer: PeerId,
+    ) -> Result<Arc<Telemetry>, TelemetryError> {
+        if let Some(existing) = self.nodes().get(&index) {
+            return Ok(Arc::clone(existing));
+        }
+        let telemetry = Arc::new(
+            Telemetry::builder_for_endpoints(
+                self.protocol,
+                self.grpc_endpoint.clone(),
+                self.http_endpoint.clone(),
+            )
+            .resource_attribute("service.name", self.service_name.clone())
+            .resource_attribute("service.version", self.service_version.clone())
+            .resource_attribute("service.instance.id", peer.to_string())
+            .build()?,
+        );
+        self.nodes().insert(index, Arc::clone(&telemetry));
+        Ok(telemetry)
+    }
+
+    /// For [`mesh::Builder::dispatch_per_node`](crate::mesh::Builder::dispatch_per_node).
+    pub fn dispatch_factory(
+        &self,
+    ) -> impl Fn(usize, PeerId) -> Result<Dispatch, MeshError> + Send + Sync + 'static {
+        let this = self.clone();
+        move |index, peer| {
+            this.node_telemetry(index, peer)
+                .map(|t| t.dispatch().clone())
+                .map_err(|e| MeshError::Build {
+                    index,
+                    reason: e.to_string(),
+                })
+        }
+    }
+
+    /// Node `index`'s meter, once its telemetry exists.
+    pub fn meter(&self, index: usize) -> Option<opentelemetry::metrics::Meter> {
+        self.nodes().get(&index).map(|t| t.meter())
+    }
+
+    /// Node `index`'s telemetry, once it exists.
+    pub fn get(&self, index: usize) -> Option<Arc<Telemetry>> {
+        self.nodes().get(&index).cloned()
+    }
+
+    /// Flushes every node's spans, metrics and logs to the receiver.
+    pub async fn flush(&self) -> Result<(), TelemetryError> {
+        let nodes: Vec<Arc<Telemetry>> = self.nodes().values().cloned().collect();
+        for node in nodes {
+            node.flush().await?;
+        }
+        Ok(())
+    }
+}
