@@ -121,107 +121,14 @@ fn accepted(o: &Observed) -> u64 {
         .counter("otelcol_receiver_accepted_spans", Some("ggen-p2p"))
 }
 
-/// The plan's required attributes per span name (section 4.1).
-const SCHEMA: &[(&str, &[&str])] = &[
-    (
-        "p2p_bootstrap",
-        &[
-            "operation",
-            "peer_id",
-            "bootstrap_node_count",
-            "bootstrap_success",
-            "connected_peers",
-        ],
-    ),
-    (
-        "p2p_publish",
-        &[
-            "operation",
-            "peer_id",
-            "package_id",
-            "package_version",
-            "dht_replication",
-            "gossipsub_peers",
-        ],
-    ),
-    (
-        "dht_put",
-        &[
-            "operation",
-            "package_id",
-            "dht_key",
-            "dht_replication",
-            "dht_query_id",
-        ],
-    ),
-    (
-        "gossipsub_announce",
-        &["operation", "topic", "message_id", "subscriber_count"],
-    ),
-    (
-        "gossipsub_receive",
-        &[
-            "operation",
-            "peer_id",
-            "topic",
-            "message_id",
-            "propagation_ms",
-        ],
-    ),
-    (
-        "p2p_search",
-        &[
-            "operation",
-            "peer_id",
-            "query_text",
-            "query_limit",
-            "local_results",
-            "remote_results",
-            "cache_hit",
-            "total_latency_ms",
-        ],
-    ),
-    ("send_request", &["operation", "target_peer"]),
-    (
-        "handle_dht_query",
-        &["operation", "peer_id", "query_text", "results"],
-    ),
-    (
-        "dht_get",
-        &[
-            "operation",
-            "dht_query_id",
-            "dht_key",
-            "dht_providers",
-            "dht_closest_peers",
-        ],
-    ),
-    (
-        "p2p_get",
-        &["operation", "peer_id", "package_id", "package_version"],
-    ),
-    ("p2p_list_versions", &["operation", "peer_id", "package_id"]),
-    ("p2p_exists", &["operation", "peer_id", "package_id"]),
-    ("p2p_delete", &["operation", "peer_id", "package_id"]),
-];
-
-/// Every span whose name is in the schema carries each required attribute, and string
-/// attributes are not empty. Spans the schema does not name (libp2p's own) are ignored.
+/// The plan's schema holds, and every schema span names the service and its version.
 fn check_schema(traces: &TraceSet) {
-    let mut checked = 0;
-    for span in traces.spans() {
-        let Some((_, required)) = SCHEMA.iter().find(|(name, _)| *name == span.name()) else {
-            continue;
-        };
-        checked += 1;
-        for key in *required {
-            let value = span.attribute(key);
-            assert!(
-                value.is_some_and(|v| v.as_str().is_none_or(|s| !s.is_empty())),
-                "{} lacks {key} (or it is empty):\n{traces}",
-                span.name()
-            );
-        }
+    let checked = traces.expect_schema(&marketplace::schema()).unwrap();
+    assert!(checked > 0, "no schema span in:\n{traces}");
+    for span in traces
+        .spans()
+        .filter(|s| marketplace::schema().required(s.name()).is_some())
+    {
         assert_eq!(
             span.attribute("service.name"),
             Some(&Value::from("ggen-p2p"))
@@ -231,7 +138,6 @@ fn check_schema(traces: &TraceSet) {
             Some(&Value::from(VERSION))
         );
     }
-    assert!(checked > 0, "no schema span in:\n{traces}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -781,4 +687,47 @@ async fn reqwest_free_get(receiver: &OtlpReceiver, path: &str) -> String {
         .await
         .unwrap();
     String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes()).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_holds_for_every_span_of_a_full_workload() {
+    let mut o = observed(3, Config::for_tests()).await;
+    ready(&mut o).await;
+    let id: marketplace::PackageId = "acme/all".parse().unwrap();
+    let version: marketplace::Version = "1.0.0".parse().unwrap();
+    let peers = vec![(o.mesh.peer_id(1).unwrap(), o.mesh.addr(1).unwrap())];
+    o.nodes[0].bootstrap_from(peers).await.unwrap();
+    o.nodes[0]
+        .publish(package("acme/all", "everything"))
+        .await
+        .unwrap();
+    o.nodes[1].search(&Query::text("all")).await.unwrap();
+    o.nodes[2].get_package_version(&id, &version).await.unwrap();
+    o.nodes[2].list_versions(&id).await.unwrap();
+    o.nodes[2]
+        .exists(&"acme/none".parse().unwrap())
+        .await
+        .unwrap();
+    o.nodes[0].delete(&id).await.unwrap();
+    o.telemetry.flush().await.unwrap();
+    let names = [
+        "p2p_bootstrap",
+        "p2p_publish",
+        "p2p_search",
+        "p2p_get",
+        "p2p_list_versions",
+        "p2p_exists",
+        "p2p_delete",
+        "dht_get",
+        "handle_dht_query",
+        "gossipsub_receive",
+    ];
+    let traces = o
+        .receiver
+        .wait_for_spans_where("a span of every kind", WAIT, |spans| {
+            names.iter().all(|n| spans.iter().any(|s| s.name == *n))
+        })
+        .await
+        .unwrap();
+    check_schema(&traces);
 }

@@ -124,8 +124,10 @@ pub struct Config {
     pub search_fanout: usize,
     /// How long search results are cached.
     pub cache_ttl: Duration,
-    /// The largest package accepted.
+    /// The largest package accepted (the DHT store takes values this large).
     pub max_package_bytes: usize,
+    /// How many DHT records a node stores (its own and replicas).
+    pub max_dht_records: usize,
     /// The gossipsub heartbeat.
     pub gossip_heartbeat: Duration,
     /// Where the node records the plan's metrics (`p2p_operations_total`, …); none by
@@ -144,6 +146,7 @@ impl Default for Config {
             search_fanout: 3,
             cache_ttl: Duration::from_secs(30),
             max_package_bytes: DEFAULT_MAX_PACKAGE_BYTES,
+            max_dht_records: 65_536,
             gossip_heartbeat: Duration::from_secs(1),
             meter: None,
         }
@@ -184,6 +187,92 @@ pub struct NodeStats {
     pub malformed_messages: u64,
     /// Reputation of every peer asked.
     pub reputation: HashMap<PeerId, PeerStats>,
+}
+
+/// The plan's required span attributes (section 4.1) for every span a marketplace node
+/// emits; check traces with [`TraceSet::expect_schema`](crate::TraceSet::expect_schema).
+pub fn schema() -> crate::tree::Schema {
+    crate::tree::Schema::new()
+        .span(
+            "p2p_bootstrap",
+            &[
+                "operation",
+                "peer_id",
+                "bootstrap_node_count",
+                "bootstrap_success",
+                "connected_peers",
+            ],
+        )
+        .span(
+            "p2p_publish",
+            &[
+                "operation",
+                "peer_id",
+                "package_id",
+                "package_version",
+                "dht_replication",
+                "gossipsub_peers",
+            ],
+        )
+        .span(
+            "dht_put",
+            &[
+                "operation",
+                "package_id",
+                "dht_key",
+                "dht_replication",
+                "dht_query_id",
+            ],
+        )
+        .span(
+            "gossipsub_announce",
+            &["operation", "topic", "message_id", "subscriber_count"],
+        )
+        .span(
+            "gossipsub_receive",
+            &[
+                "operation",
+                "peer_id",
+                "topic",
+                "message_id",
+                "propagation_ms",
+            ],
+        )
+        .span(
+            "p2p_search",
+            &[
+                "operation",
+                "peer_id",
+                "query_text",
+                "query_limit",
+                "local_results",
+                "remote_results",
+                "cache_hit",
+                "total_latency_ms",
+            ],
+        )
+        .span("send_request", &["operation", "target_peer"])
+        .span(
+            "handle_dht_query",
+            &["operation", "peer_id", "query_text", "results"],
+        )
+        .span(
+            "dht_get",
+            &[
+                "operation",
+                "dht_query_id",
+                "dht_key",
+                "dht_providers",
+                "dht_closest_peers",
+            ],
+        )
+        .span(
+            "p2p_get",
+            &["operation", "peer_id", "package_id", "package_version"],
+        )
+        .span("p2p_list_versions", &["operation", "peer_id", "package_id"])
+        .span("p2p_exists", &["operation", "peer_id", "package_id"])
+        .span("p2p_delete", &["operation", "peer_id", "package_id"])
 }
 
 /// A mesh node constructor for marketplace nodes, with each node's config from

@@ -154,7 +154,17 @@ pub(crate) fn build(
     let peer_id = context.peer_id;
     let mut kad_config = kad::Config::new(StreamProtocol::new("/ggen/kad/1.0.0"));
     kad_config.set_query_timeout(config.query_timeout);
-    let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+    // The default store holds 1,024 records of at most 64 KiB: too few records for a
+    // busy node, and too small for the packages the node accepts.
+    let store = MemoryStore::with_config(
+        peer_id,
+        kad::store::MemoryStoreConfig {
+            max_records: config.max_dht_records,
+            max_value_bytes: config.max_package_bytes + 4096,
+            ..Default::default()
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
     // On the memory transport nothing confirms an external address, so Kademlia would
     // stay a client forever: force server mode.
     kad.set_mode(Some(Mode::Server));

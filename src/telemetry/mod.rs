@@ -113,7 +113,7 @@ macro_rules! exporter {
     };
 }
 
-/// Builds a [`Telemetry`]. Defaults: gzip on, 10 s export timeout, batches of 512, a
+/// Builds a [`Telemetry`]. Defaults: `INFO` and above, gzip on, 10 s export timeout, batches of 512, a
 /// span and log queue of 65,536 (the SDK drops beyond it, so raise it for bigger bursts),
 /// metrics exported on flush (and every 60 s), busy/idle timing off in both layers.
 #[derive(Debug)]
@@ -127,6 +127,7 @@ pub struct Builder {
     gzip: bool,
     timeout: Duration,
     max_queue_size: usize,
+    max_level: tracing::level_filters::LevelFilter,
 }
 
 impl Builder {
@@ -152,6 +153,14 @@ impl Builder {
     /// The exporters' request timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The most verbose level captured and exported (default `INFO`). Libraries such as
+    /// libp2p open `DEBUG`/`TRACE` spans on every poll; exporting those costs far more
+    /// than the application's own spans.
+    pub fn max_level(mut self, level: tracing::level_filters::LevelFilter) -> Self {
+        self.max_level = level;
         self
     }
 
@@ -229,6 +238,7 @@ impl Builder {
             .with_target(false);
         let dispatch = Dispatch::new(
             tracing_subscriber::registry()
+                .with(self.max_level)
                 .with(capture_layer)
                 .with(otel_layer),
         );
@@ -405,6 +415,7 @@ impl Telemetry {
             gzip: true,
             timeout: Duration::from_secs(10),
             max_queue_size: 65_536,
+            max_level: tracing::level_filters::LevelFilter::INFO,
         }
     }
 

@@ -364,6 +364,10 @@ impl fmt::Debug for AssertionError {
 }
 
 impl AssertionError {
+    pub(crate) fn new(message: String) -> Self {
+        AssertionError { message }
+    }
+
     /// The full message.
     pub fn message(&self) -> &str {
         &self.message

@@ -21,6 +21,7 @@
 mod expect_span;
 mod normalize;
 mod render;
+mod schema;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -32,6 +33,7 @@ pub use normalize::{
     ChildOrder, Normalized, NormalizedEvent, NormalizedOrphan, NormalizedResource, NormalizedScope,
     NormalizedSpan, NormalizedTrace, NormalizedValue, RenderSettings,
 };
+pub use schema::Schema;
 
 /// Every span of one trace, linked into a tree (or several, and orphans).
 #[derive(Clone, Debug)]
