@@ -466,6 +466,12 @@ async fn scenario_5_a_silent_peer_loses_reputation_and_gets_fewer_queries() {
         .publish(package("acme/answer", "the answer"))
         .await
         .unwrap();
+    o.mesh
+        .wait_until("node 0 to index the package", WAIT, |s| {
+            s[0].observations.get("packages") == Some(&1)
+        })
+        .await
+        .unwrap();
     for _ in 0..6 {
         o.nodes[0].search(&Query::text("answer")).await.unwrap();
     }
@@ -520,6 +526,15 @@ async fn scenario_5_a_silent_peer_loses_reputation_and_gets_fewer_queries() {
         );
     }
     assert!(score("peer_response_time_ms", &good) >= 0.0);
+    let timed_out = traces
+        .expect(
+            &expect::span()
+                .named("send_request")
+                .with_status(StatusCode::Error),
+        )
+        .unwrap();
+    let trace = TraceSet::new(timed_out.trace().spans().map(|s| s.record().clone()));
+    assert_scenario_snapshot!("scenario_5_silent_peer", trace);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

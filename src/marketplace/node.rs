@@ -1295,7 +1295,7 @@ impl Node for RegistryNode {
                 continue;
             };
             let (what, after) = match kind {
-                Pending::Search { .. } => ("remote search", self.config.request_timeout),
+                Pending::Search { .. } => ("remote search request", self.config.request_timeout),
                 Pending::Put { .. } => ("DHT put", self.config.query_timeout),
                 Pending::Bootstrap { .. } => ("Kademlia bootstrap", self.config.query_timeout),
                 Pending::Get { .. } | Pending::ListVersions { .. } | Pending::Exists { .. } => {

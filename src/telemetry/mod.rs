@@ -485,16 +485,21 @@ impl Providers {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        // The SDK shuts a provider down, blocking, when its last handle drops. Inside a
-        // runtime, shut down on the blocking pool instead, so a runtime thread the
-        // exporters need is never stalled; the handles dropped here afterwards belong to
-        // providers already shut down (or about to be), which drop without blocking.
+        // The SDK shuts a provider down, blocking, when its last handle drops. Do it on a
+        // detached thread instead: never on a runtime thread the exporters need, and not
+        // on tokio's blocking pool either, which a runtime waits for when it is dropped
+        // (a test would then wait out the exporters' retries). The handles dropped here
+        // afterwards belong to providers already shut down, or about to be.
         if self.shut_down {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let providers = self.providers.clone();
-            drop(runtime.spawn_blocking(move || drop(providers.shutdown())));
+        let providers = self.providers.clone();
+        let spawned = std::thread::Builder::new()
+            .name("telemetry-shutdown".to_owned())
+            .spawn(move || drop(providers.shutdown()));
+        // Without a thread, shut down here: blocking beats losing the final export.
+        if spawned.is_err() {
+            drop(self.providers.shutdown());
         }
     }
 }
