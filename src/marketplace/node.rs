@@ -255,6 +255,23 @@ macro_rules! operation_span {
     };
 }
 
+/// A child span that can record a failure (error fields and status declared up front:
+/// tracing silently drops a `record()` of an undeclared field).
+macro_rules! step_span {
+    ($parent:expr, $name:literal, $($fields:tt)*) => {
+        info_span!(
+            parent: $parent,
+            $name,
+            error = field::Empty,
+            error_type = field::Empty,
+            error_message = field::Empty,
+            otel.status_code = field::Empty,
+            otel.status_description = field::Empty,
+            $($fields)*
+        )
+    };
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -323,19 +340,14 @@ impl RegistryNode {
         parent: &Span,
         make: impl FnOnce(instrumentation::TraceContext) -> Announcement,
     ) {
-        let span = info_span!(
-            parent: parent,
+        let span = step_span!(
+            parent,
             "gossipsub_announce",
             otel.kind = "producer",
             operation = "announce_package",
             topic = %self.config.topic,
             subscriber_count = self.gossip_peers(swarm) as i64,
             message_id = field::Empty,
-            error = field::Empty,
-            error_type = field::Empty,
-            error_message = field::Empty,
-            otel.status_code = field::Empty,
-            otel.status_description = field::Empty,
         );
         let announcement = make(inject(&span));
         let Ok(data) = encode(&announcement) else {
@@ -403,27 +415,32 @@ impl RegistryNode {
             }
         };
         let key = version_key(&package.id, &package.version);
-        let step = info_span!(
-            parent: &span,
-            "dht_put",
-            otel.kind = "client",
-            operation = "store_package",
-            package_id = %package.id,
-            dht_key = %String::from_utf8_lossy(key.as_ref()),
-            dht_replication = self.config.replication as i64,
-            dht_query_id = field::Empty,
-            error = field::Empty,
-            error_type = field::Empty,
-            error_message = field::Empty,
-            otel.status_code = field::Empty,
-            otel.status_description = field::Empty,
-        );
+        let step = self.dht_put_span(&span, "store_package", &package.id, &key);
         self.announce(swarm, &span, |trace| Announcement::Published {
             package: Box::new(package),
             trace,
             sent_unix_ms: unix_ms(),
         });
         self.put_all(swarm, "publish", span, step, records, reply);
+    }
+
+    fn dht_put_span(
+        &self,
+        parent: &Span,
+        operation: &'static str,
+        id: &PackageId,
+        key: &kad::RecordKey,
+    ) -> Span {
+        step_span!(
+            parent,
+            "dht_put",
+            otel.kind = "client",
+            operation,
+            package_id = %id,
+            dht_key = %String::from_utf8_lossy(key.as_ref()),
+            dht_replication = self.config.replication as i64,
+            dht_query_id = field::Empty,
+        )
     }
 
     fn put_all(
@@ -527,21 +544,7 @@ impl RegistryNode {
             deleted: true,
         };
         let key = index_key(&id);
-        let step = info_span!(
-            parent: &span,
-            "dht_put",
-            otel.kind = "client",
-            operation = "store_tombstone",
-            package_id = %id,
-            dht_key = %String::from_utf8_lossy(key.as_ref()),
-            dht_replication = self.config.replication as i64,
-            dht_query_id = field::Empty,
-            error = field::Empty,
-            error_type = field::Empty,
-            error_message = field::Empty,
-            otel.status_code = field::Empty,
-            otel.status_description = field::Empty,
-        );
+        let step = self.dht_put_span(&span, "store_tombstone", &id, &key);
         match encode(&tombstone) {
             Ok(value) => self.put_all(
                 swarm,
@@ -565,8 +568,8 @@ impl RegistryNode {
         pending: Pending,
     ) {
         let query = swarm.behaviour_mut().app.kad.get_record(key.clone());
-        let step = info_span!(
-            parent: &span,
+        let step = step_span!(
+            &span,
             "dht_get",
             otel.kind = "client",
             operation = "get_record",
@@ -574,11 +577,6 @@ impl RegistryNode {
             dht_key = %String::from_utf8_lossy(key.as_ref()),
             dht_providers = field::Empty,
             dht_closest_peers = field::Empty,
-            error = field::Empty,
-            error_type = field::Empty,
-            error_message = field::Empty,
-            otel.status_code = field::Empty,
-            otel.status_description = field::Empty,
         );
         let op = self.op(operation, span, pending, self.config.query_timeout);
         if let Some(pending) = self.pending.get_mut(&op) {
@@ -641,17 +639,12 @@ impl RegistryNode {
         let mut waiting = HashSet::new();
         let mut requests = Vec::new();
         for peer in peers {
-            let request_span = info_span!(
-                parent: &span,
+            let request_span = step_span!(
+                &span,
                 "send_request",
                 otel.kind = "client",
                 operation = "remote_search",
                 target_peer = %peer,
-                error = field::Empty,
-                error_type = field::Empty,
-                error_message = field::Empty,
-                otel.status_code = field::Empty,
-                otel.status_description = field::Empty,
             );
             let request = RegistryRequest::Search {
                 query: remote_query.clone(),
