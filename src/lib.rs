@@ -60,6 +60,7 @@ pub mod mesh;
 pub mod model;
 pub mod receiver;
 mod store;
+pub mod strategy;
 pub mod telemetry;
 pub mod tree;
 

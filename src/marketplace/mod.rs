@@ -273,6 +273,14 @@ pub fn schema() -> crate::tree::Schema {
         .span("p2p_list_versions", &["operation", "peer_id", "package_id"])
         .span("p2p_exists", &["operation", "peer_id", "package_id"])
         .span("p2p_delete", &["operation", "peer_id", "package_id"])
+        // An empty query lists everything: its text is legitimately empty.
+        .allow_empty("p2p_search", "query_text")
+        .allow_empty("handle_dht_query", "query_text")
+}
+
+/// Whether `package` matches a query's free text the way search ranks it.
+pub fn matches_text(package: &Package, text: &str) -> bool {
+    index::rank(package, text).is_some()
 }
 
 /// A mesh node constructor for marketplace nodes, with each node's config from

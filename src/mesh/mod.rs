@@ -678,15 +678,28 @@ where
         Ok(())
     }
 
-    /// Starts a killed node again with the same identity, on a new address, and
-    /// reconnects its remembered edges.
+    /// Starts a killed node again with the same identity, on a new address; restores
+    /// its side of any partition it was in, and reconnects its remembered edges that the
+    /// partition does not cut.
     pub async fn restart(&mut self, index: usize, timeout: Duration) -> Result<(), MeshError> {
         if self.is_alive(index) {
             return Ok(());
         }
         self.spawn(index).await?;
-        self.reconnect(|(a, b)| a == index || b == index, timeout)
-            .await
+        let blocked: Vec<(usize, usize)> = self
+            .blocked
+            .iter()
+            .copied()
+            .filter(|&(a, b)| a == index || b == index)
+            .collect();
+        for &(a, b) in &blocked {
+            self.set_blocked(a, b, true).await?;
+        }
+        self.reconnect(
+            |edge @ (a, b)| (a == index || b == index) && !blocked.contains(&edge),
+            timeout,
+        )
+        .await
     }
 
     /// Waits until `condition` holds over every node's state; on timeout the error lists

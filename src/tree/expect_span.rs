@@ -364,7 +364,8 @@ impl fmt::Debug for AssertionError {
 }
 
 impl AssertionError {
-    pub(crate) fn new(message: String) -> Self {
+    /// An error with this message.
+    pub fn new(message: String) -> Self {
         AssertionError { message }
     }
 

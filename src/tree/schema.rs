@@ -25,6 +25,8 @@ use super::TraceSet;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Schema {
     spans: Vec<(String, Vec<String>)>,
+    /// `(span, attribute)` pairs whose string value may legitimately be empty.
+    may_be_empty: Vec<(String, String)>,
 }
 
 impl Schema {
@@ -40,6 +42,20 @@ impl Schema {
             attributes.iter().map(|a| (*a).to_owned()).collect(),
         ));
         self
+    }
+
+    /// Lets `attribute` of spans named `name` be an empty string (still required), for
+    /// values such as a query's text, which may be empty.
+    pub fn allow_empty(mut self, name: &str, attribute: &str) -> Self {
+        self.may_be_empty
+            .push((name.to_owned(), attribute.to_owned()));
+        self
+    }
+
+    fn empty_allowed(&self, name: &str, attribute: &str) -> bool {
+        self.may_be_empty
+            .iter()
+            .any(|(span, attr)| span == name && attr == attribute)
     }
 
     /// The attributes required on spans named `name`, if the schema lists it.
@@ -74,7 +90,10 @@ impl TraceSet {
             for key in required {
                 match span.attribute(key) {
                     None => violations.push(format!("{} lacks {key}", span.name())),
-                    Some(value) if value.as_str() == Some("") => {
+                    Some(value)
+                        if value.as_str() == Some("")
+                            && !schema.empty_allowed(span.name(), key) =>
+                    {
                         violations.push(format!("{} has an empty {key}", span.name()))
                     }
                     Some(_) => {}
