@@ -12,6 +12,8 @@ use crate::marketplace::{MarketplaceError, Package, PackageId, Version};
 
 /// What an operation returned, as the model checks it.
 #[derive(Debug)]
+// A short-lived value per step of a test: boxing the package would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// `publish`, `delete`, or a mesh operation.
     Unit(Result<(), String>),
