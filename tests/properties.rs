@@ -282,7 +282,7 @@ fn operation_node(operation: &Operation) -> Option<usize> {
 }
 
 proptest! {
-    #![proptest_config(config(12))]
+    #![proptest_config(config(48))]
 
     #[test]
     fn operation_sequences_match_the_model_and_the_trace_invariants(operations in arb_operations(NODES, 10)) {

@@ -657,12 +657,14 @@ where
         .map(drop)
     }
 
-    /// Stops node `index`: its task ends and its swarm, connections and listener are gone.
+    /// Stops node `index`: its task ends and its swarm, connections and listener are
+    /// gone; returns once every other node has seen its connections close.
     pub async fn kill(&mut self, index: usize) -> Result<(), MeshError> {
+        let len = self.slots.len();
         let slot = self
             .slots
             .get_mut(index)
-            .ok_or(MeshError::NoSuchNode { index, len: 0 })?;
+            .ok_or(MeshError::NoSuchNode { index, len })?;
         slot.control = None;
         slot.addr = None;
         // Handles elsewhere may still hold command senders: stop the loop explicitly.
@@ -675,7 +677,16 @@ where
             state.connected.clear();
             state.listen_addrs.clear();
         });
-        Ok(())
+        // Until the others notice, a dial to the restarted node could be answered by a
+        // connection that is about to close: wait until no node lists it.
+        let peer = slot.context.peer_id;
+        self.wait_until(
+            &format!("every node to see node {index} gone"),
+            self.config.timeout,
+            |states| states.iter().all(|s| !s.connected.contains(&peer)),
+        )
+        .await
+        .map(drop)
     }
 
     /// Starts a killed node again with the same identity, on a new address; restores
