@@ -31,32 +31,19 @@ async fn ready_observed_mesh(
     topology: Topology,
     telemetry: Option<PerNode>,
 ) -> Mesh<RegistryNode> {
-    let mut builder = Mesh::builder(nodes);
-    if let Some(telemetry) = &telemetry {
-        builder = builder.dispatch_per_node(telemetry.dispatch_factory());
-    }
-    let mut mesh = builder
-        .start(marketplace::node_constructor(move |ctx| Config {
-            meter: telemetry.as_ref().and_then(|t| t.meter(ctx.index)),
-            ..Config::for_tests()
-        }))
-        .await
-        .expect("mesh starts");
+    let mut mesh = marketplace::start_mesh(
+        Mesh::builder(nodes),
+        Config::for_tests(),
+        telemetry.as_ref(),
+    )
+    .await
+    .expect("mesh starts");
     mesh.connect_topology(topology, WAIT)
         .await
         .expect("edges connect");
-    mesh.wait_until("routing tables and gossip meshes", WAIT, |states| {
-        states.iter().all(|s| {
-            s.observations
-                .get("kad_routing_peers")
-                .is_some_and(|&n| n >= 1)
-                && s.observations
-                    .get("gossip_mesh_peers")
-                    .is_some_and(|&n| n >= 1)
-        })
-    })
-    .await
-    .expect("mesh ready");
+    marketplace::wait_ready(&mesh, WAIT)
+        .await
+        .expect("mesh ready");
     mesh
 }
 

@@ -66,17 +66,9 @@ async fn routing_ready(mesh: &Mesh<RegistryNode>) {
     .unwrap();
 }
 
-/// Waits until every node has a peer in the gossip mesh of the packages topic.
+/// Waits until every node has routing entries and a gossip mesh peer.
 async fn gossip_ready(mesh: &Mesh<RegistryNode>) {
-    mesh.wait_until("gossip meshes to form", WAIT, |states| {
-        states.iter().all(|s| {
-            s.observations
-                .get("gossip_mesh_peers")
-                .is_some_and(|&n| n >= 1)
-        })
-    })
-    .await
-    .unwrap();
+    marketplace::wait_ready(mesh, WAIT).await.unwrap();
 }
 
 mod models {

@@ -61,29 +61,12 @@ async fn start() -> Run {
         .await
         .unwrap();
     let telemetry = PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", "prop");
-    let meters = telemetry.clone();
-    let mut mesh = Mesh::builder(NODES)
-        .seed(11)
-        .security(Security::Plaintext)
-        .dispatch_per_node(telemetry.dispatch_factory())
-        .start(marketplace::node_constructor(move |ctx| {
-            node_config(meters.meter(ctx.index))
-        }))
+    let builder = Mesh::builder(NODES).seed(11).security(Security::Plaintext);
+    let mut mesh = marketplace::start_mesh(builder, node_config(None), Some(&telemetry))
         .await
         .unwrap();
     mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
-    mesh.wait_until("routing entries and gossip meshes", WAIT, |states| {
-        states.iter().all(|s| {
-            s.observations
-                .get("kad_routing_peers")
-                .is_some_and(|&n| n >= 1)
-                && s.observations
-                    .get("gossip_mesh_peers")
-                    .is_some_and(|&n| n >= 1)
-        })
-    })
-    .await
-    .unwrap();
+    marketplace::wait_ready(&mesh, WAIT).await.unwrap();
     let nodes = (0..NODES)
         .map(|i| marketplace::registry(&mesh, i, &node_config(None)).unwrap())
         .collect();

@@ -42,16 +42,8 @@ async fn observed(n: usize, config: Config) -> Observed {
         .await
         .unwrap();
     let telemetry = PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", VERSION);
-    let meters = telemetry.clone();
-    let base = config.clone();
-    let mesh = Mesh::builder(n)
-        .seed(5)
-        .security(Security::Plaintext)
-        .dispatch_per_node(telemetry.dispatch_factory())
-        .start(marketplace::node_constructor(move |ctx| Config {
-            meter: meters.meter(ctx.index),
-            ..base.clone()
-        }))
+    let builder = Mesh::builder(n).seed(5).security(Security::Plaintext);
+    let mesh = marketplace::start_mesh(builder, config.clone(), Some(&telemetry))
         .await
         .unwrap();
     let nodes = (0..n)
@@ -75,19 +67,7 @@ fn rand_suffix() -> u64 {
 
 async fn ready(o: &mut Observed) {
     o.mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
-    o.mesh
-        .wait_until("routing entries and gossip meshes", WAIT, |states| {
-            states.iter().all(|s| {
-                s.observations
-                    .get("kad_routing_peers")
-                    .is_some_and(|&n| n >= 1)
-                    && s.observations
-                        .get("gossip_mesh_peers")
-                        .is_some_and(|&n| n >= 1)
-            })
-        })
-        .await
-        .unwrap();
+    marketplace::wait_ready(&o.mesh, WAIT).await.unwrap();
 }
 
 fn package(name: &str, title: &str) -> Package {

@@ -291,6 +291,47 @@ pub fn node_constructor(
     move |context| node::build(context, config_for(context))
 }
 
+/// Starts a marketplace mesh from `builder`, every node with `config`; with
+/// `telemetry`, each node also gets its own tracing dispatch and meter from it.
+pub async fn start_mesh(
+    builder: crate::mesh::Builder,
+    config: Config,
+    telemetry: Option<&crate::telemetry::PerNode>,
+) -> Result<Mesh<RegistryNode>, MeshError> {
+    let builder = match telemetry {
+        Some(telemetry) => builder.dispatch_per_node(telemetry.dispatch_factory()),
+        None => builder,
+    };
+    let meters = telemetry.cloned();
+    builder
+        .start(node_constructor(move |ctx| Config {
+            meter: meters.as_ref().and_then(|t| t.meter(ctx.index)),
+            ..config.clone()
+        }))
+        .await
+}
+
+/// Waits until every live node has Kademlia routing entries and a gossipsub mesh peer:
+/// before that, a write may miss its quorum and an announcement may reach nobody.
+pub async fn wait_ready(mesh: &Mesh<RegistryNode>, timeout: Duration) -> Result<(), MeshError> {
+    mesh.wait_until(
+        "routing entries and gossip meshes on every node",
+        timeout,
+        |states| {
+            states.iter().filter(|s| s.alive).all(|s| {
+                s.observations
+                    .get("kad_routing_peers")
+                    .is_some_and(|&n| n >= 1)
+                    && s.observations
+                        .get("gossip_mesh_peers")
+                        .is_some_and(|&n| n >= 1)
+            })
+        },
+    )
+    .await
+    .map(drop)
+}
+
 /// A [`P2PRegistry`] for node `index` of a marketplace mesh.
 pub fn registry(
     mesh: &Mesh<RegistryNode>,
