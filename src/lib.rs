@@ -59,6 +59,7 @@ pub mod marketplace;
 pub mod mesh;
 pub mod model;
 pub mod receiver;
+pub mod serve;
 mod store;
 pub mod strategy;
 pub mod telemetry;

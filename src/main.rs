@@ -1,0 +1,83 @@
+//! `p2p-otel-testkit`: a local OTLP collector for other processes (`serve`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use p2p_otel_testkit::serve;
+
+/// Prove OpenTelemetry instrumentation without Docker.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the embedded OTLP receiver as a local collector for other processes.
+    ///
+    /// Prints a line per finished trace, writes OTLP-JSON lines files, and on Ctrl-C or
+    /// SIGTERM prints a summary. Exit codes: 0 on a signal or --exit-after-spans
+    /// reached, 1 at --timeout, 2 on a configuration error (busy port, non-loopback
+    /// address without --allow-non-loopback).
+    Serve {
+        /// OTLP/gRPC listen address.
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        grpc: SocketAddr,
+        /// OTLP/HTTP listen address.
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        http: SocketAddr,
+        /// Accept binding addresses other than loopback (other machines can then send).
+        #[arg(long)]
+        allow_non_loopback: bool,
+        /// Folder for traces.jsonl, metrics.jsonl and logs.jsonl.
+        #[arg(long, default_value = "target/otel-serve")]
+        out: PathBuf,
+        /// Exit 0 once this many spans arrived.
+        #[arg(long)]
+        exit_after_spans: Option<usize>,
+        /// Exit 1, with a summary, if still running after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Serve {
+        grpc,
+        http,
+        allow_non_loopback,
+        out,
+        exit_after_spans,
+        timeout,
+    } = cli.command;
+    let options = serve::Options {
+        grpc,
+        http,
+        allow_non_loopback,
+        out,
+        exit_after_spans,
+        timeout: timeout.map(Duration::from_secs),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout();
+    match runtime.block_on(serve::run(&options, &mut stdout)) {
+        Ok(serve::Outcome::TimedOut) => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
