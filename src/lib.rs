@@ -64,6 +64,7 @@ mod store;
 pub mod strategy;
 pub mod telemetry;
 pub mod tree;
+pub mod validate;
 
 pub use capture::{CaptureHandle, SpanCaptureLayer};
 pub use model::SpanRecord;

@@ -1,4 +1,5 @@
-//! `p2p-otel-testkit`: a local OTLP collector for other processes (`serve`).
+//! `p2p-otel-testkit`: the end-to-end P2P OpenTelemetry validation (default), and a
+//! local OTLP collector for other processes (`serve`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,11 +10,22 @@ use clap::{Parser, Subcommand};
 use p2p_otel_testkit::serve;
 
 /// Prove OpenTelemetry instrumentation without Docker.
+///
+/// Without a subcommand: run the P2P marketplace's validation in-process — embedded
+/// receiver, health, scenarios 1-6 on a memory-transport mesh exporting over OTLP,
+/// checks of the plan's success criteria — and write report.json, junit.xml,
+/// report.md, traces.html and the OTLP-JSON files. Exit 0 only if every check passes.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Nodes in the validation mesh (at least 3).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Output folder for the reports (recreated).
+    #[arg(long, default_value = "target/p2p-otel-validation")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,16 +58,45 @@ enum Command {
     },
 }
 
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            None
+        }
+    }
+}
+
+fn validate(nodes: usize, out: PathBuf) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
+    };
+    let options = p2p_otel_testkit::validate::Options { nodes, out };
+    let mut stdout = std::io::stdout();
+    match runtime.block_on(p2p_otel_testkit::validate::run(&options, &mut stdout)) {
+        Ok(report) if report.passed() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve {
+    let Some(Command::Serve {
         grpc,
         http,
         allow_non_loopback,
         out,
         exit_after_spans,
         timeout,
-    } = cli.command;
+    }) = cli.command
+    else {
+        return validate(cli.nodes, cli.out);
+    };
     let options = serve::Options {
         grpc,
         http,
@@ -64,12 +105,8 @@ fn main() -> ExitCode {
         exit_after_spans,
         timeout: timeout.map(Duration::from_secs),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
     };
     let mut stdout = std::io::stdout();
     match runtime.block_on(serve::run(&options, &mut stdout)) {

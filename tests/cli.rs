@@ -208,3 +208,51 @@ async fn sigterm_ends_serve_with_a_summary() {
     assert!(out.join("traces.jsonl").exists());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_validation_run_passes_and_writes_every_report() {
+    let out = temp_dir("validate");
+    let output = Command::new(BIN)
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for step in 1..=6 {
+        assert!(
+            stdout.contains(&format!("[{step}/6]")),
+            "step {step} missing:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("VALIDATION PASSED"), "{stdout}");
+    for file in [
+        "report.json",
+        "junit.xml",
+        "report.md",
+        "traces.html",
+        "otlp/traces.jsonl",
+        "otlp/metrics.jsonl",
+    ] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks.len() >= 10);
+    assert!(checks.iter().all(|c| c["passed"] == true));
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), checks.len());
+    assert!(!junit.contains("<failure"));
+    let html = std::fs::read_to_string(out.join("traces.html")).unwrap();
+    assert!(html.contains("p2p_publish") && html.contains("handle_dht_query"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained: no external resources"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

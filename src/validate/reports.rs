@@ -1,0 +1,112 @@
+//! The report files: `report.json`, `junit.xml`, `report.md`, `traces.html`, and the
+//! terminal summary.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{html, Report};
+use crate::tree::TraceSet;
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn junit(report: &Report) -> String {
+    let failures = report.checks.iter().filter(|c| !c.passed).count();
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"p2p-otel-validation\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
+        report.checks.len(),
+        report.duration_ms as f64 / 1000.0
+    );
+    for check in &report.checks {
+        xml.push_str(&format!(
+            "    <testcase classname=\"plan.section-{}\" name=\"{}\">\n",
+            xml_escape(check.section),
+            xml_escape(&check.name)
+        ));
+        if !check.passed {
+            xml.push_str(&format!(
+                "      <failure message=\"{}\"/>\n",
+                xml_escape(&check.evidence)
+            ));
+        }
+        xml.push_str(&format!(
+            "      <system-out>{}</system-out>\n    </testcase>\n",
+            xml_escape(&check.evidence)
+        ));
+    }
+    xml.push_str("  </testsuite>\n</testsuites>\n");
+    xml
+}
+
+fn markdown(report: &Report) -> String {
+    let mut md = format!(
+        "# P2P OpenTelemetry validation\n\n**{}** — {} of {} checks passed in {} ms.\n\n| section | check | result | evidence |\n|---|---|---|---|\n",
+        if report.passed() { "PASS" } else { "FAIL" },
+        report.checks.iter().filter(|c| c.passed).count(),
+        report.checks.len(),
+        report.duration_ms
+    );
+    for check in &report.checks {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            check.section,
+            check.name,
+            if check.passed { "pass" } else { "**FAIL**" },
+            check.evidence.replace('|', "\\|")
+        ));
+    }
+    md.push_str("\n## Spans by service\n\n");
+    for (service, count) in &report.spans_by_service {
+        md.push_str(&format!("- {service}: {count}\n"));
+    }
+    md.push_str(&format!(
+        "\n## Trace trees\n\n```text\n{}```\n",
+        report.traces
+    ));
+    md
+}
+
+/// Writes every report file into `folder`.
+pub(super) fn write_all(folder: &Path, report: &Report, traces: &TraceSet) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    std::fs::write(folder.join("report.json"), json)?;
+    std::fs::write(folder.join("junit.xml"), junit(report))?;
+    std::fs::write(folder.join("report.md"), markdown(report))?;
+    std::fs::write(folder.join("traces.html"), html::waterfall(traces))?;
+    Ok(())
+}
+
+/// The terminal report: every criterion with its evidence, then the verdict.
+pub(super) fn terminal(report: &Report, out: &mut impl Write) {
+    let _ = writeln!(out);
+    for check in &report.checks {
+        let _ = writeln!(
+            out,
+            "  {} [{}] {}\n         {}",
+            if check.passed { "PASS" } else { "FAIL" },
+            check.section,
+            check.name,
+            check.evidence
+        );
+    }
+    for (service, count) in &report.spans_by_service {
+        let _ = writeln!(out, "  spans from {service}: {count}");
+    }
+    let passed = report.checks.iter().filter(|c| c.passed).count();
+    let _ = writeln!(
+        out,
+        "\n{} — {passed}/{} checks passed in {} ms",
+        if report.passed() {
+            "VALIDATION PASSED"
+        } else {
+            "VALIDATION FAILED"
+        },
+        report.checks.len(),
+        report.duration_ms
+    );
+    let _ = out.flush();
+}
