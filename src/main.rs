@@ -26,6 +26,10 @@ struct Cli {
     /// Output folder for the reports (recreated).
     #[arg(long, default_value = "target/p2p-otel-validation")]
     out: PathBuf,
+    /// Also forward everything received to this external OTLP/gRPC collector
+    /// (e.g. http://127.0.0.1:4317 of a real Collector or Jaeger).
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,11 +72,15 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn validate(nodes: usize, out: PathBuf) -> ExitCode {
+fn validate(nodes: usize, out: PathBuf, otlp_endpoint: Option<String>) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
     };
-    let options = p2p_otel_testkit::validate::Options { nodes, out };
+    let options = p2p_otel_testkit::validate::Options {
+        nodes,
+        out,
+        otlp_endpoint,
+    };
     let mut stdout = std::io::stdout();
     match runtime.block_on(p2p_otel_testkit::validate::run(&options, &mut stdout)) {
         Ok(report) if report.passed() => ExitCode::SUCCESS,
@@ -95,7 +103,7 @@ fn main() -> ExitCode {
         timeout,
     }) = cli.command
     else {
-        return validate(cli.nodes, cli.out);
+        return validate(cli.nodes, cli.out, cli.otlp_endpoint);
     };
     let options = serve::Options {
         grpc,

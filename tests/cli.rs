@@ -256,3 +256,40 @@ async fn the_validation_run_passes_and_writes_every_report() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_validation_forwards_everything_to_an_external_collector() {
+    let external = p2p_otel_testkit::receiver::OtlpReceiver::start(Default::default())
+        .await
+        .unwrap();
+    let out = temp_dir("forward");
+    let output = Command::new(BIN)
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--otlp-endpoint",
+            &external.grpc_endpoint(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("PASS [9.2] everything forwarded to the external collector"),
+        "{stdout}"
+    );
+    let traces = external.traces();
+    for name in [
+        "p2p_bootstrap",
+        "p2p_publish",
+        "p2p_search",
+        "handle_dht_query",
+    ] {
+        assert!(!traces.find_named(name).is_empty(), "{name} not forwarded");
+    }
+    assert!(!external
+        .metric_points_named("p2p_operations_total")
+        .is_empty());
+    let _ = std::fs::remove_dir_all(&out);
+}

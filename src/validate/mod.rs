@@ -2,6 +2,7 @@
 //! script (start the collector, check health, clear the output, run the scenarios, verify
 //! what was exported, report) done in-process in about a second.
 
+mod forward;
 mod html;
 mod reports;
 mod scenarios;
@@ -22,6 +23,8 @@ pub struct Options {
     pub nodes: usize,
     /// Output folder (recreated).
     pub out: PathBuf,
+    /// Also forward everything received to this external OTLP/gRPC collector.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Options {
@@ -29,6 +32,7 @@ impl Default for Options {
         Options {
             nodes: 3,
             out: PathBuf::from("target/p2p-otel-validation"),
+            otlp_endpoint: None,
         }
     }
 }
@@ -137,6 +141,9 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Report, Vali
 
     step(out, 5, "verify exported telemetry");
     checks.extend(scenarios::verify(&receiver, &otlp_dir));
+    if let Some(endpoint) = &options.otlp_endpoint {
+        checks.push(forward::forward(endpoint, &otlp_dir).await);
+    }
 
     step(out, 6, "report");
     let traces = receiver.traces();
