@@ -188,8 +188,9 @@ async fn sigterm_ends_serve_with_a_summary() {
     ]);
     let (_, _, mut stdout) = endpoints(&mut child).await;
     let pid = child.id().unwrap().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
+    // The shell's builtin `kill`: no dependency on a procps binary being installed.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
         .status()
         .await
         .unwrap();
