@@ -1,6 +1,8 @@
 //! The embedded OTLP receiver and per-node telemetry, with real exporters: one test
 //! binary for this area.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -271,18 +273,7 @@ async fn post(
 }
 
 async fn get(receiver: &OtlpReceiver, path: &str) -> (u16, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let response = client
-        .get(
-            format!("{}{path}", receiver.http_endpoint())
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    common::http_get(&receiver.http_endpoint(), path).await
 }
 
 /// A raw gRPC unary call: one length-prefixed frame, optionally flagged compressed.

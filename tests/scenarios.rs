@@ -2,6 +2,8 @@
 //! what the embedded receiver got over OTLP from every node of a real libp2p mesh — never
 //! on CLI output.
 
+mod common;
+
 use std::time::Duration;
 
 use p2p_otel_testkit::marketplace::{
@@ -581,7 +583,7 @@ async fn scenario_6_an_unreachable_dht_peer_ends_in_a_timeout_error_span() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integration_checks_health_counts_files_and_metrics() {
     let mut o = observed(3, Config::for_tests()).await;
-    let health = reqwest_free_get(&o.receiver, "/health").await;
+    let (_, health) = common::http_get(&o.receiver.http_endpoint(), "/health").await;
     assert!(health.contains("Server available"));
     ready(&mut o).await;
     let mut counts = vec![accepted(&o)];
@@ -666,22 +668,6 @@ async fn integration_checks_health_counts_files_and_metrics() {
         .all(|p| p.value.as_f64().is_some_and(|v| (0.0..=3.0).contains(&v))));
     has("p2p_known_packages", &[]);
     has("p2p_cache_size_bytes", &[]);
-}
-
-/// A plain HTTP GET with hyper (the crate has no blocking client, on purpose).
-async fn reqwest_free_get(receiver: &OtlpReceiver, path: &str) -> String {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let response = client
-        .get(
-            format!("{}{path}", receiver.http_endpoint())
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&response.into_body().collect().await.unwrap().to_bytes()).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
