@@ -35,6 +35,15 @@ impl std::fmt::Debug for WaitError {
     }
 }
 
+/// Locks `mutex`, recovering from poisoning: every critical section in this crate
+/// leaves its data whole (a push, a clear, an insert), so after a panic elsewhere the data
+/// is still sound — keep serving it rather than failing every later test.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Items (spans) in arrival order, with a change signal for waiters.
 ///
 /// Writers only pay for the signal while somebody waits: `waiting` counts waiters, and a
@@ -70,11 +79,7 @@ impl Drop for Waiting<'_> {
 
 impl<T> Store<T> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<T>> {
-        // A panic while holding the lock cannot leave a half-pushed Vec, so the data is
-        // still sound: keep serving it rather than poisoning every later test.
-        self.items
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.items)
     }
 
     pub(crate) fn notify(&self) {

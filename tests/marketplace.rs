@@ -411,59 +411,6 @@ mod resilience {
         assert_eq!(hits.len(), 1, "found again after healing");
     }
 
-    /// A peer that speaks the registry protocol but never answers.
-    mod silent_peer {
-        use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
-        use libp2p::swarm::dial_opts::DialOpts;
-        use libp2p::swarm::SwarmEvent;
-        use libp2p::{Multiaddr, PeerId, StreamProtocol};
-        use p2p_otel_testkit::marketplace::{RegistryRequest, RegistryResponse, REGISTRY_PROTOCOL};
-        use p2p_otel_testkit::mesh::{MeshBehaviourEvent, Node, NodeEvent, NodeSwarm};
-
-        pub type Behaviour = request_response::cbor::Behaviour<RegistryRequest, RegistryResponse>;
-
-        pub fn behaviour() -> Behaviour {
-            request_response::cbor::Behaviour::new(
-                [(
-                    StreamProtocol::new(REGISTRY_PROTOCOL),
-                    ProtocolSupport::Full,
-                )],
-                request_response::Config::default(),
-            )
-        }
-
-        /// Holds every response channel, so requests neither get an answer nor fail fast.
-        #[derive(Default)]
-        pub struct SilentNode(Vec<ResponseChannel<RegistryResponse>>);
-
-        impl Node for SilentNode {
-            type Behaviour = Behaviour;
-            type Command = (PeerId, Multiaddr);
-            fn on_swarm_event(
-                &mut self,
-                _: &mut NodeSwarm<Behaviour>,
-                event: NodeEvent<Behaviour>,
-            ) {
-                if let SwarmEvent::Behaviour(MeshBehaviourEvent::App(
-                    request_response::Event::Message {
-                        message: request_response::Message::Request { channel, .. },
-                        ..
-                    },
-                )) = event
-                {
-                    self.0.push(channel);
-                }
-            }
-            fn on_command(
-                &mut self,
-                swarm: &mut NodeSwarm<Behaviour>,
-                (peer, addr): (PeerId, Multiaddr),
-            ) {
-                let _ = swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
-            }
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_peer_that_times_out_loses_reputation_and_is_asked_last() {
         let config = Config {
@@ -473,12 +420,10 @@ mod resilience {
         let mut mesh = marketplace(2, config.clone()).await;
         mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
         routing_ready(&mesh).await;
-        let silent: Mesh<silent_peer::SilentNode> = Mesh::builder(1)
-            .seed(78)
-            .security(Security::Plaintext)
-            .start(|_| Ok((silent_peer::behaviour(), silent_peer::SilentNode::default())))
-            .await
-            .unwrap();
+        let silent =
+            marketplace::silent_peer(marketplace::REGISTRY_PROTOCOL, 78, Security::Plaintext)
+                .await
+                .unwrap();
         silent
             .node(0)
             .unwrap()

@@ -15,7 +15,7 @@ use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 use p2p_otel_testkit::strategy::invariants::{self, Executed};
 use p2p_otel_testkit::strategy::{
     arb_invalid_package_id, arb_invalid_version, arb_operations, arb_package, arb_span_set,
-    package_of, Model, Operation, Outcome,
+    node_of, package_of, Model, Operation, Outcome,
 };
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 use p2p_otel_testkit::TraceSet;
@@ -203,7 +203,7 @@ async fn check_sequence(operations: Vec<Operation>) -> Result<(), String> {
     let mut model = Model::new(NODES);
     let mut executed = Vec::new();
     for (step, operation) in operations.iter().enumerate() {
-        let node = operation_node(operation);
+        let node = node_of(operation).map(|n| n % NODES);
         let alive = node.is_none_or(|n| model.alive(n));
         let outcome = run(&mut r, operation).await;
         model
@@ -246,22 +246,6 @@ async fn check_sequence(operations: Vec<Operation>) -> Result<(), String> {
     invariants::operation_counters_match(&r.receiver.metric_points(), &executed)?;
     r.mesh.shutdown().await;
     Ok(())
-}
-
-fn operation_node(operation: &Operation) -> Option<usize> {
-    match operation {
-        Operation::Heal => None,
-        Operation::Publish { node, .. }
-        | Operation::Search { node, .. }
-        | Operation::Get { node, .. }
-        | Operation::ListVersions { node, .. }
-        | Operation::Exists { node, .. }
-        | Operation::Delete { node, .. }
-        | Operation::Bootstrap { node }
-        | Operation::Kill { node }
-        | Operation::Restart { node }
-        | Operation::Partition { node } => Some(node % NODES),
-    }
 }
 
 proptest! {

@@ -366,58 +366,8 @@ async fn scenario_4_distributed_search_is_one_trace_across_three_nodes() {
     assert_scenario_snapshot!("scenario_4_distributed_search", single);
 }
 
-/// A peer that speaks the registry protocol and never answers.
-mod silent {
-    use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
-    use libp2p::swarm::dial_opts::DialOpts;
-    use libp2p::swarm::SwarmEvent;
-    use libp2p::{Multiaddr, PeerId, StreamProtocol};
-    use p2p_otel_testkit::marketplace::{RegistryCodec, RegistryResponse, Wire};
-    use p2p_otel_testkit::mesh::{MeshBehaviourEvent, Node, NodeEvent, NodeSwarm};
-
-    pub type Behaviour = request_response::Behaviour<RegistryCodec>;
-
-    pub fn on(protocol: &'static str) -> Behaviour {
-        request_response::Behaviour::with_codec(
-            RegistryCodec,
-            [(StreamProtocol::new(protocol), ProtocolSupport::Full)],
-            request_response::Config::default()
-                .with_request_timeout(std::time::Duration::from_secs(60)),
-        )
-    }
-
-    #[derive(Default)]
-    pub struct SilentNode(Vec<ResponseChannel<Wire<RegistryResponse>>>);
-
-    impl Node for SilentNode {
-        type Behaviour = Behaviour;
-        type Command = (PeerId, Multiaddr);
-        fn on_swarm_event(&mut self, _: &mut NodeSwarm<Behaviour>, event: NodeEvent<Behaviour>) {
-            if let SwarmEvent::Behaviour(MeshBehaviourEvent::App(
-                request_response::Event::Message {
-                    message: request_response::Message::Request { channel, .. },
-                    ..
-                },
-            )) = event
-            {
-                self.0.push(channel);
-            }
-        }
-        fn on_command(
-            &mut self,
-            swarm: &mut NodeSwarm<Behaviour>,
-            (peer, addr): (PeerId, Multiaddr),
-        ) {
-            let _ = swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
-        }
-    }
-}
-
-async fn silent_peer(protocol: &'static str, seed: u64) -> Mesh<silent::SilentNode> {
-    Mesh::builder(1)
-        .seed(seed)
-        .security(Security::Plaintext)
-        .start(move |_| Ok((silent::on(protocol), silent::SilentNode::default())))
+async fn silent_peer(protocol: &'static str, seed: u64) -> Mesh<marketplace::SilentPeer> {
+    marketplace::silent_peer(protocol, seed, Security::Plaintext)
         .await
         .unwrap()
 }

@@ -40,7 +40,7 @@ use tracing::Metadata;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::model::{IdHash, Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
-use crate::store::{Store, WaitError};
+use crate::store::{lock, Store, WaitError};
 use crate::tree::TraceSet;
 
 use captured::{CapturedSpan, Clock};
@@ -170,12 +170,6 @@ struct Shared {
     clock: Clock,
     resource: Arc<Resource>,
     scope: Arc<Scope>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {

@@ -42,6 +42,7 @@ mod node;
 mod protocol;
 mod registry;
 mod reputation;
+mod silent;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -60,6 +61,7 @@ pub use protocol::{
 };
 pub use registry::{LocalRegistry, Registry};
 pub use reputation::{PeerStats, Reputation};
+pub use silent::{silent_peer, SilentPeer};
 
 /// The largest package accepted by default (its JSON encoding), 256 KiB.
 pub const DEFAULT_MAX_PACKAGE_BYTES: usize = 256 * 1024;

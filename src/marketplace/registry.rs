@@ -70,7 +70,7 @@ impl Default for LocalRegistry {
 
 impl LocalRegistry {
     fn index(&self) -> std::sync::MutexGuard<'_, LocalIndex> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+        crate::store::lock(&self.index)
     }
 }
 

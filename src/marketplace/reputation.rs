@@ -75,6 +75,11 @@ impl Reputation {
         peers
     }
 
+    /// One peer's stats, if it was ever asked.
+    pub fn stats(&self, peer: &PeerId) -> Option<&PeerStats> {
+        self.peers.get(peer)
+    }
+
     /// Every peer's stats.
     pub fn snapshot(&self) -> HashMap<PeerId, PeerStats> {
         self.peers.clone()

@@ -66,7 +66,7 @@ impl JsonLines {
             self.errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = crate::store::lock(file);
         let written = file
             .write_all(&line)
             .and_then(|()| file.write_all(b"\n"))

@@ -16,7 +16,7 @@ use crate::model::{
     log_records_from_otlp, metric_points_from_otlp, spans_from_otlp_owned, IdHash, LogRecord,
     MetricPoint, Resource, SpanId, SpanRecord, TraceId, Value,
 };
-use crate::store::Store;
+use crate::store::{lock, Store};
 
 /// How a request arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,12 +104,6 @@ pub(crate) struct Shared {
     counters: Mutex<Counters>,
     faults: Mutex<VecDeque<Fault>>,
     pub(crate) files: Option<JsonLines>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The `service.name` of a resource, for counter labels.

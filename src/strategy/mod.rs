@@ -15,4 +15,4 @@ pub use generators::{
     arb_invalid_package_id, arb_invalid_version, arb_operations, arb_package, arb_package_id,
     arb_query, arb_span_set, arb_version, Operation, PACKAGE_NAMES,
 };
-pub use model::{package_of, Expectation, Model, Outcome};
+pub use model::{node_of, package_of, Expectation, Model, Outcome};

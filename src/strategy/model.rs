@@ -313,8 +313,8 @@ impl Model {
     }
 }
 
-/// The node an operation runs on, if any.
-pub(crate) fn node_of(operation: &Operation) -> Option<usize> {
+/// The node an operation runs on, if any (before taking it modulo the mesh size).
+pub fn node_of(operation: &Operation) -> Option<usize> {
     match operation {
         Operation::Publish { node, .. }
         | Operation::Search { node, .. }

@@ -60,7 +60,7 @@ impl PerNode {
     }
 
     fn nodes(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Arc<Telemetry>>> {
-        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::store::lock(&self.nodes)
     }
 
     /// Node `index`'s telemetry, created on first use (a restarted node keeps its own).

@@ -7,17 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
-use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use opentelemetry_http::HttpClient;
 
 use super::{Check, ValidateError};
-use crate::marketplace::{
-    self, Config, MarketplaceError, Package, Query, Registry, RegistryCodec, RegistryResponse, Wire,
-};
-use crate::mesh::{Mesh, MeshBehaviourEvent, Node, NodeEvent, NodeSwarm, Topology};
+use crate::marketplace::{self, Config, MarketplaceError, Package, Query, Registry};
+use crate::mesh::{Mesh, Security, Topology};
 use crate::model::{StatusCode, Value};
 use crate::receiver::OtlpReceiver;
 use crate::telemetry::PerNode;
@@ -59,53 +53,6 @@ pub(super) async fn health(receiver: &OtlpReceiver) -> Check {
         ),
         Err(error) => check("9.2", "health check endpoint responds", false, error),
     }
-}
-
-/// A peer that accepts a protocol's streams and never answers: for timeouts without
-/// waiting 30 s.
-#[derive(Default)]
-struct Silent(Vec<ResponseChannel<Wire<RegistryResponse>>>);
-
-impl Node for Silent {
-    type Behaviour = request_response::Behaviour<RegistryCodec>;
-    type Command = (PeerId, Multiaddr);
-    fn on_swarm_event(
-        &mut self,
-        _: &mut NodeSwarm<Self::Behaviour>,
-        event: NodeEvent<Self::Behaviour>,
-    ) {
-        if let SwarmEvent::Behaviour(MeshBehaviourEvent::App(request_response::Event::Message {
-            message: request_response::Message::Request { channel, .. },
-            ..
-        })) = event
-        {
-            self.0.push(channel);
-        }
-    }
-    fn on_command(
-        &mut self,
-        swarm: &mut NodeSwarm<Self::Behaviour>,
-        (peer, addr): (PeerId, Multiaddr),
-    ) {
-        let _ = swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
-    }
-}
-
-async fn silent_peer(protocol: &'static str, seed: u64) -> Result<Mesh<Silent>, ValidateError> {
-    Ok(Mesh::builder(1)
-        .seed(seed)
-        .start(move |_| {
-            Ok((
-                request_response::Behaviour::with_codec(
-                    RegistryCodec,
-                    [(StreamProtocol::new(protocol), ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(60)),
-                ),
-                Silent::default(),
-            ))
-        })
-        .await?)
 }
 
 fn package(name: &str, title: &str) -> Result<Package, MarketplaceError> {
@@ -172,7 +119,8 @@ pub(super) async fn run(
     let _ = registries[0].search(&Query::text("validation")).await;
 
     // Scenario 5: a silent peer loses reputation (fan-out 1 on a fresh node).
-    let quiet = silent_peer(marketplace::REGISTRY_PROTOCOL, 901).await?;
+    let quiet =
+        marketplace::silent_peer(marketplace::REGISTRY_PROTOCOL, 901, Security::Noise).await?;
     if let Ok(node) = quiet.node(0) {
         let _ = node.send((mesh.peer_id(0)?, mesh.addr(0)?)).await;
     }
@@ -185,7 +133,7 @@ pub(super) async fn run(
     let stats = registries[0].stats().await;
 
     // Scenario 6: a Kademlia black hole makes a publish time out (200 ms, not 30 s).
-    let hole = silent_peer("/ggen/kad/1.0.0", 902).await?;
+    let hole = marketplace::silent_peer("/ggen/kad/1.0.0", 902, Security::Noise).await?;
     let lonely_config = Config {
         query_timeout: Duration::from_millis(200),
         ..Config::for_tests()
@@ -193,7 +141,7 @@ pub(super) async fn run(
     let lonely_mesh = marketplace::start_mesh(
         Mesh::builder(1).seed(903),
         lonely_config.clone(),
-        Some(&PerNode::clone(telemetry)),
+        Some(telemetry),
     )
     .await;
     let timeout_result = match &lonely_mesh {

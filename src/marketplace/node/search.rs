@@ -170,8 +170,7 @@ impl RegistryNode {
     }
 
     pub(super) fn report_peer(&self, peer: &PeerId) {
-        if let (Some(metrics), Some(stats)) = (&self.metrics, self.reputation.snapshot().get(peer))
-        {
+        if let (Some(metrics), Some(stats)) = (&self.metrics, self.reputation.stats(peer)) {
             metrics.peer(
                 &peer.to_string(),
                 stats.score(),
