@@ -14,8 +14,9 @@
 //! - [`tree`] builds trace trees, queries and asserts on them, and renders them
 //!   deterministically for insta snapshots.
 //! - [`mesh`] runs N libp2p nodes on the memory transport, one task per swarm, with
-//!   topologies, partitions, kills and restarts; [`marketplace`] is the reference P2P
-//!   package registry built on it.
+//!   topologies, partitions, kills and restarts (feature `mesh`).
+//! - [`strategy`]: proptest strategies for span sets and generic trace invariants for
+//!   operation sequences (feature `proptest`).
 //!
 //! Nothing here touches global state: no global subscriber, provider or propagator, no
 //! environment variable read by our code or written by it.
@@ -55,18 +56,19 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod capture;
-pub mod marketplace;
+#[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod model;
 pub mod receiver;
-pub mod serve;
+mod source;
 mod store;
+#[cfg(feature = "proptest")]
 pub mod strategy;
 pub mod telemetry;
 pub mod tree;
-pub mod validate;
 
 pub use capture::{CaptureHandle, SpanCaptureLayer};
 pub use model::SpanRecord;
+pub use source::SpanSource;
 pub use store::WaitError;
 pub use tree::TraceSet;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 /// Why a wait ended without its condition holding.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WaitError {
     /// The timeout passed first.
     #[error(
@@ -21,7 +22,8 @@ pub enum WaitError {
         waited: Duration,
         /// How many items were there when it gave up.
         arrived: usize,
-        /// What the items are: "span(s)", "metric point(s)", "log record(s)".
+        /// What the items are: "span(s)", "metric point(s)", "log record(s)",
+        /// "node state(s)".
         unit: &'static str,
         /// What did arrive: spans rendered as trees, metric names, log bodies.
         rendered: String,

@@ -9,6 +9,7 @@ use p2p_otel_testkit::model::{
 };
 use p2p_otel_testkit::tree::{attr, expect, ChildOrder, RenderSettings};
 use p2p_otel_testkit::{CaptureHandle, TraceSet};
+use p2p_otel_testkit::SpanSource;
 use tracing::{field, info_span, Dispatch};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -382,8 +383,8 @@ mod concurrency {
             .wait_for_span_named("p2p_search", Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(spans.len(), 7);
-        let traces = TraceSet::new(spans);
+        assert_eq!(spans.span_count(), 7);
+        let traces = spans;
         assert_eq!(
             traces.traces().len(),
             1,
@@ -492,7 +493,7 @@ mod concurrency {
             .wait_for_spans(1, Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(spans[0].name, "late");
+        assert_eq!(spans.find_named("late").len(), 1);
         producer.await.unwrap();
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::swarm::dummy;
 use p2p_otel_testkit::capture::SpanCaptureLayer;
-use p2p_otel_testkit::mesh::{Mesh, MeshError, NodeState, Passive, Security, Topology};
+use p2p_otel_testkit::mesh::{self, Mesh, MeshError, NodeState, Passive, Security, Topology};
 use p2p_otel_testkit::CaptureHandle;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(10);
 type DummyMesh = Mesh<Passive<dummy::Behaviour>>;
 
 async fn dummy_mesh(n: usize, security: Security) -> DummyMesh {
-    Mesh::builder(n)
+    mesh::Builder::new(n)
         .seed(42)
         .security(security)
         .start(|_| Ok((dummy::Behaviour, Passive::default())))
@@ -30,7 +30,7 @@ async fn peer_ids_come_from_the_seed() {
     let a = dummy_mesh(3, Security::Noise).await;
     let b = dummy_mesh(3, Security::Noise).await;
     assert_eq!(a.peer_ids(), b.peer_ids(), "same seed, same identities");
-    let c: DummyMesh = Mesh::builder(3)
+    let c: DummyMesh = mesh::Builder::new(3)
         .seed(43)
         .start(|_| Ok((dummy::Behaviour, Passive::default())))
         .await
@@ -162,7 +162,7 @@ async fn a_wait_that_cannot_hold_times_out_with_every_nodes_state() {
 async fn each_node_traces_into_its_own_dispatch() {
     let handles: std::sync::Arc<std::sync::Mutex<Vec<(usize, CaptureHandle)>>> = Default::default();
     let sink = handles.clone();
-    let mut mesh: DummyMesh = Mesh::builder(3)
+    let mut mesh: DummyMesh = mesh::Builder::new(3)
         .dispatch_per_node(move |index, peer| {
             let (layer, handle) = SpanCaptureLayer::builder()
                 .resource_attribute("service.instance.id", peer.to_string())

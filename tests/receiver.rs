@@ -21,6 +21,7 @@ use p2p_otel_testkit::receiver::{Config, Fault, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
 use p2p_otel_testkit::tree::expect;
 use p2p_otel_testkit::TraceSet;
+use p2p_otel_testkit::SpanSource;
 use prost::Message;
 use tracing::{info_span, Dispatch};
 
@@ -356,7 +357,7 @@ mod bad_input {
         let (status, ..) = post(receiver, "/v1/traces", &[PROTOBUF], good).await;
         assert_eq!(status, 200);
         receiver
-            .wait_for_spans_where("the follow-up span", WAIT, |spans| {
+            .wait_until("the follow-up span", WAIT, |spans| {
                 spans.iter().any(|s| s.name == "after_bad_input")
             })
             .await
@@ -953,7 +954,7 @@ mod environment {
             "the child half did not run:\n{stdout}"
         );
         let traces = receiver
-            .wait_for_spans_where("the child's spans over gRPC and HTTP", WAIT, |spans| {
+            .wait_until("the child's spans over gRPC and HTTP", WAIT, |spans| {
                 ["child_grpc", "child_http"]
                     .iter()
                     .all(|n| spans.iter().any(|s| s.name == *n))

@@ -41,6 +41,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::model::{IdHash, Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
 use crate::store::{lock, Store, WaitError};
+use crate::source::SpanSource;
 use crate::tree::TraceSet;
 
 use captured::{CapturedSpan, Clock};
@@ -246,55 +247,29 @@ impl CaptureHandle {
         self.shared.closed.notify();
         lock(&self.shared.events_outside_spans).clear();
     }
+}
 
-    /// Waits until `condition` holds over the closed spans and returns them; on timeout
-    /// the error shows every span that did close, rendered as trees. Wakes on each close,
-    /// never polls.
-    ///
-    /// Needs a tokio runtime with time enabled (as `#[tokio::test]` gives).
-    pub async fn wait_until(
-        &self,
-        expected: &str,
+impl SpanSource for CaptureHandle {
+    fn spans(&self) -> Vec<SpanRecord> {
+        CaptureHandle::spans(self)
+    }
+
+    fn wait_until<'a>(
+        &'a self,
+        expected: &'a str,
         timeout: Duration,
-        mut condition: impl FnMut(&[SpanRecord]) -> bool,
-    ) -> Result<Vec<SpanRecord>, WaitError> {
+        mut condition: impl FnMut(&[SpanRecord]) -> bool + Send + 'a,
+    ) -> impl std::future::Future<Output = Result<TraceSet, WaitError>> + Send + 'a {
         let shared = &self.shared;
-        shared
-            .closed
-            .wait_until(
-                "span(s)",
-                expected,
-                timeout,
-                |closed| {
-                    let converted = shared.converted(closed);
-                    condition(&converted).then(|| converted.clone())
-                },
-                |closed| TraceSet::new(shared.converted(closed).clone()).render(),
-            )
-            .await
-    }
-
-    /// Waits until at least `count` spans have closed.
-    pub async fn wait_for_spans(
-        &self,
-        count: usize,
-        timeout: Duration,
-    ) -> Result<Vec<SpanRecord>, WaitError> {
-        self.wait_until(&format!("{count} closed span(s)"), timeout, |spans| {
-            spans.len() >= count
-        })
-        .await
-    }
-
-    /// Waits until a span named `name` has closed.
-    pub async fn wait_for_span_named(
-        &self,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<Vec<SpanRecord>, WaitError> {
-        self.wait_until(&format!("a span named {name:?}"), timeout, |spans| {
-            spans.iter().any(|span| span.name == name)
-        })
-        .await
+        shared.closed.wait_until(
+            "span(s)",
+            expected,
+            timeout,
+            move |closed| {
+                let converted = shared.converted(closed);
+                condition(&converted).then(|| TraceSet::new(converted.clone()))
+            },
+            |closed| TraceSet::new(shared.converted(closed).clone()).render(),
+        )
     }
 }

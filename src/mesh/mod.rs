@@ -9,9 +9,9 @@
 //! ```
 //! # async fn run() -> Result<(), p2p_otel_testkit::mesh::MeshError> {
 //! use std::time::Duration;
-//! use p2p_otel_testkit::mesh::{Mesh, Passive, Topology};
+//! use p2p_otel_testkit::mesh::{self, Mesh, Passive, Topology};
 //!
-//! let mut mesh = Mesh::builder(3)
+//! let mut mesh = mesh::Builder::new(3)
 //!     .start(|_ctx| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
 //!     .await?;
 //! mesh.connect_topology(Topology::Full, Duration::from_secs(5)).await?;
@@ -40,39 +40,52 @@ use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
 use tracing::Dispatch;
 
+use crate::store::WaitError;
+use crate::telemetry::PerNode;
 use node::{Control, EventLoop};
 pub use topology::Topology;
 pub use transport::Security;
 
+/// What caused a mesh error: the underlying error, kept whole as its `source()`.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+pub(crate) fn cause(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Cause {
+    Arc::from(error.into())
+}
+
 /// Errors of the mesh and its nodes. Every network wait ends in one of these, never a hang.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum MeshError {
     /// A keypair or the secure channel could not be set up.
-    #[error("identity: {0}")]
-    Identity(String),
+    #[error("identity could not be set up")]
+    Identity(#[source] Cause),
     /// A node could not start listening.
-    #[error("node {index} could not listen: {reason}")]
+    #[error("node {index} could not listen")]
     Listen {
         /// The node.
         index: usize,
         /// Why.
-        reason: String,
+        #[source]
+        source: Cause,
     },
-    /// The node constructor failed.
-    #[error("node {index} could not be built: {reason}")]
+    /// The node constructor (or its telemetry) failed.
+    #[error("node {index} could not be built")]
     Build {
         /// The node.
         index: usize,
         /// Why.
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// Dialing a peer failed.
-    #[error("dialing {peer} failed: {reason}")]
+    #[error("dialing {peer} failed")]
     Dial {
         /// The peer dialed.
         peer: PeerId,
         /// Why.
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// The node's task is gone (killed, or its loop ended).
     #[error("node {index} is stopped")]
@@ -88,16 +101,9 @@ pub enum MeshError {
         /// How many nodes there are.
         len: usize,
     },
-    /// A wait ran out of time.
-    #[error("timed out after {waited:?} waiting for {what}; node states:\n{states}")]
-    Timeout {
-        /// What was awaited.
-        what: String,
-        /// How long.
-        waited: Duration,
-        /// Every node's state when the wait gave up.
-        states: String,
-    },
+    /// A wait ran out of time; the error shows every node's state when it gave up.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
 }
 
 pub use behaviour::{MeshBehaviour, MeshBehaviourEvent};
@@ -227,6 +233,18 @@ impl fmt::Debug for Builder {
 }
 
 impl Builder {
+    /// A builder for a mesh of `nodes` nodes, with the defaults above.
+    pub fn new(nodes: usize) -> Builder {
+        Builder {
+            nodes,
+            seed: 0,
+            security: Security::Noise,
+            idle_timeout: Duration::from_secs(3600),
+            timeout: Duration::from_secs(5),
+            dispatch: None,
+        }
+    }
+
     /// The seed of the nodes' keypairs: the same seed gives the same peer ids.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -253,6 +271,22 @@ impl Builder {
     ) -> Self {
         self.dispatch = Some(Arc::new(make));
         self
+    }
+
+    /// Gives each node its own [`Telemetry`](crate::telemetry::Telemetry) from
+    /// `telemetry` (resource `service.instance.id` = the node's peer id), exporting to
+    /// its receiver; the node's dispatch is that telemetry's.
+    pub fn telemetry_per_node(self, telemetry: &PerNode) -> Self {
+        let telemetry = telemetry.clone();
+        self.dispatch_per_node(move |index, peer| {
+            telemetry
+                .node_telemetry(index, &peer.to_string())
+                .map(|node| node.dispatch().clone())
+                .map_err(|e| MeshError::Build {
+                    index,
+                    source: cause(e),
+                })
+        })
     }
 
     /// Starts every node, built by `constructor`, listening on the memory transport.
@@ -357,20 +391,6 @@ impl<N: Node> fmt::Debug for Mesh<N> {
     }
 }
 
-impl Mesh<Passive<libp2p::swarm::dummy::Behaviour>> {
-    /// A builder for a mesh of `nodes` nodes.
-    pub fn builder(nodes: usize) -> Builder {
-        Builder {
-            nodes,
-            seed: 0,
-            security: Security::Noise,
-            idle_timeout: Duration::from_secs(3600),
-            timeout: Duration::from_secs(5),
-            dispatch: None,
-        }
-    }
-}
-
 impl<N: Node> Mesh<N>
 where
     Swarm<MeshBehaviour<N::Behaviour>>: Send,
@@ -460,11 +480,11 @@ where
                 .parse()
                 .map_err(|e: libp2p::multiaddr::Error| MeshError::Listen {
                     index,
-                    reason: e.to_string(),
+                    source: cause(e),
                 })?;
         swarm.listen_on(listen).map_err(|e| MeshError::Listen {
             index,
-            reason: e.to_string(),
+            source: cause(e),
         })?;
         let first_address = async {
             loop {
@@ -478,7 +498,7 @@ where
             .await
             .map_err(|_| MeshError::Listen {
                 index,
-                reason: format!("no listen address within {timeout:?}"),
+                source: cause(format!("no listen address within {timeout:?}")),
             })?;
         let (control, commands) = mpsc::channel(1024);
         let (stop, stopped) = oneshot::channel();
@@ -516,10 +536,11 @@ where
             .map_err(|_| MeshError::NodeStopped { index })?;
         tokio::time::timeout(self.config.timeout, answer)
             .await
-            .map_err(|_| MeshError::Timeout {
-                what: format!("node {index} to answer a mesh command"),
-                waited: self.config.timeout,
-                states: self.describe(),
+            .map_err(|_| {
+                self.timed_out(
+                    &format!("node {index} to answer a mesh command"),
+                    self.config.timeout,
+                )
             })?
             .map_err(|_| MeshError::NodeStopped { index })
     }
@@ -736,20 +757,20 @@ where
                 futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
             // The senders live in the mesh, so `changed` only ends on a change.
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(MeshError::Timeout {
-                    what: what.to_owned(),
-                    waited: timeout,
-                    states: self.describe(),
-                });
+                return Err(self.timed_out(what, timeout));
             }
         }
     }
 
-    fn describe(&self) -> String {
-        self.states()
-            .iter()
-            .map(|state| format!("  {state}\n"))
-            .collect()
+    fn timed_out(&self, expected: &str, waited: Duration) -> MeshError {
+        let states = self.states();
+        MeshError::Wait(WaitError::Timeout {
+            expected: expected.to_owned(),
+            waited,
+            arrived: states.len(),
+            unit: "node state(s)",
+            rendered: states.iter().map(|state| format!("  {state}\n")).collect(),
+        })
     }
 
     /// Stops every node and waits for their tasks to end.

@@ -103,7 +103,7 @@ impl<N: Node> EventLoop<N> {
                 for reply in self.pending_dials.remove(peer_id).unwrap_or_default() {
                     let _ = reply.send(Err(MeshError::Dial {
                         peer: *peer_id,
-                        reason: error.to_string(),
+                        source: super::cause(error.to_string()),
                     }));
                 }
             }
@@ -129,7 +129,7 @@ impl<N: Node> EventLoop<N> {
                     Err(error) => {
                         let _ = reply.send(Err(MeshError::Dial {
                             peer,
-                            reason: error.to_string(),
+                            source: super::cause(error),
                         }));
                     }
                 }

@@ -37,7 +37,7 @@ pub(crate) fn seeded_keypair(seed: u64, index: usize) -> Result<Keypair, MeshErr
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
     }
-    Keypair::ed25519_from_bytes(bytes).map_err(|e| MeshError::Identity(e.to_string()))
+    Keypair::ed25519_from_bytes(bytes).map_err(|e| MeshError::Identity(super::cause(e)))
 }
 
 pub(crate) fn memory_transport(
@@ -48,7 +48,7 @@ pub(crate) fn memory_transport(
     Ok(match security {
         Security::Noise => base
             .authenticate(
-                noise::Config::new(keypair).map_err(|e| MeshError::Identity(e.to_string()))?,
+                noise::Config::new(keypair).map_err(|e| MeshError::Identity(super::cause(e)))?,
             )
             .multiplex(yamux::Config::default())
             .boxed(),

@@ -18,6 +18,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+//! use p2p_otel_testkit::SpanSource;
 //!
 //! let receiver = OtlpReceiver::start(Config::default()).await?;
 //! // Point an exporter at receiver.grpc_endpoint() or receiver.http_endpoint(), run the
@@ -48,6 +49,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
+use crate::source::SpanSource;
 use crate::store::WaitError;
 use crate::tree::TraceSet;
 
@@ -411,18 +413,6 @@ impl OtlpReceiver {
         self.shared.inject(fault, times);
     }
 
-    /// Waits until at least `count` spans have arrived.
-    pub async fn wait_for_spans(
-        &self,
-        count: usize,
-        timeout: Duration,
-    ) -> Result<TraceSet, WaitError> {
-        self.wait_for_spans_where(&format!("{count} span(s)"), timeout, |spans| {
-            spans.len() >= count
-        })
-        .await
-    }
-
     /// Waits until at least `count` spans are stored, and returns how many there are,
     /// without copying them: the cheap wait for throughput-sensitive code.
     pub async fn wait_for_span_count(
@@ -437,53 +427,6 @@ impl OtlpReceiver {
                 &format!("{count} span(s)"),
                 timeout,
                 |spans| (spans.len() >= count).then_some(spans.len()),
-                |spans| TraceSet::new(spans.to_vec()).render(),
-            )
-            .await
-    }
-
-    /// Waits until `condition` holds over every span received; returns them all as trees.
-    pub async fn wait_for_spans_where(
-        &self,
-        expected: &str,
-        timeout: Duration,
-        mut condition: impl FnMut(&[SpanRecord]) -> bool,
-    ) -> Result<TraceSet, WaitError> {
-        self.shared
-            .spans
-            .wait_until(
-                "span(s)",
-                expected,
-                timeout,
-                |spans| condition(spans).then(|| TraceSet::new(spans.to_vec())),
-                |spans| TraceSet::new(spans.to_vec()).render(),
-            )
-            .await
-    }
-
-    /// Waits until some trace holds a span named `span_name` and has no missing parent;
-    /// returns that trace alone.
-    pub async fn wait_for_complete_trace(
-        &self,
-        span_name: &str,
-        timeout: Duration,
-    ) -> Result<TraceSet, WaitError> {
-        self.shared
-            .spans
-            .wait_until(
-                "span(s)",
-                &format!("a complete trace with a span named {span_name:?}"),
-                timeout,
-                |spans| {
-                    let set = TraceSet::new(spans.to_vec());
-                    let trace = set.traces().iter().find(|trace| {
-                        trace.is_complete() && trace.spans().any(|span| span.name() == span_name)
-                    })?;
-                    let id = trace.trace_id();
-                    Some(TraceSet::new(
-                        spans.iter().filter(|span| span.trace_id == id).cloned(),
-                    ))
-                },
                 |spans| TraceSet::new(spans.to_vec()).render(),
             )
             .await
@@ -558,6 +501,27 @@ impl OtlpReceiver {
             }
         }
         Ok(())
+    }
+}
+
+impl SpanSource for OtlpReceiver {
+    fn spans(&self) -> Vec<SpanRecord> {
+        OtlpReceiver::spans(self)
+    }
+
+    fn wait_until<'a>(
+        &'a self,
+        expected: &'a str,
+        timeout: Duration,
+        mut condition: impl FnMut(&[SpanRecord]) -> bool + Send + 'a,
+    ) -> impl std::future::Future<Output = Result<TraceSet, WaitError>> + Send + 'a {
+        self.shared.spans.wait_until(
+            "span(s)",
+            expected,
+            timeout,
+            move |spans| condition(spans).then(|| TraceSet::new(spans.to_vec())),
+            |spans| TraceSet::new(spans.to_vec()).render(),
+        )
     }
 }
 

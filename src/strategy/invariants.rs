@@ -1,10 +1,10 @@
-//! Invariants every trace of a marketplace run must satisfy, checked on what arrived over
-//! OTLP. Each returns an [`AssertionError`] that lists the violations and renders the
+//! Invariants every trace of an operation sequence must satisfy, whatever the system:
+//! checked on captured spans or on what arrived over OTLP. Each returns an [`AssertionError`] that lists the violations and renders the
 //! trees, so a shrunk failing sequence comes with its evidence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use crate::model::{MetricPoint, SpanRecord, StatusCode, Value};
+use crate::model::{SpanRecord, StatusCode, Value};
 use crate::tree::{AssertionError, Schema, TraceSet};
 
 /// One operation as it ran: on which node (its `service.instance.id`), the root span it
@@ -13,10 +13,8 @@ use crate::tree::{AssertionError, Schema, TraceSet};
 pub struct Executed {
     /// The node's instance id (its peer id).
     pub instance: String,
-    /// The root span name: `p2p_publish`, `p2p_search`, …
+    /// The root span name it must have produced (`p2p_publish`, `rpc_call`, …).
     pub root: &'static str,
-    /// The `operation` label of its metrics.
-    pub operation: &'static str,
     /// Whether it returned an error.
     pub failed: bool,
 }
@@ -140,23 +138,31 @@ pub fn spans_closed_and_nested(traces: &TraceSet) -> Result<(), AssertionError> 
     }
 }
 
-/// Every `handle_dht_query` belongs to the trace of the `p2p_search` that caused it.
-pub fn remote_handlers_join_the_search(traces: &TraceSet) -> Result<(), AssertionError> {
+/// Every span named like a handler belongs to the trace of the operation that caused it:
+/// for each `(handler, caller)` pair, every `handler` span's root is named `caller`
+/// (for example `("handle_dht_query", "p2p_search")`: a remote handler joined its search
+/// across peers).
+pub fn handlers_join_their_callers(
+    traces: &TraceSet,
+    pairs: &[(&str, &str)],
+) -> Result<(), AssertionError> {
     let mut violations = Vec::new();
-    for span in traces.spans().filter(|s| s.name() == "handle_dht_query") {
-        let root = span.ancestors().last();
-        if root.map(|r| r.name()) != Some("p2p_search") {
-            violations.push(format!(
-                "a handle_dht_query whose root is {:?}, not p2p_search",
-                root.map(|r| r.name())
-            ));
+    for &(handler, caller) in pairs {
+        for span in traces.spans().filter(|s| s.name() == handler) {
+            let root = span.ancestors().last();
+            if root.map(|r| r.name()) != Some(caller) {
+                violations.push(format!(
+                    "a {handler} whose root is {:?}, not {caller}",
+                    root.map(|r| r.name())
+                ));
+            }
         }
     }
     if violations.is_empty() {
         Ok(())
     } else {
         Err(fail(
-            "remote handlers outside their search's trace",
+            "handlers outside their caller's trace",
             &violations,
             traces,
         ))
@@ -173,50 +179,4 @@ pub fn schema_holds(traces: &TraceSet, schema: &Schema) -> Result<(), AssertionE
             .map(|s| s.record().clone()),
     );
     ok.expect_schema(schema).map(drop)
-}
-
-/// `p2p_operations_total{operation,status}`, summed over nodes (latest cumulative point
-/// of each), equals the operations run, by outcome.
-pub fn operation_counters_match(
-    points: &[MetricPoint],
-    executed: &[Executed],
-) -> Result<(), String> {
-    let mut latest: HashMap<(String, String, String), (u64, i64)> = HashMap::new();
-    for point in points.iter().filter(|p| p.name == "p2p_operations_total") {
-        let label = |key: &str| {
-            point
-                .attribute(key)
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                .unwrap_or_default()
-        };
-        let key = (
-            label("service.instance.id"),
-            label("operation"),
-            label("status"),
-        );
-        let value = point.value.as_f64().unwrap_or(0.0) as i64;
-        let entry = latest.entry(key).or_insert((0, 0));
-        if point.time_unix_nanos >= entry.0 {
-            *entry = (point.time_unix_nanos, value);
-        }
-    }
-    let mut measured: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for ((_, operation, status), (_, value)) in latest {
-        *measured.entry((operation, status)).or_default() += value;
-    }
-    let mut expected: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for op in executed {
-        let status = if op.failed { "error" } else { "ok" };
-        *expected
-            .entry((op.operation.to_owned(), status.to_owned()))
-            .or_default() += 1;
-    }
-    measured.retain(|_, v| *v != 0);
-    if measured == expected {
-        Ok(())
-    } else {
-        Err(format!(
-            "p2p_operations_total {measured:?} != operations run {expected:?}"
-        ))
-    }
 }

@@ -12,6 +12,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
 //! use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
+//! use p2p_otel_testkit::SpanSource;
 //!
 //! let receiver = OtlpReceiver::start(Config::default()).await?;
 //! let node = Telemetry::builder(Protocol::Grpc, &receiver)

@@ -1,28 +1,27 @@
-//! One [`Telemetry`] per mesh node, all exporting to one receiver: the resource of each
-//! node names the service and carries the node's peer id as `service.instance.id`.
+//! One [`Telemetry`] per node of a system under test, all exporting to one receiver: the
+//! resource of each node names the service and carries the node's instance id (a mesh
+//! node's peer id) as `service.instance.id`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use libp2p::PeerId;
-use tracing::Dispatch;
-
 use super::{Protocol, Telemetry, TelemetryError};
-use crate::mesh::MeshError;
 use crate::receiver::OtlpReceiver;
 
-/// Telemetry for every node of a mesh, created as the mesh starts each node.
+/// Telemetry for every node of a mesh, created as the mesh starts each node
+/// ([`mesh::Builder::telemetry_per_node`](crate::mesh::Builder::telemetry_per_node)), or
+/// by hand with [`node_telemetry`](Self::node_telemetry) for nodes of any kind.
 ///
 /// ```
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
 /// use p2p_otel_testkit::telemetry::{PerNode, Protocol};
-/// use p2p_otel_testkit::mesh::{Mesh, Passive};
+/// use p2p_otel_testkit::mesh::{self, Mesh, Passive};
 ///
 /// let receiver = OtlpReceiver::start(Config::default()).await?;
 /// let telemetry = PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", "0.1.0");
-/// let mesh = Mesh::builder(3)
-///     .dispatch_per_node(telemetry.dispatch_factory())
+/// let mesh = mesh::Builder::new(3)
+///     .telemetry_per_node(&telemetry)
 ///     .start(|_| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
 ///     .await?;
 /// telemetry.flush().await?;
@@ -67,7 +66,7 @@ impl PerNode {
     pub fn node_telemetry(
         &self,
         index: usize,
-        peer: PeerId,
+        instance_id: &str,
     ) -> Result<Arc<Telemetry>, TelemetryError> {
         if let Some(existing) = self.nodes().get(&index) {
             return Ok(Arc::clone(existing));
@@ -80,27 +79,13 @@ impl PerNode {
             )
             .resource_attribute("service.name", self.service_name.clone())
             .resource_attribute("service.version", self.service_version.clone())
-            .resource_attribute("service.instance.id", peer.to_string())
+            .resource_attribute("service.instance.id", instance_id.to_owned())
             .build()?,
         );
         self.nodes().insert(index, Arc::clone(&telemetry));
         Ok(telemetry)
     }
 
-    /// For [`mesh::Builder::dispatch_per_node`](crate::mesh::Builder::dispatch_per_node).
-    pub fn dispatch_factory(
-        &self,
-    ) -> impl Fn(usize, PeerId) -> Result<Dispatch, MeshError> + Send + Sync + 'static {
-        let this = self.clone();
-        move |index, peer| {
-            this.node_telemetry(index, peer)
-                .map(|t| t.dispatch().clone())
-                .map_err(|e| MeshError::Build {
-                    index,
-                    reason: e.to_string(),
-                })
-        }
-    }
 
     /// Node `index`'s meter, once its telemetry exists.
     pub fn meter(&self, index: usize) -> Option<opentelemetry::metrics::Meter> {

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::model::{TraceId, Value};
-use crate::receiver::{Config, OtlpReceiver, ReceiverError};
-use crate::tree::TraceSet;
+use p2p_otel_testkit::model::{TraceId, Value};
+use p2p_otel_testkit::receiver::{Config, OtlpReceiver, ReceiverError};
+use p2p_otel_testkit::tree::TraceSet;
 
 /// What `serve` was asked to do.
 #[derive(Clone, Debug)]
@@ -57,7 +57,7 @@ pub enum ServeError {
     Signal(std::io::Error),
 }
 
-fn service_of(trace: &crate::tree::Trace) -> String {
+fn service_of(trace: &p2p_otel_testkit::tree::Trace) -> String {
     trace
         .spans()
         .find_map(|s| match s.attribute("service.name") {
@@ -140,7 +140,7 @@ fn report_finished(receiver: &OtlpReceiver, printed: &mut BTreeSet<TraceId>, out
         let duration_ms = root.duration_nanos().unwrap_or(0) as f64 / 1e6;
         let errors = trace
             .spans()
-            .filter(|s| s.record().status.code == crate::model::StatusCode::Error)
+            .filter(|s| s.record().status.code == p2p_otel_testkit::model::StatusCode::Error)
             .count();
         let _ = writeln!(
             out,

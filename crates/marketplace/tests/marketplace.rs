@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use p2p_otel_testkit::marketplace::{
-    self, Config, LocalRegistry, MarketplaceError, P2PRegistry, Package, PackageId, Query,
+use p2p_otel_marketplace::{
+    self as marketplace, Config, LocalRegistry, MarketplaceError, P2PRegistry, Package, PackageId, Query,
     Registry, RegistryNode, Version,
 };
-use p2p_otel_testkit::mesh::{Mesh, Security, Topology};
+use p2p_otel_testkit::mesh::{self, Mesh, Security, Topology};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -23,7 +23,7 @@ fn package(name: &str, v: &str, title: &str) -> Package {
 }
 
 async fn marketplace(n: usize, config: Config) -> Mesh<RegistryNode> {
-    Mesh::builder(n)
+    mesh::Builder::new(n)
         .seed(9)
         .security(Security::Plaintext)
         .start(marketplace::node_constructor(move |_| config.clone()))
@@ -475,7 +475,7 @@ mod resilience {
         pub fn behaviour() -> Behaviour {
             request_response::cbor::Behaviour::new(
                 [(
-                    StreamProtocol::new(p2p_otel_testkit::marketplace::REGISTRY_PROTOCOL),
+                    StreamProtocol::new(p2p_otel_marketplace::REGISTRY_PROTOCOL),
                     ProtocolSupport::Full,
                 )],
                 request_response::Config::default(),
@@ -514,7 +514,7 @@ mod resilience {
             .await
             .unwrap_err();
         assert!(matches!(alone, MarketplaceError::Replication(_)), "{alone}");
-        let raw: Mesh<raw_peer::RawNode> = Mesh::builder(1)
+        let raw: Mesh<raw_peer::RawNode> = mesh::Builder::new(1)
             .seed(77)
             .security(Security::Plaintext)
             .start(|_| Ok((raw_peer::behaviour(), raw_peer::RawNode)))

@@ -19,12 +19,12 @@ use super::index::{rank_all, LocalIndex};
 use super::instrumentation::{self, adopt, inject, record_outcome, Instruments};
 use super::protocol::{
     index_key, version_key, Announcement, IndexRecord, RegistryRequest, RegistryResponse,
-    REGISTRY_PROTOCOL,
+    KAD_PROTOCOL, REGISTRY_PROTOCOL,
 };
 use super::registry::check_size;
 use super::reputation::Reputation;
 use super::{Config, MarketplaceError, NodeStats, Package, PackageId, Query, Version};
-use crate::mesh::{MeshError, Node, NodeContext, NodeEvent, NodeState, NodeSwarm};
+use p2p_otel_testkit::mesh::{MeshError, Node, NodeContext, NodeEvent, NodeState, NodeSwarm};
 
 /// The protocols a marketplace node speaks.
 #[derive(NetworkBehaviour)]
@@ -149,10 +149,12 @@ pub(crate) fn build(
 ) -> Result<(Behaviour, RegistryNode), MeshError> {
     let fail = |what: &str, error: String| MeshError::Build {
         index: context.index,
-        reason: format!("{what}: {error}"),
+        source: std::sync::Arc::from(
+            Box::<dyn std::error::Error + Send + Sync>::from(format!("{what}: {error}")),
+        ),
     };
     let peer_id = context.peer_id;
-    let mut kad_config = kad::Config::new(StreamProtocol::new("/ggen/kad/1.0.0"));
+    let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_query_timeout(config.query_timeout);
     // The default store holds 1,024 records of at most 64 KiB: too few records for a
     // busy node, and too small for the packages the node accepts.
@@ -288,7 +290,7 @@ impl Node for RegistryNode {
     type Command = Command;
 
     fn on_swarm_event(&mut self, swarm: &mut NodeSwarm<Behaviour>, event: NodeEvent<Behaviour>) {
-        use crate::mesh::MeshBehaviourEvent as Mesh;
+        use p2p_otel_testkit::mesh::MeshBehaviourEvent as Mesh;
         match event {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..

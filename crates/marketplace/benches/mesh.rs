@@ -14,10 +14,11 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use p2p_otel_testkit::marketplace::{self, Config, Package, Query, Registry, RegistryNode};
-use p2p_otel_testkit::mesh::{Mesh, Topology};
+use p2p_otel_marketplace::{self as marketplace, Config, Package, Query, Registry, RegistryNode};
+use p2p_otel_testkit::mesh::{self, Mesh, Topology};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
+use p2p_otel_testkit::SpanSource;
 use tokio::runtime::Runtime;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -32,7 +33,7 @@ async fn ready_observed_mesh(
     telemetry: Option<PerNode>,
 ) -> Mesh<RegistryNode> {
     let mut mesh = marketplace::start_mesh(
-        Mesh::builder(nodes),
+        mesh::Builder::new(nodes),
         Config::for_tests(),
         telemetry.as_ref(),
     )

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use p2p_otel_testkit::serve;
+
+mod serve;
+mod validate;
 
 /// Prove OpenTelemetry instrumentation without Docker.
 ///
@@ -76,13 +78,13 @@ fn validate(nodes: usize, out: PathBuf, otlp_endpoint: Option<String>) -> ExitCo
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
     };
-    let options = p2p_otel_testkit::validate::Options {
+    let options = validate::Options {
         nodes,
         out,
         otlp_endpoint,
     };
     let mut stdout = std::io::stdout();
-    match runtime.block_on(p2p_otel_testkit::validate::run(&options, &mut stdout)) {
+    match runtime.block_on(validate::run(&options, &mut stdout)) {
         Ok(report) if report.passed() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(error) => {

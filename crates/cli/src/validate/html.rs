@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::model::{StatusCode, Value};
-use crate::tree::{SpanRef, TraceSet};
+use p2p_otel_testkit::model::{StatusCode, Value};
+use p2p_otel_testkit::tree::{SpanRef, TraceSet};
 
 #[derive(Serialize)]
 struct Row {

@@ -28,7 +28,7 @@ fn valid_segment(segment: &str) -> bool {
 /// `_`, starting with a letter or digit.
 ///
 /// ```
-/// use p2p_otel_testkit::marketplace::PackageId;
+/// use p2p_otel_marketplace::PackageId;
 /// let id: PackageId = "acme/http-client".parse().unwrap();
 /// assert_eq!(id.to_string(), "acme/http-client");
 /// assert!("Acme/x".parse::<PackageId>().is_err());
@@ -98,7 +98,7 @@ impl fmt::Display for PackageId {
 /// release.
 ///
 /// ```
-/// use p2p_otel_testkit::marketplace::Version;
+/// use p2p_otel_marketplace::Version;
 /// let beta: Version = "1.2.0-beta.1".parse().unwrap();
 /// let release: Version = "1.2.0".parse().unwrap();
 /// assert!(beta < release);

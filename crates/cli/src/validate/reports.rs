@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::{html, Report};
-use crate::tree::TraceSet;
+use p2p_otel_testkit::tree::TraceSet;
 
 fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")

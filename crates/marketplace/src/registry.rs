@@ -46,8 +46,8 @@ pub(crate) fn check_size(package: &Package, limit: usize) -> Result<(), Marketpl
 /// An in-memory registry, for tests and as the reference behaviour of `P2PRegistry`.
 ///
 /// ```
-/// # async fn run() -> Result<(), p2p_otel_testkit::marketplace::MarketplaceError> {
-/// use p2p_otel_testkit::marketplace::{LocalRegistry, Package, Query, Registry};
+/// # async fn run() -> Result<(), p2p_otel_marketplace::MarketplaceError> {
+/// use p2p_otel_marketplace::{LocalRegistry, Package, Query, Registry};
 /// let registry = LocalRegistry::default();
 /// registry.publish(Package::new("acme/tool".parse()?, "1.0.0".parse()?, "A tool")).await?;
 /// assert_eq!(registry.search(&Query::text("tool")).await?.len(), 1);
@@ -70,7 +70,9 @@ impl Default for LocalRegistry {
 
 impl LocalRegistry {
     fn index(&self) -> std::sync::MutexGuard<'_, LocalIndex> {
-        crate::store::lock(&self.index)
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

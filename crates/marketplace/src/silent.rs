@@ -2,7 +2,7 @@
 //! wedged peer of timeout scenarios, without waiting out production timeouts.
 //!
 //! On the registry protocol it makes remote searches time out; on the Kademlia protocol
-//! (`/ggen/kad/1.0.0`) it makes every DHT query that reaches it hang.
+//! ([`KAD_PROTOCOL`](crate::KAD_PROTOCOL)) it makes every DHT query that reaches it hang.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 use super::{RegistryCodec, RegistryResponse, Wire};
-use crate::mesh::{Mesh, MeshBehaviourEvent, MeshError, Node, NodeEvent, NodeSwarm, Security};
+use p2p_otel_testkit::mesh::{self, Mesh, MeshBehaviourEvent, MeshError, Node, NodeEvent, NodeSwarm, Security};
 
 /// The silent peer's logic: it keeps every response channel and never answers. Its
 /// command dials a peer at an address.
@@ -53,7 +53,7 @@ pub async fn silent_peer(
     seed: u64,
     security: Security,
 ) -> Result<Mesh<SilentPeer>, MeshError> {
-    Mesh::builder(1)
+    mesh::Builder::new(1)
         .seed(seed)
         .security(security)
         .start(move |_| {

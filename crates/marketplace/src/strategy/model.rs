@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::generators::{Operation, PACKAGE_NAMES};
-use crate::marketplace::{MarketplaceError, Package, PackageId, Version};
+use crate::{MarketplaceError, Package, PackageId, Version};
 
 /// What an operation returned, as the model checks it.
 #[derive(Debug)]
@@ -201,7 +201,7 @@ impl Model {
                     for (id, versions) in &self.nodes[n].own {
                         let latest = versions.iter().next_back();
                         let matches = latest.is_some_and(|v| {
-                            crate::marketplace::matches_text(
+                            crate::matches_text(
                                 &Package::new(id.clone(), v.clone(), ""),
                                 &query.text,
                             )

@@ -7,13 +7,13 @@ use tokio::sync::oneshot;
 
 use super::node::{Command, Op};
 use super::{MarketplaceError, NodeStats, Package, PackageId, Query, Registry, Version};
-use crate::mesh::NodeHandle;
+use p2p_otel_testkit::mesh::NodeHandle;
 
 /// A handle to one marketplace node running in a mesh.
 ///
 /// ```
 /// fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
-/// assert_shareable::<p2p_otel_testkit::marketplace::P2PRegistry>();
+/// assert_shareable::<p2p_otel_marketplace::P2PRegistry>();
 /// ```
 #[derive(Debug, Clone)]
 pub struct P2PRegistry {

@@ -6,15 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use p2p_otel_testkit::marketplace::{
-    self, Config, P2PRegistry, Package, Query, Registry, RegistryNode,
+use p2p_otel_marketplace::{
+    self as marketplace, Config, P2PRegistry, Package, Query, Registry, RegistryNode,
 };
-use p2p_otel_testkit::mesh::{Mesh, Security, Topology};
+use p2p_otel_testkit::mesh::{self, Mesh, Security, Topology};
 use p2p_otel_testkit::model::{PointValue, SpanKind, StatusCode, Value};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 use p2p_otel_testkit::tree::{attr, expect, ChildOrder, RenderSettings};
 use p2p_otel_testkit::TraceSet;
+use p2p_otel_testkit::SpanSource;
 
 const WAIT: Duration = Duration::from_secs(10);
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -44,7 +45,7 @@ async fn observed(n: usize, config: Config) -> Observed {
         .await
         .unwrap();
     let telemetry = PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", VERSION);
-    let builder = Mesh::builder(n).seed(5).security(Security::Plaintext);
+    let builder = mesh::Builder::new(n).seed(5).security(Security::Plaintext);
     let mesh = marketplace::start_mesh(builder, config.clone(), Some(&telemetry))
         .await
         .unwrap();
@@ -178,7 +179,7 @@ async fn scenario_2_publish_with_both_children() {
     o.telemetry.flush().await.unwrap();
     let traces = o
         .receiver
-        .wait_for_spans_where("publish, its children and both receptions", WAIT, |spans| {
+        .wait_until("publish, its children and both receptions", WAIT, |spans| {
             spans
                 .iter()
                 .filter(|s| s.name == "gossipsub_receive")
@@ -259,7 +260,7 @@ async fn scenario_3_search_and_a_cache_hit_on_repeat() {
     o.telemetry.flush().await.unwrap();
     let traces = o
         .receiver
-        .wait_for_spans_where("two searches", WAIT, |spans| {
+        .wait_until("two searches", WAIT, |spans| {
             spans.iter().filter(|s| s.name == "p2p_search").count() == 2
         })
         .await
@@ -310,7 +311,7 @@ async fn scenario_4_distributed_search_is_one_trace_across_three_nodes() {
     o.telemetry.flush().await.unwrap();
     let traces = o
         .receiver
-        .wait_for_spans_where("the search and both remote handlers", WAIT, |spans| {
+        .wait_until("the search and both remote handlers", WAIT, |spans| {
             let search = spans.iter().find(|s| s.name == "p2p_search");
             search.is_some_and(|search| {
                 spans
@@ -410,7 +411,7 @@ async fn scenario_5_a_silent_peer_loses_reputation_and_gets_fewer_queries() {
     o.telemetry.flush().await.unwrap();
     let traces = o
         .receiver
-        .wait_for_spans_where("six searches", WAIT, |spans| {
+        .wait_until("six searches", WAIT, |spans| {
             spans.iter().filter(|s| s.name == "p2p_search").count() == 6
         })
         .await
@@ -477,7 +478,7 @@ async fn scenario_6_an_unreachable_dht_peer_ends_in_a_timeout_error_span() {
     };
     let o = observed(1, config).await;
     // A peer that accepts Kademlia streams and never answers: every DHT query to it hangs.
-    let black_hole = silent_peer("/ggen/kad/1.0.0", 32).await;
+    let black_hole = silent_peer(marketplace::KAD_PROTOCOL, 32).await;
     let hole = (black_hole.peer_id(0).unwrap(), black_hole.addr(0).unwrap());
     let started = std::time::Instant::now();
     let bootstrap = o.nodes[0].bootstrap_from(vec![hole]).await.unwrap_err();
@@ -655,7 +656,7 @@ async fn the_schema_holds_for_every_span_of_a_full_workload() {
     ];
     let traces = o
         .receiver
-        .wait_for_spans_where("a span of every kind", WAIT, |spans| {
+        .wait_until("a span of every kind", WAIT, |spans| {
             names.iter().all(|n| spans.iter().any(|s| s.name == *n))
         })
         .await

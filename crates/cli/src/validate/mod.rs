@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::receiver::{self, OtlpReceiver};
-use crate::telemetry::{PerNode, Protocol};
+use p2p_otel_testkit::receiver::{self, OtlpReceiver};
+use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 
 /// What the validation run was asked to do.
 #[derive(Clone, Debug)]
@@ -87,10 +87,10 @@ pub enum ValidateError {
     Receiver(#[from] receiver::ReceiverError),
     /// The mesh or a node failed to start.
     #[error("mesh: {0}")]
-    Mesh(#[from] crate::mesh::MeshError),
+    Mesh(#[from] p2p_otel_testkit::mesh::MeshError),
     /// Telemetry could not be flushed.
     #[error("telemetry: {0}")]
-    Telemetry(#[from] crate::telemetry::TelemetryError),
+    Telemetry(#[from] p2p_otel_testkit::telemetry::TelemetryError),
 }
 
 fn output(path: &Path) -> impl Fn(std::io::Error) -> ValidateError + '_ {

@@ -10,12 +10,13 @@ use bytes::Bytes;
 use opentelemetry_http::HttpClient;
 
 use super::{Check, ValidateError};
-use crate::marketplace::{self, Config, MarketplaceError, Package, Query, Registry};
-use crate::mesh::{Mesh, Security, Topology};
-use crate::model::{StatusCode, Value};
-use crate::receiver::OtlpReceiver;
-use crate::telemetry::PerNode;
-use crate::tree::{expect, TraceSet};
+use p2p_otel_marketplace::{self as marketplace, Config, MarketplaceError, Package, Query, Registry};
+use p2p_otel_testkit::mesh::{self, Security, Topology};
+use p2p_otel_testkit::model::{StatusCode, Value};
+use p2p_otel_testkit::receiver::OtlpReceiver;
+use p2p_otel_testkit::telemetry::PerNode;
+use p2p_otel_testkit::tree::{expect, TraceSet};
+use p2p_otel_testkit::SpanSource;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -81,7 +82,7 @@ pub(super) async fn run(
         cache_ttl: Duration::from_secs(60),
         ..Config::for_tests()
     };
-    let builder = Mesh::builder(nodes);
+    let builder = mesh::Builder::new(nodes);
     let mut mesh = marketplace::start_mesh(builder, config.clone(), Some(telemetry)).await?;
     let registries: Vec<_> = (0..nodes)
         .map(|i| marketplace::registry(&mesh, i, &config))
@@ -133,13 +134,13 @@ pub(super) async fn run(
     let stats = registries[0].stats().await;
 
     // Scenario 6: a Kademlia black hole makes a publish time out (200 ms, not 30 s).
-    let hole = marketplace::silent_peer("/ggen/kad/1.0.0", 902, Security::Noise).await?;
+    let hole = marketplace::silent_peer(marketplace::KAD_PROTOCOL, 902, Security::Noise).await?;
     let lonely_config = Config {
         query_timeout: Duration::from_millis(200),
         ..Config::for_tests()
     };
     let lonely_mesh = marketplace::start_mesh(
-        Mesh::builder(1).seed(903),
+        mesh::Builder::new(1).seed(903),
         lonely_config.clone(),
         Some(telemetry),
     )
@@ -160,7 +161,7 @@ pub(super) async fn run(
 
     telemetry.flush().await?;
     let traces = receiver
-        .wait_for_spans_where("every scenario's root span", WAIT, |spans| {
+        .wait_until("every scenario's root span", WAIT, |spans| {
             ["p2p_bootstrap", "p2p_publish", "p2p_search"]
                 .iter()
                 .all(|n| spans.iter().any(|s| s.name == *n))
@@ -168,7 +169,7 @@ pub(super) async fn run(
         .await
         .unwrap_or_else(|_| receiver.traces());
 
-    let span = |matcher: &crate::tree::SpanMatcher| traces.find(matcher).len();
+    let span = |matcher: &p2p_otel_testkit::tree::SpanMatcher| traces.find(matcher).len();
     checks.push(check(
         "9.3",
         "scenario 1: bootstrap emits p2p_bootstrap",
@@ -277,7 +278,7 @@ pub(super) async fn run(
     ));
     // Failed steps may miss what they never got (a message id nobody assigned).
     let schema =
-        crate::strategy::invariants::schema_holds(&traces, &marketplace::schema()).map(|()| {
+        p2p_otel_testkit::strategy::invariants::schema_holds(&traces, &marketplace::schema()).map(|()| {
             traces
                 .spans()
                 .filter(|s| s.record().status.code != StatusCode::Error)

@@ -10,6 +10,12 @@ use super::{Package, PackageId, Query, Version};
 /// The request-response protocol name.
 pub const REGISTRY_PROTOCOL: &str = "/ggen/registry/1";
 
+/// The Kademlia protocol name the nodes speak.
+pub const KAD_PROTOCOL: &str = "/ggen/kad/1.0.0";
+
+/// The gossipsub topic packages are announced on.
+pub const PACKAGES_TOPIC: &str = "/ggen/packages/v1";
+
 /// A request to another node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegistryRequest {

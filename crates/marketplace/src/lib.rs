@@ -1,4 +1,6 @@
-//! The reference P2P package marketplace: the shape of the crates this framework tests.
+//! The reference P2P package marketplace of
+//! [p2p-otel-testkit](p2p_otel_testkit): the first user of the kit, and the shape of
+//! the crates it tests.
 //!
 //! - [`PackageId`], [`Version`], [`Package`], [`Query`]: validated models.
 //! - [`Registry`]: the async trait; [`LocalRegistry`] in memory; [`P2PRegistry`] over a
@@ -19,10 +21,10 @@
 //! ```
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use p2p_otel_testkit::marketplace::{self, Package, Query, Registry};
-//! use p2p_otel_testkit::mesh::{Mesh, Topology};
+//! use p2p_otel_marketplace::{self as marketplace, Package, Query, Registry};
+//! use p2p_otel_testkit::mesh::{self, Mesh, Topology};
 //!
-//! let mut mesh = Mesh::builder(3)
+//! let mut mesh = mesh::Builder::new(3)
 //!     .start(marketplace::node_constructor(|_| marketplace::Config::for_tests()))
 //!     .await?;
 //! mesh.connect_topology(Topology::Full, Duration::from_secs(5)).await?;
@@ -32,6 +34,9 @@
 //! assert_eq!(c.search(&Query::text("acme/tool")).await?.len(), 1);
 //! # Ok(()) }
 //! ```
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
 
 mod codec;
 mod handle;
@@ -43,13 +48,14 @@ mod protocol;
 mod registry;
 mod reputation;
 mod silent;
+pub mod strategy;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 
-use crate::mesh::{Mesh, MeshError, NodeContext};
+use p2p_otel_testkit::mesh::{Mesh, MeshError, NodeContext};
 
 pub use codec::{RegistryCodec, Wire};
 pub use handle::P2PRegistry;
@@ -57,7 +63,8 @@ pub use instrumentation::TraceContext;
 pub use model::{Package, PackageId, PackageMetadata, Query, Version};
 pub use node::{Behaviour, Command, RegistryNode};
 pub use protocol::{
-    Announcement, IndexRecord, RegistryRequest, RegistryResponse, REGISTRY_PROTOCOL,
+    Announcement, IndexRecord, RegistryRequest, RegistryResponse, KAD_PROTOCOL, PACKAGES_TOPIC,
+    REGISTRY_PROTOCOL,
 };
 pub use registry::{LocalRegistry, Registry};
 pub use reputation::{PeerStats, Reputation};
@@ -133,7 +140,7 @@ pub struct Config {
     /// The gossipsub heartbeat.
     pub gossip_heartbeat: Duration,
     /// Where the node records the plan's metrics (`p2p_operations_total`, …); none by
-    /// default. Give each node its own (see [`PerNode`](crate::telemetry::PerNode)).
+    /// default. Give each node its own (see [`PerNode`](p2p_otel_testkit::telemetry::PerNode)).
     pub meter: Option<opentelemetry::metrics::Meter>,
 }
 
@@ -141,7 +148,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bootstrap_peers: Vec::new(),
-            topic: "/ggen/packages/v1".to_owned(),
+            topic: PACKAGES_TOPIC.to_owned(),
             query_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             replication: 1,
@@ -193,8 +200,8 @@ pub struct NodeStats {
 
 /// The plan's required span attributes (section 4.1) for every span a marketplace node
 /// emits; check traces with [`TraceSet::expect_schema`](crate::TraceSet::expect_schema).
-pub fn schema() -> crate::tree::Schema {
-    crate::tree::Schema::new()
+pub fn schema() -> p2p_otel_testkit::tree::Schema {
+    p2p_otel_testkit::tree::Schema::new()
         .span(
             "p2p_bootstrap",
             &[
@@ -296,12 +303,12 @@ pub fn node_constructor(
 /// Starts a marketplace mesh from `builder`, every node with `config`; with
 /// `telemetry`, each node also gets its own tracing dispatch and meter from it.
 pub async fn start_mesh(
-    builder: crate::mesh::Builder,
+    builder: p2p_otel_testkit::mesh::Builder,
     config: Config,
-    telemetry: Option<&crate::telemetry::PerNode>,
+    telemetry: Option<&p2p_otel_testkit::telemetry::PerNode>,
 ) -> Result<Mesh<RegistryNode>, MeshError> {
     let builder = match telemetry {
-        Some(telemetry) => builder.dispatch_per_node(telemetry.dispatch_factory()),
+        Some(telemetry) => builder.telemetry_per_node(telemetry),
         None => builder,
     };
     let meters = telemetry.cloned();
