@@ -68,7 +68,18 @@ pub mod telemetry;
 pub mod tree;
 
 pub use capture::{CaptureHandle, SpanCaptureLayer};
+
+// The exact versions the kit speaks, so a test never guesses compatible ones.
+#[cfg(feature = "mesh")]
+pub use libp2p;
 pub use model::SpanRecord;
+pub use opentelemetry;
+pub use opentelemetry_sdk;
+#[cfg(feature = "proptest")]
+pub use proptest;
 pub use source::SpanSource;
 pub use store::WaitError;
+pub use tracing;
+pub use tracing_opentelemetry;
+pub use tracing_subscriber;
 pub use tree::TraceSet;

@@ -8,8 +8,8 @@ use p2p_otel_testkit::model::{
     TraceId, Value,
 };
 use p2p_otel_testkit::tree::{attr, expect, ChildOrder, RenderSettings};
-use p2p_otel_testkit::{CaptureHandle, TraceSet};
 use p2p_otel_testkit::SpanSource;
+use p2p_otel_testkit::{CaptureHandle, TraceSet};
 use tracing::{field, info_span, Dispatch};
 use tracing_subscriber::layer::SubscriberExt;
 

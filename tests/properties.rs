@@ -14,7 +14,6 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use prost::Message;
 
-
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         // PROPTEST_CASES, when set, wins: that is how a deep run is asked for.

@@ -17,11 +17,11 @@ use p2p_otel_testkit::model::{
     spans_to_otlp, MetricKind, PointValue, SpanId, SpanKind, SpanRecord, StatusCode, Temporality,
     TraceId, Value,
 };
-use p2p_otel_testkit::receiver::{Config, Fault, OtlpReceiver};
+use p2p_otel_testkit::receiver::{Config, Counter, Fault, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
 use p2p_otel_testkit::tree::expect;
-use p2p_otel_testkit::TraceSet;
 use p2p_otel_testkit::SpanSource;
+use p2p_otel_testkit::TraceSet;
 use prost::Message;
 use tracing::{info_span, Dispatch};
 
@@ -584,10 +584,10 @@ mod bad_input {
         );
         assert_eq!(receiver.spans().len(), 4);
         assert_eq!(
-            receiver.counter("otelcol_receiver_refused_spans", Some("raw-client")),
+            receiver.counter(Counter::RefusedSpans, Some("raw-client")),
             6
         );
-        assert_eq!(receiver.counter("otelcol_receiver_accepted_spans", None), 4);
+        assert_eq!(receiver.counter(Counter::AcceptedSpans, None), 4);
     }
 
     #[tokio::test]
@@ -599,11 +599,8 @@ mod bad_input {
             assert_eq!(status, 200);
         }
         assert_eq!(receiver.spans().len(), 2);
-        assert_eq!(
-            receiver.counter("otelcol_receiver_duplicate_spans", None),
-            2
-        );
-        assert_eq!(receiver.counter("otelcol_receiver_accepted_spans", None), 2);
+        assert_eq!(receiver.counter(Counter::DuplicateSpans, None), 2);
+        assert_eq!(receiver.counter(Counter::AcceptedSpans, None), 2);
     }
 }
 
@@ -645,10 +642,10 @@ mod load {
         assert_eq!(receiver.spans().len(), total, "exactly, no more");
         assert_eq!(traces.duplicates(), 0);
         assert_eq!(
-            receiver.counter("otelcol_receiver_accepted_spans", Some("ggen-p2p")),
+            receiver.counter(Counter::AcceptedSpans, Some("ggen-p2p")),
             total as u64
         );
-        assert_eq!(receiver.counter("otelcol_receiver_refused_spans", None), 0);
+        assert_eq!(receiver.counter(Counter::RefusedSpans, None), 0);
     }
 }
 
@@ -742,7 +739,7 @@ mod faults {
                 .await
                 .unwrap();
             assert_eq!(traces.span_count(), 3, "{protocol:?}");
-            assert_eq!(receiver.counter("otelcol_receiver_accepted_spans", None), 3);
+            assert_eq!(receiver.counter(Counter::AcceptedSpans, None), 3);
         }
     }
 
@@ -789,7 +786,7 @@ mod faults {
             (2, "quota")
         );
         assert_eq!(receiver.spans().len(), 3);
-        assert_eq!(receiver.counter("otelcol_receiver_refused_spans", None), 2);
+        assert_eq!(receiver.counter(Counter::RefusedSpans, None), 2);
     }
 
     #[tokio::test]

@@ -40,8 +40,8 @@ use tracing::Metadata;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::model::{IdHash, Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
-use crate::store::{lock, Store, WaitError};
 use crate::source::SpanSource;
+use crate::store::{lock, Store, WaitError};
 use crate::tree::TraceSet;
 
 use captured::{CapturedSpan, Clock};

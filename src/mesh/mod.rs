@@ -25,7 +25,7 @@ mod node;
 mod topology;
 mod transport;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +120,9 @@ pub trait Node: Send + 'static {
     type Behaviour: NetworkBehaviour + Send + 'static;
     /// Commands the node's handles send it.
     type Command: Send + 'static;
+    /// What the logic reports about its node (routing table size, gossip peers…) for the
+    /// mesh's waits to see; `()` when it reports nothing.
+    type Observations: Clone + fmt::Debug + Default + PartialEq + Send + Sync + 'static;
 
     /// Handles one swarm event.
     fn on_swarm_event(
@@ -139,9 +142,9 @@ pub trait Node: Send + 'static {
     /// Called when [`next_deadline`](Node::next_deadline) has passed.
     fn on_deadline(&mut self, _swarm: &mut NodeSwarm<Self::Behaviour>) {}
 
-    /// Adds application observations (routing table size, gossip mesh peers…) to the
-    /// state the mesh's waits see.
-    fn observe(&self, _swarm: &NodeSwarm<Self::Behaviour>, _state: &mut NodeState) {}
+    /// Updates the node's observations, after every event, for the mesh's waits.
+    fn observe(&self, _swarm: &NodeSwarm<Self::Behaviour>, _observations: &mut Self::Observations) {
+    }
 }
 
 /// A node logic that does nothing: for behaviours that need no driving.
@@ -157,13 +160,14 @@ impl<B> Default for Passive<B> {
 impl<B: NetworkBehaviour + Send + 'static> Node for Passive<B> {
     type Behaviour = B;
     type Command = ();
+    type Observations = ();
     fn on_swarm_event(&mut self, _: &mut NodeSwarm<B>, _: NodeEvent<B>) {}
     fn on_command(&mut self, _: &mut NodeSwarm<B>, _: ()) {}
 }
 
 /// What the mesh knows about a node, updated by its task after every event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeState {
+pub struct NodeState<O = ()> {
     /// The node's index in the mesh.
     pub index: usize,
     /// Its peer id.
@@ -174,11 +178,11 @@ pub struct NodeState {
     pub listen_addrs: Vec<Multiaddr>,
     /// Peers it has a connection to.
     pub connected: BTreeSet<PeerId>,
-    /// Application observations, by name.
-    pub observations: BTreeMap<String, i64>,
+    /// What the node logic observed ([`Node::Observations`]).
+    pub observations: O,
 }
 
-impl fmt::Display for NodeState {
+impl<O: fmt::Debug> fmt::Display for NodeState<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -188,8 +192,8 @@ impl fmt::Display for NodeState {
             self.alive,
             self.connected.len()
         )?;
-        for (name, value) in &self.observations {
-            write!(f, " {name}={value}")?;
+        if std::mem::size_of::<O>() > 0 {
+            write!(f, " {:?}", self.observations)?;
         }
         Ok(())
     }
@@ -335,7 +339,7 @@ struct Slot<N: Node> {
     control: Option<mpsc::Sender<Control<N::Command>>>,
     /// Dropping (or sending on) it ends the node's loop.
     stop: Option<oneshot::Sender<()>>,
-    state: Arc<watch::Sender<NodeState>>,
+    state: Arc<watch::Sender<NodeState<N::Observations>>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -446,7 +450,7 @@ where
     }
 
     /// Every node's current state.
-    pub fn states(&self) -> Vec<NodeState> {
+    pub fn states(&self) -> Vec<NodeState<N::Observations>> {
         self.slots
             .iter()
             .map(|s| s.state.borrow().clone())
@@ -740,13 +744,13 @@ where
         &self,
         what: &str,
         timeout: Duration,
-        mut condition: impl FnMut(&[NodeState]) -> bool,
-    ) -> Result<Vec<NodeState>, MeshError> {
-        let mut receivers: Vec<watch::Receiver<NodeState>> =
+        mut condition: impl FnMut(&[NodeState<N::Observations>]) -> bool,
+    ) -> Result<Vec<NodeState<N::Observations>>, MeshError> {
+        let mut receivers: Vec<watch::Receiver<NodeState<N::Observations>>> =
             self.slots.iter().map(|s| s.state.subscribe()).collect();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let states: Vec<NodeState> = receivers
+            let states: Vec<NodeState<N::Observations>> = receivers
                 .iter_mut()
                 .map(|r| r.borrow_and_update().clone())
                 .collect();

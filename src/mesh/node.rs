@@ -40,7 +40,7 @@ pub(crate) struct EventLoop<N: Node> {
     pub(crate) swarm: Swarm<MeshBehaviour<N::Behaviour>>,
     pub(crate) node: N,
     pub(crate) commands: mpsc::Receiver<Control<N::Command>>,
-    pub(crate) state: Arc<watch::Sender<NodeState>>,
+    pub(crate) state: Arc<watch::Sender<NodeState<N::Observations>>>,
     stop: oneshot::Receiver<()>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), MeshError>>>>,
 }
@@ -50,7 +50,7 @@ impl<N: Node> EventLoop<N> {
         swarm: Swarm<MeshBehaviour<N::Behaviour>>,
         node: N,
         commands: mpsc::Receiver<Control<N::Command>>,
-        state: Arc<watch::Sender<NodeState>>,
+        state: Arc<watch::Sender<NodeState<N::Observations>>>,
         stop: oneshot::Receiver<()>,
     ) -> Self {
         EventLoop {
@@ -163,7 +163,7 @@ impl<N: Node> EventLoop<N> {
             state.alive = true;
             state.connected = swarm.connected_peers().copied().collect();
             state.listen_addrs = swarm.listeners().cloned().collect();
-            node.observe(swarm, state);
+            node.observe(swarm, &mut state.observations);
             *state != before
         });
     }

@@ -2,6 +2,7 @@
 
 /// A mesh shape: the edges `connect_topology` dials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Topology {
     /// Every node to every other.
     Full,

@@ -17,6 +17,7 @@ use super::MeshError;
 
 /// The secure channel between mesh nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Security {
     /// Noise XX handshakes, as production nodes use (the default).
     #[default]

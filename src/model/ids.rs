@@ -114,7 +114,7 @@ hex_id!(
 /// or share bytes, which tests and some clients produce. Not for untrusted keys where
 /// collision attacks matter.
 #[derive(Debug, Default)]
-pub struct IdBytesHasher(u64);
+pub(crate) struct IdBytesHasher(u64);
 
 impl Hasher for IdBytesHasher {
     fn finish(&self) -> u64 {
@@ -132,7 +132,7 @@ impl Hasher for IdBytesHasher {
 }
 
 /// `HashMap`/`HashSet` hasher for id keys (see [`IdBytesHasher`]).
-pub type IdHash = BuildHasherDefault<IdBytesHasher>;
+pub(crate) type IdHash = BuildHasherDefault<IdBytesHasher>;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use ids::{IdBytesHasher, IdHash, SpanId, TraceId};
+pub(crate) use ids::IdHash;
+pub use ids::{SpanId, TraceId};
 pub use logs::{log_records_from_otlp, LogRecord};
 pub use metrics::{metric_points_from_otlp, MetricKind, MetricPoint, PointValue, Temporality};
 pub use otlp::{spans_from_otlp, spans_from_otlp_owned, spans_to_otlp};
@@ -24,6 +25,7 @@ pub use value::{Attributes, Value};
 
 /// Errors met while turning foreign data into the span model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// An id had the wrong number of bytes.
     #[error("{what} must be {expected} bytes, got {got}")]

@@ -36,18 +36,27 @@ impl Transport {
 
 /// The receiver's own counters, named like the Collector's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Counter {
+#[non_exhaustive]
+pub enum Counter {
+    /// `otelcol_receiver_accepted_spans`: spans stored.
     AcceptedSpans,
+    /// `otelcol_receiver_refused_spans`: spans refused (capacity, injected faults).
     RefusedSpans,
+    /// `otelcol_receiver_duplicate_spans`: spans received again, kept once.
     DuplicateSpans,
+    /// `otelcol_receiver_accepted_metric_points`: metric points stored.
     AcceptedMetricPoints,
+    /// `otelcol_receiver_refused_metric_points`: metric points refused.
     RefusedMetricPoints,
+    /// `otelcol_receiver_accepted_log_records`: log records stored.
     AcceptedLogRecords,
+    /// `otelcol_receiver_refused_log_records`: log records refused.
     RefusedLogRecords,
 }
 
 impl Counter {
-    pub(crate) fn name(self) -> &'static str {
+    /// Its name in the Prometheus text of `GET /metrics`, as the Collector names it.
+    pub fn name(self) -> &'static str {
         match self {
             Counter::AcceptedSpans => "otelcol_receiver_accepted_spans",
             Counter::RefusedSpans => "otelcol_receiver_refused_spans",

@@ -55,10 +55,15 @@ use crate::tree::TraceSet;
 
 use file_export::JsonLines;
 use grpc::OtlpGrpc;
+pub use ingest::Counter;
 use ingest::Shared;
+
+/// What a server task ends with when it fails.
+type ServeError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Errors starting or running the receiver.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReceiverError {
     /// A listening socket could not be bound (port busy, address not local…).
     #[error("could not bind the {what} listener on {addr}: {source}")]
@@ -81,17 +86,19 @@ pub enum ReceiverError {
         source: std::io::Error,
     },
     /// A server task failed while serving.
-    #[error("the {what} server failed: {message}")]
+    #[error("the {what} server failed")]
     Serve {
         /// Which server.
         what: &'static str,
         /// What it reported.
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
 /// A fault to inject into the next requests, to test an exporter's retry behaviour.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// Refuse the request as retryable: gRPC `UNAVAILABLE` with retry info, HTTP 503
     /// with `Retry-After`. Nothing is stored.
@@ -203,7 +210,7 @@ pub struct OtlpReceiver {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    tasks: Vec<(&'static str, JoinHandle<Result<(), ServeError>>)>,
 }
 
 /// Gives tonic's own answers to bad input the codes the OTLP specification asks for.
@@ -301,14 +308,14 @@ impl OtlpReceiver {
                 TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 signal(stopped.clone()),
             );
-        let grpc_task = tokio::spawn(async move { grpc.await.map_err(|e| e.to_string()) });
+        let grpc_task = tokio::spawn(async move { grpc.await.map_err(ServeError::from) });
 
         let router = http::router(Arc::clone(&shared));
         let http_task = tokio::spawn(async move {
             axum::serve(http_listener, router)
                 .with_graceful_shutdown(signal(stopped))
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(ServeError::from)
         });
 
         Ok(OtlpReceiver {
@@ -377,15 +384,14 @@ impl OtlpReceiver {
         self.shared.logs.lock().clone()
     }
 
-    /// The total of one of the receiver's own counters (`otelcol_receiver_accepted_spans`,
-    /// `..._refused_spans`, `..._duplicate_spans`, `..._accepted_metric_points`, …), over
-    /// both transports, for one `service.name` or all.
-    pub fn counter(&self, name: &str, service_name: Option<&str>) -> u64 {
+    /// The total of one of the receiver's own counters, over both transports, for one
+    /// `service.name` or all.
+    pub fn counter(&self, counter: Counter, service_name: Option<&str>) -> u64 {
         self.shared
             .counters()
             .iter()
-            .filter(|((counter, _, service), _)| {
-                counter.name() == name && service_name.is_none_or(|wanted| wanted == service)
+            .filter(|((counter_of, _, service), _)| {
+                *counter_of == counter && service_name.is_none_or(|wanted| wanted == service)
             })
             .map(|(_, value)| value)
             .sum()
@@ -491,11 +497,11 @@ impl OtlpReceiver {
         for (what, task) in std::mem::take(&mut self.tasks) {
             match task.await {
                 Ok(Ok(())) => {}
-                Ok(Err(message)) => return Err(ReceiverError::Serve { what, message }),
+                Ok(Err(source)) => return Err(ReceiverError::Serve { what, source }),
                 Err(join) => {
                     return Err(ReceiverError::Serve {
                         what,
-                        message: join.to_string(),
+                        source: Box::new(join),
                     })
                 }
             }

@@ -51,6 +51,7 @@ pub use per_node::PerNode;
 
 /// How the exporters reach the receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Protocol {
     /// OTLP/gRPC (tonic).
     Grpc,
@@ -62,6 +63,7 @@ pub enum Protocol {
 
 /// Errors building, flushing or shutting down a node's telemetry.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TelemetryError {
     /// An exporter could not be built.
     #[error("building the OTLP {signal} exporter failed: {source}")]
@@ -76,14 +78,15 @@ pub enum TelemetryError {
     #[error("telemetry must be built inside a tokio runtime: {0}")]
     NoRuntime(#[from] tokio::runtime::TryCurrentError),
     /// A provider failed to flush or shut down.
-    #[error("{action} of the {signal} provider failed: {message}")]
+    #[error("{action} of the {signal} provider failed")]
     Provider {
         /// "flush" or "shutdown".
         action: &'static str,
         /// "tracer", "meter" or "logger".
         signal: &'static str,
         /// What the SDK reported.
-        message: String,
+        #[source]
+        source: opentelemetry_sdk::error::OTelSdkError,
     },
     /// The blocking flush task could not be joined.
     #[error("the flush task failed: {0}")]
@@ -353,7 +356,10 @@ fn otel_value(value: &Value) -> opentelemetry::Value {
 }
 
 /// Which provider ("tracer", "meter", "logger") and how its flush or shutdown went.
-type ProviderResult = (&'static str, Result<(), String>);
+type ProviderResult = (
+    &'static str,
+    Result<(), opentelemetry_sdk::error::OTelSdkError>,
+);
 
 #[derive(Debug, Clone)]
 struct Providers {
@@ -374,10 +380,10 @@ impl Providers {
         let providers = self.clone();
         let results = tokio::task::spawn_blocking(move || run(&providers)).await?;
         for (signal, result) in results {
-            result.map_err(|message| TelemetryError::Provider {
+            result.map_err(|source| TelemetryError::Provider {
                 action,
                 signal,
-                message,
+                source,
             })?;
         }
         Ok(())
@@ -456,9 +462,9 @@ impl Telemetry {
         self.providers
             .blocking("flush", |p| {
                 vec![
-                    ("tracer", p.tracer.force_flush().map_err(|e| e.to_string())),
-                    ("meter", p.meter.force_flush().map_err(|e| e.to_string())),
-                    ("logger", p.logger.force_flush().map_err(|e| e.to_string())),
+                    ("tracer", p.tracer.force_flush()),
+                    ("meter", p.meter.force_flush()),
+                    ("logger", p.logger.force_flush()),
                 ]
             })
             .await
@@ -477,9 +483,9 @@ impl Telemetry {
 impl Providers {
     fn shutdown(&self) -> Vec<ProviderResult> {
         vec![
-            ("tracer", self.tracer.shutdown().map_err(|e| e.to_string())),
-            ("meter", self.meter.shutdown().map_err(|e| e.to_string())),
-            ("logger", self.logger.shutdown().map_err(|e| e.to_string())),
+            ("tracer", self.tracer.shutdown()),
+            ("meter", self.meter.shutdown()),
+            ("logger", self.logger.shutdown()),
         ]
     }
 }

@@ -86,7 +86,6 @@ impl PerNode {
         Ok(telemetry)
     }
 
-
     /// Node `index`'s meter, once its telemetry exists.
     pub fn meter(&self, index: usize) -> Option<opentelemetry::metrics::Meter> {
         self.nodes().get(&index).map(|t| t.meter())

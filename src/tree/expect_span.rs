@@ -60,6 +60,7 @@ pub mod attr {
 
 /// A condition on one attribute.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum AttrMatcher {
     /// Equal, type included.
     Equals(Value),

@@ -29,10 +29,7 @@ use std::fmt;
 use crate::model::{SpanId, SpanRecord, TraceId, Value};
 
 pub use expect_span::{attr, expect, AssertionError, AttrMatcher, SpanMatcher};
-pub use normalize::{
-    ChildOrder, Normalized, NormalizedEvent, NormalizedOrphan, NormalizedResource, NormalizedScope,
-    NormalizedSpan, NormalizedTrace, NormalizedValue, RenderSettings,
-};
+pub use normalize::{ChildOrder, Normalized, RenderSettings};
 pub use schema::Schema;
 
 /// Every span of one trace, linked into a tree (or several, and orphans).

@@ -15,6 +15,7 @@ use crate::model::{Attributes, Resource, Scope, SpanKind, StatusCode, Value};
 
 /// How siblings are ordered in a rendering.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ChildOrder {
     /// By start time, then name (the default). Right for sequential work.
     #[default]
@@ -164,7 +165,7 @@ impl RenderSettings {
 
 /// A value as a rendering shows it: the typed value, or a placeholder.
 #[derive(Clone, Debug, PartialEq)]
-pub enum NormalizedValue {
+pub(crate) enum NormalizedValue {
     /// The value itself, possibly with aliases substituted into strings.
     Value(Value),
     /// A placeholder such as `[redacted]` or `[peer 1]`.
@@ -222,107 +223,107 @@ fn serialize_value<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok,
 
 /// A resource, listed once and referred to by alias.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NormalizedResource {
+pub(crate) struct NormalizedResource {
     /// `resource 1`, `resource 2`… in render order.
-    pub alias: String,
+    pub(crate) alias: String,
     /// Its attributes, normalized.
-    pub attributes: BTreeMap<String, NormalizedValue>,
+    pub(crate) attributes: BTreeMap<String, NormalizedValue>,
 }
 
 /// An instrumentation scope, listed once and referred to by alias.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NormalizedScope {
+pub(crate) struct NormalizedScope {
     /// `scope 1`, `scope 2`… in render order.
-    pub alias: String,
+    pub(crate) alias: String,
     /// The scope name.
-    pub name: String,
+    pub(crate) name: String,
     /// The scope version.
-    pub version: String,
+    pub(crate) version: String,
 }
 
 /// An event, normalized.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NormalizedEvent {
+pub(crate) struct NormalizedEvent {
     /// The event name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its attributes, normalized.
-    pub attributes: BTreeMap<String, NormalizedValue>,
+    pub(crate) attributes: BTreeMap<String, NormalizedValue>,
 }
 
 /// A span and its subtree, normalized.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NormalizedSpan {
+pub(crate) struct NormalizedSpan {
     /// The span name.
-    pub name: String,
+    pub(crate) name: String,
     /// `span N`, present only when something refers to this span (a link, an attribute).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alias: Option<String>,
+    pub(crate) alias: Option<String>,
     /// The kind.
-    pub kind: SpanKind,
+    pub(crate) kind: SpanKind,
     /// The status code.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// The status message, when there is one.
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub status_message: String,
+    pub(crate) status_message: String,
     /// Alias of the span's resource.
-    pub resource: String,
+    pub(crate) resource: String,
     /// Alias of the span's scope.
-    pub scope: String,
+    pub(crate) scope: String,
     /// Whether the parent was in another process (propagated context).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub remote_parent: bool,
+    pub(crate) remote_parent: bool,
     /// Whether the span had not ended.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub open: bool,
+    pub(crate) open: bool,
     /// Attributes, normalized.
-    pub attributes: BTreeMap<String, NormalizedValue>,
+    pub(crate) attributes: BTreeMap<String, NormalizedValue>,
     /// Declared fields that were never recorded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unrecorded_fields: Vec<String>,
+    pub(crate) unrecorded_fields: Vec<String>,
     /// Events in recorded order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<NormalizedEvent>,
+    pub(crate) events: Vec<NormalizedEvent>,
     /// Links, as `trace N / span M` (or `trace N / [span outside the set]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub links: Vec<String>,
+    pub(crate) links: Vec<String>,
     /// Children, in the settings' order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub children: Vec<NormalizedSpan>,
+    pub(crate) children: Vec<NormalizedSpan>,
 }
 
 /// A span whose parent is missing, with the alias of the missing parent.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NormalizedOrphan {
+pub(crate) struct NormalizedOrphan {
     /// Alias of the parent that never arrived.
-    pub missing_parent: String,
+    pub(crate) missing_parent: String,
     /// The orphan and its subtree.
-    pub span: NormalizedSpan,
+    pub(crate) span: NormalizedSpan,
 }
 
 /// One trace, normalized.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NormalizedTrace {
+pub(crate) struct NormalizedTrace {
     /// `trace 1`, `trace 2`… in render order.
-    pub alias: String,
+    pub(crate) alias: String,
     /// Root spans and their subtrees.
-    pub roots: Vec<NormalizedSpan>,
+    pub(crate) roots: Vec<NormalizedSpan>,
     /// Subtrees whose parent is missing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub orphans: Vec<NormalizedOrphan>,
+    pub(crate) orphans: Vec<NormalizedOrphan>,
 }
 
 /// A whole [`TraceSet`], normalized: serialize it for `insta::assert_yaml_snapshot!`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Normalized {
     /// Distinct resources, in render order.
-    pub resources: Vec<NormalizedResource>,
+    pub(crate) resources: Vec<NormalizedResource>,
     /// Distinct scopes, in render order.
-    pub scopes: Vec<NormalizedScope>,
+    pub(crate) scopes: Vec<NormalizedScope>,
     /// Traces, in render order.
-    pub traces: Vec<NormalizedTrace>,
+    pub(crate) traces: Vec<NormalizedTrace>,
     /// How many duplicate spans were dropped.
     #[serde(skip_serializing_if = "is_zero")]
-    pub duplicates: usize,
+    pub(crate) duplicates: usize,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -90,12 +90,9 @@ fn readiness(c: &mut Criterion) {
                 );
                 let start = Instant::now();
                 publisher.publish(package).await.expect("publish");
-                let expected = (i + 1) as i64;
+                let expected = i + 1;
                 mesh.wait_until("the far side to index it", WAIT, |states| {
-                    states[8]
-                        .observations
-                        .get("packages")
-                        .is_some_and(|&n| n >= expected)
+                    states[8].observations.packages >= expected
                 })
                 .await
                 .expect("propagated");

@@ -61,7 +61,7 @@ pub use codec::{RegistryCodec, Wire};
 pub use handle::P2PRegistry;
 pub use instrumentation::TraceContext;
 pub use model::{Package, PackageId, PackageMetadata, Query, Version};
-pub use node::{Behaviour, Command, RegistryNode};
+pub use node::{Behaviour, Command, Observations, RegistryNode};
 pub use protocol::{
     Announcement, IndexRecord, RegistryRequest, RegistryResponse, KAD_PROTOCOL, PACKAGES_TOPIC,
     REGISTRY_PROTOCOL,
@@ -328,12 +328,7 @@ pub async fn wait_ready(mesh: &Mesh<RegistryNode>, timeout: Duration) -> Result<
         timeout,
         |states| {
             states.iter().filter(|s| s.alive).all(|s| {
-                s.observations
-                    .get("kad_routing_peers")
-                    .is_some_and(|&n| n >= 1)
-                    && s.observations
-                        .get("gossip_mesh_peers")
-                        .is_some_and(|&n| n >= 1)
+                s.observations.kad_routing_peers >= 1 && s.observations.gossip_mesh_peers >= 1
             })
         },
     )

@@ -12,7 +12,9 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 use super::{RegistryCodec, RegistryResponse, Wire};
-use p2p_otel_testkit::mesh::{self, Mesh, MeshBehaviourEvent, MeshError, Node, NodeEvent, NodeSwarm, Security};
+use p2p_otel_testkit::mesh::{
+    self, Mesh, MeshBehaviourEvent, MeshError, Node, NodeEvent, NodeSwarm, Security,
+};
 
 /// The silent peer's logic: it keeps every response channel and never answers. Its
 /// command dials a peer at an address.
@@ -22,6 +24,7 @@ pub struct SilentPeer(Vec<ResponseChannel<Wire<RegistryResponse>>>);
 impl Node for SilentPeer {
     type Behaviour = request_response::Behaviour<RegistryCodec>;
     type Command = (PeerId, Multiaddr);
+    type Observations = ();
 
     fn on_swarm_event(
         &mut self,

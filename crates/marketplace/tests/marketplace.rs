@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use p2p_otel_marketplace::{
-    self as marketplace, Config, LocalRegistry, MarketplaceError, P2PRegistry, Package, PackageId, Query,
-    Registry, RegistryNode, Version,
+    self as marketplace, Config, LocalRegistry, MarketplaceError, P2PRegistry, Package, PackageId,
+    Query, Registry, RegistryNode, Version,
 };
 use p2p_otel_testkit::mesh::{self, Mesh, Security, Topology};
 
@@ -38,14 +38,14 @@ fn handles(mesh: &Mesh<RegistryNode>, config: &Config) -> Vec<P2PRegistry> {
 }
 
 /// Waits until every node in `nodes` has indexed `count` packages (gossip delivered).
-async fn indexed(mesh: &Mesh<RegistryNode>, nodes: &[usize], count: i64) {
+async fn indexed(mesh: &Mesh<RegistryNode>, nodes: &[usize], count: usize) {
     mesh.wait_until(
         &format!("nodes {nodes:?} to index {count} package(s)"),
         WAIT,
         |states| {
             nodes
                 .iter()
-                .all(|&i| states[i].observations.get("packages") == Some(&count))
+                .all(|&i| states[i].observations.packages == count)
         },
     )
     .await
@@ -56,11 +56,7 @@ async fn indexed(mesh: &Mesh<RegistryNode>, nodes: &[usize], count: i64) {
 /// fail on a node that was only dialed and has not heard the dialer's addresses yet.
 async fn routing_ready(mesh: &Mesh<RegistryNode>) {
     mesh.wait_until("Kademlia routing entries on every node", WAIT, |states| {
-        states.iter().all(|s| {
-            s.observations
-                .get("kad_routing_peers")
-                .is_some_and(|&n| n >= 1)
-        })
+        states.iter().all(|s| s.observations.kad_routing_peers >= 1)
     })
     .await
     .unwrap();
@@ -259,7 +255,7 @@ mod three_nodes {
         assert_eq!(connected, 2);
         let states = mesh.states();
         assert!(states[0].connected.contains(&mesh.peer_id(1).unwrap()));
-        assert_eq!(states[0].observations["kad_routing_peers"], 2);
+        assert_eq!(states[0].observations.kad_routing_peers, 2);
         let alone = marketplace(1, config.clone()).await;
         let error = handles(&alone, &config)[0].bootstrap().await.unwrap_err();
         assert!(matches!(error, MarketplaceError::Network(_)), "{error}");
@@ -488,6 +484,7 @@ mod resilience {
         impl Node for RawNode {
             type Behaviour = Behaviour;
             type Command = (PeerId, Multiaddr);
+            type Observations = ();
             fn on_swarm_event(&mut self, _: &mut NodeSwarm<Behaviour>, _: NodeEvent<Behaviour>) {}
             fn on_command(
                 &mut self,
@@ -526,7 +523,7 @@ mod resilience {
             .await
             .unwrap();
         mesh.wait_until("the malformed request to be counted", WAIT, |states| {
-            states[0].observations.get("malformed_messages") == Some(&1)
+            states[0].observations.malformed_messages == 1
         })
         .await
         .unwrap();

@@ -7,17 +7,19 @@
 
 use std::time::Duration;
 
-use p2p_otel_marketplace::{self as marketplace, Config, P2PRegistry, Package, Registry, RegistryNode};
+use p2p_otel_marketplace::strategy::{
+    arb_invalid_package_id, arb_invalid_version, arb_operations, arb_package, node_of, package_of,
+    Model, Operation, Outcome,
+};
+use p2p_otel_marketplace::{
+    self as marketplace, Config, P2PRegistry, Package, Registry, RegistryNode,
+};
 use p2p_otel_testkit::mesh::{self, Mesh, Security, Topology};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
-use p2p_otel_marketplace::strategy::{
-    arb_invalid_package_id, arb_invalid_version, arb_operations, arb_package, node_of,
-    package_of, Model, Operation, Outcome,
-};
 use p2p_otel_testkit::strategy::invariants::{self, Executed};
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
-use p2p_otel_testkit::TraceSet;
 use p2p_otel_testkit::SpanSource;
+use p2p_otel_testkit::TraceSet;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 
@@ -59,7 +61,9 @@ async fn start() -> Run {
         .await
         .unwrap();
     let telemetry = PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", "prop");
-    let builder = mesh::Builder::new(NODES).seed(11).security(Security::Plaintext);
+    let builder = mesh::Builder::new(NODES)
+        .seed(11)
+        .security(Security::Plaintext);
     let mut mesh = marketplace::start_mesh(builder, node_config(None), Some(&telemetry))
         .await
         .unwrap();
@@ -240,7 +244,10 @@ async fn check_sequence(operations: Vec<Operation>) -> Result<(), String> {
     for check in checks {
         check.map_err(|e| e.to_string())?;
     }
-    marketplace::strategy::invariants::operation_counters_match(&r.receiver.metric_points(), &executed)?;
+    marketplace::strategy::invariants::operation_counters_match(
+        &r.receiver.metric_points(),
+        &executed,
+    )?;
     r.mesh.shutdown().await;
     Ok(())
 }

@@ -14,8 +14,8 @@ use p2p_otel_testkit::model::{PointValue, SpanKind, StatusCode, Value};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 use p2p_otel_testkit::tree::{attr, expect, ChildOrder, RenderSettings};
-use p2p_otel_testkit::TraceSet;
 use p2p_otel_testkit::SpanSource;
+use p2p_otel_testkit::TraceSet;
 
 const WAIT: Duration = Duration::from_secs(10);
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -101,7 +101,7 @@ async fn trace_of(o: &Observed, root: &str) -> TraceSet {
 
 fn accepted(o: &Observed) -> u64 {
     o.receiver
-        .counter("otelcol_receiver_accepted_spans", Some("ggen-p2p"))
+        .counter(receiver::Counter::AcceptedSpans, Some("ggen-p2p"))
 }
 
 /// The plan's schema holds, and every schema span names the service and its version.
@@ -171,8 +171,7 @@ async fn scenario_2_publish_with_both_children() {
         .unwrap();
     o.mesh
         .wait_until("both peers to receive the announcement", WAIT, |s| {
-            s[1].observations.get("packages") == Some(&1)
-                && s[2].observations.get("packages") == Some(&1)
+            s[1].observations.packages == 1 && s[2].observations.packages == 1
         })
         .await
         .unwrap();
@@ -301,7 +300,7 @@ async fn scenario_4_distributed_search_is_one_trace_across_three_nodes() {
         .unwrap();
     o.mesh
         .wait_until("every node to index both packages", WAIT, |s| {
-            s.iter().all(|s| s.observations.get("packages") == Some(&2))
+            s.iter().all(|s| s.observations.packages == 2)
         })
         .await
         .unwrap();
@@ -401,7 +400,7 @@ async fn scenario_5_a_silent_peer_loses_reputation_and_gets_fewer_queries() {
         .unwrap();
     o.mesh
         .wait_until("node 0 to index the package", WAIT, |s| {
-            s[0].observations.get("packages") == Some(&1)
+            s[0].observations.packages == 1
         })
         .await
         .unwrap();

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use opentelemetry_http::HttpClient;
 
 use super::{Check, ValidateError};
-use p2p_otel_marketplace::{self as marketplace, Config, MarketplaceError, Package, Query, Registry};
+use p2p_otel_marketplace::{
+    self as marketplace, Config, MarketplaceError, Package, Query, Registry,
+};
 use p2p_otel_testkit::mesh::{self, Security, Topology};
 use p2p_otel_testkit::model::{StatusCode, Value};
 use p2p_otel_testkit::receiver::OtlpReceiver;
@@ -108,11 +110,7 @@ pub(super) async fn run(
         }
     }
     mesh.wait_until("every node to index every package", WAIT, |states| {
-        states.iter().all(|s| {
-            s.observations
-                .get("packages")
-                .is_some_and(|&n| n as usize >= nodes - 1)
-        })
+        states.iter().all(|s| s.observations.packages >= nodes - 1)
     })
     .await?;
     // Scenario 4: a distributed search from node 0; scenario 3: its repeat is cached.
@@ -278,12 +276,14 @@ pub(super) async fn run(
     ));
     // Failed steps may miss what they never got (a message id nobody assigned).
     let schema =
-        p2p_otel_testkit::strategy::invariants::schema_holds(&traces, &marketplace::schema()).map(|()| {
-            traces
-                .spans()
-                .filter(|s| s.record().status.code != StatusCode::Error)
-                .count()
-        });
+        p2p_otel_testkit::strategy::invariants::schema_holds(&traces, &marketplace::schema()).map(
+            |()| {
+                traces
+                    .spans()
+                    .filter(|s| s.record().status.code != StatusCode::Error)
+                    .count()
+            },
+        );
     checks.push(check(
         "9.3",
         "all spans have the plan's required attributes (operation, peer_id, service.name, …)",
@@ -328,7 +328,10 @@ pub(super) async fn run(
 /// 9.2 and 9.4: counters, files and metrics.
 pub(super) fn verify(receiver: &OtlpReceiver, otlp_dir: &Path) -> Vec<Check> {
     let mut checks = Vec::new();
-    let accepted = receiver.counter("otelcol_receiver_accepted_spans", Some("ggen-p2p"));
+    let accepted = receiver.counter(
+        p2p_otel_testkit::receiver::Counter::AcceptedSpans,
+        Some("ggen-p2p"),
+    );
     checks.push(check(
         "9.2",
         "receiver accepted spans from ggen-p2p",

@@ -24,7 +24,7 @@ use super::protocol::{
 use super::registry::check_size;
 use super::reputation::Reputation;
 use super::{Config, MarketplaceError, NodeStats, Package, PackageId, Query, Version};
-use p2p_otel_testkit::mesh::{MeshError, Node, NodeContext, NodeEvent, NodeState, NodeSwarm};
+use p2p_otel_testkit::mesh::{MeshError, Node, NodeContext, NodeEvent, NodeSwarm};
 
 /// The protocols a marketplace node speaks.
 #[derive(NetworkBehaviour)]
@@ -149,9 +149,9 @@ pub(crate) fn build(
 ) -> Result<(Behaviour, RegistryNode), MeshError> {
     let fail = |what: &str, error: String| MeshError::Build {
         index: context.index,
-        source: std::sync::Arc::from(
-            Box::<dyn std::error::Error + Send + Sync>::from(format!("{what}: {error}")),
-        ),
+        source: std::sync::Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(format!(
+            "{what}: {error}"
+        ))),
     };
     let peer_id = context.peer_id;
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
@@ -285,9 +285,26 @@ mod reads;
 mod search;
 mod writes;
 
+/// What a marketplace node reports to the mesh's waits after every event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Observations {
+    /// Packages in its local index.
+    pub packages: usize,
+    /// Peers in its Kademlia routing table.
+    pub kad_routing_peers: usize,
+    /// Peer messages it could not decode (answered with `Rejected`).
+    pub malformed_messages: u64,
+    /// Peers in its gossipsub mesh for the packages topic.
+    pub gossip_mesh_peers: usize,
+    /// Peers subscribed to the packages topic.
+    pub gossip_topic_peers: usize,
+}
+
 impl Node for RegistryNode {
     type Behaviour = Behaviour;
     type Command = Command;
+    type Observations = Observations;
 
     fn on_swarm_event(&mut self, swarm: &mut NodeSwarm<Behaviour>, event: NodeEvent<Behaviour>) {
         use p2p_otel_testkit::mesh::MeshBehaviourEvent as Mesh;
@@ -515,20 +532,18 @@ impl Node for RegistryNode {
         }
     }
 
-    fn observe(&self, swarm: &NodeSwarm<Behaviour>, state: &mut NodeState) {
+    fn observe(&self, swarm: &NodeSwarm<Behaviour>, observations: &mut Observations) {
         let app = &swarm.behaviour().app;
         let connected = swarm.connected_peers().count();
         if let Some(metrics) = &self.metrics {
             metrics.state(connected, self.index.len(), self.cache_bytes);
         }
-        let observations = &mut state.observations;
-        observations.insert("packages".into(), self.index.len() as i64);
-        observations.insert("kad_routing_peers".into(), self.kad_peers.len() as i64);
-        observations.insert("malformed_messages".into(), self.malformed as i64);
-        observations.insert(
-            "gossip_mesh_peers".into(),
-            app.gossipsub.mesh_peers(&self.topic.hash()).count() as i64,
-        );
-        observations.insert("gossip_topic_peers".into(), self.gossip_peers(swarm) as i64);
+        *observations = Observations {
+            packages: self.index.len(),
+            kad_routing_peers: self.kad_peers.len(),
+            malformed_messages: self.malformed,
+            gossip_mesh_peers: app.gossipsub.mesh_peers(&self.topic.hash()).count(),
+            gossip_topic_peers: self.gossip_peers(swarm),
+        };
     }
 }

@@ -1,6 +1,5 @@
 //! Strategies for valid and invalid marketplace inputs and operation sequences.
 
-
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -206,4 +205,3 @@ pub fn arb_operations(nodes: usize, max_len: usize) -> impl Strategy<Value = Vec
     ];
     vec(operation, 1..=max_len)
 }
-
