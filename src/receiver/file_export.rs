@@ -1,7 +1,7 @@
 //! OTLP-JSON lines files in the Collector file exporter's format: one export request per
 //! line, so the `jq` queries of a Collector set-up work unchanged.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,17 +11,25 @@ use serde::Serialize;
 
 use super::ReceiverError;
 
+/// Which of the three files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum File {
+    Traces,
+    Metrics,
+    Logs,
+}
+
 /// One file per signal under a folder: `traces.jsonl`, `metrics.jsonl`, `logs.jsonl`.
 #[derive(Debug)]
 pub(crate) struct JsonLines {
     folder: PathBuf,
-    traces: Mutex<BufWriter<File>>,
-    metrics: Mutex<BufWriter<File>>,
-    logs: Mutex<BufWriter<File>>,
+    traces: Mutex<BufWriter<std::fs::File>>,
+    metrics: Mutex<BufWriter<std::fs::File>>,
+    logs: Mutex<BufWriter<std::fs::File>>,
     errors: AtomicU64,
 }
 
-fn open(folder: &Path, name: &str) -> Result<Mutex<BufWriter<File>>, ReceiverError> {
+fn open(folder: &Path, name: &str) -> Result<Mutex<BufWriter<std::fs::File>>, ReceiverError> {
     let path = folder.join(name);
     let file = OpenOptions::new()
         .create(true)
@@ -61,7 +69,13 @@ impl JsonLines {
         serde_json::to_vec(request).ok()
     }
 
-    fn write(&self, file: &Mutex<BufWriter<File>>, line: Option<Vec<u8>>) {
+    /// Appends one request's line to `file` (a `None` line counts as a write error).
+    pub(crate) fn write(&self, file: File, line: Option<Vec<u8>>) {
+        let file = match file {
+            File::Traces => &self.traces,
+            File::Metrics => &self.metrics,
+            File::Logs => &self.logs,
+        };
         let Some(line) = line else {
             self.errors.fetch_add(1, Ordering::Relaxed);
             return;
@@ -75,17 +89,5 @@ impl JsonLines {
         if written.is_err() {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    pub(crate) fn traces(&self, line: Option<Vec<u8>>) {
-        self.write(&self.traces, line);
-    }
-
-    pub(crate) fn metrics(&self, request: &impl Serialize) {
-        self.write(&self.metrics, Self::line(request));
-    }
-
-    pub(crate) fn logs(&self, request: &impl Serialize) {
-        self.write(&self.logs, Self::line(request));
     }
 }

@@ -10,21 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::ingest::{Accepted, Rejection, Shared, Transport};
+use super::ingest::{Rejection, Shared, Transport};
 use super::prometheus;
+use super::signal::{Logs, Metrics, Signal, Traces};
 
 /// The two OTLP/HTTP encodings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,73 +242,18 @@ async fn request<Req: Message + Default + DeserializeOwned>(
     Ok((request, format))
 }
 
-fn partial<T>(accepted: Accepted, make: impl FnOnce(i64, String) -> T) -> Option<T> {
-    (accepted.rejected > 0 || !accepted.message.is_empty())
-        .then(|| make(accepted.rejected, accepted.message))
-}
-
-async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) =
-        match request::<ExportTraceServiceRequest>(&shared, &headers, body).await {
-            Ok(decoded) => decoded,
-            Err((error, format)) => return error.respond(format),
-        };
-    match shared.ingest_traces(request, Transport::Http).await {
-        Ok(accepted) => encode(
-            format,
-            &ExportTraceServiceResponse {
-                partial_success: partial(accepted, |rejected_spans, error_message| {
-                    ExportTracePartialSuccess {
-                        rejected_spans,
-                        error_message,
-                    }
-                }),
-            },
-        ),
-        Err(rejection) => HttpError::from(rejection).respond(Some(format)),
-    }
-}
-
-async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) =
-        match request::<ExportMetricsServiceRequest>(&shared, &headers, body).await {
-            Ok(decoded) => decoded,
-            Err((error, format)) => return error.respond(format),
-        };
-    match shared.ingest_metrics(&request, Transport::Http).await {
-        Ok(accepted) => encode(
-            format,
-            &ExportMetricsServiceResponse {
-                partial_success: partial(accepted, |rejected_data_points, error_message| {
-                    ExportMetricsPartialSuccess {
-                        rejected_data_points,
-                        error_message,
-                    }
-                }),
-            },
-        ),
-        Err(rejection) => HttpError::from(rejection).respond(Some(format)),
-    }
-}
-
-async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let (request, format) = match request::<ExportLogsServiceRequest>(&shared, &headers, body).await
-    {
+/// `POST /v1/{traces,metrics,logs}`: decode, ingest, answer in the request's encoding.
+async fn export<S: Signal>(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (request, format) = match request::<S::Request>(&shared, &headers, body).await {
         Ok(decoded) => decoded,
         Err((error, format)) => return error.respond(format),
     };
-    match shared.ingest_logs(&request, Transport::Http).await {
-        Ok(accepted) => encode(
-            format,
-            &ExportLogsServiceResponse {
-                partial_success: partial(accepted, |rejected_log_records, error_message| {
-                    ExportLogsPartialSuccess {
-                        rejected_log_records,
-                        error_message,
-                    }
-                }),
-            },
-        ),
+    match shared.ingest::<S>(request, Transport::Http).await {
+        Ok(response) => encode(format, &response),
         Err(rejection) => HttpError::from(rejection).respond(Some(format)),
     }
 }
@@ -348,9 +285,9 @@ async fn received_metrics(State(shared): State<Arc<Shared>>) -> Response {
 /// and `/metrics/received` (the application metrics it received, as Prometheus text).
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics))
-        .route("/v1/logs", post(logs))
+        .route("/v1/traces", post(export::<Traces>))
+        .route("/v1/metrics", post(export::<Metrics>))
+        .route("/v1/logs", post(export::<Logs>))
         .route("/health", get(health))
         .route("/metrics", get(self_metrics))
         .route("/metrics/received", get(received_metrics))

@@ -6,16 +6,10 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-
 use super::file_export::JsonLines;
+use super::signal::{Signal, Traces};
 use super::{Config, Fault};
-use crate::model::{
-    log_records_from_otlp, metric_points_from_otlp, spans_from_otlp_owned, IdHash, LogRecord,
-    MetricPoint, Resource, SpanId, SpanRecord, TraceId, Value,
-};
+use crate::model::{IdHash, LogRecord, MetricPoint, Resource, SpanId, SpanRecord, TraceId, Value};
 use crate::store::{lock, Store};
 
 /// How a request arrived.
@@ -94,7 +88,7 @@ pub(crate) enum Rejection {
 
 /// A stored request, possibly partially (an injected partial success).
 #[derive(Debug, Default)]
-pub(crate) struct Accepted {
+struct Accepted {
     pub(crate) rejected: i64,
     pub(crate) message: String,
 }
@@ -204,13 +198,11 @@ impl Shared {
     }
 
     /// Drops the last items a partial-success fault rejects, counting them as refused.
-    fn apply_partial<T>(
+    fn apply_partial<S: Signal>(
         &self,
-        items: &mut Vec<T>,
+        items: &mut Vec<S::Item>,
         partial: Option<(u64, String)>,
-        refused: Counter,
         transport: Transport,
-        resource: fn(&T) -> &Resource,
     ) -> Accepted {
         let Some((rejected, message)) = partial else {
             return Accepted::default();
@@ -219,154 +211,86 @@ impl Shared {
             .len()
             .saturating_sub(usize::try_from(rejected).unwrap_or(usize::MAX));
         let dropped = items.split_off(keep);
-        self.count(refused, transport, dropped.iter().map(resource));
+        self.count(S::REFUSED, transport, dropped.iter().map(S::resource));
         Accepted {
             rejected: i64::try_from(dropped.len()).unwrap_or(i64::MAX),
             message,
         }
     }
 
-    /// Stores a whole batch, or refuses it whole when it would exceed `capacity`.
-    #[allow(clippy::too_many_arguments)]
-    fn store_batch<T>(
+    /// Stores a whole batch, or refuses it whole when it would exceed the capacity.
+    pub(crate) fn store_batch<S: Signal + ?Sized>(
         &self,
-        store: &Store<T>,
-        items: Vec<T>,
-        capacity: usize,
-        (accepted, refused): (Counter, Counter),
-        what: &str,
+        items: Vec<S::Item>,
         transport: Transport,
-        resource: fn(&T) -> &Resource,
     ) -> Result<(), Rejection> {
+        let store = S::store(self);
+        let capacity = S::capacity(&self.config);
         let mut stored = store.lock();
         if stored.len() + items.len() > capacity {
             let message = format!(
-                "{what} store full: {} stored, {} more refused (capacity {capacity})",
+                "{} store full: {} stored, {} more refused (capacity {capacity})",
+                S::NAME,
                 stored.len(),
                 items.len(),
             );
             drop(stored);
-            self.count(refused, transport, items.iter().map(resource));
+            self.count(S::REFUSED, transport, items.iter().map(S::resource));
             return Err(Rejection::Full { message });
         }
-        self.count(accepted, transport, items.iter().map(resource));
+        self.count(S::ACCEPTED, transport, items.iter().map(S::resource));
         stored.extend(items);
         drop(stored);
         store.notify();
         Ok(())
     }
 
-    pub(crate) async fn ingest_traces(
+    /// Stores the spans not seen before (in the store or earlier in the request), and
+    /// counts the others as duplicates.
+    pub(crate) fn store_spans_once(
         &self,
-        request: ExportTraceServiceRequest,
+        spans: Vec<SpanRecord>,
         transport: Transport,
-    ) -> Result<Accepted, Rejection> {
+    ) -> Result<(), Rejection> {
+        // Holding `seen` for the whole batch keeps de-duplication and storing atomic.
+        let mut seen = lock(&self.seen_spans);
+        let mut fresh = Vec::with_capacity(spans.len());
+        let mut duplicates = Vec::new();
+        let mut in_request = HashSet::new();
+        for span in spans {
+            let key = (span.trace_id, span.span_id);
+            if seen.contains(&key) || !in_request.insert(key) {
+                duplicates.push(span);
+            } else {
+                fresh.push(span);
+            }
+        }
+        self.store_batch::<Traces>(fresh, transport)?;
+        seen.extend(in_request);
+        self.count(
+            Counter::DuplicateSpans,
+            transport,
+            duplicates.iter().map(|span| &*span.resource),
+        );
+        Ok(())
+    }
+
+    /// Ingests one export request of any signal: fault injection, conversion, partial
+    /// success, storing (whole or not at all), counting and the JSON lines file.
+    pub(crate) async fn ingest<S: Signal>(
+        &self,
+        request: S::Request,
+        transport: Transport,
+    ) -> Result<S::Response, Rejection> {
         let partial = self.apply_fault().await?;
         // Serialized before conversion consumes the request; written once it is stored.
         let line = self.files.as_ref().map(|_| JsonLines::line(&request));
-        let mut spans = spans_from_otlp_owned(request.resource_spans)
-            .map_err(|error| Rejection::Invalid(error.to_string()))?;
-        let resource: fn(&SpanRecord) -> &Resource = |s| &s.resource;
-        let accepted = self.apply_partial(
-            &mut spans,
-            partial,
-            Counter::RefusedSpans,
-            transport,
-            resource,
-        );
-        {
-            // Holding `seen` for the whole batch keeps de-duplication and storing atomic.
-            let mut seen = lock(&self.seen_spans);
-            let mut fresh = Vec::with_capacity(spans.len());
-            let mut duplicates = Vec::new();
-            let mut in_request = HashSet::new();
-            for span in spans {
-                let key = (span.trace_id, span.span_id);
-                if seen.contains(&key) || !in_request.insert(key) {
-                    duplicates.push(span);
-                } else {
-                    fresh.push(span);
-                }
-            }
-            self.store_batch(
-                &self.spans,
-                fresh,
-                self.config.capacity_spans,
-                (Counter::AcceptedSpans, Counter::RefusedSpans),
-                "span",
-                transport,
-                resource,
-            )?;
-            seen.extend(in_request);
-            self.count(
-                Counter::DuplicateSpans,
-                transport,
-                duplicates.iter().map(resource),
-            );
-        }
+        let mut items = S::items(request)?;
+        let accepted = self.apply_partial::<S>(&mut items, partial, transport);
+        S::admit(self, items, transport)?;
         if let (Some(files), Some(line)) = (&self.files, line) {
-            files.traces(line);
+            files.write(S::FILE, line);
         }
-        Ok(accepted)
-    }
-
-    pub(crate) async fn ingest_metrics(
-        &self,
-        request: &ExportMetricsServiceRequest,
-        transport: Transport,
-    ) -> Result<Accepted, Rejection> {
-        let partial = self.apply_fault().await?;
-        let mut points = metric_points_from_otlp(&request.resource_metrics);
-        let resource: fn(&MetricPoint) -> &Resource = |p| &p.resource;
-        let accepted = self.apply_partial(
-            &mut points,
-            partial,
-            Counter::RefusedMetricPoints,
-            transport,
-            resource,
-        );
-        self.store_batch(
-            &self.metrics,
-            points,
-            self.config.capacity_metric_points,
-            (Counter::AcceptedMetricPoints, Counter::RefusedMetricPoints),
-            "metric",
-            transport,
-            resource,
-        )?;
-        if let Some(files) = &self.files {
-            files.metrics(request);
-        }
-        Ok(accepted)
-    }
-
-    pub(crate) async fn ingest_logs(
-        &self,
-        request: &ExportLogsServiceRequest,
-        transport: Transport,
-    ) -> Result<Accepted, Rejection> {
-        let partial = self.apply_fault().await?;
-        let mut records = log_records_from_otlp(&request.resource_logs);
-        let resource: fn(&LogRecord) -> &Resource = |r| &r.resource;
-        let accepted = self.apply_partial(
-            &mut records,
-            partial,
-            Counter::RefusedLogRecords,
-            transport,
-            resource,
-        );
-        self.store_batch(
-            &self.logs,
-            records,
-            self.config.capacity_log_records,
-            (Counter::AcceptedLogRecords, Counter::RefusedLogRecords),
-            "log",
-            transport,
-            resource,
-        )?;
-        if let Some(files) = &self.files {
-            files.logs(request);
-        }
-        Ok(accepted)
+        Ok(S::response(accepted.rejected, accepted.message))
     }
 }

@@ -33,6 +33,7 @@ mod grpc;
 mod http;
 mod ingest;
 mod prometheus;
+mod signal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

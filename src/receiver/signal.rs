@@ -1,0 +1,201 @@
+//! The three OTLP signals as one abstraction, so that ingestion and each transport are
+//! written once, generic over the signal: what a request and its response are, how a
+//! request becomes stored items, where they are kept, how they are counted.
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::file_export::File;
+use super::ingest::{Counter, Rejection, Shared};
+use super::Config;
+use crate::model::{
+    log_records_from_otlp, metric_points_from_otlp, spans_from_otlp_owned, LogRecord, MetricPoint,
+    Resource, SpanRecord,
+};
+use crate::store::Store;
+
+/// One OTLP signal: traces, metrics or logs.
+pub(crate) trait Signal: Send + Sync + 'static {
+    /// The export request, as both transports decode it.
+    type Request: prost::Message + Default + DeserializeOwned + Serialize + Send + 'static;
+    /// The export response.
+    type Response: prost::Message + Serialize + Send + 'static;
+    /// What is stored per request item.
+    type Item: Send + 'static;
+
+    /// What the items are called in messages: "span", "metric", "log".
+    const NAME: &'static str;
+    /// The counter of stored items.
+    const ACCEPTED: Counter;
+    /// The counter of refused items.
+    const REFUSED: Counter;
+    /// The OTLP-JSON lines file the requests go to.
+    const FILE: File;
+
+    /// Where the items are kept.
+    fn store(shared: &Shared) -> &Store<Self::Item>;
+    /// How many items the store may hold.
+    fn capacity(config: &Config) -> usize;
+    /// Converts a request into items; an invalid request is refused whole.
+    fn items(request: Self::Request) -> Result<Vec<Self::Item>, Rejection>;
+    /// The resource of an item, for `service.name` labels.
+    fn resource(item: &Self::Item) -> &Resource;
+    /// The response, with a partial success when items were rejected or a message given.
+    fn response(rejected: i64, message: String) -> Self::Response;
+
+    /// Stores the items of one request whole, or refuses them whole. Traces override
+    /// it to keep each span once.
+    fn admit(
+        shared: &Shared,
+        items: Vec<Self::Item>,
+        transport: super::ingest::Transport,
+    ) -> Result<(), Rejection> {
+        shared.store_batch::<Self>(items, transport)
+    }
+}
+
+/// A partial success only when something was rejected or said.
+fn partial<T>(rejected: i64, message: String, make: impl FnOnce(i64, String) -> T) -> Option<T> {
+    (rejected > 0 || !message.is_empty()).then(|| make(rejected, message))
+}
+
+/// Spans.
+#[derive(Debug)]
+pub(crate) struct Traces;
+
+impl Signal for Traces {
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+    type Item = SpanRecord;
+    const NAME: &'static str = "span";
+    const ACCEPTED: Counter = Counter::AcceptedSpans;
+    const REFUSED: Counter = Counter::RefusedSpans;
+    const FILE: File = File::Traces;
+
+    fn store(shared: &Shared) -> &Store<SpanRecord> {
+        &shared.spans
+    }
+
+    fn capacity(config: &Config) -> usize {
+        config.capacity_spans
+    }
+
+    fn items(request: Self::Request) -> Result<Vec<SpanRecord>, Rejection> {
+        spans_from_otlp_owned(request.resource_spans)
+            .map_err(|error| Rejection::Invalid(error.to_string()))
+    }
+
+    fn resource(item: &SpanRecord) -> &Resource {
+        &item.resource
+    }
+
+    fn response(rejected: i64, message: String) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: partial(rejected, message, |rejected_spans, error_message| {
+                ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message,
+                }
+            }),
+        }
+    }
+
+    fn admit(
+        shared: &Shared,
+        items: Vec<SpanRecord>,
+        transport: super::ingest::Transport,
+    ) -> Result<(), Rejection> {
+        shared.store_spans_once(items, transport)
+    }
+}
+
+/// Metric data points.
+#[derive(Debug)]
+pub(crate) struct Metrics;
+
+impl Signal for Metrics {
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+    type Item = MetricPoint;
+    const NAME: &'static str = "metric";
+    const ACCEPTED: Counter = Counter::AcceptedMetricPoints;
+    const REFUSED: Counter = Counter::RefusedMetricPoints;
+    const FILE: File = File::Metrics;
+
+    fn store(shared: &Shared) -> &Store<MetricPoint> {
+        &shared.metrics
+    }
+
+    fn capacity(config: &Config) -> usize {
+        config.capacity_metric_points
+    }
+
+    fn items(request: Self::Request) -> Result<Vec<MetricPoint>, Rejection> {
+        Ok(metric_points_from_otlp(&request.resource_metrics))
+    }
+
+    fn resource(item: &MetricPoint) -> &Resource {
+        &item.resource
+    }
+
+    fn response(rejected: i64, message: String) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: partial(rejected, message, |rejected_data_points, error_message| {
+                ExportMetricsPartialSuccess {
+                    rejected_data_points,
+                    error_message,
+                }
+            }),
+        }
+    }
+}
+
+/// Log records.
+#[derive(Debug)]
+pub(crate) struct Logs;
+
+impl Signal for Logs {
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+    type Item = LogRecord;
+    const NAME: &'static str = "log";
+    const ACCEPTED: Counter = Counter::AcceptedLogRecords;
+    const REFUSED: Counter = Counter::RefusedLogRecords;
+    const FILE: File = File::Logs;
+
+    fn store(shared: &Shared) -> &Store<LogRecord> {
+        &shared.logs
+    }
+
+    fn capacity(config: &Config) -> usize {
+        config.capacity_log_records
+    }
+
+    fn items(request: Self::Request) -> Result<Vec<LogRecord>, Rejection> {
+        Ok(log_records_from_otlp(&request.resource_logs))
+    }
+
+    fn resource(item: &LogRecord) -> &Resource {
+        &item.resource
+    }
+
+    fn response(rejected: i64, message: String) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: partial(rejected, message, |rejected_log_records, error_message| {
+                ExportLogsPartialSuccess {
+                    rejected_log_records,
+                    error_message,
+                }
+            }),
+        }
+    }
+}
