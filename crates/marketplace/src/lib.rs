@@ -47,6 +47,7 @@ mod node;
 mod protocol;
 mod registry;
 mod reputation;
+pub mod scenarios;
 mod silent;
 pub mod strategy;
 

@@ -14,7 +14,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
-use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 
 /// What the validation run was asked to do.
 #[derive(Clone, Debug)]
@@ -85,12 +84,6 @@ pub enum ValidateError {
     /// The receiver could not start.
     #[error(transparent)]
     Receiver(#[from] receiver::ReceiverError),
-    /// The mesh or a node failed to start.
-    #[error("mesh: {0}")]
-    Mesh(#[from] p2p_otel_testkit::mesh::MeshError),
-    /// Telemetry could not be flushed.
-    #[error("telemetry: {0}")]
-    Telemetry(#[from] p2p_otel_testkit::telemetry::TelemetryError),
 }
 
 fn output(path: &Path) -> impl Fn(std::io::Error) -> ValidateError + '_ {
@@ -135,9 +128,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Report, Vali
             options.nodes.max(3)
         ),
     );
-    let telemetry =
-        PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", env!("CARGO_PKG_VERSION"));
-    checks.extend(scenarios::run(&receiver, &telemetry, options.nodes.max(3)).await?);
+    checks.extend(scenarios::run(&receiver, options.nodes.max(3)).await);
 
     step(out, 5, "verify exported telemetry");
     checks.extend(scenarios::verify(&receiver, &otlp_dir));
