@@ -69,6 +69,11 @@ pub mod tree;
 
 pub use capture::{CaptureHandle, SpanCaptureLayer};
 
+/// The README's examples run as doctests, so they never drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 // The exact versions the kit speaks, so a test never guesses compatible ones.
 #[cfg(feature = "mesh")]
 pub use libp2p;

@@ -7,7 +7,8 @@
 //! gets libp2p's allow/block list, which is how partitions are made and healed.
 //!
 //! ```
-//! # async fn run() -> Result<(), p2p_otel_testkit::mesh::MeshError> {
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), p2p_otel_testkit::mesh::MeshError> {
 //! use std::time::Duration;
 //! use p2p_otel_testkit::mesh::{self, Mesh, Passive, Topology};
 //!

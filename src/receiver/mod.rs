@@ -15,16 +15,19 @@
 //! need on a notification — never a poll — with timeouts that show what did arrive.
 //!
 //! ```
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
 //! use p2p_otel_testkit::SpanSource;
 //!
 //! let receiver = OtlpReceiver::start(Config::default()).await?;
 //! // Point an exporter at receiver.grpc_endpoint() or receiver.http_endpoint(), run the
-//! // code under test, flush, then:
-//! let traces = receiver.wait_for_spans(3, Duration::from_secs(5)).await;
-//! # let _ = traces;
+//! // code under test, flush, then wait: `receiver.wait_for_spans(3, timeout).await?`.
+//! assert!(receiver.grpc_endpoint().starts_with("http://127.0.0.1:"));
+//! let nothing = receiver.wait_for_spans(0, Duration::from_secs(5)).await?;
+//! assert_eq!(nothing.span_count(), 0);
+//! receiver.shutdown().await?;
 //! # Ok(()) }
 //! ```
 

@@ -9,7 +9,8 @@
 //! the environment cannot send a test's telemetry elsewhere or change what is exported.
 //!
 //! ```
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
 //! use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
 //! use p2p_otel_testkit::SpanSource;

@@ -13,7 +13,8 @@ use crate::receiver::OtlpReceiver;
 /// by hand with [`node_telemetry`](Self::node_telemetry) for nodes of any kind.
 ///
 /// ```
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
 /// use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 /// use p2p_otel_testkit::mesh::{self, Mesh, Passive};

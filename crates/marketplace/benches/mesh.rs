@@ -18,7 +18,6 @@ use p2p_otel_marketplace::{self as marketplace, Config, Package, Query, Registry
 use p2p_otel_testkit::mesh::{self, Mesh, Topology};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
-use p2p_otel_testkit::SpanSource;
 use tokio::runtime::Runtime;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -90,7 +89,7 @@ fn readiness(c: &mut Criterion) {
                 );
                 let start = Instant::now();
                 publisher.publish(package).await.expect("publish");
-                let expected = i + 1;
+                let expected = usize::try_from(i + 1).expect("fits");
                 mesh.wait_until("the far side to index it", WAIT, |states| {
                     states[8].observations.packages >= expected
                 })

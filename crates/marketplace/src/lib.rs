@@ -19,7 +19,8 @@
 //!   return `MarketplaceError::Replication` if the DHT quorum could not be met.
 //!
 //! ```
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use p2p_otel_marketplace::{self as marketplace, Package, Query, Registry};
 //! use p2p_otel_testkit::mesh::{self, Mesh, Topology};
@@ -200,7 +201,7 @@ pub struct NodeStats {
 }
 
 /// The plan's required span attributes (section 4.1) for every span a marketplace node
-/// emits; check traces with [`TraceSet::expect_schema`](crate::TraceSet::expect_schema).
+/// emits; check traces with [`TraceSet::expect_schema`](p2p_otel_testkit::TraceSet::expect_schema).
 pub fn schema() -> p2p_otel_testkit::tree::Schema {
     p2p_otel_testkit::tree::Schema::new()
         .span(

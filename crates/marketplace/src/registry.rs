@@ -46,7 +46,8 @@ pub(crate) fn check_size(package: &Package, limit: usize) -> Result<(), Marketpl
 /// An in-memory registry, for tests and as the reference behaviour of `P2PRegistry`.
 ///
 /// ```
-/// # async fn run() -> Result<(), p2p_otel_marketplace::MarketplaceError> {
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), p2p_otel_marketplace::MarketplaceError> {
 /// use p2p_otel_marketplace::{LocalRegistry, Package, Query, Registry};
 /// let registry = LocalRegistry::default();
 /// registry.publish(Package::new("acme/tool".parse()?, "1.0.0".parse()?, "A tool")).await?;

@@ -8,8 +8,9 @@
 //! points of its own nodes, so scenarios can share one receiver, one after the other or
 //! at the same time.
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use p2p_otel_marketplace::scenarios;
 //! use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
 //!
@@ -438,6 +439,12 @@ async fn publish_body(
 ) -> Result<TraceSet, ScenarioError> {
     let mut o = Observed::start(receiver, 3, 6, Config::for_tests()).await?;
     o.ready().await?;
+    // The span records the subscribers node 0 knows of: wait until it knows both.
+    o.mesh
+        .wait_until("node 0 to see both peers subscribed", WAIT, |s| {
+            s[0].observations.gossip_topic_peers == 2
+        })
+        .await?;
     let before = accepted(receiver);
     let published = o.nodes[0].publish(package("acme/tool", "A tool")?).await;
     checks.ok("the publish succeeds", published);
@@ -874,15 +881,16 @@ async fn timeout_body(
     Ok(traces)
 }
 
-/// Scenarios 1–6, one after the other, on `receiver`; `nodes` sizes the bootstrap and the
-/// distributed search (at least 3).
+/// Scenarios 1–6, all at once on `receiver` (each reads only its own nodes), in the
+/// plan's order; `nodes` sizes the bootstrap and the distributed search (at least 3).
 pub async fn all(receiver: &OtlpReceiver, nodes: usize) -> Vec<Run> {
-    vec![
-        bootstrap(receiver, nodes).await,
-        publish(receiver).await,
-        search(receiver).await,
-        distributed_search(receiver, nodes).await,
-        silent_peer_reputation(receiver).await,
-        timeout(receiver).await,
-    ]
+    let (one, two, three, four, five, six) = tokio::join!(
+        bootstrap(receiver, nodes),
+        publish(receiver),
+        search(receiver),
+        distributed_search(receiver, nodes),
+        silent_peer_reputation(receiver),
+        timeout(receiver),
+    );
+    vec![one, two, three, four, five, six]
 }

@@ -56,7 +56,7 @@ fn markdown(report: &Report) -> String {
             check.section,
             check.name,
             if check.passed { "pass" } else { "**FAIL**" },
-            check.evidence.replace('|', "\\|")
+            check.evidence.replace('|', "\\|").replace('\n', "<br>")
         ));
     }
     md.push_str("\n## Spans by service\n\n");
@@ -86,12 +86,14 @@ pub(super) fn terminal(report: &Report, out: &mut impl Write) {
     for check in &report.checks {
         let _ = writeln!(
             out,
-            "  {} [{}] {}\n         {}",
+            "  {} [{}] {}",
             if check.passed { "PASS" } else { "FAIL" },
             check.section,
             check.name,
-            check.evidence
         );
+        for line in check.evidence.lines() {
+            let _ = writeln!(out, "         {line}");
+        }
     }
     for (service, count) in &report.spans_by_service {
         let _ = writeln!(out, "  spans from {service}: {count}");
