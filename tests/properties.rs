@@ -8,24 +8,15 @@
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use p2p_otel_testkit::model::{spans_from_otlp, spans_to_otlp, SpanRecord};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
-use p2p_otel_testkit::strategy::arb_span_set;
+use p2p_otel_testkit::strategy::{self, arb_span_set};
 use p2p_otel_testkit::TraceSet;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
+use proptest::test_runner::Config as ProptestConfig;
 use prost::Message;
 
+/// CI-sized defaults; `PROPTEST_CASES` raises them.
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        // PROPTEST_CASES, when set, wins: that is how a deep run is asked for.
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "proptest-regressions/properties.txt",
-        ))),
-        ..ProptestConfig::default()
-    }
+    strategy::config(cases, "proptest-regressions/properties.txt")
 }
 
 /// One receiver for every case of the decoding property: it must survive them all.

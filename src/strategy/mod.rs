@@ -11,3 +11,32 @@ mod generators;
 pub mod invariants;
 
 pub use generators::arb_span_set;
+
+use proptest::test_runner::{Config, FileFailurePersistence};
+
+/// A proptest configuration sized for CI that a deep run can raise: `PROPTEST_CASES`, when
+/// set, wins over `cases`; failing inputs are persisted in `regressions` (a path relative
+/// to the crate's root, such as `proptest-regressions/properties.txt`: commit it).
+///
+/// ```
+/// use p2p_otel_testkit::proptest::prelude::*;
+/// use p2p_otel_testkit::strategy::{arb_span_set, config};
+///
+/// proptest! {
+///     #![proptest_config(config(8, "proptest-regressions/doc.txt"))]
+///     fn spans_have_names(spans in arb_span_set()) {
+///         prop_assert!(spans.iter().all(|s| !s.name.is_empty()));
+///     }
+/// }
+/// # spans_have_names();
+/// ```
+pub fn config(cases: u32, regressions: &'static str) -> Config {
+    Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cases),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(regressions))),
+        ..Config::default()
+    }
+}

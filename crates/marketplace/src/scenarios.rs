@@ -40,6 +40,17 @@ use crate::{
 /// The `service.name` every scenario node exports under.
 pub const SERVICE: &str = "ggen-p2p";
 
+/// What the plan requires the exported OTLP-JSON traces file to contain: the root span
+/// names of scenarios 1–3 and the attributes every operation carries.
+pub const EXPORTED_NAMES: [&str; 6] = [
+    "\"p2p_bootstrap\"",
+    "\"p2p_publish\"",
+    "\"p2p_search\"",
+    "\"operation\"",
+    "\"peer_id\"",
+    "\"service.name\"",
+];
+
 /// How long a scenario waits for a network state or for telemetry: generous, since a
 /// wait ends as soon as what it needs is there.
 const WAIT: Duration = Duration::from_secs(10);

@@ -16,28 +16,20 @@ use p2p_otel_marketplace::{
 };
 use p2p_otel_testkit::mesh::{self, Mesh, Security, Topology};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
+use p2p_otel_testkit::strategy;
 use p2p_otel_testkit::strategy::invariants::{self, Executed};
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 use p2p_otel_testkit::SpanSource;
 use p2p_otel_testkit::TraceSet;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
+use proptest::test_runner::Config as ProptestConfig;
 
 const NODES: usize = 3;
 const WAIT: Duration = Duration::from_secs(10);
 
+/// CI-sized defaults; `PROPTEST_CASES` raises them.
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        // PROPTEST_CASES, when set, wins: that is how a deep run is asked for.
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "proptest-regressions/properties.txt",
-        ))),
-        ..ProptestConfig::default()
-    }
+    strategy::config(cases, "proptest-regressions/properties.txt")
 }
 
 fn node_config(meter: Option<opentelemetry::metrics::Meter>) -> Config {

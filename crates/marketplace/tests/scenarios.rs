@@ -176,14 +176,7 @@ async fn integration_checks_health_counts_files_and_metrics() {
     );
 
     let file = std::fs::read_to_string(files.dir.join("traces.jsonl")).unwrap();
-    for needle in [
-        "\"p2p_bootstrap\"",
-        "\"p2p_publish\"",
-        "\"p2p_search\"",
-        "\"operation\"",
-        "\"peer_id\"",
-        "\"service.name\"",
-    ] {
+    for needle in scenarios::EXPORTED_NAMES {
         assert!(
             file.contains(needle),
             "{needle} missing from the OTLP-JSON file"

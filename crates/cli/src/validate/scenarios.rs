@@ -136,15 +136,7 @@ pub(super) fn verify(receiver: &OtlpReceiver, otlp_dir: &Path) -> Vec<Check> {
         format!("otelcol_receiver_accepted_spans{{service_name=\"ggen-p2p\"}} = {accepted}"),
     ));
     let file = std::fs::read_to_string(otlp_dir.join("traces.jsonl")).unwrap_or_default();
-    let required = [
-        "\"p2p_bootstrap\"",
-        "\"p2p_publish\"",
-        "\"p2p_search\"",
-        "\"operation\"",
-        "\"peer_id\"",
-        "\"service.name\"",
-    ];
-    let missing: Vec<&str> = required
+    let missing: Vec<&str> = scenarios::EXPORTED_NAMES
         .iter()
         .copied()
         .filter(|n| !file.contains(n))
