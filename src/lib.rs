@@ -59,6 +59,7 @@ pub mod capture;
 #[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod model;
+pub mod propagation;
 pub mod receiver;
 mod source;
 mod store;

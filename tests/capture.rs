@@ -61,7 +61,8 @@ mod fields {
         let span = only_span(&handle);
         let a = &span.attributes;
         assert_eq!(a["int"], Value::Int(-3));
-        assert_eq!(a["small_unsigned"], Value::Int(7));
+        // As the wire carries them: tracing-opentelemetry 0.34 exports unsigned fields as text.
+        assert_eq!(a["small_unsigned"], Value::from("7"));
         assert_eq!(a["huge_unsigned"], Value::Str(u64::MAX.to_string()));
         assert_eq!(a["double"], Value::Double(2.5));
         assert_eq!(a["flag"], Value::Bool(true));
@@ -149,25 +150,34 @@ mod fields {
     }
 
     #[test]
-    fn error_field_and_error_message_make_an_error_status() {
+    fn error_fields_are_attributes_and_the_status_comes_from_otel_fields_as_on_the_wire() {
         let handle = captured(|| {
             let span = info_span!(
-                "p2p_search",
+                "only_fields",
                 error = field::Empty,
-                error_type = field::Empty,
                 error_message = field::Empty
             );
             span.record("error", true);
-            span.record("error_type", "timeout");
             span.record("error_message", "DHT query timeout after 50ms");
+            let span = info_span!(
+                "otel_fields",
+                error = field::Empty,
+                otel.status_code = field::Empty,
+                otel.status_description = field::Empty,
+            );
+            span.record("error", true);
+            span.record("otel.status_code", "error");
+            span.record("otel.status_description", "DHT query timeout after 50ms");
         });
-        let span = only_span(&handle);
-        assert_eq!(span.status.code, StatusCode::Error);
-        assert_eq!(span.status.message, "DHT query timeout after 50ms");
+        let spans = handle.spans();
+        let named = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+        // tracing-opentelemetry 0.34 takes the status from the otel.* fields only.
+        assert_eq!(named("only_fields").status.code, StatusCode::Unset);
+        assert_eq!(named("only_fields").attributes["error"], Value::Bool(true));
+        assert_eq!(named("otel_fields").status.code, StatusCode::Error);
         assert_eq!(
-            span.attributes["error"],
-            Value::Bool(true),
-            "error stays an attribute"
+            named("otel_fields").status.message,
+            "DHT query timeout after 50ms"
         );
     }
 
@@ -282,7 +292,7 @@ mod structure {
         let span = only_span(&handle);
         assert_eq!(span.events.len(), 2);
         assert_eq!(span.events[0].name, "announced");
-        assert_eq!(span.events[0].attributes["peers"], Value::Int(3));
+        assert_eq!(span.events[0].attributes["peers"], Value::from("3"));
         assert_eq!(span.events[0].attributes["level"], Value::from("INFO"));
         assert_eq!(span.events[1].name, "explicit parent");
         assert_eq!(span.events[1].attributes["level"], Value::from("WARN"));
@@ -351,7 +361,7 @@ mod concurrency {
     use super::*;
     use tracing::instrument::{Instrument, WithSubscriber};
 
-    async fn handle_query(node: u32) {
+    async fn handle_query(node: i64) {
         let span = info_span!("handle_dht_query", node);
         async move {
             info_span!("dht_get", node).in_scope(|| {});
@@ -366,7 +376,7 @@ mod concurrency {
     async fn a_trace_spans_three_spawned_tasks() {
         let (dispatch, handle) = capture::dispatch();
         let root = tracing::dispatcher::with_default(&dispatch, || info_span!("p2p_search"));
-        let tasks: Vec<_> = (1..=3)
+        let tasks: Vec<_> = (1..=3i64)
             .map(|node| {
                 tokio::spawn(
                     handle_query(node)
@@ -873,6 +883,8 @@ mod snapshots {
                 error = field::Empty,
                 error_type = field::Empty,
                 error_message = field::Empty,
+                otel.status_code = field::Empty,
+                otel.status_description = field::Empty,
             );
             search.in_scope(|| {
                 info_span!(
@@ -884,6 +896,9 @@ mod snapshots {
                 search.record("error", true);
                 search.record("error_type", "timeout");
                 search.record("error_message", "DHT query timeout after 50ms");
+                // What makes it an error on the wire (tracing-opentelemetry 0.34).
+                search.record("otel.status_code", "error");
+                search.record("otel.status_description", "DHT query timeout after 50ms");
             });
         });
         assert_tree_snapshot!("search_timeout_error", handle.traces().render());

@@ -36,7 +36,7 @@ fn node(protocol: Protocol, receiver: &OtlpReceiver, instance: &str) -> Telemetr
     Telemetry::builder(protocol, receiver)
         .resource_attribute("service.name", "ggen-p2p")
         .resource_attribute("service.instance.id", instance)
-        .scope("marketplace")
+        .scope("marketplace", "")
         .build()
         .unwrap()
 }

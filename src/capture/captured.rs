@@ -49,12 +49,13 @@ pub(super) struct CapturedSpan {
     pub(super) trace_id: TraceId,
     pub(super) span_id: SpanId,
     pub(super) parent: Option<SpanId>,
+    /// Whether the parent lives on another node (its context was propagated).
+    pub(super) remote_parent: bool,
     pub(super) metadata: &'static Metadata<'static>,
     pub(super) fields: Vec<(&'static str, Value)>,
     pub(super) overrides: SpanOverrides,
     /// Bit `i` set: the field with index `i` has been recorded (at creation or later).
     pub(super) recorded: u64,
-    pub(super) error_event: bool,
     pub(super) events: Vec<SpanEvent>,
     pub(super) links: Vec<SpanLink>,
     pub(super) start: Instant,
@@ -64,6 +65,14 @@ pub(super) struct CapturedSpan {
 }
 
 impl CapturedSpan {
+    /// The span's name: `otel.name` when set, else the tracing name.
+    pub(super) fn name(&self) -> &str {
+        self.overrides
+            .name
+            .as_deref()
+            .unwrap_or(self.metadata.name())
+    }
+
     pub(super) fn to_record(
         &self,
         clock: &Clock,
@@ -81,13 +90,13 @@ impl CapturedSpan {
             attributes.insert("busy_ns".into(), nanos_i64(busy));
             attributes.insert("idle_ns".into(), nanos_i64(idle));
         }
-        let status = self.status(&attributes);
+        let status = self.status();
         SpanRecord {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent: self.parent.map(|span_id| ParentRef {
                 span_id,
-                remote: Some(false),
+                remote: Some(self.remote_parent),
             }),
             name: self
                 .overrides
@@ -118,32 +127,29 @@ impl CapturedSpan {
         }
     }
 
-    /// Status from `otel.status_code` if given, else Error when `error = true` was
-    /// recorded or an ERROR-level event happened inside the span. The message, for errors
-    /// only: `otel.status_description`, else `error_message`.
-    fn status(&self, attributes: &Attributes) -> Status {
-        let error_field = attributes.get("error") == Some(&Value::Bool(true));
-        let code = self
-            .overrides
-            .status_code
-            .unwrap_or(if error_field || self.error_event {
-                StatusCode::Error
-            } else {
-                StatusCode::Unset
+    /// The status as tracing-opentelemetry 0.34 exports it: set by `otel.status_code` and
+    /// `otel.status_description` in recording order, and an ERROR-level event inside the
+    /// span makes an unset status an error without a message. (`error = true` is only an
+    /// attribute, on the wire as here.)
+    fn status(&self) -> Status {
+        let status = self.overrides.status.clone().unwrap_or_default();
+        match status.code {
+            StatusCode::Error => status,
+            code => Status {
+                code,
+                message: String::new(),
+            },
+        }
+    }
+
+    /// An ERROR-level event happened inside the span.
+    pub(super) fn error_event(&mut self) {
+        let status = &mut self.overrides.status;
+        if status.as_ref().is_none_or(|s| s.code == StatusCode::Unset) {
+            *status = Some(Status {
+                code: StatusCode::Error,
+                message: String::new(),
             });
-        let message = match code {
-            StatusCode::Error => self
-                .overrides
-                .status_description
-                .clone()
-                .or_else(|| {
-                    attributes
-                        .get("error_message")
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                })
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        Status { code, message }
+        }
     }
 }

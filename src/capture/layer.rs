@@ -9,8 +9,9 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::captured::CapturedSpan;
 use super::visitor::{FieldVisitor, SpanOverrides};
+use super::wire;
 use super::{lock, SpanCaptureLayer};
-use crate::model::{Attributes, SpanEvent, SpanLink, Value};
+use crate::model::{Attributes, SpanEvent, SpanId, SpanLink, TraceId, Value};
 
 /// Per-span state kept in the registry's extensions while the span is open.
 #[derive(Debug)]
@@ -55,11 +56,11 @@ where
                 trace_id,
                 span_id,
                 parent,
+                remote_parent: false,
                 metadata,
                 fields,
                 overrides,
                 recorded,
-                error_event: false,
                 events: Vec::new(),
                 links: Vec::new(),
                 start: now,
@@ -125,7 +126,9 @@ where
             Some(span) => {
                 let mut extensions = span.extensions_mut();
                 if let Some(pending) = extensions.get_mut::<Pending>() {
-                    pending.span.error_event |= *metadata.level() == Level::ERROR;
+                    if *metadata.level() == Level::ERROR {
+                        pending.span.error_event();
+                    }
                     pending.span.events.push(span_event);
                 }
             }
@@ -160,6 +163,11 @@ where
         }
         captured.end = Some(now);
         lock(&self.shared.open).remove(&captured.span_id);
+        if let Some(token) = self.wire_token {
+            if let Some(exported) = wire::take(token) {
+                exported.apply_to(&mut captured);
+            }
+        }
         self.shared.closed.push(captured);
     }
 }
@@ -179,4 +187,39 @@ where
         }
         pending.last_transition = now;
     }
+}
+
+/// The captured ids of `span` while it is open, when a capture layer of the kit sees it.
+pub(crate) fn ids_of(span: &tracing::Span) -> Option<(TraceId, SpanId)> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let span = registry.span(id)?;
+        let extensions = span.extensions();
+        extensions
+            .get::<Pending>()
+            .map(|pending| (pending.span.trace_id, pending.span.span_id))
+    })
+    .flatten()
+}
+
+/// Makes a remote span the captured parent of `span`, which joins its trace. Returns
+/// whether a capture layer of the kit saw the span.
+pub(crate) fn set_remote_parent(span: &tracing::Span, trace_id: TraceId, parent: SpanId) -> bool {
+    span.with_subscriber(|(id, dispatch)| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return false;
+        };
+        let Some(span) = registry.span(id) else {
+            return false;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(pending) = extensions.get_mut::<Pending>() else {
+            return false;
+        };
+        pending.span.trace_id = trace_id;
+        pending.span.parent = Some(parent);
+        pending.span.remote_parent = true;
+        true
+    })
+    .unwrap_or(false)
 }

@@ -5,9 +5,14 @@
 //! and contextual parents, explicit roots, `follows_from` links, events with their fields,
 //! start and close times (and, on request, busy/idle time between enters and exits),
 //! status and kind from the fields tracing-opentelemetry reads (`otel.status_code`,
-//! `otel.status_description`, `otel.kind`, `otel.name`) and from `error = true` /
-//! `error_message`, and — so a forgotten `record()` is visible — every declared field that
-//! was never recorded.
+//! `otel.status_description`, `otel.kind`, `otel.name`) and from ERROR events, and — so a
+//! forgotten `record()` is visible — every declared field that was never recorded.
+//!
+//! What it records is what the OpenTelemetry path exports (tracing-opentelemetry 0.34):
+//! unsigned and 128-bit integers and byte slices become text, as on the wire; in a
+//! [`Telemetry`](crate::telemetry::Telemetry) dispatch the captured ids, parents (remote
+//! ones included), links and status are those the exporter sent. `tests/fidelity.rs`
+//! checks it as a property over every protocol.
 //!
 //! Nothing here is global: each layer writes only to its own handle, so tests running in
 //! parallel in one process never see each other's spans.
@@ -31,12 +36,14 @@ mod captured;
 mod ids;
 mod layer;
 mod visitor;
+pub(crate) mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tracing::Metadata;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::model::{IdHash, Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
@@ -46,6 +53,7 @@ use crate::tree::TraceSet;
 
 use captured::{CapturedSpan, Clock};
 use ids::IdGenerator;
+pub(crate) use layer::{ids_of, set_remote_parent};
 
 /// A tracing `Layer` that records every span of its subscriber into the span model.
 ///
@@ -56,6 +64,8 @@ pub struct SpanCaptureLayer {
     shared: Arc<Shared>,
     ids: IdGenerator,
     track_busy_idle: bool,
+    /// Set in a Telemetry dispatch: the token of its wire tap.
+    wire_token: Option<u64>,
 }
 
 /// Builds a [`SpanCaptureLayer`] with a resource (for example a node's
@@ -69,12 +79,26 @@ pub struct SpanCaptureLayer {
 ///     .scope("p2p-marketplace", "0.1.0")
 ///     .build();
 /// ```
-#[derive(Debug, Default)]
-#[must_use = "call .build() to get the layer and its handle"]
+#[derive(Debug)]
+#[must_use = "call .build() or .dispatch() to get the layer and its handle"]
 pub struct Builder {
     resource: Resource,
     scope: Scope,
     track_busy_idle: bool,
+    filter: Targets,
+    wire_token: Option<u64>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            resource: Resource::default(),
+            scope: Scope::default(),
+            track_busy_idle: false,
+            filter: Targets::new().with_default(LevelFilter::INFO),
+            wire_token: None,
+        }
+    }
 }
 
 impl Builder {
@@ -101,7 +125,40 @@ impl Builder {
         self
     }
 
-    /// Builds the layer and the handle that reads what it captures.
+    /// The most verbose level [`dispatch`](Self::dispatch) captures: `INFO` by default, as
+    /// [`Telemetry`](crate::telemetry::Telemetry) exports (libp2p opens `TRACE` spans on
+    /// every poll, which would flood a capture). `LevelFilter::TRACE` captures everything.
+    pub fn max_level(mut self, level: LevelFilter) -> Self {
+        self.filter = self.filter.with_default(level);
+        self
+    }
+
+    /// Captures spans and events of `target` (a module path prefix, such as `libp2p_swarm`
+    /// or `my_crate::net`) up to `level`, whatever the default.
+    pub fn target(mut self, target: impl Into<String>, level: LevelFilter) -> Self {
+        self.filter = self.filter.with_target(target, level);
+        self
+    }
+
+    /// Set by a Telemetry dispatch: the capture takes the exported ids from the wire tap.
+    pub(crate) fn wire_token(mut self, token: u64) -> Self {
+        self.wire_token = Some(token);
+        self
+    }
+
+    /// A dispatch of a fresh registry with the level and target filter and the capture
+    /// layer, and its handle.
+    pub fn dispatch(self) -> (tracing::Dispatch, CaptureHandle) {
+        let filter = self.filter.clone();
+        let (layer, handle) = self.build();
+        (
+            tracing::Dispatch::new(tracing_subscriber::registry().with(filter).with(layer)),
+            handle,
+        )
+    }
+
+    /// Builds the layer and the handle that reads what it captures. The layer itself does
+    /// not filter: compose it with a filter, or use [`dispatch`](Self::dispatch).
     pub fn build(self) -> (SpanCaptureLayer, CaptureHandle) {
         let shared = Arc::new(Shared {
             closed: Store::default(),
@@ -116,6 +173,7 @@ impl Builder {
             shared: Arc::clone(&shared),
             ids: IdGenerator::new(),
             track_busy_idle: self.track_busy_idle,
+            wire_token: self.wire_token,
         };
         (layer, CaptureHandle { shared })
     }
@@ -134,7 +192,8 @@ impl SpanCaptureLayer {
 }
 
 /// A `tracing::Dispatch` of a fresh registry with a capture layer, and its handle: the
-/// shortest way to give one test, or one mesh node, its own subscriber.
+/// shortest way to give one test, or one mesh node, its own subscriber. It captures `INFO`
+/// and above; [`Builder::max_level`] and [`Builder::target`] change that.
 ///
 /// ```
 /// let (dispatch, handle) = p2p_otel_testkit::capture::dispatch();
@@ -142,11 +201,7 @@ impl SpanCaptureLayer {
 /// assert_eq!(handle.spans().len(), 1);
 /// ```
 pub fn dispatch() -> (tracing::Dispatch, CaptureHandle) {
-    let (layer, handle) = SpanCaptureLayer::new();
-    (
-        tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
-        handle,
-    )
+    Builder::default().dispatch()
 }
 
 /// A span that has started but not closed yet, as [`CaptureHandle::open_spans`] lists it.

@@ -129,6 +129,7 @@ pub struct Builder {
     http_endpoint: String,
     resource: Vec<(String, Value)>,
     scope: String,
+    scope_version: String,
     gzip: bool,
     timeout: Duration,
     max_queue_size: usize,
@@ -142,10 +143,12 @@ impl Builder {
         self
     }
 
-    /// The instrumentation scope (tracer, meter and logger name). Default
-    /// `"p2p-otel-testkit"`.
-    pub fn scope(mut self, name: impl Into<String>) -> Self {
+    /// The instrumentation scope (tracer, meter and logger name and version) every span,
+    /// metric and log record is reported under. Default `"p2p-otel-testkit"`, no version:
+    /// set your crate's, such as `scope("my-service", env!("CARGO_PKG_VERSION"))`.
+    pub fn scope(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
         self.scope = name.into();
+        self.scope_version = version.into();
         self
     }
 
@@ -175,6 +178,15 @@ impl Builder {
         self
     }
 
+    fn instrumentation_scope(&self) -> opentelemetry::InstrumentationScope {
+        let scope = opentelemetry::InstrumentationScope::builder(self.scope.clone());
+        if self.scope_version.is_empty() {
+            scope.build()
+        } else {
+            scope.with_version(self.scope_version.clone()).build()
+        }
+    }
+
     fn otel_resource(&self) -> opentelemetry_sdk::Resource {
         opentelemetry_sdk::Resource::builder_empty()
             .with_attributes(
@@ -200,7 +212,10 @@ impl Builder {
                     .build(),
             )
             .build();
+        // The wire tap first: it hands each exported span's ids to the capture layer.
+        let wire_token = crate::capture::wire::new_token();
         let tracer_provider = SdkTracerProvider::builder()
+            .with_span_processor(crate::capture::wire::WireTap::new(wire_token))
             .with_span_processor(span_processor)
             .with_sampler(Sampler::AlwaysOn)
             .with_resource(resource.clone())
@@ -230,22 +245,26 @@ impl Builder {
             .with_resource(resource)
             .build();
 
-        let mut capture = SpanCaptureLayer::builder().scope(self.scope.clone(), "");
+        let mut capture = SpanCaptureLayer::builder()
+            .scope(self.scope.clone(), self.scope_version.clone())
+            .wire_token(wire_token);
         for (key, value) in &self.resource {
             capture = capture.resource_attribute(key.clone(), value.clone());
         }
         let (capture_layer, capture) = capture.build();
         let otel_layer = tracing_opentelemetry::layer()
-            .with_tracer(tracer_provider.tracer(self.scope.clone()))
+            .with_tracer(tracer_provider.tracer_with_scope(self.instrumentation_scope()))
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
             .with_target(false);
+        // The OpenTelemetry layer closes a span before the capture layer does, so the
+        // capture can take the ids, parent and links the span was exported with.
         let dispatch = Dispatch::new(
             tracing_subscriber::registry()
                 .with(self.max_level)
-                .with(capture_layer)
-                .with(otel_layer),
+                .with(otel_layer)
+                .with(capture_layer),
         );
         Ok(Telemetry {
             providers: Providers {
@@ -256,7 +275,7 @@ impl Builder {
             shut_down: false,
             dispatch,
             capture,
-            scope: self.scope,
+            scope: self.instrumentation_scope(),
         })
     }
 
@@ -398,7 +417,7 @@ pub struct Telemetry {
     shut_down: bool,
     dispatch: Dispatch,
     capture: CaptureHandle,
-    scope: String,
+    scope: opentelemetry::InstrumentationScope,
 }
 
 impl Telemetry {
@@ -420,6 +439,7 @@ impl Telemetry {
             http_endpoint: http_endpoint.into().trim_end_matches('/').to_owned(),
             resource: Vec::new(),
             scope: "p2p-otel-testkit".to_owned(),
+            scope_version: String::new(),
             gzip: true,
             timeout: Duration::from_secs(10),
             max_queue_size: 65_536,
@@ -441,9 +461,7 @@ impl Telemetry {
     /// A meter of the node's meter provider, named after the scope.
     pub fn meter(&self) -> opentelemetry::metrics::Meter {
         use opentelemetry::metrics::MeterProvider as _;
-        self.providers.meter.meter_with_scope(
-            opentelemetry::InstrumentationScope::builder(self.scope.clone()).build(),
-        )
+        self.providers.meter.meter_with_scope(self.scope.clone())
     }
 
     /// The node's logger provider, to emit log records with the OpenTelemetry logs API.

@@ -35,6 +35,9 @@ pub struct PerNode {
     http_endpoint: String,
     service_name: String,
     service_version: String,
+    scope: Option<(String, String)>,
+    max_level: Option<tracing::level_filters::LevelFilter>,
+    resource: Vec<(String, crate::model::Value)>,
     nodes: Arc<Mutex<BTreeMap<usize, Arc<Telemetry>>>>,
 }
 
@@ -48,6 +51,9 @@ impl PerNode {
             http_endpoint: receiver.http_endpoint(),
             service_name: "unknown_service".to_owned(),
             service_version: String::new(),
+            scope: None,
+            max_level: None,
+            resource: Vec::new(),
             nodes: Arc::default(),
         }
     }
@@ -56,6 +62,30 @@ impl PerNode {
     pub fn service(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
         self.service_name = name.into();
         self.service_version = version.into();
+        self
+    }
+
+    /// The instrumentation scope of every node's spans, metrics and logs (by default the
+    /// kit's, `p2p-otel-testkit`): name yours, such as `scope("my-service", "1.2.0")`.
+    pub fn scope(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.scope = Some((name.into(), version.into()));
+        self
+    }
+
+    /// The most verbose level every node captures and exports (default `INFO`).
+    pub fn max_level(mut self, level: tracing::level_filters::LevelFilter) -> Self {
+        self.max_level = Some(level);
+        self
+    }
+
+    /// A resource attribute every node carries besides the service and its instance id
+    /// (`deployment.environment`, a region…).
+    pub fn resource_attribute(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<crate::model::Value>,
+    ) -> Self {
+        self.resource.push((key.into(), value.into()));
         self
     }
 
@@ -72,17 +102,24 @@ impl PerNode {
         if let Some(existing) = self.nodes().get(&index) {
             return Ok(Arc::clone(existing));
         }
-        let telemetry = Arc::new(
-            Telemetry::builder_for_endpoints(
-                self.protocol,
-                self.grpc_endpoint.clone(),
-                self.http_endpoint.clone(),
-            )
-            .resource_attribute("service.name", self.service_name.clone())
-            .resource_attribute("service.version", self.service_version.clone())
-            .resource_attribute("service.instance.id", instance_id.to_owned())
-            .build()?,
-        );
+        let mut builder = Telemetry::builder_for_endpoints(
+            self.protocol,
+            self.grpc_endpoint.clone(),
+            self.http_endpoint.clone(),
+        )
+        .resource_attribute("service.name", self.service_name.clone())
+        .resource_attribute("service.version", self.service_version.clone())
+        .resource_attribute("service.instance.id", instance_id.to_owned());
+        for (key, value) in &self.resource {
+            builder = builder.resource_attribute(key.clone(), value.clone());
+        }
+        if let Some((name, version)) = &self.scope {
+            builder = builder.scope(name.clone(), version.clone());
+        }
+        if let Some(level) = self.max_level {
+            builder = builder.max_level(level);
+        }
+        let telemetry = Arc::new(builder.build()?);
         self.nodes().insert(index, Arc::clone(&telemetry));
         Ok(telemetry)
     }

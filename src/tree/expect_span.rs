@@ -117,7 +117,27 @@ impl AttrMatcher {
             (AttrMatcher::Regex(re), Some(v)) => v.as_str().is_some_and(|s| re.is_match(s)),
             (AttrMatcher::InvalidRegex(_), Some(_)) => false,
         };
-        (!ok).then(|| describe(value))
+        (!ok).then(|| {
+            let mut why = describe(value);
+            // The same number, exported as text: say why and how to fix it.
+            let as_text = value
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<f64>().ok());
+            let same_number = match (self, as_text) {
+                (AttrMatcher::Equals(expected), Some(n)) => expected.as_f64() == Some(n),
+                (AttrMatcher::Between(lo, hi), Some(n)) => *lo <= n && n <= *hi,
+                _ => false,
+            };
+            if same_number {
+                why.push_str(
+                    " — the number as text: tracing-opentelemetry 0.34 exports unsigned \
+                     (u8..u64, usize) and 128-bit integer fields as text, and the capture \
+                     shows what the wire carries; record it as i64 (`field = n as i64`) to \
+                     export a number, or match the text",
+                );
+            }
+            why
+        })
     }
 }
 

@@ -54,6 +54,7 @@ pub struct RenderSettings {
     aliased_keys: BTreeMap<String, String>,
     alias_patterns: Vec<(Regex, String)>,
     child_order: ChildOrder,
+    unrecorded_fields: bool,
 }
 
 const PEER_ID_PATTERN: &str =
@@ -88,6 +89,7 @@ impl Default for RenderSettings {
                 .map(|re| vec![(re, "peer".to_owned())])
                 .unwrap_or_default(),
             child_order: ChildOrder::StartTime,
+            unrecorded_fields: true,
         }
     }
 }
@@ -102,6 +104,7 @@ impl RenderSettings {
             aliased_keys: BTreeMap::new(),
             alias_patterns: Vec::new(),
             child_order: ChildOrder::StartTime,
+            unrecorded_fields: true,
         }
     }
 
@@ -146,6 +149,14 @@ impl RenderSettings {
         self.alias_patterns
             .push((Regex::new(pattern)?, label.into()));
         Ok(self)
+    }
+
+    /// Whether to list declared fields that were never recorded (default yes). Only the
+    /// in-process capture knows them: turn it off to compare a capture with what a receiver
+    /// got.
+    pub fn unrecorded_fields(mut self, show: bool) -> Self {
+        self.unrecorded_fields = show;
+        self
     }
 
     /// Sets how siblings are ordered.
@@ -572,7 +583,11 @@ impl Normalizer<'_> {
             remote_parent: record.parent.and_then(|p| p.remote) == Some(true),
             open: record.end_unix_nanos.is_none(),
             attributes,
-            unrecorded_fields: record.unrecorded_fields.iter().cloned().collect(),
+            unrecorded_fields: if self.settings.unrecorded_fields {
+                record.unrecorded_fields.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
             events,
             links,
             children,

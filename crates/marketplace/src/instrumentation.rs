@@ -2,56 +2,28 @@
 //! carried in messages (opentelemetry's `TraceContextPropagator`), and how operation
 //! spans end.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use p2p_otel_testkit::propagation;
 use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::MarketplaceError;
 
-/// W3C trace context (`traceparent`, `tracestate`) as it travels inside a message.
-pub type TraceContext = BTreeMap<String, String>;
+pub use p2p_otel_testkit::propagation::TraceContext;
 
-struct Carrier<'a>(&'a mut TraceContext);
-
-impl Injector for Carrier<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), value);
-    }
-}
-
-struct ReadCarrier<'a>(&'a TraceContext);
-
-impl Extractor for ReadCarrier<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
-
-/// The W3C context of `span` (empty when the node has no OpenTelemetry layer).
+/// The W3C context of `span`, for a message (the kit's propagation, over opentelemetry's
+/// `TraceContextPropagator`).
 pub(crate) fn inject(span: &Span) -> TraceContext {
-    let mut carrier = TraceContext::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut Carrier(&mut carrier));
-    carrier
+    TraceContext::of(span)
 }
 
-/// Makes the remote context in `carrier` the parent of `span` (before it is entered).
-/// Without a valid `traceparent`, the span stays a root.
+/// Makes the remote context in `carrier` the parent of `span` (before it is entered), for
+/// the exporter and the capture alike. Without a valid `traceparent`, the span stays a root.
 pub(crate) fn adopt(span: &Span, carrier: &TraceContext) {
-    if carrier.contains_key("traceparent") {
-        let context = TraceContextPropagator::new().extract(&ReadCarrier(carrier));
-        // Fails only when the node has no OpenTelemetry layer: nothing to parent then.
-        let _ = span.set_parent(context);
-    }
+    // A message without context (sent outside any span) leaves the handler a root.
+    let _ = propagation::set_parent(span, carrier);
 }
 
 /// The `error_type` attribute for an error.
