@@ -508,6 +508,50 @@ mod concurrency {
     }
 }
 
+/// Honest waiting, checked deterministically: the wait futures are polled by hand with
+/// tokio-test on a paused clock — no timing, no sleeps.
+mod honest_waiting {
+    use super::*;
+    use tokio_test::{assert_pending, assert_ready};
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_wait_is_pending_until_the_span_closes_and_woken_by_it() {
+        let (dispatch, handle) = capture::dispatch();
+        let mut wait = tokio_test::task::spawn(handle.wait_for_span_named(
+            "late",
+            Duration::from_secs(5),
+        ));
+        assert_pending!(wait.poll());
+        tracing::dispatcher::with_default(&dispatch, || {
+            info_span!("other").in_scope(|| {});
+        });
+        assert!(wait.is_woken(), "every close wakes the waiter");
+        assert_pending!(wait.poll(), "another span is not the one awaited");
+        tracing::dispatcher::with_default(&dispatch, || {
+            info_span!("late").in_scope(|| {});
+        });
+        assert!(wait.is_woken());
+        let traces = assert_ready!(wait.poll()).unwrap();
+        assert_eq!(traces.find_named("late").len(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_wait_fails_exactly_at_its_timeout_with_what_arrived() {
+        let (dispatch, handle) = capture::dispatch();
+        tracing::dispatcher::with_default(&dispatch, || {
+            info_span!("p2p_bootstrap").in_scope(|| {});
+        });
+        let mut wait = tokio_test::task::spawn(handle.wait_for_spans(2, Duration::from_secs(5)));
+        assert_pending!(wait.poll());
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert_pending!(wait.poll(), "not before its timeout");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let error = assert_ready!(wait.poll()).unwrap_err().to_string();
+        assert!(error.contains("waiting for 2 span(s)"), "{error}");
+        assert!(error.contains("p2p_bootstrap"), "{error}");
+    }
+}
+
 /// Builders for hand-made spans, for trees no single process produces.
 fn span(trace: u8, id: u8, parent: Option<u8>, name: &str, start: u64) -> SpanRecord {
     let mut record = SpanRecord::new(
