@@ -517,10 +517,8 @@ mod honest_waiting {
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_wait_is_pending_until_the_span_closes_and_woken_by_it() {
         let (dispatch, handle) = capture::dispatch();
-        let mut wait = tokio_test::task::spawn(handle.wait_for_span_named(
-            "late",
-            Duration::from_secs(5),
-        ));
+        let mut wait =
+            tokio_test::task::spawn(handle.wait_for_span_named("late", Duration::from_secs(5)));
         assert_pending!(wait.poll());
         tracing::dispatcher::with_default(&dispatch, || {
             info_span!("other").in_scope(|| {});

@@ -203,3 +203,58 @@ async fn each_node_traces_into_its_own_dispatch() {
         open(2)
     );
 }
+
+/// Failures speak of nodes the way the trees beside them do: `[node 1]`, never a raw peer
+/// id in the message and `[peer 2]` in the tree.
+#[tokio::test]
+async fn an_invariant_failure_names_nodes_as_the_trees_it_prints_do() {
+    use p2p_otel_testkit::model::{Resource, SpanId, SpanRecord, TraceId, Value};
+    use p2p_otel_testkit::strategy::invariants::{self, Executed};
+    use p2p_otel_testkit::TraceSet;
+    use std::sync::Arc;
+
+    let mesh = dummy_mesh(2, Security::Plaintext).await;
+    let peers = mesh.peer_ids();
+    // Node 0 ran a search; node 1 was asked to publish and produced nothing.
+    let mut search = SpanRecord::new(
+        TraceId::from_bytes([1; 16]),
+        SpanId::from_bytes([1; 8]),
+        "p2p_search",
+    );
+    let mut resource = Resource::default();
+    resource.attributes.insert(
+        "service.instance.id".into(),
+        Value::from(peers[0].to_string()),
+    );
+    search.resource = Arc::new(resource);
+    search.start_unix_nanos = 1;
+    search.end_unix_nanos = Some(2);
+    let traces = TraceSet::new([search]).with_render_settings(mesh.render_settings());
+    let executed = [Executed {
+        instance: peers[1].to_string(),
+        root: "p2p_publish",
+        failed: false,
+    }];
+    let message = invariants::roots_match_operations(&traces, &executed)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("node [node 1]: 1 operation(s) but 0 root span(s)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("node [node 0] has 1 root span(s) but ran nothing"),
+        "{message}"
+    );
+    assert!(
+        message.contains("service.instance.id = [node 0]"),
+        "the tree: {message}"
+    );
+    for peer in &peers {
+        assert!(
+            !message.contains(&peer.to_string()),
+            "a raw peer id in: {message}"
+        );
+    }
+    mesh.shutdown().await;
+}

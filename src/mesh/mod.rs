@@ -739,6 +739,13 @@ where
         .await
     }
 
+    /// Render settings that name every node by its index, `[node 0]`, `[node 1]`, …,
+    /// wherever its peer id appears (resources, attributes, messages), for trees,
+    /// snapshots and failures that speak of nodes rather than peer ids.
+    pub fn render_settings(&self) -> crate::tree::RenderSettings {
+        crate::tree::RenderSettings::default().nodes(self.peer_ids())
+    }
+
     /// Waits until `condition` holds over every node's state; on timeout the error lists
     /// every node's state. Wakes on each state change, never polls.
     pub async fn wait_until(

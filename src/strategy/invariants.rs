@@ -23,7 +23,7 @@ fn fail(what: &str, violations: &[String], traces: &TraceSet) -> AssertionError 
     AssertionError::new(format!(
         "{what}: {} violation(s):\n  {}\nreceived:\n{}",
         violations.len(),
-        violations.join("\n  "),
+        traces.alias_text(&violations.join("\n  ")),
         traces.render()
     ))
 }

@@ -276,6 +276,15 @@ impl Builder {
             dispatch,
             capture,
             scope: self.instrumentation_scope(),
+            instance_id: self
+                .resource
+                .iter()
+                .rev()
+                .find(|(key, _)| key == "service.instance.id")
+                .map(|(_, value)| match value {
+                    Value::Str(text) => text.clone(),
+                    other => other.to_string(),
+                }),
         })
     }
 
@@ -418,6 +427,7 @@ pub struct Telemetry {
     dispatch: Dispatch,
     capture: CaptureHandle,
     scope: opentelemetry::InstrumentationScope,
+    instance_id: Option<String>,
 }
 
 impl Telemetry {
@@ -451,6 +461,11 @@ impl Telemetry {
     /// `WithSubscriber::with_subscriber`, never as the global default.
     pub fn dispatch(&self) -> &Dispatch {
         &self.dispatch
+    }
+
+    /// The `service.instance.id` of its resource, if it has one.
+    pub fn instance_id(&self) -> Option<String> {
+        self.instance_id.clone()
     }
 
     /// What the node's capture layer saw, in-process.

@@ -124,6 +124,20 @@ impl PerNode {
         Ok(telemetry)
     }
 
+    /// Render settings that name every node created so far by its index, `[node N]`,
+    /// wherever its instance id appears: ids in node order, gaps left unnamed.
+    pub fn render_settings(&self) -> crate::tree::RenderSettings {
+        let nodes = self.nodes();
+        let last = nodes.keys().next_back().copied().map_or(0, |i| i + 1);
+        let ids = (0..last).map(|index| {
+            nodes
+                .get(&index)
+                .and_then(|t| t.instance_id())
+                .unwrap_or_default()
+        });
+        crate::tree::RenderSettings::default().nodes(ids.collect::<Vec<_>>())
+    }
+
     /// Node `index`'s meter, once its telemetry exists.
     pub fn meter(&self, index: usize) -> Option<opentelemetry::metrics::Meter> {
         self.nodes().get(&index).map(|t| t.meter())

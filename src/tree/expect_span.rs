@@ -526,6 +526,8 @@ impl TraceSet {
                 message.push_str(&format!("  - {}: {}\n", span.name(), misses.join("; ")));
             }
         }
+        // The headline and candidates name nodes as the trees below do.
+        let mut message = self.alias_text(&message);
         message.push_str(&format!(
             "received {} trace(s), {} span(s):\n{}",
             self.traces().len(),

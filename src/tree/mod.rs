@@ -25,6 +25,7 @@ mod schema;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::model::{SpanId, SpanRecord, TraceId, Value};
 
@@ -49,6 +50,8 @@ pub struct Trace {
 pub struct TraceSet {
     traces: Vec<Trace>,
     duplicates: usize,
+    /// How `render` and assertion failures show it; the default settings when `None`.
+    settings: Option<Arc<RenderSettings>>,
 }
 
 /// Sort key for siblings by start time: start, then name, then span id.
@@ -169,7 +172,34 @@ impl TraceSet {
             .map(|(trace_id, spans)| Trace::new(trace_id, spans))
             .collect();
         traces.sort_by_cached_key(trace_sort_key);
-        TraceSet { traces, duplicates }
+        TraceSet {
+            traces,
+            duplicates,
+            settings: None,
+        }
+    }
+
+    /// The same traces, rendered — by [`render`](Self::render), `Display` and every
+    /// assertion failure — with `settings`: for example node names from a mesh
+    /// (`RenderSettings::nodes`), so that failures and snapshots speak of `[node 2]`.
+    #[must_use]
+    pub fn with_render_settings(mut self, settings: RenderSettings) -> Self {
+        self.settings = Some(Arc::new(settings));
+        self
+    }
+
+    /// The settings [`render`](Self::render) uses.
+    pub fn render_settings(&self) -> RenderSettings {
+        self.settings.as_deref().cloned().unwrap_or_default()
+    }
+
+    /// `text` (an error message, a violation) with the node ids these settings name
+    /// replaced by their `[node N]` aliases, as in the rendered trees.
+    pub fn alias_text(&self, text: &str) -> String {
+        match &self.settings {
+            Some(settings) => settings.alias_text(text),
+            None => text.to_owned(),
+        }
     }
 
     /// The traces, ordered by their first span's start time, then name.
@@ -215,7 +245,10 @@ impl TraceSet {
     /// Renders every trace as text with the default [`RenderSettings`]: deterministic for
     /// any arrival order, ids aliased, volatile values redacted.
     pub fn render(&self) -> String {
-        self.render_with(&RenderSettings::default())
+        match &self.settings {
+            Some(settings) => self.render_with(settings),
+            None => self.render_with(&RenderSettings::default()),
+        }
     }
 
     /// Renders every trace as text with the given settings.

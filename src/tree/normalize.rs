@@ -55,6 +55,8 @@ pub struct RenderSettings {
     alias_patterns: Vec<(Regex, String)>,
     child_order: ChildOrder,
     unrecorded_fields: bool,
+    /// Node `i`'s ids (peer id, instance id): rendered as `[node i]`.
+    node_ids: Vec<String>,
 }
 
 const PEER_ID_PATTERN: &str =
@@ -90,6 +92,7 @@ impl Default for RenderSettings {
                 .unwrap_or_default(),
             child_order: ChildOrder::StartTime,
             unrecorded_fields: true,
+            node_ids: Vec::new(),
         }
     }
 }
@@ -105,6 +108,7 @@ impl RenderSettings {
             alias_patterns: Vec::new(),
             child_order: ChildOrder::StartTime,
             unrecorded_fields: true,
+            node_ids: Vec::new(),
         }
     }
 
@@ -149,6 +153,35 @@ impl RenderSettings {
         self.alias_patterns
             .push((Regex::new(pattern)?, label.into()));
         Ok(self)
+    }
+
+    /// Names nodes by their ids, in node order: wherever node `i`'s id (its peer id or
+    /// `service.instance.id`) appears — a resource, an attribute, text — it renders as
+    /// `[node i]`, whatever order the spans come in. A mesh and per-node telemetry give
+    /// these settings (`Mesh::render_settings`, `PerNode::render_settings`).
+    ///
+    /// ```
+    /// use p2p_otel_testkit::tree::RenderSettings;
+    /// let settings = RenderSettings::default().nodes(["12D3KooWA", "12D3KooWB"]);
+    /// assert_eq!(settings.alias_text("12D3KooWB timed out"), "[node 1] timed out");
+    /// ```
+    pub fn nodes(mut self, ids: impl IntoIterator<Item = impl ToString>) -> Self {
+        self.node_ids = ids.into_iter().map(|id| id.to_string()).collect();
+        self
+    }
+
+    /// `text` with every node id these settings know replaced by `[node N]`.
+    pub fn alias_text(&self, text: &str) -> String {
+        let mut ids: Vec<(usize, &String)> = self.node_ids.iter().enumerate().collect();
+        // Longer ids first, so that no id is replaced inside a longer one.
+        ids.sort_by_key(|(_, id)| std::cmp::Reverse(id.len()));
+        let mut out = text.to_owned();
+        for (index, id) in ids {
+            if !id.is_empty() {
+                out = out.replace(id.as_str(), &format!("[node {index}]"));
+            }
+        }
+        out
     }
 
     /// Whether to list declared fields that were never recorded (default yes). Only the
@@ -390,9 +423,13 @@ pub(super) fn normalize(set: &TraceSet, settings: &RenderSettings) -> Normalized
             referenced.insert(link.span_id.to_string());
         }
     }
+    let mut aliases = Aliases::default();
+    for (index, id) in settings.node_ids.iter().enumerate() {
+        aliases.by_value.insert(id.clone(), format!("node {index}"));
+    }
     let mut normalizer = Normalizer {
         settings,
-        aliases: Aliases::default(),
+        aliases,
         known_ids,
         referenced,
         resources: Vec::new(),
@@ -499,12 +536,20 @@ impl Normalizer<'_> {
                 if self.settings.hidden_keys.contains(k) {
                     continue;
                 }
-                let shown =
-                    if self.settings.is_redacted(k) || self.settings.aliased_keys.contains_key(k) {
-                        "[]".to_owned()
+                // Named nodes keep their names in the key, so that siblings which differ
+                // only by node sort in node order; other aliased values are alike.
+                let shown = if self.settings.is_redacted(k) {
+                    "[]".to_owned()
+                } else if self.settings.aliased_keys.contains_key(k) {
+                    let named = self.settings.alias_text(&v.to_string());
+                    if named.contains("[node ") {
+                        named
                     } else {
-                        self.generic(&v.to_string())
-                    };
+                        "[]".to_owned()
+                    }
+                } else {
+                    self.generic(&v.to_string())
+                };
                 key.push_str(&format!("\u{1}{k}={shown}"));
             }
         };
@@ -525,7 +570,7 @@ impl Normalizer<'_> {
 
     /// `text` with ids and alias-pattern matches replaced by a generic marker.
     fn generic(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+        let mut out = self.settings.alias_text(text);
         if let Some(hex_run) = &self.hex_run {
             out = hex_run
                 .replace_all(&out, |m: &regex::Captures<'_>| {

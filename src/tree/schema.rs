@@ -108,7 +108,7 @@ impl TraceSet {
         Err(AssertionError::new(format!(
             "{} schema violation(s) in {checked} checked span(s):\n  {}\nreceived:\n{}",
             violations.len(),
-            violations.join("\n  "),
+            self.alias_text(&violations.join("\n  ")),
             self.render()
         )))
     }

@@ -117,10 +117,10 @@ impl Run {
             .join("\n")
     }
 
-    /// The rendering scenario snapshots use: children of concurrent spans (gossip
-    /// receivers, remote handlers on other nodes) ordered by name.
+    /// The rendering scenario snapshots use: nodes named `[node N]`, children of
+    /// concurrent spans (gossip receivers, remote handlers on other nodes) ordered by name.
     pub fn render(&self) -> String {
-        self.traces.render_with(&render_settings())
+        self.traces.render()
     }
 }
 
@@ -132,11 +132,6 @@ impl fmt::Display for Run {
         writeln!(f, "{}", self.evidence())?;
         write!(f, "traces:\n{}", self.render())
     }
-}
-
-/// The render settings of the scenario snapshots.
-pub fn render_settings() -> RenderSettings {
-    RenderSettings::default().child_order(ChildOrder::Name)
 }
 
 /// Checks in the making.
@@ -248,7 +243,18 @@ impl<'r> Observed<'r> {
             .wait_until(expected, WAIT, |spans| condition(&self.mine(spans)))
             .await?;
         let spans: Vec<SpanRecord> = all.spans().map(|s| s.record().clone()).collect();
-        Ok(TraceSet::new(self.mine(&spans)))
+        Ok(self.set(self.mine(&spans)))
+    }
+
+    /// Render settings naming this mesh's nodes `[node 0]`, `[node 1]`, … by peer id,
+    /// with concurrent children (gossip receivers, remote handlers) ordered by name.
+    pub fn render_settings(&self) -> RenderSettings {
+        self.mesh.render_settings().child_order(ChildOrder::Name)
+    }
+
+    /// `spans` as trees that render, and fail, with this mesh's node names.
+    pub fn set(&self, spans: impl IntoIterator<Item = SpanRecord>) -> TraceSet {
+        TraceSet::new(spans).with_render_settings(self.render_settings())
     }
 
     /// Flushes, then waits for a complete trace of this mesh holding a span named `name`;
@@ -258,7 +264,7 @@ impl<'r> Observed<'r> {
             set.traces()
                 .iter()
                 .find(|t| t.is_complete() && t.spans().any(|s| s.name() == name))
-                .map(|t| trace_set(t.spans()))
+                .map(|t| self.set(t.spans().map(|s| s.record().clone())))
         };
         let mine = self
             .wait(
@@ -299,8 +305,8 @@ impl<'r> Observed<'r> {
     }
 }
 
-fn trace_set<'a>(spans: impl Iterator<Item = SpanRef<'a>>) -> TraceSet {
-    TraceSet::new(spans.map(|s| s.record().clone()))
+fn records<'a>(spans: impl Iterator<Item = SpanRef<'a>>) -> Vec<SpanRecord> {
+    spans.map(|s| s.record().clone()).collect()
 }
 
 fn package(name: &str, title: &str) -> Result<Package, MarketplaceError> {
@@ -506,7 +512,7 @@ async fn publish_body(
     ) else {
         return Ok(traces);
     };
-    let trace = trace_set(publish.trace().spans());
+    let trace = o.set(records(publish.trace().spans()));
     checks.ok(
         "both receptions are consumers under the announcement, in the publish's trace",
         trace.expect_count(
@@ -595,7 +601,7 @@ async fn search_body(
         "the repeat is a cache hit",
         traces.expect(&search.with_attr("cache_hit", true)),
     );
-    let searches = TraceSet::new(
+    let searches = o.set(
         traces
             .find_named("p2p_search")
             .iter()
@@ -695,7 +701,7 @@ async fn distributed_search_body(
             ),
         );
     }
-    let single = trace_set(trace.spans());
+    let single = o.set(records(trace.spans()));
     checks.ok("no orphan spans", single.expect_no_orphans());
     schema_and_service(checks, &single);
     o.shutdown().await;
@@ -810,7 +816,10 @@ async fn silent_peer_body(
         response_time.is_some_and(|t| t >= 0.0),
         format!("{response_time:?}"),
     );
-    let trace = timed_out.map_or_else(|| traces.clone(), |span| trace_set(span.trace().spans()));
+    let trace = timed_out.map_or_else(
+        || traces.clone(),
+        |span| o.set(records(span.trace().spans())),
+    );
     o.shutdown().await;
     quiet.shutdown().await;
     Ok(trace)
