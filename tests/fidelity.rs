@@ -385,18 +385,51 @@ mod remote_parents {
                 "{captured}"
             );
         }
-        let union = TraceSet::new((0..3).flat_map(|i| node(i).capture().spans()));
+        let union = TraceSet::new((0..3).flat_map(|i| node(i).capture().spans()))
+            .with_render_settings(mesh.render_settings());
         assert_eq!(
             union.traces().len(),
             1,
             "one trace across three nodes:\n{union}"
         );
         union.expect_no_orphans().unwrap();
+        let peer = |i: usize| mesh.peer_id(i).unwrap();
+        // Hop 2 ran on node 2, under node 1's forwarding request, in node 0's trace.
+        union
+            .expect(
+                &expect::span()
+                    .named("handle_request")
+                    .on_node(peer(2))
+                    .with_remote_parent_from(
+                        expect::span()
+                            .named("send_request")
+                            .with_attr("target", 2)
+                            .on_node(peer(1)),
+                    )
+                    .in_same_trace_as(expect::span().named("send_request").on_node(peer(0))),
+            )
+            .unwrap();
+        // A nested miss names the innermost condition, with nodes as the trees name them.
+        let missed = union
+            .expect(
+                &expect::span()
+                    .named("handle_request")
+                    .on_node(peer(2))
+                    .with_remote_parent_from(expect::span().named("send_request").on_node(peer(0))),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missed.contains("ran on node [node 1], not [node 0]"),
+            "the innermost miss: {missed}"
+        );
+        assert!(!missed.contains(&peer(0).to_string()), "{missed}");
         telemetry.flush().await.unwrap();
         let received = receiver
             .wait_for_spans(union.span_count(), WAIT)
             .await
             .unwrap();
+        let received = received.with_render_settings(telemetry.render_settings());
         assert_eq!(union.render(), received.render());
         mesh.shutdown().await;
     }

@@ -168,6 +168,9 @@ pub struct SpanMatcher {
     descendants: Vec<SpanMatcher>,
     parent: Option<Box<SpanMatcher>>,
     ancestors: Vec<SpanMatcher>,
+    remote_parent: Option<Option<Box<SpanMatcher>>>,
+    node: Option<String>,
+    same_trace: Vec<SpanMatcher>,
 }
 
 impl SpanMatcher {
@@ -244,6 +247,36 @@ impl SpanMatcher {
         self
     }
 
+    /// The span's parent is remote: its context came from another node or process. With
+    /// the caller's own spans in the set (a union of captures, or what a receiver got from
+    /// every node), [`with_remote_parent_from`](Self::with_remote_parent_from) also says
+    /// which span it was.
+    pub fn with_remote_parent(mut self) -> Self {
+        self.remote_parent = Some(None);
+        self
+    }
+
+    /// The span's parent is remote and is a span in the set that matches `parent` — for
+    /// example `expect::span().named("send_request").with_kind(SpanKind::Client)
+    /// .on_node(caller)`: the edge's kinds and nodes in one condition.
+    pub fn with_remote_parent_from(mut self, parent: SpanMatcher) -> Self {
+        self.remote_parent = Some(Some(Box::new(parent)));
+        self
+    }
+
+    /// The span ran on the node whose `service.instance.id` is `instance` (a mesh node's
+    /// peer id, as `Mesh::peer_id` gives it).
+    pub fn on_node(mut self, instance: impl ToString) -> Self {
+        self.node = Some(instance.to_string());
+        self
+    }
+
+    /// Another span of the same trace matches `other`.
+    pub fn in_same_trace_as(mut self, other: SpanMatcher) -> Self {
+        self.same_trace.push(other);
+        self
+    }
+
     /// Whether `span` satisfies every condition.
     pub fn matches(&self, span: SpanRef<'_>) -> bool {
         self.mismatches(span).is_empty()
@@ -296,33 +329,112 @@ impl SpanMatcher {
             }
         }
         for child in &self.children {
-            if !span.children().into_iter().any(|c| child.matches(c)) {
-                out.push(format!("no child {child}"));
+            if let Some(why) = missing("child", child, span.children()) {
+                out.push(why);
             }
         }
         for descendant in &self.descendants {
-            if !span
-                .descendants()
-                .into_iter()
-                .any(|d| descendant.matches(d))
-            {
-                out.push(format!("no descendant {descendant}"));
+            if let Some(why) = missing("descendant", descendant, span.descendants()) {
+                out.push(why);
             }
         }
         if let Some(parent) = &self.parent {
             match span.parent() {
-                Some(p) if parent.matches(p) => {}
-                Some(p) => out.push(format!("parent {:?} is not {parent}", p.name())),
+                Some(p) => {
+                    let misses = parent.mismatches(p);
+                    if !misses.is_empty() {
+                        out.push(format!(
+                            "parent {:?} is not {parent}: {}",
+                            p.name(),
+                            misses.join("; ")
+                        ));
+                    }
+                }
                 None => out.push(format!("no parent (wanted {parent})")),
             }
         }
         for ancestor in &self.ancestors {
-            if !span.ancestors().any(|a| ancestor.matches(a)) {
-                out.push(format!("no ancestor {ancestor}"));
+            if let Some(why) = missing("ancestor", ancestor, span.ancestors().collect()) {
+                out.push(why);
+            }
+        }
+        if let Some(from) = &self.remote_parent {
+            match (record.parent, span.parent()) {
+                (Some(parent), _) if parent.remote != Some(true) => {
+                    out.push("its parent is local, not remote".to_owned())
+                }
+                (None, _) => out.push("no parent (wanted a remote one)".to_owned()),
+                (Some(_), None) if from.is_some() => out.push(
+                    "its remote parent is not among the spans (export or capture it too)"
+                        .to_owned(),
+                ),
+                (Some(_), Some(p)) => {
+                    if let Some(from) = from {
+                        let misses = from.mismatches(p);
+                        if !misses.is_empty() {
+                            out.push(format!(
+                                "remote parent {:?} is not {from}: {}",
+                                p.name(),
+                                misses.join("; ")
+                            ));
+                        }
+                    }
+                }
+                (Some(_), None) => {}
+            }
+        }
+        if let Some(node) = &self.node {
+            let instance = span.attribute("service.instance.id");
+            if instance.and_then(Value::as_str) != Some(node.as_str()) {
+                out.push(match instance {
+                    Some(other) => format!(
+                        "ran on node {}, not {node}",
+                        other
+                            .as_str()
+                            .map_or_else(|| other.to_string(), str::to_owned)
+                    ),
+                    None => format!("has no service.instance.id (wanted node {node})"),
+                });
+            }
+        }
+        for other in &self.same_trace {
+            let others: Vec<SpanRef<'_>> = span
+                .trace()
+                .spans()
+                .filter(|s| s.record().span_id != record.span_id)
+                .collect();
+            if let Some(why) = missing("span in the same trace", other, others) {
+                out.push(why);
             }
         }
         out
     }
+}
+
+/// `None` when some candidate matches `matcher`; else why not, with the closest
+/// candidate's own misses, so a nested failure names the innermost condition that missed.
+fn missing(what: &str, matcher: &SpanMatcher, candidates: Vec<SpanRef<'_>>) -> Option<String> {
+    let mut closest: Option<(SpanRef<'_>, Vec<String>)> = None;
+    for candidate in candidates {
+        let misses = matcher.mismatches(candidate);
+        if misses.is_empty() {
+            return None;
+        }
+        if closest
+            .as_ref()
+            .is_none_or(|(_, best)| misses.len() < best.len())
+        {
+            closest = Some((candidate, misses));
+        }
+    }
+    Some(match closest {
+        Some((span, misses)) => format!(
+            "no {what} {matcher} (closest, {:?}: {})",
+            span.name(),
+            misses.join("; ")
+        ),
+        None => format!("no {what} {matcher} (none at all)"),
+    })
 }
 
 impl fmt::Display for SpanMatcher {
@@ -364,6 +476,17 @@ impl fmt::Display for SpanMatcher {
         }
         for ancestor in &self.ancestors {
             parts.push(format!("ancestor ({ancestor})"));
+        }
+        match &self.remote_parent {
+            Some(Some(parent)) => parts.push(format!("remote parent ({parent})")),
+            Some(None) => parts.push("remote parent".to_owned()),
+            None => {}
+        }
+        if let Some(node) = &self.node {
+            parts.push(format!("on node {node}"));
+        }
+        for other in &self.same_trace {
+            parts.push(format!("in the same trace as ({other})"));
         }
         f.write_str(&parts.join(", "))
     }
