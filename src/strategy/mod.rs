@@ -1,7 +1,8 @@
-//! Property-based testing of any traced system: proptest strategies for span sets, and
-//! the trace invariants every run of an operation sequence must satisfy (one root per
+//! Property-based testing of any traced system: proptest strategies for span sets, the
+//! trace invariants every run of an operation sequence must satisfy (one root per
 //! operation with the right status, spans closed and nested, handlers in their caller's
-//! trace, a schema on every span that did not fail).
+//! trace, a schema on every span that did not fail), and [`sequence`], the harness that
+//! runs your operations against your model and checks them all.
 //!
 //! Depth is set the proptest way: `PROPTEST_CASES=1000 cargo test`; failures shrink to
 //! the smallest failing input, persisted under `proptest-regressions/` (commit it).
@@ -9,6 +10,7 @@
 
 mod generators;
 pub mod invariants;
+pub mod sequence;
 
 pub use generators::arb_span_set;
 

@@ -10,9 +10,11 @@
 mod generators;
 pub mod invariants;
 mod model;
+mod system;
 
 pub use generators::{
     arb_invalid_package_id, arb_invalid_version, arb_operations, arb_package, arb_package_id,
     arb_query, arb_version, Operation, PACKAGE_NAMES,
 };
 pub use model::{node_of, package_of, Expectation, Model, Outcome};
+pub use system::MeshSystem;
