@@ -200,7 +200,16 @@ impl Harness {
                 },
             )
             .await
-            .map_err(|e| self.settings.alias_text(&e.to_string()))?
+            .map_err(|error| {
+                // Re-render what arrived with the harness's node names.
+                let arrived = spans.traces().with_render_settings(self.settings.clone());
+                let mut message = self.settings.alias_text(&error.to_string());
+                if let Some(at) = message.find(" arrived:\n") {
+                    message.truncate(at + " arrived:\n".len());
+                    message.push_str(&arrived.render());
+                }
+                message
+            })?
             .with_render_settings(self.settings.clone());
         let handlers: Vec<(&str, &str)> = self
             .handlers
@@ -214,16 +223,29 @@ impl Harness {
         if let Some(schema) = &self.schema {
             invariants::schema_holds(&traces, schema).map_err(|e| e.to_string())?;
         }
-        self.nothing_dropped(system.captures(), &traces)?;
+        let captures = system.captures();
+        if !captures.is_empty() {
+            // Spans may still be closing (a gossip message delivered after the flush):
+            // flush again and wait until the wire holds as many as the captures.
+            system.flush().await?;
+            let captured: Vec<_> = captures.iter().flat_map(CaptureHandle::spans).collect();
+            let count = captured.len();
+            let wire = spans
+                .wait_until(
+                    &format!("the {count} span(s) the nodes captured"),
+                    self.timeout,
+                    |spans| spans.len() >= count,
+                )
+                .await
+                .map_err(|e| self.settings.alias_text(&e.to_string()))?;
+            self.nothing_dropped(TraceSet::new(captured), &wire)?;
+        }
         Ok(Verified { traces, executed })
     }
 
     /// The union of the nodes' captures renders as what arrived (what only a capture can
     /// know — declared fields never recorded — left out).
-    fn nothing_dropped(&self, captures: Vec<CaptureHandle>, wire: &TraceSet) -> Result<(), String> {
-        if captures.is_empty() {
-            return Ok(());
-        }
+    fn nothing_dropped(&self, captured: TraceSet, wire: &TraceSet) -> Result<(), String> {
         // Start times of spans on different nodes come from different clocks (and a
         // capture's clock is not the SDK's): compare concurrent siblings by name.
         let settings = self
@@ -231,7 +253,6 @@ impl Harness {
             .clone()
             .unrecorded_fields(false)
             .child_order(ChildOrder::Name);
-        let captured = TraceSet::new(captures.iter().flat_map(CaptureHandle::spans));
         let (captured, wire) = (captured.render_with(&settings), wire.render_with(&settings));
         if captured == wire {
             return Ok(());
