@@ -122,102 +122,89 @@ impl System for MeshSystem {
     }
 }
 
+/// A stopped node's answer is `Stopped`, whatever the call; any other result is `wrap`ped.
+fn or_stopped<T>(
+    result: Result<T, MarketplaceError>,
+    wrap: impl FnOnce(Result<T, MarketplaceError>) -> Outcome,
+) -> Outcome {
+    match result {
+        Err(MarketplaceError::NodeStopped) => Outcome::Stopped(MarketplaceError::NodeStopped),
+        other => wrap(other),
+    }
+}
+
+/// A write's outcome: `Unit`, its error as text.
+fn unit(result: Result<(), MarketplaceError>) -> Outcome {
+    Outcome::Unit(result.map_err(|e| e.to_string()))
+}
+
 /// Runs one operation, returning its outcome.
 async fn execute(r: &mut MeshSystem, operation: &Operation) -> Outcome {
-    let stopped = |e: MarketplaceError| match e {
-        MarketplaceError::NodeStopped => Outcome::Stopped(e),
-        other => Outcome::Unit(Err(other.to_string())),
-    };
+    match package_for(operation) {
+        Ok(package) => execute_with(r, operation, package).await,
+        Err(error) => Outcome::Unit(Err(error.to_string())),
+    }
+}
+
+/// The package id and version an operation names (minor 0 when it names no version).
+fn package_for(
+    operation: &Operation,
+) -> Result<Option<(crate::PackageId, crate::Version)>, MarketplaceError> {
+    match operation {
+        Operation::Publish { package, minor, .. } | Operation::Get { package, minor, .. } => {
+            package_of(*package, *minor).map(Some)
+        }
+        Operation::Delete { package, .. }
+        | Operation::ListVersions { package, .. }
+        | Operation::Exists { package, .. } => package_of(*package, 0).map(Some),
+        _ => Ok(None),
+    }
+}
+
+async fn execute_with(
+    r: &mut MeshSystem,
+    operation: &Operation,
+    package: Option<(crate::PackageId, crate::Version)>,
+) -> Outcome {
     let nodes = r.nodes.len();
     let node = |n: &usize| n % nodes;
-    match operation {
-        Operation::Publish {
-            node: n,
-            package,
-            minor,
-        } => {
-            let (id, version) = match package_of(*package, *minor) {
-                Ok(found) => found,
-                Err(e) => return Outcome::Unit(Err(e.to_string())),
-            };
-            match r.nodes[node(n)]
+    match (operation, package) {
+        (Operation::Publish { node: n, .. }, Some((id, version))) => or_stopped(
+            r.nodes[node(n)]
                 .publish(Package::new(id, version, "generated"))
-                .await
-            {
-                Ok(()) => Outcome::Unit(Ok(())),
-                Err(e) => stopped(e),
-            }
+                .await,
+            unit,
+        ),
+        (Operation::Delete { node: n, .. }, Some((id, _))) => {
+            or_stopped(r.nodes[node(n)].delete(&id).await, unit)
         }
-        Operation::Delete { node: n, package } => {
-            let (id, _) = match package_of(*package, 0) {
-                Ok(found) => found,
-                Err(e) => return Outcome::Unit(Err(e.to_string())),
-            };
-            match r.nodes[node(n)].delete(&id).await {
-                Ok(()) => Outcome::Unit(Ok(())),
-                Err(e) => stopped(e),
-            }
+        (Operation::Search { node: n, query }, _) => {
+            or_stopped(r.nodes[node(n)].search(query).await, Outcome::Hits)
         }
-        Operation::Search { node: n, query } => match r.nodes[node(n)].search(query).await {
-            Err(MarketplaceError::NodeStopped) => Outcome::Stopped(MarketplaceError::NodeStopped),
-            other => Outcome::Hits(other),
-        },
-        Operation::Get {
-            node: n,
-            package,
-            minor,
-        } => {
-            let (id, version) = match package_of(*package, *minor) {
-                Ok(found) => found,
-                Err(e) => return Outcome::Unit(Err(e.to_string())),
-            };
-            match r.nodes[node(n)].get_package_version(&id, &version).await {
-                Err(MarketplaceError::NodeStopped) => {
-                    Outcome::Stopped(MarketplaceError::NodeStopped)
-                }
-                other => Outcome::Package(other),
-            }
+        (Operation::Get { node: n, .. }, Some((id, version))) => or_stopped(
+            r.nodes[node(n)].get_package_version(&id, &version).await,
+            Outcome::Package,
+        ),
+        (Operation::ListVersions { node: n, .. }, Some((id, _))) => {
+            or_stopped(r.nodes[node(n)].list_versions(&id).await, Outcome::Versions)
         }
-        Operation::ListVersions { node: n, package } => {
-            let (id, _) = match package_of(*package, 0) {
-                Ok(found) => found,
-                Err(e) => return Outcome::Unit(Err(e.to_string())),
-            };
-            match r.nodes[node(n)].list_versions(&id).await {
-                Err(MarketplaceError::NodeStopped) => {
-                    Outcome::Stopped(MarketplaceError::NodeStopped)
-                }
-                other => Outcome::Versions(other),
-            }
+        (Operation::Exists { node: n, .. }, Some((id, _))) => {
+            or_stopped(r.nodes[node(n)].exists(&id).await, Outcome::Exists)
         }
-        Operation::Exists { node: n, package } => {
-            let (id, _) = match package_of(*package, 0) {
-                Ok(found) => found,
-                Err(e) => return Outcome::Unit(Err(e.to_string())),
-            };
-            match r.nodes[node(n)].exists(&id).await {
-                Err(MarketplaceError::NodeStopped) => {
-                    Outcome::Stopped(MarketplaceError::NodeStopped)
-                }
-                other => Outcome::Exists(other),
-            }
-        }
-        Operation::Bootstrap { node: n } => {
+        (Operation::Bootstrap { node: n }, _) => {
             let peers = (0..nodes)
                 .filter(|&i| i != node(n) && r.mesh.is_alive(i))
                 .filter_map(|i| Some((r.mesh.peer_id(i).ok()?, r.mesh.addr(i).ok()?)))
                 .collect();
-            match r.nodes[node(n)].bootstrap_from(peers).await {
-                Err(MarketplaceError::NodeStopped) => {
-                    Outcome::Stopped(MarketplaceError::NodeStopped)
-                }
-                other => Outcome::Bootstrap(other),
-            }
+            or_stopped(
+                r.nodes[node(n)].bootstrap_from(peers).await,
+                Outcome::Bootstrap,
+            )
         }
-        Operation::Kill { node: n } => {
+        (Operation::Kill { node: n }, _) => {
             Outcome::Unit(r.mesh.kill(node(n)).await.map_err(|e| e.to_string()))
         }
-        Operation::Restart { node: n } => {
+        (Operation::Restart { node: n }, _) => {
             let result = r
                 .mesh
                 .restart(node(n), WAIT)
@@ -228,7 +215,7 @@ async fn execute(r: &mut MeshSystem, operation: &Operation) -> Outcome {
             }
             Outcome::Unit(result)
         }
-        Operation::Partition { node: n } => {
+        (Operation::Partition { node: n }, _) => {
             let isolated = [node(n)];
             let others: Vec<usize> = (0..nodes).filter(|&i| i != node(n)).collect();
             Outcome::Unit(
@@ -238,6 +225,8 @@ async fn execute(r: &mut MeshSystem, operation: &Operation) -> Outcome {
                     .map_err(|e| e.to_string()),
             )
         }
-        Operation::Heal => Outcome::Unit(r.mesh.heal(WAIT).await.map_err(|e| e.to_string())),
+        (Operation::Heal, _) => Outcome::Unit(r.mesh.heal(WAIT).await.map_err(|e| e.to_string())),
+        // package_for names a package for every operation that needs one.
+        (_, None) => Outcome::Unit(Err("no package for this operation".to_owned())),
     }
 }
