@@ -14,8 +14,8 @@ use opentelemetry::KeyValue;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use p2p_otel_testkit::model::{
-    spans_to_otlp, MetricKind, PointValue, SpanId, SpanKind, SpanRecord, StatusCode, Temporality,
-    TraceId, Value,
+    spans_from_otlp, spans_to_otlp, MetricKind, PointValue, SpanId, SpanKind, SpanRecord,
+    StatusCode, Temporality, TraceId, Value,
 };
 use p2p_otel_testkit::receiver::{Config, Counter, Fault, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
@@ -424,6 +424,75 @@ mod bad_input {
         still_serving_and_unchanged(&receiver, 0).await;
     }
 
+    /// Log records' ids are optional but, when present, as strict as a span's: a 5-byte
+    /// trace id is refused (400 / INVALID_ARGUMENT) and nothing is stored; empty or
+    /// all-zero ids mean "outside a span".
+    #[tokio::test]
+    async fn log_records_with_malformed_ids_are_refused_like_spans() {
+        use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        let receiver = receiver().await;
+        let request = |trace_id: Vec<u8>| ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        trace_id,
+                        severity_text: "INFO".into(),
+                        ..LogRecord::default()
+                    }],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        };
+        let (status, _, body) = post(
+            &receiver,
+            "/v1/logs",
+            &[PROTOBUF],
+            request(vec![1; 5]).encode_to_vec(),
+        )
+        .await;
+        assert_eq!(status, 400);
+        let message = p2p_otel_testkit_rpc_status(&body);
+        assert!(
+            message.contains("trace id must be 16 bytes, got 5"),
+            "{message}"
+        );
+        let mut client = LogsServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        let error = client.export(request(vec![1; 5])).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(
+            receiver.log_records().is_empty(),
+            "nothing of a refused request"
+        );
+        for absent in [Vec::new(), vec![0; 16]] {
+            client.export(request(absent)).await.unwrap();
+        }
+        let stored = receiver.log_records();
+        assert_eq!(stored.len(), 2);
+        assert!(stored.iter().all(|r| r.trace_id.is_none()));
+    }
+
+    /// An empty body is an empty export, gzip claimed or not: 200, nothing stored.
+    #[tokio::test]
+    async fn an_empty_gzip_body_is_an_empty_request() {
+        let receiver = receiver().await;
+        for content_type in [PROTOBUF, JSON] {
+            let (status, ..) = post(
+                &receiver,
+                "/v1/traces",
+                &[content_type, ("content-encoding", "gzip")],
+                Vec::new(),
+            )
+            .await;
+            assert_eq!(status, 200, "{content_type:?}");
+        }
+        still_serving_and_unchanged(&receiver, 0).await;
+    }
+
     /// The message of a protobuf `google.rpc.Status` body (field 2).
     fn p2p_otel_testkit_rpc_status(body: &[u8]) -> String {
         #[derive(Clone, PartialEq, prost::Message)]
@@ -601,6 +670,39 @@ mod bad_input {
         assert_eq!(receiver.spans().len(), 2);
         assert_eq!(receiver.counter(Counter::DuplicateSpans, None), 2);
         assert_eq!(receiver.counter(Counter::AcceptedSpans, None), 2);
+    }
+
+    /// The OTLP-JSON file never holds more than the store accepted: a span sent again, or
+    /// twice in one request, is written once; a request of duplicates writes no line.
+    #[tokio::test]
+    async fn duplicates_are_written_to_the_file_once() {
+        let dir = std::env::temp_dir().join(format!(
+            "p2p-otel-testkit-dupes-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let receiver = OtlpReceiver::start(Config::default().with_json_lines_dir(&dir))
+            .await
+            .unwrap();
+        let twice = request_of(&[span(1, 1, "once"), span(1, 2, "twice"), span(1, 2, "twice")]);
+        for _ in 0..3 {
+            let (status, ..) =
+                post(&receiver, "/v1/traces", &[PROTOBUF], twice.encode_to_vec()).await;
+            assert_eq!(status, 200);
+        }
+        let text = std::fs::read_to_string(dir.join("traces.jsonl")).unwrap();
+        let in_file: usize = text
+            .lines()
+            .map(|line| {
+                let request: ExportTraceServiceRequest = serde_json::from_str(line).unwrap();
+                spans_from_otlp(&request.resource_spans).unwrap().len()
+            })
+            .sum();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_eq!(in_file, receiver.spans().len());
+        assert_eq!(in_file, 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::{resource_from_otlp, scope_from_otlp};
 use super::otlp::{attributes_from_otlp, value_from_otlp};
+use super::ModelError;
 use super::{Attributes, Resource, Scope, SpanId, TraceId, Value};
 
 /// One log record, with the trace context it was emitted in (if any).
@@ -35,16 +36,24 @@ pub struct LogRecord {
     pub scope: Arc<Scope>,
 }
 
-/// Converts OTLP `ResourceLogs` into log records. Invalid (wrong-length or zero) trace or
-/// span ids are kept as `None`: a log record without trace context is valid OTLP.
-pub fn log_records_from_otlp(resource_logs: &[ResourceLogs]) -> Vec<LogRecord> {
+/// Log records from OTLP `ResourceLogs`, with their resource and scope. A record's trace
+/// and span ids are optional (empty, or all zeroes, when it was logged outside a span),
+/// but when present they must have OTLP's lengths — as a span's must — else the whole
+/// request is refused with an error that names the record.
+pub fn log_records_from_otlp(resource_logs: &[ResourceLogs]) -> Result<Vec<LogRecord>, ModelError> {
     let mut out = Vec::new();
-    for rl in resource_logs {
+    for (r, rl) in resource_logs.iter().enumerate() {
         let resource = resource_from_otlp(rl.resource.as_ref());
-        for sl in &rl.scope_logs {
+        for (s, sl) in rl.scope_logs.iter().enumerate() {
             let scope = scope_from_otlp(sl.scope.as_ref());
-            out.extend(sl.log_records.iter().map(|record| {
-                LogRecord {
+            for (l, record) in sl.log_records.iter().enumerate() {
+                let invalid = |source: ModelError| ModelError::InvalidLogRecord {
+                    resource: r,
+                    scope: s,
+                    record: l,
+                    source: Box::new(source),
+                };
+                out.push(LogRecord {
                     time_unix_nanos: record.time_unix_nano,
                     severity_number: record.severity_number,
                     severity_text: record.severity_text.clone(),
@@ -54,13 +63,29 @@ pub fn log_records_from_otlp(resource_logs: &[ResourceLogs]) -> Vec<LogRecord> {
                         .and_then(|body: &AnyValue| value_from_otlp(body)),
                     attributes: attributes_from_otlp(&record.attributes),
                     event_name: record.event_name.clone(),
-                    trace_id: TraceId::from_slice(&record.trace_id).ok(),
-                    span_id: SpanId::from_slice(&record.span_id).ok(),
+                    trace_id: optional_id(&record.trace_id, TraceId::from_slice)
+                        .map_err(invalid)?,
+                    span_id: optional_id(&record.span_id, SpanId::from_slice).map_err(invalid)?,
                     resource: Arc::clone(&resource),
                     scope: Arc::clone(&scope),
-                }
-            }));
+                });
+            }
         }
     }
-    out
+    Ok(out)
+}
+
+/// An id that may be absent: empty or all zeroes is `None`, a wrong length an error.
+fn optional_id<T>(
+    bytes: &[u8],
+    parse: fn(&[u8]) -> Result<T, ModelError>,
+) -> Result<Option<T>, ModelError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    match parse(bytes) {
+        Ok(id) => Ok(Some(id)),
+        Err(ModelError::ZeroId { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
 }

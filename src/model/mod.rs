@@ -51,6 +51,19 @@ pub enum ModelError {
         /// The text that arrived.
         value: String,
     },
+    /// A log record inside an OTLP request was invalid.
+    #[error("log record (resource #{resource}, scope #{scope}, record #{record}): {source}")]
+    InvalidLogRecord {
+        /// Index of the `ResourceLogs` in the request.
+        resource: usize,
+        /// Index of the `ScopeLogs` in the resource.
+        scope: usize,
+        /// Index of the record in the scope.
+        record: usize,
+        /// What was wrong.
+        #[source]
+        source: Box<ModelError>,
+    },
     /// A span inside an OTLP request was invalid.
     #[error("span {name:?} (resource #{resource}, scope #{scope}, span #{span}): {source}")]
     InvalidSpan {

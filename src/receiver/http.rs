@@ -181,6 +181,8 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         .trim()
         .to_ascii_lowercase();
     match encoding.as_str() {
+        // No bytes is an empty export, whatever encoding the headers claim.
+        _ if collected.is_empty() => Ok(collected),
         "" | "identity" => Ok(collected),
         "gzip" | "x-gzip" => {
             let mut inflated = Vec::new();

@@ -6,10 +6,14 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
 use super::file_export::JsonLines;
 use super::signal::{Signal, Traces};
 use super::{Config, Fault};
-use crate::model::{IdHash, LogRecord, MetricPoint, Resource, SpanId, SpanRecord, TraceId, Value};
+use crate::model::{
+    spans_to_otlp, IdHash, LogRecord, MetricPoint, Resource, SpanId, SpanRecord, TraceId, Value,
+};
 use crate::store::{lock, Store};
 
 /// How a request arrived.
@@ -265,7 +269,16 @@ impl Shared {
                 fresh.push(span);
             }
         }
+        // The file gets what is stored, once: never a duplicate or a refused span.
+        let line = self.files.as_ref().filter(|_| !fresh.is_empty()).map(|_| {
+            JsonLines::line(&ExportTraceServiceRequest {
+                resource_spans: spans_to_otlp(&fresh),
+            })
+        });
         self.store_batch::<Traces>(fresh, transport)?;
+        if let (Some(files), Some(line)) = (&self.files, line) {
+            files.write(Traces::FILE, line);
+        }
         seen.extend(in_request);
         self.count(
             Counter::DuplicateSpans,
@@ -284,7 +297,11 @@ impl Shared {
     ) -> Result<S::Response, Rejection> {
         let partial = self.apply_fault().await?;
         // Serialized before conversion consumes the request; written once it is stored.
-        let line = self.files.as_ref().map(|_| JsonLines::line(&request));
+        let line = self
+            .files
+            .as_ref()
+            .filter(|_| !S::WRITES_ITS_OWN_LINE)
+            .map(|_| JsonLines::line(&request));
         let mut items = S::items(request)?;
         let accepted = self.apply_partial::<S>(&mut items, partial, transport);
         S::admit(self, items, transport)?;

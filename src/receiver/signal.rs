@@ -40,6 +40,10 @@ pub(crate) trait Signal: Send + Sync + 'static {
     const REFUSED: Counter;
     /// The OTLP-JSON lines file the requests go to.
     const FILE: File;
+    /// Whether `admit` writes the file line itself, from what it stored (traces: so that
+    /// a duplicate or a refused span never reaches the file); else ingestion writes the
+    /// request as it came once it is stored.
+    const WRITES_ITS_OWN_LINE: bool = false;
 
     /// Where the items are kept.
     fn store(shared: &Shared) -> &Store<Self::Item>;
@@ -80,6 +84,7 @@ impl Signal for Traces {
     const ACCEPTED: Counter = Counter::AcceptedSpans;
     const REFUSED: Counter = Counter::RefusedSpans;
     const FILE: File = File::Traces;
+    const WRITES_ITS_OWN_LINE: bool = true;
 
     fn store(shared: &Shared) -> &Store<SpanRecord> {
         &shared.spans
@@ -181,7 +186,8 @@ impl Signal for Logs {
     }
 
     fn items(request: Self::Request) -> Result<Vec<LogRecord>, Rejection> {
-        Ok(log_records_from_otlp(&request.resource_logs))
+        log_records_from_otlp(&request.resource_logs)
+            .map_err(|error| Rejection::Invalid(error.to_string()))
     }
 
     fn resource(item: &LogRecord) -> &Resource {
