@@ -982,6 +982,46 @@ mod endpoints {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Clients that hold connections open — a silent TCP connection on each port, half an
+    /// HTTP request — do not keep the receiver from shutting down: past the grace period
+    /// it closes them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_ends_within_the_grace_period_whatever_clients_hold_open() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let receiver =
+            OtlpReceiver::start(Config::default().with_shutdown_grace(Duration::from_millis(300)))
+                .await
+                .unwrap();
+        let (grpc, http) = (receiver.grpc_addr(), receiver.http_addr());
+        let silent_grpc = tokio::net::TcpStream::connect(grpc).await.unwrap();
+        let _silent_http = tokio::net::TcpStream::connect(http).await.unwrap();
+        let mut half = tokio::net::TcpStream::connect(http).await.unwrap();
+        half.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            .await
+            .unwrap();
+        // Bounded by far more than the grace period: this fails loudly instead of hanging.
+        tokio::time::timeout(Duration::from_secs(20), receiver.shutdown())
+            .await
+            .expect("shutdown ended")
+            .unwrap();
+        for addr in [grpc, http] {
+            assert!(
+                tokio::net::TcpStream::connect(addr).await.is_err(),
+                "{addr} still accepts connections"
+            );
+        }
+        // Whatever the servers said last, every held connection ends (EOF or reset).
+        for (what, mut stream) in [
+            ("half-sent HTTP request", half),
+            ("silent gRPC", silent_grpc),
+        ] {
+            let mut rest = Vec::new();
+            let ended =
+                tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest)).await;
+            assert!(ended.is_ok(), "the {what} connection is still open");
+        }
+    }
+
     #[tokio::test]
     async fn shutdown_releases_the_ports_and_busy_ports_are_clear_errors() {
         let receiver = receiver().await;

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod closing;
 mod file_export;
 mod grpc;
 mod http;
@@ -142,6 +143,7 @@ pub struct Config {
     pub(crate) capacity_metric_points: usize,
     pub(crate) capacity_log_records: usize,
     json_lines_dir: Option<PathBuf>,
+    shutdown_grace: Duration,
 }
 
 const LOOPBACK_ANY_PORT: SocketAddr =
@@ -157,6 +159,7 @@ impl Default for Config {
             capacity_metric_points: 1_000_000,
             capacity_log_records: 1_000_000,
             json_lines_dir: None,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -198,6 +201,14 @@ impl Config {
         self
     }
 
+    /// How long [`OtlpReceiver::shutdown`] lets requests in flight finish before it closes
+    /// every connection (default 5 s): a client that holds a connection open — silent, or
+    /// halfway through a request — never keeps the receiver from shutting down.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
     /// Also append every request, as OTLP JSON, to `traces.jsonl`, `metrics.jsonl` and
     /// `logs.jsonl` in this folder (created if missing), one request per line.
     pub fn with_json_lines_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -214,6 +225,8 @@ pub struct OtlpReceiver {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// Past the grace period: closes every connection still open.
+    close: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<Result<(), ServeError>>)>,
 }
 
@@ -277,6 +290,8 @@ impl OtlpReceiver {
         let limit = config.max_body_bytes;
         let shared = Arc::new(Shared::new(config, files));
         let (stop, stopped) = watch::channel(false);
+        // Given once the grace period is over: every connection still open fails and closes.
+        let (close, closing) = watch::channel(false);
 
         let service = OtlpGrpc {
             shared: Arc::clone(&shared),
@@ -309,14 +324,17 @@ impl OtlpReceiver {
             )
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY, Nagle and delayed ACKs stall responses by ~40 ms.
-                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                closing::incoming(
+                    TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                    closing.clone(),
+                ),
                 signal(stopped.clone()),
             );
         let grpc_task = tokio::spawn(async move { grpc.await.map_err(ServeError::from) });
 
         let router = http::router(Arc::clone(&shared));
         let http_task = tokio::spawn(async move {
-            axum::serve(http_listener, router)
+            axum::serve(closing::Listener::new(http_listener, closing), router)
                 .with_graceful_shutdown(signal(stopped))
                 .await
                 .map_err(ServeError::from)
@@ -327,6 +345,7 @@ impl OtlpReceiver {
             grpc_addr,
             http_addr,
             stop,
+            close,
             tasks: vec![("OTLP/gRPC", grpc_task), ("OTLP/HTTP", http_task)],
         })
     }
@@ -495,11 +514,36 @@ impl OtlpReceiver {
             .await
     }
 
-    /// Stops both servers and waits until they have released their ports.
+    /// Stops both servers: requests in flight get the grace period
+    /// ([`Config::with_shutdown_grace`]), then the servers and their connections are
+    /// dropped, whatever clients do. Returns once the ports are released.
     pub async fn shutdown(mut self) -> Result<(), ReceiverError> {
         let _ = self.stop.send(true);
-        for (what, task) in std::mem::take(&mut self.tasks) {
-            match task.await {
+        let deadline = tokio::time::Instant::now() + self.shared.config.shutdown_grace;
+        let mut results = Vec::new();
+        for (what, mut task) in std::mem::take(&mut self.tasks) {
+            let finished = match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(finished) => finished,
+                Err(_) => {
+                    // Past the grace period: fail every connection still open, so the
+                    // server's graceful shutdown ends; should it not, drop the server.
+                    let _ = self.close.send(true);
+                    match tokio::time::timeout(CLOSE_WAIT, &mut task).await {
+                        Ok(finished) => finished,
+                        Err(_) => {
+                            task.abort();
+                            match task.await {
+                                Err(join) if join.is_cancelled() => Ok(Ok(())),
+                                other => other,
+                            }
+                        }
+                    }
+                }
+            };
+            results.push((what, finished));
+        }
+        for (what, finished) in results {
+            match finished {
                 Ok(Ok(())) => {}
                 Ok(Err(source)) => return Err(ReceiverError::Serve { what, source }),
                 Err(join) => {
@@ -538,8 +582,31 @@ impl SpanSource for OtlpReceiver {
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        // Not shut down explicitly: still bound the servers' lives by the grace period.
+        let grace = self.shared.config.shutdown_grace;
+        let tasks = std::mem::take(&mut self.tasks);
+        if tasks.is_empty() {
+            return;
+        }
+        let close = self.close.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let deadline = tokio::time::Instant::now() + grace;
+                for (_, mut task) in tasks {
+                    if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                        let _ = close.send(true);
+                        if tokio::time::timeout(CLOSE_WAIT, &mut task).await.is_err() {
+                            task.abort();
+                        }
+                    }
+                }
+            });
+        }
     }
 }
+
+/// How long a server may take to notice its connections failed before it is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 async fn signal(mut stopped: watch::Receiver<bool>) {
     // Ends on `true`, or when the receiver (the sender) is gone.
