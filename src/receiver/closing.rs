@@ -16,29 +16,52 @@ use tokio::sync::watch;
 type Closed = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A socket that fails every operation once the close signal is given.
+///
+/// The hot path stays cheap: an operation that completes only reads the signal's current
+/// value; the wake-up on the signal is registered only while an operation waits.
 pub(crate) struct Closing<S> {
     inner: S,
+    close: watch::Receiver<bool>,
     closed: Closed,
 }
 
+fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the receiver is shutting down",
+    )
+}
+
 impl<S> Closing<S> {
-    fn new(inner: S, mut close: watch::Receiver<bool>) -> Self {
+    fn new(inner: S, close: watch::Receiver<bool>) -> Self {
+        let mut waiter = close.clone();
         Closing {
             inner,
+            close,
             closed: Box::pin(async move {
                 // Ends on `true`, or when the receiver that signals is gone.
-                let _ = close.wait_for(|close| *close).await;
+                let _ = waiter.wait_for(|close| *close).await;
             }),
         }
     }
 
-    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.closed.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the receiver is shutting down",
-            )),
-            Poll::Pending => Ok(()),
+    /// Fails once the signal is given.
+    fn check(&self) -> io::Result<()> {
+        if *self.close.borrow() {
+            Err(aborted())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `poll` of the inner socket, which, while it waits, also waits for the signal.
+    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Pending => match self.closed.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(aborted())),
+                Poll::Pending => Poll::Pending,
+            },
+            ready => ready,
         }
     }
 }
@@ -49,8 +72,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Closing<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.check(cx)?;
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        self.check()?;
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.guard(cx, poll)
     }
 }
 
@@ -60,13 +84,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Closing<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.check(cx)?;
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        self.check()?;
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.check(cx)?;
-        Pin::new(&mut self.inner).poll_flush(cx)
+        self.check()?;
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
