@@ -189,37 +189,32 @@ where
     }
 }
 
-/// The captured ids of `span` while it is open, when a capture layer of the kit sees it.
-pub(crate) fn ids_of(span: &tracing::Span) -> Option<(TraceId, SpanId)> {
+/// Runs `f` on the capture state of `span` while it is open, when a capture layer of the
+/// kit sees it.
+fn with_pending<R>(span: &tracing::Span, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
         let span = registry.span(id)?;
-        let extensions = span.extensions();
-        extensions
-            .get::<Pending>()
-            .map(|pending| (pending.span.trace_id, pending.span.span_id))
+        let mut extensions = span.extensions_mut();
+        extensions.get_mut::<Pending>().map(f)
     })
     .flatten()
+}
+
+/// The captured ids of `span` while it is open, when a capture layer of the kit sees it.
+pub(crate) fn ids_of(span: &tracing::Span) -> Option<(TraceId, SpanId)> {
+    with_pending(span, |pending| {
+        (pending.span.trace_id, pending.span.span_id)
+    })
 }
 
 /// Makes a remote span the captured parent of `span`, which joins its trace. Returns
 /// whether a capture layer of the kit saw the span.
 pub(crate) fn set_remote_parent(span: &tracing::Span, trace_id: TraceId, parent: SpanId) -> bool {
-    span.with_subscriber(|(id, dispatch)| {
-        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
-            return false;
-        };
-        let Some(span) = registry.span(id) else {
-            return false;
-        };
-        let mut extensions = span.extensions_mut();
-        let Some(pending) = extensions.get_mut::<Pending>() else {
-            return false;
-        };
+    with_pending(span, |pending| {
         pending.span.trace_id = trace_id;
         pending.span.parent = Some(parent);
         pending.span.remote_parent = true;
-        true
     })
-    .unwrap_or(false)
+    .is_some()
 }

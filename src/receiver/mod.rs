@@ -227,7 +227,7 @@ pub struct OtlpReceiver {
     stop: watch::Sender<bool>,
     /// Past the grace period: closes every connection still open.
     close: watch::Sender<bool>,
-    tasks: Vec<(&'static str, JoinHandle<Result<(), ServeError>>)>,
+    tasks: Vec<ServerTask>,
 }
 
 /// Gives tonic's own answers to bad input the codes the OTLP specification asks for.
@@ -519,30 +519,9 @@ impl OtlpReceiver {
     /// dropped, whatever clients do. Returns once the ports are released.
     pub async fn shutdown(mut self) -> Result<(), ReceiverError> {
         let _ = self.stop.send(true);
-        let deadline = tokio::time::Instant::now() + self.shared.config.shutdown_grace;
-        let mut results = Vec::new();
-        for (what, mut task) in std::mem::take(&mut self.tasks) {
-            let finished = match tokio::time::timeout_at(deadline, &mut task).await {
-                Ok(finished) => finished,
-                Err(_) => {
-                    // Past the grace period: fail every connection still open, so the
-                    // server's graceful shutdown ends; should it not, drop the server.
-                    let _ = self.close.send(true);
-                    match tokio::time::timeout(CLOSE_WAIT, &mut task).await {
-                        Ok(finished) => finished,
-                        Err(_) => {
-                            task.abort();
-                            match task.await {
-                                Err(join) if join.is_cancelled() => Ok(Ok(())),
-                                other => other,
-                            }
-                        }
-                    }
-                }
-            };
-            results.push((what, finished));
-        }
-        for (what, finished) in results {
+        let grace = self.shared.config.shutdown_grace;
+        let tasks = std::mem::take(&mut self.tasks);
+        for (what, finished) in stop_within(tasks, grace, self.close.clone()).await {
             match finished {
                 Ok(Ok(())) => {}
                 Ok(Err(source)) => return Err(ReceiverError::Serve { what, source }),
@@ -590,19 +569,46 @@ impl Drop for OtlpReceiver {
         }
         let close = self.close.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let deadline = tokio::time::Instant::now() + grace;
-                for (_, mut task) in tasks {
-                    if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-                        let _ = close.send(true);
-                        if tokio::time::timeout(CLOSE_WAIT, &mut task).await.is_err() {
-                            task.abort();
+            runtime.spawn(stop_within(tasks, grace, close));
+        }
+    }
+}
+
+/// A server's task, named.
+type ServerTask = (&'static str, JoinHandle<Result<(), ServeError>>);
+
+/// How a server's task ended.
+type Ended = Result<Result<(), ServeError>, tokio::task::JoinError>;
+
+/// Waits for the servers' graceful shutdown until `grace` has passed; then fails every
+/// connection still open, so that it ends, and drops a server that still does not.
+async fn stop_within(
+    tasks: Vec<ServerTask>,
+    grace: Duration,
+    close: watch::Sender<bool>,
+) -> Vec<(&'static str, Ended)> {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut ended = Vec::new();
+    for (what, mut task) in tasks {
+        let finished = match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(finished) => finished,
+            Err(_) => {
+                let _ = close.send(true);
+                match tokio::time::timeout(CLOSE_WAIT, &mut task).await {
+                    Ok(finished) => finished,
+                    Err(_) => {
+                        task.abort();
+                        match task.await {
+                            Err(join) if join.is_cancelled() => Ok(Ok(())),
+                            other => other,
                         }
                     }
                 }
-            });
-        }
+            }
+        };
+        ended.push((what, finished));
     }
+    ended
 }
 
 /// How long a server may take to notice its connections failed before it is dropped.
