@@ -46,24 +46,22 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Items (spans) in arrival order, with a change signal for waiters.
+/// A change signal for waiters.
 ///
 /// Writers only pay for the signal while somebody waits: `waiting` counts waiters, and a
 /// writer that sees none skips the notification. That is race-free because a waiter
 /// subscribes and counts itself *before* its first check, and a writer reads the count
-/// *after* releasing the lock (both sequentially consistent): either the writer sees the
+/// *after* releasing its lock (both sequentially consistent): either the writer sees the
 /// waiter and signals, or the waiter's check comes after the write and sees the item.
 #[derive(Debug)]
-pub(crate) struct Store<T> {
-    items: Mutex<Vec<T>>,
+pub(crate) struct Notifier {
     changed: watch::Sender<u64>,
     waiting: AtomicUsize,
 }
 
-impl<T> Default for Store<T> {
+impl Default for Notifier {
     fn default() -> Self {
-        Store {
-            items: Mutex::new(Vec::new()),
+        Notifier {
             changed: watch::Sender::new(0),
             waiting: AtomicUsize::new(0),
         }
@@ -79,15 +77,70 @@ impl Drop for Waiting<'_> {
     }
 }
 
+impl Notifier {
+    /// Wakes every waiter, if there is one. Call it after releasing the data's lock.
+    pub(crate) fn notify(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.changed.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// Waits until `check` returns `Some`, re-checking after every notification; at the
+    /// deadline, returns the error `timed_out` builds.
+    ///
+    /// Needs a tokio runtime with time enabled (as `#[tokio::test]` has).
+    pub(crate) async fn wait_until<R>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<R>,
+        timed_out: impl FnOnce() -> WaitError,
+    ) -> Result<R, WaitError> {
+        // Subscribe and count ourselves before the first check, so that a write between
+        // check and wait is not missed.
+        let mut changes = self.changed.subscribe();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            changes.borrow_and_update();
+            if let Some(result) = check() {
+                return Ok(result);
+            }
+            // `changed()` only fails when the sender is gone; `self` owns it, but should it
+            // ever fail, end the wait rather than spin.
+            if !matches!(
+                tokio::time::timeout_at(deadline, changes.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return Err(timed_out());
+            }
+        }
+    }
+}
+
+/// Items (metric points, log records) in arrival order, with a change signal for waiters.
+#[derive(Debug)]
+pub(crate) struct Store<T> {
+    items: Mutex<Vec<T>>,
+    notifier: Notifier,
+}
+
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store {
+            items: Mutex::new(Vec::new()),
+            notifier: Notifier::default(),
+        }
+    }
+}
+
 impl<T> Store<T> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<T>> {
         lock(&self.items)
     }
 
     pub(crate) fn notify(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.changed.send_modify(|generation| *generation += 1);
-        }
+        self.notifier.notify();
     }
 
     pub(crate) fn push(&self, item: T) {
@@ -111,35 +164,21 @@ impl<T> Store<T> {
         mut condition: impl FnMut(&[T]) -> Option<R>,
         describe: impl Fn(&[T]) -> String,
     ) -> Result<R, WaitError> {
-        // Subscribe and count ourselves before the first check, so that a push between
-        // check and wait is not missed.
-        let mut changes = self.changed.subscribe();
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            changes.borrow_and_update();
-            {
-                let items = self.lock();
-                if let Some(result) = condition(&items) {
-                    return Ok(result);
-                }
-            }
-            // `changed()` only fails when the sender is gone; `self` owns it, but should it
-            // ever fail, end the wait rather than spin.
-            if !matches!(
-                tokio::time::timeout_at(deadline, changes.changed()).await,
-                Ok(Ok(()))
-            ) {
-                let items = self.lock();
-                return Err(WaitError::Timeout {
-                    expected: expected.to_owned(),
-                    waited: timeout,
-                    arrived: items.len(),
-                    unit,
-                    rendered: describe(&items),
-                });
-            }
-        }
+        self.notifier
+            .wait_until(
+                timeout,
+                || condition(&self.lock()),
+                || {
+                    let items = self.lock();
+                    WaitError::Timeout {
+                        expected: expected.to_owned(),
+                        waited: timeout,
+                        arrived: items.len(),
+                        unit,
+                        rendered: describe(&items),
+                    }
+                },
+            )
+            .await
     }
 }

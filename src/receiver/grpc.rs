@@ -35,7 +35,15 @@ fn status(rejection: Rejection) -> Status {
             "injected fault: receiver unavailable",
             ErrorDetails::with_retry_info(Some(retry_after)),
         ),
-        Rejection::Full { message } => Status::resource_exhausted(message),
+        // With retry info, OTLP exporters treat RESOURCE_EXHAUSTED as retryable.
+        Rejection::Full {
+            message,
+            retry_after,
+        } => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_retry_info(Some(retry_after)),
+        ),
     }
 }
 

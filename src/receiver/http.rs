@@ -96,11 +96,17 @@ impl From<Rejection> for HttpError {
                     "injected fault: receiver unavailable",
                 )
             },
-            Rejection::Full { message } => HttpError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                tonic::Code::ResourceExhausted,
+            Rejection::Full {
                 message,
-            ),
+                retry_after,
+            } => HttpError {
+                retry_after_secs: Some(retry_after.as_secs_f64().ceil() as u64),
+                ..HttpError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    tonic::Code::ResourceExhausted,
+                    message,
+                )
+            },
         }
     }
 }

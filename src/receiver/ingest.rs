@@ -2,19 +2,21 @@
 //! fault injection, conversion into the model, capacity, de-duplication, counting,
 //! storing and file export. A request is stored whole or not at all.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::file_export::JsonLines;
-use super::signal::{Signal, Traces};
+use super::signal::{BatchStored, Signal, Traces};
+use super::span_store::{tally, Limits, SpanStore, Tally};
 use super::{Config, Fault};
-use crate::model::{
-    spans_to_otlp, IdHash, LogRecord, MetricPoint, Resource, SpanId, SpanRecord, TraceId, Value,
-};
+use crate::model::{spans_to_otlp, LogRecord, MetricPoint, Resource, SpanRecord, Value};
 use crate::store::{lock, Store};
+
+/// The delay a full store suggests before a retry.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How a request arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,6 +44,9 @@ pub enum Counter {
     RefusedSpans,
     /// `otelcol_receiver_duplicate_spans`: spans received again, kept once.
     DuplicateSpans,
+    /// `otelcol_receiver_evicted_spans`: spans of the oldest traces dropped to make room
+    /// (only when the receiver keeps the last N traces).
+    EvictedSpans,
     /// `otelcol_receiver_accepted_metric_points`: metric points stored.
     AcceptedMetricPoints,
     /// `otelcol_receiver_refused_metric_points`: metric points refused.
@@ -59,6 +64,7 @@ impl Counter {
             Counter::AcceptedSpans => "otelcol_receiver_accepted_spans",
             Counter::RefusedSpans => "otelcol_receiver_refused_spans",
             Counter::DuplicateSpans => "otelcol_receiver_duplicate_spans",
+            Counter::EvictedSpans => "otelcol_receiver_evicted_spans",
             Counter::AcceptedMetricPoints => "otelcol_receiver_accepted_metric_points",
             Counter::RefusedMetricPoints => "otelcol_receiver_refused_metric_points",
             Counter::AcceptedLogRecords => "otelcol_receiver_accepted_log_records",
@@ -71,6 +77,7 @@ impl Counter {
             Counter::AcceptedSpans => "Spans successfully pushed into the store.",
             Counter::RefusedSpans => "Spans that could not be stored (capacity, injected faults).",
             Counter::DuplicateSpans => "Spans received again (same trace and span id), kept once.",
+            Counter::EvictedSpans => "Spans of the oldest traces evicted to make room.",
             Counter::AcceptedMetricPoints => "Metric points successfully pushed into the store.",
             Counter::RefusedMetricPoints => "Metric points that could not be stored.",
             Counter::AcceptedLogRecords => "Log records successfully pushed into the store.",
@@ -86,8 +93,11 @@ pub(crate) enum Rejection {
     Invalid(String),
     /// An injected outage: retry after the given time.
     Unavailable { retry_after: Duration },
-    /// The store is full.
-    Full { message: String },
+    /// The store is full: retry after the given time (a test may clear it meanwhile).
+    Full {
+        message: String,
+        retry_after: Duration,
+    },
 }
 
 /// A stored request, possibly partially (an injected partial success).
@@ -104,8 +114,7 @@ pub(crate) type Counters = BTreeMap<(Counter, Transport, String), u64>;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) spans: Store<SpanRecord>,
-    seen_spans: Mutex<HashSet<(TraceId, SpanId), IdHash>>,
+    pub(crate) spans: SpanStore,
     pub(crate) metrics: Store<MetricPoint>,
     pub(crate) logs: Store<LogRecord>,
     counters: Mutex<Counters>,
@@ -124,10 +133,14 @@ pub(crate) fn service_name(resource: &Resource) -> String {
 
 impl Shared {
     pub(crate) fn new(config: Config, files: Option<JsonLines>) -> Self {
+        let limits = Limits {
+            spans: config.capacity_spans,
+            bytes: config.capacity_span_bytes,
+            keep_last_traces: config.keep_last_traces,
+        };
         Shared {
             config,
-            spans: Store::default(),
-            seen_spans: Mutex::new(HashSet::default()),
+            spans: SpanStore::new(limits),
             metrics: Store::default(),
             logs: Store::default(),
             counters: Mutex::new(BTreeMap::new()),
@@ -137,15 +150,9 @@ impl Shared {
     }
 
     pub(crate) fn clear(&self) {
-        {
-            // Same lock order as ingestion: `seen` first, then the span store.
-            let mut seen = lock(&self.seen_spans);
-            seen.clear();
-            self.spans.lock().clear();
-        }
+        self.spans.clear();
         self.metrics.lock().clear();
         self.logs.lock().clear();
-        self.spans.notify();
         self.metrics.notify();
         self.logs.notify();
     }
@@ -165,20 +172,17 @@ impl Shared {
         &self,
         counter: Counter,
         transport: Transport,
-        resources: impl IntoIterator<Item = &'a Resource>,
+        resources: impl IntoIterator<Item = &'a Arc<Resource>>,
     ) {
-        let mut runs: Vec<(&Resource, u64)> = Vec::new();
-        for resource in resources {
-            match runs.iter_mut().find(|(r, _)| std::ptr::eq(*r, resource)) {
-                Some((_, n)) => *n += 1,
-                None => runs.push((resource, 1)),
-            }
-        }
-        if runs.is_empty() {
+        self.count_tally(counter, transport, &tally(resources));
+    }
+
+    fn count_tally(&self, counter: Counter, transport: Transport, tally: &Tally) {
+        if tally.is_empty() {
             return;
         }
         let mut counters = lock(&self.counters);
-        for (resource, n) in runs {
+        for (resource, n) in tally {
             *counters
                 .entry((counter, transport, service_name(resource)))
                 .or_default() += n;
@@ -223,7 +227,7 @@ impl Shared {
     }
 
     /// Stores a whole batch, or refuses it whole when it would exceed the capacity.
-    pub(crate) fn store_batch<S: Signal + ?Sized>(
+    pub(crate) fn store_batch<S: BatchStored>(
         &self,
         items: Vec<S::Item>,
         transport: Transport,
@@ -240,7 +244,10 @@ impl Shared {
             );
             drop(stored);
             self.count(S::REFUSED, transport, items.iter().map(S::resource));
-            return Err(Rejection::Full { message });
+            return Err(Rejection::Full {
+                message,
+                retry_after: FULL_RETRY_AFTER,
+            });
         }
         self.count(S::ACCEPTED, transport, items.iter().map(S::resource));
         stored.extend(items);
@@ -250,42 +257,36 @@ impl Shared {
     }
 
     /// Stores the spans not seen before (in the store or earlier in the request), and
-    /// counts the others as duplicates.
+    /// counts the others as duplicates. The file gets what is stored, once: never a
+    /// duplicate or a refused span.
     pub(crate) fn store_spans_once(
         &self,
         spans: Vec<SpanRecord>,
         transport: Transport,
     ) -> Result<(), Rejection> {
-        // Holding `seen` for the whole batch keeps de-duplication and storing atomic.
-        let mut seen = lock(&self.seen_spans);
-        let mut fresh = Vec::with_capacity(spans.len());
-        let mut duplicates = Vec::new();
-        let mut in_request = HashSet::new();
-        for span in spans {
-            let key = (span.trace_id, span.span_id);
-            if seen.contains(&key) || !in_request.insert(key) {
-                duplicates.push(span);
-            } else {
-                fresh.push(span);
+        let admitted = self.spans.admit(spans, |fresh| {
+            if let Some(files) = &self.files {
+                let line = JsonLines::line(&ExportTraceServiceRequest {
+                    resource_spans: spans_to_otlp(fresh),
+                });
+                files.write(Traces::FILE, line);
+            }
+        });
+        match admitted {
+            Ok(admission) => {
+                self.count_tally(Counter::AcceptedSpans, transport, &admission.accepted);
+                self.count_tally(Counter::DuplicateSpans, transport, &admission.duplicates);
+                self.count_tally(Counter::EvictedSpans, transport, &admission.evicted);
+                Ok(())
+            }
+            Err(full) => {
+                self.count_tally(Counter::RefusedSpans, transport, &full.refused);
+                Err(Rejection::Full {
+                    message: full.message,
+                    retry_after: FULL_RETRY_AFTER,
+                })
             }
         }
-        // The file gets what is stored, once: never a duplicate or a refused span.
-        let line = self.files.as_ref().filter(|_| !fresh.is_empty()).map(|_| {
-            JsonLines::line(&ExportTraceServiceRequest {
-                resource_spans: spans_to_otlp(&fresh),
-            })
-        });
-        self.store_batch::<Traces>(fresh, transport)?;
-        if let (Some(files), Some(line)) = (&self.files, line) {
-            files.write(Traces::FILE, line);
-        }
-        seen.extend(in_request);
-        self.count(
-            Counter::DuplicateSpans,
-            transport,
-            duplicates.iter().map(|span| &*span.resource),
-        );
-        Ok(())
     }
 
     /// Ingests one export request of any signal: fault injection, conversion, partial

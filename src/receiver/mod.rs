@@ -32,12 +32,15 @@
 //! ```
 
 mod closing;
+mod compact;
 mod file_export;
 mod grpc;
 mod http;
 mod ingest;
 mod prometheus;
 mod signal;
+mod span_store;
+mod trace_watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,7 +56,7 @@ use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 
-use crate::model::{LogRecord, MetricPoint, SpanRecord};
+use crate::model::{LogRecord, MetricPoint, SpanRecord, TraceId};
 use crate::source::SpanSource;
 use crate::store::WaitError;
 use crate::tree::TraceSet;
@@ -62,6 +65,7 @@ use file_export::JsonLines;
 use grpc::OtlpGrpc;
 pub use ingest::Counter;
 use ingest::Shared;
+pub use trace_watch::TraceWatch;
 
 /// What a server task ends with when it fails.
 type ServeError = Box<dyn std::error::Error + Send + Sync>;
@@ -123,8 +127,9 @@ pub enum Fault {
 }
 
 /// Receiver settings. [`Default`]: both servers on `127.0.0.1:0`, 64 MiB body limit
-/// (compressed and decompressed), capacity of 1,000,000 spans, metric points and log
-/// records each, no file export.
+/// (compressed and decompressed), capacity of 1,000,000 spans in at most 1 GiB, and
+/// 1,000,000 metric points and log records each, a full store refusing more (no
+/// eviction), no file export, 5 s shutdown grace.
 ///
 /// ```
 /// use p2p_otel_testkit::receiver::Config;
@@ -140,11 +145,19 @@ pub struct Config {
     http_addr: SocketAddr,
     pub(crate) max_body_bytes: usize,
     pub(crate) capacity_spans: usize,
+    pub(crate) capacity_span_bytes: usize,
+    pub(crate) keep_last_traces: Option<usize>,
     pub(crate) capacity_metric_points: usize,
     pub(crate) capacity_log_records: usize,
     json_lines_dir: Option<PathBuf>,
     shutdown_grace: Duration,
 }
+
+/// The default span capacity: 1,000,000 spans.
+pub const DEFAULT_SPAN_CAPACITY: usize = 1_000_000;
+/// The default byte capacity of the span store: 1 GiB, as the store estimates its own
+/// size (compact spans, shared names and resources, indexes).
+pub const DEFAULT_SPAN_BYTE_CAPACITY: usize = 1 << 30;
 
 const LOOPBACK_ANY_PORT: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
@@ -155,7 +168,9 @@ impl Default for Config {
             grpc_addr: LOOPBACK_ANY_PORT,
             http_addr: LOOPBACK_ANY_PORT,
             max_body_bytes: 64 << 20,
-            capacity_spans: 1_000_000,
+            capacity_spans: DEFAULT_SPAN_CAPACITY,
+            capacity_span_bytes: DEFAULT_SPAN_BYTE_CAPACITY,
+            keep_last_traces: None,
             capacity_metric_points: 1_000_000,
             capacity_log_records: 1_000_000,
             json_lines_dir: None,
@@ -183,9 +198,26 @@ impl Config {
         self
     }
 
-    /// How many spans the store holds before refusing more, loudly.
+    /// How many spans the store holds before refusing more, loudly: gRPC
+    /// `RESOURCE_EXHAUSTED` with a retry delay, HTTP 429 with `Retry-After`, counted in
+    /// [`Counter::RefusedSpans`].
     pub fn with_span_capacity(mut self, spans: usize) -> Self {
         self.capacity_spans = spans;
+        self
+    }
+
+    /// How many bytes the span store may hold (as it estimates its own size) before
+    /// refusing more, whatever the span count: a few huge spans cannot take the memory.
+    pub fn with_span_byte_capacity(mut self, bytes: usize) -> Self {
+        self.capacity_span_bytes = bytes;
+        self
+    }
+
+    /// Keeps only the `traces` most recent traces, and makes room for new spans when a
+    /// capacity is reached by evicting the oldest traces (counted in
+    /// [`Counter::EvictedSpans`]) instead of refusing: for a receiver that runs for days.
+    pub fn with_keep_last_traces(mut self, traces: usize) -> Self {
+        self.keep_last_traces = Some(traces);
         self
     }
 
@@ -376,14 +408,47 @@ impl OtlpReceiver {
         self.shared.files.as_ref().map(JsonLines::folder)
     }
 
-    /// Every span received, in arrival order, duplicates kept once.
+    /// Every span received, in arrival order, duplicates kept once. Copies the whole
+    /// store: for a large one, prefer [`OtlpReceiver::trace`] and [`TraceWatch`].
     pub fn spans(&self) -> Vec<SpanRecord> {
-        self.shared.spans.lock().clone()
+        self.shared.spans.spans()
     }
 
     /// Every span received, as trace trees.
     pub fn traces(&self) -> TraceSet {
         TraceSet::new(self.spans())
+    }
+
+    /// One trace, from the store's index: costs the spans of that trace, whatever the
+    /// store holds. Empty when the trace is unknown.
+    pub fn trace(&self, trace_id: TraceId) -> TraceSet {
+        TraceSet::new(self.shared.spans.trace(&trace_id))
+    }
+
+    /// Every stored trace's id, oldest first.
+    pub fn trace_ids(&self) -> Vec<TraceId> {
+        self.shared.spans.trace_ids()
+    }
+
+    /// How many spans are stored.
+    pub fn span_count(&self) -> usize {
+        self.shared.spans.len()
+    }
+
+    /// How many traces are stored.
+    pub fn trace_count(&self) -> usize {
+        self.shared.spans.trace_count()
+    }
+
+    /// How many bytes the span store holds, as it estimates them against
+    /// [`Config::with_span_byte_capacity`].
+    pub fn span_store_bytes(&self) -> usize {
+        self.shared.spans.bytes()
+    }
+
+    /// Follows the traces as requests add spans to them, from now on: see [`TraceWatch`].
+    pub fn watch_traces(&self) -> TraceWatch {
+        TraceWatch::new(Arc::clone(&self.shared))
     }
 
     /// Every metric data point received, in arrival order.
@@ -451,13 +516,10 @@ impl OtlpReceiver {
     ) -> Result<usize, WaitError> {
         self.shared
             .spans
-            .wait_until(
-                "span(s)",
-                &format!("{count} span(s)"),
-                timeout,
-                |spans| (spans.len() >= count).then_some(spans.len()),
-                |spans| TraceSet::new(spans.to_vec()).render(),
-            )
+            .wait_until(&format!("{count} span(s)"), timeout, |store| {
+                let stored = store.len();
+                (stored >= count).then_some(stored)
+            })
             .await
     }
 
@@ -518,6 +580,25 @@ impl OtlpReceiver {
     /// ([`Config::with_shutdown_grace`]), then the servers and their connections are
     /// dropped, whatever clients do. Returns once the ports are released.
     pub async fn shutdown(mut self) -> Result<(), ReceiverError> {
+        self.stop().await
+    }
+
+    /// Stops both servers as [`OtlpReceiver::shutdown`] does, but keeps what was received
+    /// readable: everything acknowledged before the servers stopped is there, and nothing
+    /// arrives after. Stopping again does nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+    ///
+    /// let mut receiver = OtlpReceiver::start(Config::default()).await?;
+    /// receiver.stop().await?;
+    /// assert_eq!(receiver.span_count(), 0); // the final count: no request can add to it
+    /// assert!(std::net::TcpStream::connect(receiver.grpc_addr()).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop(&mut self) -> Result<(), ReceiverError> {
         let _ = self.stop.send(true);
         let grace = self.shared.config.shutdown_grace;
         let tasks = std::mem::take(&mut self.tasks);
@@ -542,19 +623,63 @@ impl SpanSource for OtlpReceiver {
         OtlpReceiver::spans(self)
     }
 
+    /// Copies the store on every change to test `condition`: fine for a test's spans; for
+    /// a large store, [`OtlpReceiver::wait_for_span_count`] and
+    /// [`SpanSource::wait_for_complete_trace`] cost only what changed.
     fn wait_until<'a>(
         &'a self,
         expected: &'a str,
         timeout: Duration,
         mut condition: impl FnMut(&[SpanRecord]) -> bool + Send + 'a,
     ) -> impl std::future::Future<Output = Result<TraceSet, WaitError>> + Send + 'a {
-        self.shared.spans.wait_until(
-            "span(s)",
-            expected,
-            timeout,
-            move |spans| condition(spans).then(|| TraceSet::new(spans.to_vec())),
-            |spans| TraceSet::new(spans.to_vec()).render(),
-        )
+        self.shared
+            .spans
+            .wait_until(expected, timeout, move |store| {
+                let spans = store.spans();
+                condition(&spans).then(|| TraceSet::new(spans))
+            })
+    }
+
+    /// Looks only at the traces each request touched, through the store's index.
+    fn wait_for_complete_trace<'a>(
+        &'a self,
+        name: &'a str,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<TraceSet, WaitError>> + Send + 'a {
+        let mut watch = self.watch_traces();
+        let mut pending: Vec<TraceId> = self.trace_ids();
+        let expected = format!("a complete trace with a span named {name:?}");
+        async move {
+            let check = |ids: &[TraceId]| {
+                ids.iter().find_map(|id| {
+                    let trace = self.trace(*id);
+                    trace
+                        .traces()
+                        .iter()
+                        .any(|t| t.is_complete() && t.spans().any(|span| span.name() == name))
+                        .then_some(trace)
+                })
+            };
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                if let Some(found) = check(&pending) {
+                    return Ok(found);
+                }
+                match tokio::time::timeout_at(deadline, watch.changed()).await {
+                    Ok(touched) => pending = touched,
+                    Err(_) => {
+                        let spans = self.spans();
+                        return Err(WaitError::Timeout {
+                            expected,
+                            waited: timeout,
+                            arrived: spans.len(),
+                            unit: "span(s)",
+                            rendered: TraceSet::new(spans).render(),
+                        });
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -11,6 +11,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -45,26 +47,27 @@ pub(crate) trait Signal: Send + Sync + 'static {
     /// request as it came once it is stored.
     const WRITES_ITS_OWN_LINE: bool = false;
 
-    /// Where the items are kept.
-    fn store(shared: &Shared) -> &Store<Self::Item>;
-    /// How many items the store may hold.
-    fn capacity(config: &Config) -> usize;
     /// Converts a request into items; an invalid request is refused whole.
     fn items(request: Self::Request) -> Result<Vec<Self::Item>, Rejection>;
     /// The resource of an item, for `service.name` labels.
-    fn resource(item: &Self::Item) -> &Resource;
+    fn resource(item: &Self::Item) -> &Arc<Resource>;
     /// The response, with a partial success when items were rejected or a message given.
     fn response(rejected: i64, message: String) -> Self::Response;
 
-    /// Stores the items of one request whole, or refuses them whole. Traces override
-    /// it to keep each span once.
+    /// Stores the items of one request whole, or refuses them whole.
     fn admit(
         shared: &Shared,
         items: Vec<Self::Item>,
         transport: super::ingest::Transport,
-    ) -> Result<(), Rejection> {
-        shared.store_batch::<Self>(items, transport)
-    }
+    ) -> Result<(), Rejection>;
+}
+
+/// A signal kept as a plain list of items, bounded by a count.
+pub(crate) trait BatchStored: Signal {
+    /// Where the items are kept.
+    fn store(shared: &Shared) -> &Store<Self::Item>;
+    /// How many items the store may hold.
+    fn capacity(config: &Config) -> usize;
 }
 
 /// A partial success only when something was rejected or said.
@@ -86,20 +89,12 @@ impl Signal for Traces {
     const FILE: File = File::Traces;
     const WRITES_ITS_OWN_LINE: bool = true;
 
-    fn store(shared: &Shared) -> &Store<SpanRecord> {
-        &shared.spans
-    }
-
-    fn capacity(config: &Config) -> usize {
-        config.capacity_spans
-    }
-
     fn items(request: Self::Request) -> Result<Vec<SpanRecord>, Rejection> {
         spans_from_otlp_owned(request.resource_spans)
             .map_err(|error| Rejection::Invalid(error.to_string()))
     }
 
-    fn resource(item: &SpanRecord) -> &Resource {
+    fn resource(item: &SpanRecord) -> &Arc<Resource> {
         &item.resource
     }
 
@@ -136,19 +131,19 @@ impl Signal for Metrics {
     const REFUSED: Counter = Counter::RefusedMetricPoints;
     const FILE: File = File::Metrics;
 
-    fn store(shared: &Shared) -> &Store<MetricPoint> {
-        &shared.metrics
-    }
-
-    fn capacity(config: &Config) -> usize {
-        config.capacity_metric_points
+    fn admit(
+        shared: &Shared,
+        items: Vec<MetricPoint>,
+        transport: super::ingest::Transport,
+    ) -> Result<(), Rejection> {
+        shared.store_batch::<Self>(items, transport)
     }
 
     fn items(request: Self::Request) -> Result<Vec<MetricPoint>, Rejection> {
         Ok(metric_points_from_otlp(&request.resource_metrics))
     }
 
-    fn resource(item: &MetricPoint) -> &Resource {
+    fn resource(item: &MetricPoint) -> &Arc<Resource> {
         &item.resource
     }
 
@@ -177,12 +172,12 @@ impl Signal for Logs {
     const REFUSED: Counter = Counter::RefusedLogRecords;
     const FILE: File = File::Logs;
 
-    fn store(shared: &Shared) -> &Store<LogRecord> {
-        &shared.logs
-    }
-
-    fn capacity(config: &Config) -> usize {
-        config.capacity_log_records
+    fn admit(
+        shared: &Shared,
+        items: Vec<LogRecord>,
+        transport: super::ingest::Transport,
+    ) -> Result<(), Rejection> {
+        shared.store_batch::<Self>(items, transport)
     }
 
     fn items(request: Self::Request) -> Result<Vec<LogRecord>, Rejection> {
@@ -190,7 +185,7 @@ impl Signal for Logs {
             .map_err(|error| Rejection::Invalid(error.to_string()))
     }
 
-    fn resource(item: &LogRecord) -> &Resource {
+    fn resource(item: &LogRecord) -> &Arc<Resource> {
         &item.resource
     }
 
@@ -203,5 +198,25 @@ impl Signal for Logs {
                 }
             }),
         }
+    }
+}
+
+impl BatchStored for Metrics {
+    fn store(shared: &Shared) -> &Store<MetricPoint> {
+        &shared.metrics
+    }
+
+    fn capacity(config: &Config) -> usize {
+        config.capacity_metric_points
+    }
+}
+
+impl BatchStored for Logs {
+    fn store(shared: &Shared) -> &Store<LogRecord> {
+        &shared.logs
+    }
+
+    fn capacity(config: &Config) -> usize {
+        config.capacity_log_records
     }
 }

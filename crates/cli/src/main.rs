@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use p2p_otel_testkit::receiver::DEFAULT_SPAN_CAPACITY;
 
 mod serve;
 mod validate;
@@ -61,7 +62,52 @@ enum Command {
         /// Exit 1, with a summary, if still running after this many seconds.
         #[arg(long)]
         timeout: Option<u64>,
+        /// Most spans stored; past it requests are refused (429 / RESOURCE_EXHAUSTED with
+        /// a retry delay), unless --keep-last makes room.
+        #[arg(long, default_value_t = DEFAULT_SPAN_CAPACITY)]
+        span_capacity: usize,
+        /// Most memory the span store holds, as it estimates it: bytes, or with a suffix
+        /// KiB, MiB, GiB. Past it requests are refused, unless --keep-last makes room.
+        #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+        span_byte_capacity: usize,
+        /// Keep only the last N traces: the oldest are evicted (and counted) to make room,
+        /// for a collector that runs for days.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Seconds requests in flight may take to finish once stopping; then every
+        /// connection is closed, whatever clients do.
+        #[arg(long, default_value = "5", value_parser = parse_seconds)]
+        shutdown_grace: Duration,
     },
+}
+
+/// Parses `1048576`, `512KiB`, `64MiB` or `1GiB`.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |at| text.split_at(at));
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?}: use B, KiB, MiB or GiB")),
+    };
+    let count: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 1048576, 64MiB or 1GiB"))?;
+    count
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text} is too large"))
+}
+
+/// Parses a non-negative number of seconds, such as `5` or `0.5`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value).map_err(|error| format!("{text} seconds: {error}"))
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
@@ -103,6 +149,10 @@ fn main() -> ExitCode {
         out,
         exit_after_spans,
         timeout,
+        span_capacity,
+        span_byte_capacity,
+        keep_last,
+        shutdown_grace,
     }) = cli.command
     else {
         return validate(cli.nodes, cli.out, cli.otlp_endpoint);
@@ -114,6 +164,10 @@ fn main() -> ExitCode {
         out,
         exit_after_spans,
         timeout: timeout.map(Duration::from_secs),
+        span_capacity,
+        span_byte_capacity,
+        keep_last,
+        shutdown_grace,
     };
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);

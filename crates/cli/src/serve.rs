@@ -5,15 +5,14 @@
 //! ends on Ctrl-C / SIGTERM (or, for scripts, once N spans arrived or at a timeout) with
 //! a summary.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use p2p_otel_testkit::model::{TraceId, Value};
-use p2p_otel_testkit::receiver::{Config, OtlpReceiver, ReceiverError};
-use p2p_otel_testkit::tree::TraceSet;
+use p2p_otel_testkit::receiver::{Config, Counter, OtlpReceiver, ReceiverError};
 
 /// What `serve` was asked to do.
 #[derive(Clone, Debug)]
@@ -30,6 +29,14 @@ pub struct Options {
     pub exit_after_spans: Option<usize>,
     /// Exit non-zero with a summary after this long.
     pub timeout: Option<Duration>,
+    /// Most spans stored.
+    pub span_capacity: usize,
+    /// Most bytes the span store holds.
+    pub span_byte_capacity: usize,
+    /// Keep only the last N traces, evicting the oldest.
+    pub keep_last: Option<usize>,
+    /// How long requests in flight may finish once stopping.
+    pub shutdown_grace: Duration,
 }
 
 /// Why `serve` stopped.
@@ -67,20 +74,27 @@ fn service_of(trace: &p2p_otel_testkit::tree::Trace) -> String {
         .unwrap_or_else(|| "unknown_service".to_owned())
 }
 
-/// Serves until a signal, enough spans, or the timeout; prints to `out`.
+/// Serves until a signal, enough spans, or the timeout; prints to `out`. The summary is
+/// computed once the servers stopped, so it counts everything acknowledged — exactly what
+/// the files hold.
 pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, ServeError> {
     for addr in [options.grpc, options.http] {
         if !options.allow_non_loopback && !addr.ip().is_loopback() {
             return Err(ServeError::NotLoopback(addr));
         }
     }
-    let receiver = OtlpReceiver::start(
-        Config::default()
-            .with_grpc_addr(options.grpc)
-            .with_http_addr(options.http)
-            .with_json_lines_dir(&options.out),
-    )
-    .await?;
+    let mut config = Config::default()
+        .with_grpc_addr(options.grpc)
+        .with_http_addr(options.http)
+        .with_json_lines_dir(&options.out)
+        .with_span_capacity(options.span_capacity)
+        .with_span_byte_capacity(options.span_byte_capacity)
+        .with_shutdown_grace(options.shutdown_grace);
+    if let Some(traces) = options.keep_last {
+        config = config.with_keep_last_traces(traces);
+    }
+    let mut receiver = OtlpReceiver::start(config).await?;
+    let mut watch = receiver.watch_traces();
     let _ = writeln!(
         out,
         "listening grpc={} http={} files={}",
@@ -97,45 +111,57 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
     #[cfg(not(unix))]
     let terminated = std::future::pending::<Option<()>>();
     tokio::pin!(terminated);
-    let deadline = options
-        .timeout
-        .map(|timeout| tokio::time::Instant::now() + timeout);
-    let mut printed: BTreeSet<TraceId> = BTreeSet::new();
-    let mut seen = 0;
+    let deadline = async {
+        match options.timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut printed: HashSet<TraceId> = HashSet::new();
     let outcome = loop {
-        if options.exit_after_spans.is_some_and(|n| seen >= n) {
+        if options
+            .exit_after_spans
+            .is_some_and(|n| receiver.span_count() >= n)
+        {
             break Outcome::EnoughSpans;
         }
-        let until_deadline = deadline.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(tokio::time::Instant::now())
-        });
         tokio::select! {
-            arrived = receiver.wait_for_span_count(seen + 1, until_deadline) => match arrived {
-                Ok(count) => {
-                    seen = count;
-                    report_finished(&receiver, &mut printed, out);
-                }
-                Err(_) if deadline.is_some() => break Outcome::TimedOut,
-                Err(_) => {}
-            },
+            touched = watch.changed() => report_finished(&receiver, touched, &mut printed, out),
+            () = &mut deadline => break Outcome::TimedOut,
             _ = tokio::signal::ctrl_c() => break Outcome::Signalled,
             _ = &mut terminated => break Outcome::Signalled,
         }
     };
+    // Stopped within the grace period whatever clients hold open; from here on nothing
+    // is acknowledged, so the summary is final.
+    let stopped = receiver.stop().await;
     summary(&receiver, &outcome, options, out);
-    let _ = receiver.shutdown().await;
+    stopped?;
     Ok(outcome)
 }
 
-/// Prints one line per trace that is complete (a root, no missing parent) and new.
-fn report_finished(receiver: &OtlpReceiver, printed: &mut BTreeSet<TraceId>, out: &mut impl Write) {
-    let traces = receiver.traces();
-    for trace in traces.traces() {
-        let roots = trace.roots();
-        if printed.contains(&trace.trace_id()) || roots.is_empty() || !trace.is_complete() {
+/// Prints one line per touched trace that is complete (a root, no missing parent) and
+/// not printed before: reads only those traces.
+fn report_finished(
+    receiver: &OtlpReceiver,
+    touched: Vec<TraceId>,
+    printed: &mut HashSet<TraceId>,
+    out: &mut impl Write,
+) {
+    for trace_id in touched {
+        if printed.contains(&trace_id) {
             continue;
         }
-        printed.insert(trace.trace_id());
+        let set = receiver.trace(trace_id);
+        let Some(trace) = set.traces().first() else {
+            continue;
+        };
+        let roots = trace.roots();
+        if roots.is_empty() || !trace.is_complete() {
+            continue;
+        }
+        printed.insert(trace_id);
         let root = roots[0].record();
         let duration_ms = root.duration_nanos().unwrap_or(0) as f64 / 1e6;
         let errors = trace
@@ -155,21 +181,33 @@ fn report_finished(receiver: &OtlpReceiver, printed: &mut BTreeSet<TraceId>, out
 }
 
 fn summary(receiver: &OtlpReceiver, outcome: &Outcome, options: &Options, out: &mut impl Write) {
-    let traces: TraceSet = receiver.traces();
+    // One trace at a time, so the summary of a full store does not copy it whole.
     let mut by_service: BTreeMap<String, usize> = BTreeMap::new();
-    for trace in traces.traces() {
-        *by_service.entry(service_of(trace)).or_default() += trace.len();
+    for trace_id in receiver.trace_ids() {
+        for trace in receiver.trace(trace_id).traces() {
+            *by_service.entry(service_of(trace)).or_default() += trace.len();
+        }
     }
     let _ = writeln!(
         out,
         "summary: {outcome:?}: {} span(s) in {} trace(s), {} metric point(s), {} log record(s)",
-        traces.span_count(),
-        traces.traces().len(),
+        receiver.span_count(),
+        receiver.trace_count(),
         receiver.metric_points().len(),
         receiver.log_records().len()
     );
     for (service, spans) in by_service {
         let _ = writeln!(out, "  service {service}: {spans} span(s)");
+    }
+    let refused = receiver.counter(Counter::RefusedSpans, None);
+    let evicted = receiver.counter(Counter::EvictedSpans, None);
+    let duplicates = receiver.counter(Counter::DuplicateSpans, None);
+    if refused + evicted + duplicates > 0 {
+        let _ = writeln!(
+            out,
+            "  spans refused (store full): {refused}, evicted (--keep-last): {evicted}, \
+             duplicates kept once: {duplicates}"
+        );
     }
     let _ = writeln!(
         out,

@@ -1,0 +1,455 @@
+//! The stored form of a received span: a few hundred bytes instead of a `SpanRecord`'s
+//! kilobytes. Names and attribute keys are interned, resources and scopes shared across
+//! requests, attributes kept in one boxed slice, values without a `String`'s spare
+//! capacity. A `SpanRecord` is rebuilt only when somebody reads the span.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::mem::size_of;
+use std::sync::Arc;
+
+use crate::model::{
+    Attributes, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink, SpanRecord,
+    Status, StatusCode, TraceId, Value,
+};
+
+/// An attribute value; strings without spare capacity, anything nested boxed.
+#[derive(Debug)]
+enum CompactValue {
+    Str(Box<str>),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    Nested(Box<Value>),
+}
+
+type CompactAttributes = Box<[(Arc<str>, CompactValue)]>;
+
+/// A stored span.
+#[derive(Debug)]
+pub(crate) struct CompactSpan {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent: Option<ParentRef>,
+    name: Arc<str>,
+    kind: SpanKind,
+    code: StatusCode,
+    status_message: Option<Box<str>>,
+    attributes: CompactAttributes,
+    events: Box<[CompactEvent]>,
+    links: Box<[SpanLink]>,
+    start_unix_nanos: u64,
+    end_unix_nanos: Option<u64>,
+    pub(crate) resource: Arc<Resource>,
+    scope: Arc<Scope>,
+    unrecorded_fields: Box<[Arc<str>]>,
+}
+
+#[derive(Debug)]
+struct CompactEvent {
+    name: Arc<str>,
+    time_unix_nanos: u64,
+    attributes: CompactAttributes,
+}
+
+/// Shares equal strings, resources and scopes between stored spans, and counts what it
+/// holds. Entries nobody uses any more are purged as the tables grow, so that a stream of
+/// unique names cannot grow them without bound once spans are evicted.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    strings: HashSet<Arc<str>>,
+    resources: HashMap<u64, Vec<Arc<Resource>>>,
+    scopes: HashMap<u64, Vec<Arc<Scope>>>,
+    entries: usize,
+    purge_above: usize,
+    bytes: usize,
+}
+
+/// What an interned string costs: the `Arc`'s counts and text, plus its table slot.
+fn string_cost(text: &str) -> usize {
+    2 * size_of::<usize>() + text.len() + size_of::<Arc<str>>() + 1
+}
+
+impl Interner {
+    /// The bytes held by interned strings, resources and scopes (estimated).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn string(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(text) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(Arc::clone(&shared));
+        self.bytes += string_cost(text);
+        self.entries += 1;
+        shared
+    }
+
+    fn resource(&mut self, resource: &Arc<Resource>) -> Arc<Resource> {
+        let key = attributes_hash(&resource.attributes, 0);
+        let bucket = self.resources.entry(key).or_default();
+        if let Some(shared) = bucket.iter().find(|r| ***r == **resource) {
+            return Arc::clone(shared);
+        }
+        bucket.push(Arc::clone(resource));
+        self.bytes += attributes_bytes(&resource.attributes) + size_of::<Resource>();
+        self.entries += 1;
+        Arc::clone(resource)
+    }
+
+    fn scope(&mut self, scope: &Arc<Scope>) -> Arc<Scope> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        scope.name.hash(&mut hasher);
+        scope.version.hash(&mut hasher);
+        let key = attributes_hash(&scope.attributes, hasher.finish());
+        let bucket = self.scopes.entry(key).or_default();
+        if let Some(shared) = bucket.iter().find(|s| ***s == **scope) {
+            return Arc::clone(shared);
+        }
+        bucket.push(Arc::clone(scope));
+        self.bytes += attributes_bytes(&scope.attributes)
+            + scope.name.len()
+            + scope.version.len()
+            + size_of::<Scope>();
+        self.entries += 1;
+        Arc::clone(scope)
+    }
+
+    /// Drops entries no stored span uses, once the tables doubled since the last purge:
+    /// amortised O(1) per insert.
+    pub(crate) fn purge_if_grown(&mut self) {
+        if self.entries <= self.purge_above.max(4096) {
+            return;
+        }
+        self.strings.retain(|s| Arc::strong_count(s) > 1);
+        for bucket in self.resources.values_mut() {
+            bucket.retain(|r| Arc::strong_count(r) > 1);
+        }
+        self.resources.retain(|_, bucket| !bucket.is_empty());
+        for bucket in self.scopes.values_mut() {
+            bucket.retain(|s| Arc::strong_count(s) > 1);
+        }
+        self.scopes.retain(|_, bucket| !bucket.is_empty());
+        self.bytes = self.strings.iter().map(|s| string_cost(s)).sum::<usize>()
+            + self
+                .resources
+                .values()
+                .flatten()
+                .map(|r| attributes_bytes(&r.attributes) + size_of::<Resource>())
+                .sum::<usize>()
+            + self
+                .scopes
+                .values()
+                .flatten()
+                .map(|s| {
+                    attributes_bytes(&s.attributes)
+                        + s.name.len()
+                        + s.version.len()
+                        + size_of::<Scope>()
+                })
+                .sum::<usize>();
+        self.entries = self.strings.len()
+            + self.resources.values().map(Vec::len).sum::<usize>()
+            + self.scopes.values().map(Vec::len).sum::<usize>();
+        self.purge_above = 2 * self.entries;
+    }
+
+    /// The stored form of `span`, sharing what can be shared.
+    pub(crate) fn compact(&mut self, span: SpanRecord) -> CompactSpan {
+        let status_message = match span.status.message.is_empty() {
+            true => None,
+            false => Some(span.status.message.into_boxed_str()),
+        };
+        CompactSpan {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent: span.parent,
+            name: self.string(&span.name),
+            kind: span.kind,
+            code: span.status.code,
+            status_message,
+            attributes: self.attributes(span.attributes),
+            events: span
+                .events
+                .into_iter()
+                .map(|event| CompactEvent {
+                    name: self.string(&event.name),
+                    time_unix_nanos: event.time_unix_nanos,
+                    attributes: self.attributes(event.attributes),
+                })
+                .collect(),
+            links: span.links.into_boxed_slice(),
+            start_unix_nanos: span.start_unix_nanos,
+            end_unix_nanos: span.end_unix_nanos,
+            resource: self.resource(&span.resource),
+            scope: self.scope(&span.scope),
+            unrecorded_fields: span
+                .unrecorded_fields
+                .iter()
+                .map(|field| self.string(field))
+                .collect(),
+        }
+    }
+
+    fn attributes(&mut self, attributes: Attributes) -> CompactAttributes {
+        attributes
+            .into_iter()
+            .map(|(key, value)| (self.string(&key), CompactValue::from(value)))
+            .collect()
+    }
+}
+
+impl From<Value> for CompactValue {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Str(text) => CompactValue::Str(text.into_boxed_str()),
+            Value::Int(n) => CompactValue::Int(n),
+            Value::Double(x) => CompactValue::Double(x),
+            Value::Bool(b) => CompactValue::Bool(b),
+            nested => CompactValue::Nested(Box::new(nested)),
+        }
+    }
+}
+
+impl CompactValue {
+    fn to_value(&self) -> Value {
+        match self {
+            CompactValue::Str(text) => Value::Str(text.to_string()),
+            CompactValue::Int(n) => Value::Int(*n),
+            CompactValue::Double(x) => Value::Double(*x),
+            CompactValue::Bool(b) => Value::Bool(*b),
+            CompactValue::Nested(value) => (**value).clone(),
+        }
+    }
+
+    /// Heap bytes beyond the value itself.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            CompactValue::Str(text) => text.len(),
+            CompactValue::Nested(value) => size_of::<Value>() + value_bytes(value),
+            _ => 0,
+        }
+    }
+}
+
+fn expand(attributes: &CompactAttributes) -> Attributes {
+    attributes
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_value()))
+        .collect()
+}
+
+fn compact_attributes_bytes(attributes: &CompactAttributes) -> usize {
+    attributes
+        .iter()
+        .map(|(_, value)| size_of::<(Arc<str>, CompactValue)>() + value.heap_bytes())
+        .sum()
+}
+
+impl CompactSpan {
+    /// The span as the model shows it.
+    pub(crate) fn to_record(&self) -> SpanRecord {
+        SpanRecord {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent: self.parent,
+            name: self.name.to_string(),
+            kind: self.kind,
+            status: Status {
+                code: self.code,
+                message: self.status_message.as_deref().unwrap_or("").to_owned(),
+            },
+            attributes: expand(&self.attributes),
+            events: self
+                .events
+                .iter()
+                .map(|event| SpanEvent {
+                    name: event.name.to_string(),
+                    time_unix_nanos: event.time_unix_nanos,
+                    attributes: expand(&event.attributes),
+                })
+                .collect(),
+            links: self.links.to_vec(),
+            start_unix_nanos: self.start_unix_nanos,
+            end_unix_nanos: self.end_unix_nanos,
+            resource: Arc::clone(&self.resource),
+            scope: Arc::clone(&self.scope),
+            unrecorded_fields: self
+                .unrecorded_fields
+                .iter()
+                .map(|field| field.to_string())
+                .collect(),
+        }
+    }
+
+    /// What the span costs in the store, interned parts excluded (estimated: the struct,
+    /// its boxed slices and their values).
+    pub(crate) fn bytes(&self) -> usize {
+        size_of::<Option<CompactSpan>>()
+            + self.status_message.as_deref().map_or(0, str::len)
+            + compact_attributes_bytes(&self.attributes)
+            + self
+                .events
+                .iter()
+                .map(|event| {
+                    size_of::<CompactEvent>() + compact_attributes_bytes(&event.attributes)
+                })
+                .sum::<usize>()
+            + self
+                .links
+                .iter()
+                .map(|link| size_of::<SpanLink>() + attributes_bytes(&link.attributes))
+                .sum::<usize>()
+            + self.unrecorded_fields.len() * size_of::<Arc<str>>()
+    }
+}
+
+/// What a `SpanRecord` would cost once compacted, before interning: how a request is
+/// weighed against the byte capacity before it is admitted.
+pub(crate) fn record_bytes(span: &SpanRecord) -> usize {
+    size_of::<Option<CompactSpan>>()
+        + span.name.len()
+        + span.status.message.len()
+        + span
+            .attributes
+            .iter()
+            .map(|(key, value)| {
+                size_of::<(Arc<str>, CompactValue)>() + key.len() + value_bytes(value)
+            })
+            .sum::<usize>()
+        + span
+            .events
+            .iter()
+            .map(|event| {
+                size_of::<CompactEvent>() + event.name.len() + attributes_bytes(&event.attributes)
+            })
+            .sum::<usize>()
+        + span
+            .links
+            .iter()
+            .map(|link| size_of::<SpanLink>() + attributes_bytes(&link.attributes))
+            .sum::<usize>()
+        + span.unrecorded_fields.len() * size_of::<Arc<str>>()
+}
+
+/// Heap bytes of a model value beyond the value itself.
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::Str(text) => text.len(),
+        Value::Bytes(bytes) => bytes.len(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| size_of::<Value>() + value_bytes(item))
+            .sum(),
+        Value::Map(map) => attributes_bytes(map),
+        Value::Int(_) | Value::Double(_) | Value::Bool(_) => 0,
+    }
+}
+
+/// Heap bytes of model attributes (keys, values and a B-tree's per-entry share).
+fn attributes_bytes(attributes: &Attributes) -> usize {
+    attributes
+        .iter()
+        .map(|(key, value)| {
+            size_of::<String>() + key.len() + size_of::<Value>() + value_bytes(value)
+        })
+        .sum()
+}
+
+/// A hash of attributes, seeded, for finding equal resources and scopes.
+fn attributes_hash(attributes: &Attributes, seed: u64) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    seed.hash(&mut hasher);
+    for (key, value) in attributes {
+        key.hash(&mut hasher);
+        hash_value(value, &mut hasher);
+    }
+    hasher.finish()
+}
+
+fn hash_value(value: &Value, hasher: &mut impl Hasher) {
+    std::mem::discriminant(value).hash(hasher);
+    match value {
+        Value::Str(text) => text.hash(hasher),
+        Value::Int(n) => n.hash(hasher),
+        Value::Double(x) => x.to_bits().hash(hasher),
+        Value::Bool(b) => b.hash(hasher),
+        Value::Bytes(bytes) => bytes.hash(hasher),
+        Value::Array(items) => items.iter().for_each(|item| hash_value(item, hasher)),
+        Value::Map(map) => {
+            for (key, item) in map {
+                key.hash(hasher);
+                hash_value(item, hasher);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SpanKind;
+
+    fn sample() -> SpanRecord {
+        let mut span = SpanRecord::new(
+            TraceId::from_bytes([1; 16]),
+            SpanId::from_bytes([2; 8]),
+            "p2p_publish",
+        );
+        span.kind = SpanKind::Server;
+        span.parent = Some(ParentRef {
+            span_id: SpanId::from_bytes([3; 8]),
+            remote: Some(true),
+        });
+        span.status = Status {
+            code: StatusCode::Error,
+            message: "boom".into(),
+        };
+        span.attributes
+            .insert("package_id".into(), Value::Str("pkg-1".into()));
+        span.attributes.insert("size".into(), Value::Int(3));
+        span.attributes
+            .insert("tags".into(), Value::Array(vec![Value::Bool(true)]));
+        span.events.push(SpanEvent {
+            name: "stored".into(),
+            time_unix_nanos: 5,
+            attributes: Attributes::from([("n".to_owned(), Value::Double(1.5))]),
+        });
+        span.start_unix_nanos = 10;
+        span.end_unix_nanos = Some(20);
+        span.unrecorded_fields.insert("result".into());
+        span
+    }
+
+    #[test]
+    fn a_span_reads_back_exactly_as_it_was_stored() {
+        let mut interner = Interner::default();
+        let span = sample();
+        let stored = interner.compact(span.clone());
+        assert_eq!(stored.to_record(), span);
+    }
+
+    #[test]
+    fn equal_resources_and_names_are_stored_once() {
+        let mut interner = Interner::default();
+        let (a, b) = (sample(), sample());
+        assert!(!Arc::ptr_eq(&a.resource, &b.resource));
+        let (a, b) = (interner.compact(a), interner.compact(b));
+        assert!(Arc::ptr_eq(&a.resource, &b.resource));
+        assert!(Arc::ptr_eq(&a.name, &b.name));
+    }
+
+    #[test]
+    fn unused_entries_are_purged_once_the_tables_grow() {
+        let mut interner = Interner::default();
+        for n in 0..10_000 {
+            let mut span = sample();
+            span.name = format!("unique-{n}");
+            drop(interner.compact(span));
+            interner.purge_if_grown();
+        }
+        assert!(interner.strings.len() < 8_192, "{}", interner.strings.len());
+    }
+}

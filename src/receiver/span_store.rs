@@ -1,0 +1,435 @@
+//! The receiver's span store: spans in their compact form, in arrival order, indexed by
+//! trace, bounded in spans and in bytes, each span kept once.
+//!
+//! What changes is published per request as the list of traces it touched, so that
+//! "which traces finished?" costs the spans of those traces, never the whole store. With a
+//! trace limit (`keep last N`), the oldest traces make room for new ones instead of the
+//! store refusing them.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::mem::size_of;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::compact::{record_bytes, CompactSpan, Interner};
+use crate::model::{IdHash, Resource, SpanId, SpanRecord, TraceId};
+use crate::store::{lock, Notifier, WaitError};
+
+/// How much the store may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// At most this many spans.
+    pub(crate) spans: usize,
+    /// At most this many bytes (estimated, interned names and shared resources included).
+    pub(crate) bytes: usize,
+    /// Keep only the most recent traces: evict the oldest instead of refusing.
+    pub(crate) keep_last_traces: Option<usize>,
+}
+
+/// How many spans of each resource, for counters labelled by `service.name`.
+pub(crate) type Tally = Vec<(Arc<Resource>, u64)>;
+
+/// Adds one per item to a tally, grouping runs of the same resource.
+pub(crate) fn tally<'a>(resources: impl IntoIterator<Item = &'a Arc<Resource>>) -> Tally {
+    let mut runs: Tally = Vec::new();
+    for resource in resources {
+        match runs.iter_mut().find(|(r, _)| Arc::ptr_eq(r, resource)) {
+            Some((_, n)) => *n += 1,
+            None => runs.push((Arc::clone(resource), 1)),
+        }
+    }
+    runs
+}
+
+/// What became of a request's spans.
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    pub(crate) accepted: Tally,
+    pub(crate) duplicates: Tally,
+    pub(crate) evicted: Tally,
+}
+
+/// A request refused whole: the store is full.
+#[derive(Debug)]
+pub(crate) struct Full {
+    pub(crate) message: String,
+    pub(crate) refused: Tally,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Spans in arrival order; `None` where a span was evicted.
+    slots: Vec<Option<CompactSpan>>,
+    /// Each trace's slots, in arrival order.
+    traces: HashMap<TraceId, Vec<usize>, IdHash>,
+    /// Traces by first arrival, oldest first: the eviction order.
+    order: VecDeque<TraceId>,
+    seen: HashSet<(TraceId, SpanId), IdHash>,
+    interner: Interner,
+    live: usize,
+    span_bytes: usize,
+}
+
+/// Per-span bookkeeping beyond the span itself: its slot index, its `seen` entry (with
+/// the hash table's control byte and spare room).
+const INDEX_BYTES_PER_SPAN: usize = size_of::<usize>() + 2 * size_of::<(TraceId, SpanId)>();
+/// Per-trace bookkeeping: its map entry and its place in the eviction order.
+const INDEX_BYTES_PER_TRACE: usize =
+    2 * (size_of::<TraceId>() + size_of::<Vec<usize>>()) + size_of::<TraceId>();
+
+impl Inner {
+    fn bytes(&self) -> usize {
+        self.span_bytes
+            + self.interner.bytes()
+            + self.live * INDEX_BYTES_PER_SPAN
+            + self.traces.len() * INDEX_BYTES_PER_TRACE
+    }
+
+    /// Evicts the oldest trace; returns its spans' resources, or `None` when empty.
+    fn evict_oldest(&mut self, evicted: &mut Vec<Arc<Resource>>) -> bool {
+        let Some(trace_id) = self.order.pop_front() else {
+            return false;
+        };
+        for slot in self.traces.remove(&trace_id).unwrap_or_default() {
+            if let Some(span) = self.slots.get_mut(slot).and_then(Option::take) {
+                self.seen.remove(&(span.trace_id, span.span_id));
+                self.span_bytes -= span.bytes();
+                self.live -= 1;
+                evicted.push(span.resource);
+            }
+        }
+        true
+    }
+
+    /// Drops the holes eviction left once they outnumber the spans, rebuilding the trace
+    /// index: amortised O(1) per evicted span.
+    fn compact_slots(&mut self) {
+        let holes = self.slots.len() - self.live;
+        if holes < 1024 || holes < self.live {
+            return;
+        }
+        self.slots.retain(Option::is_some);
+        for slots in self.traces.values_mut() {
+            slots.clear();
+        }
+        for (index, span) in self.slots.iter().enumerate() {
+            if let Some(span) = span {
+                if let Some(slots) = self.traces.get_mut(&span.trace_id) {
+                    slots.push(index);
+                }
+            }
+        }
+        self.interner.purge_if_grown();
+    }
+
+    fn trace(&self, trace_id: &TraceId) -> Vec<SpanRecord> {
+        self.traces
+            .get(trace_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|&slot| self.slots.get(slot).and_then(Option::as_ref))
+            .map(CompactSpan::to_record)
+            .collect()
+    }
+
+    fn spans(&self) -> Vec<SpanRecord> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(CompactSpan::to_record)
+            .collect()
+    }
+}
+
+/// The receiver's span store.
+#[derive(Debug)]
+pub(crate) struct SpanStore {
+    inner: Mutex<Inner>,
+    limits: Limits,
+    notifier: Notifier,
+    updates: broadcast::Sender<Arc<[TraceId]>>,
+}
+
+/// How many change messages a slow trace watcher may fall behind before it is told to
+/// look at every trace again.
+const UPDATES_BUFFERED: usize = 4096;
+
+impl SpanStore {
+    pub(crate) fn new(limits: Limits) -> Self {
+        SpanStore {
+            inner: Mutex::new(Inner::default()),
+            limits,
+            notifier: Notifier::default(),
+            updates: broadcast::Sender::new(UPDATES_BUFFERED),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// Stores the spans not seen before (in the store or earlier in the request), whole or
+    /// not at all. `stored` sees the fresh spans, under the store's lock, just before
+    /// they are stored: the file export writes them there, in store order.
+    pub(crate) fn admit(
+        &self,
+        spans: Vec<SpanRecord>,
+        stored: impl FnOnce(&[SpanRecord]),
+    ) -> Result<Admission, Full> {
+        let mut inner = self.lock();
+        let mut fresh = Vec::with_capacity(spans.len());
+        let mut duplicates = Vec::new();
+        let mut in_request = HashSet::<_, IdHash>::default();
+        for span in spans {
+            let key = (span.trace_id, span.span_id);
+            if inner.seen.contains(&key) || !in_request.insert(key) {
+                duplicates.push(span.resource);
+            } else {
+                fresh.push(span);
+            }
+        }
+        let incoming_bytes: usize = fresh
+            .iter()
+            .map(|span| record_bytes(span) + INDEX_BYTES_PER_SPAN)
+            .sum();
+        let fits = |inner: &Inner| {
+            inner.live + fresh.len() <= self.limits.spans
+                && inner.bytes() + incoming_bytes <= self.limits.bytes
+        };
+        let mut evicted = Vec::new();
+        if self.limits.keep_last_traces.is_some() {
+            while !fits(&inner) && inner.evict_oldest(&mut evicted) {}
+        }
+        if !fits(&inner) {
+            let message = format!(
+                "span store full: {} span(s) in {} byte(s) stored, {} more in {} byte(s) refused \
+                 (capacity {} span(s), {} byte(s))",
+                inner.live,
+                inner.bytes(),
+                fresh.len(),
+                incoming_bytes,
+                self.limits.spans,
+                self.limits.bytes,
+            );
+            drop(inner);
+            return Err(Full {
+                message,
+                refused: tally(fresh.iter().map(|span| &span.resource)),
+            });
+        }
+        if !fresh.is_empty() {
+            stored(&fresh);
+        }
+        let accepted = tally(fresh.iter().map(|span| &span.resource));
+        let mut touched: Vec<TraceId> = Vec::new();
+        for span in fresh {
+            let trace_id = span.trace_id;
+            let compact = inner.interner.compact(span);
+            inner.span_bytes += compact.bytes();
+            inner.seen.insert((trace_id, compact.span_id));
+            let slot = inner.slots.len();
+            inner.slots.push(Some(compact));
+            inner.live += 1;
+            match inner.traces.get_mut(&trace_id) {
+                Some(slots) => slots.push(slot),
+                None => {
+                    inner.traces.insert(trace_id, vec![slot]);
+                    inner.order.push_back(trace_id);
+                }
+            }
+            if touched.last() != Some(&trace_id) && !touched.contains(&trace_id) {
+                touched.push(trace_id);
+            }
+        }
+        if let Some(keep) = self.limits.keep_last_traces {
+            while inner.traces.len() > keep && inner.evict_oldest(&mut evicted) {}
+        }
+        inner.compact_slots();
+        drop(inner);
+        if !touched.is_empty() {
+            self.notifier.notify();
+            // No watcher is not an error: nobody asked.
+            let _ = self.updates.send(Arc::from(touched));
+        }
+        Ok(Admission {
+            accepted,
+            duplicates: tally(duplicates.iter()),
+            evicted: tally(evicted.iter()),
+        })
+    }
+
+    /// Forgets every span and which were seen.
+    pub(crate) fn clear(&self) {
+        *self.lock() = Inner::default();
+        self.notifier.notify();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().live
+    }
+
+    pub(crate) fn trace_count(&self) -> usize {
+        self.lock().traces.len()
+    }
+
+    /// The estimated bytes the store holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes()
+    }
+
+    /// Every span, in arrival order.
+    pub(crate) fn spans(&self) -> Vec<SpanRecord> {
+        self.lock().spans()
+    }
+
+    /// The spans of one trace, in arrival order: O(spans of that trace).
+    pub(crate) fn trace(&self, trace_id: &TraceId) -> Vec<SpanRecord> {
+        self.lock().trace(trace_id)
+    }
+
+    /// Every trace id, oldest first.
+    pub(crate) fn trace_ids(&self) -> Vec<TraceId> {
+        self.lock().order.iter().copied().collect()
+    }
+
+    /// Lists of the traces each later request touched.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<[TraceId]>> {
+        self.updates.subscribe()
+    }
+
+    /// Waits until `check` over the store returns `Some`, re-checking on every change.
+    pub(crate) async fn wait_until<R>(
+        &self,
+        expected: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&SpanStore) -> Option<R>,
+    ) -> Result<R, WaitError> {
+        self.notifier
+            .wait_until(
+                timeout,
+                || check(self),
+                || {
+                    let spans = self.spans();
+                    WaitError::Timeout {
+                        expected: expected.to_owned(),
+                        waited: timeout,
+                        arrived: spans.len(),
+                        unit: "span(s)",
+                        rendered: crate::tree::TraceSet::new(spans).render(),
+                    }
+                },
+            )
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Value;
+
+    fn span(trace: u8, span: u8) -> SpanRecord {
+        let mut record = SpanRecord::new(
+            TraceId::from_bytes([trace; 16]),
+            SpanId::from_bytes([span; 8]),
+            "op",
+        );
+        record
+            .attributes
+            .insert("key".into(), Value::Str("value".into()));
+        record
+    }
+
+    fn limits(spans: usize, keep_last_traces: Option<usize>) -> Limits {
+        Limits {
+            spans,
+            bytes: usize::MAX,
+            keep_last_traces,
+        }
+    }
+
+    #[test]
+    fn spans_are_indexed_by_trace_in_arrival_order() {
+        let store = SpanStore::new(limits(10, None));
+        store
+            .admit(vec![span(1, 1), span(2, 2), span(1, 3)], |_| {})
+            .unwrap();
+        let ids: Vec<SpanId> = store
+            .trace(&TraceId::from_bytes([1; 16]))
+            .iter()
+            .map(|s| s.span_id)
+            .collect();
+        assert_eq!(
+            ids,
+            [SpanId::from_bytes([1; 8]), SpanId::from_bytes([3; 8])]
+        );
+        assert_eq!(store.spans().len(), 3);
+        assert_eq!(store.trace_count(), 2);
+    }
+
+    #[test]
+    fn a_full_store_refuses_a_request_whole() {
+        let store = SpanStore::new(limits(2, None));
+        store.admit(vec![span(1, 1)], |_| {}).unwrap();
+        let full = store
+            .admit(vec![span(2, 2), span(2, 3)], |_| {
+                panic!("nothing is stored")
+            })
+            .unwrap_err();
+        assert_eq!(full.refused.iter().map(|(_, n)| n).sum::<u64>(), 2);
+        assert!(
+            full.message.contains("capacity 2 span(s)"),
+            "{}",
+            full.message
+        );
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_byte_capacity_refuses_what_the_span_count_would_let_in() {
+        let store = SpanStore::new(Limits {
+            spans: usize::MAX,
+            bytes: 4096,
+            keep_last_traces: None,
+        });
+        let mut big = span(1, 1);
+        big.attributes
+            .insert("blob".into(), Value::Str("x".repeat(8192)));
+        assert!(store.admit(vec![big], |_| {}).is_err());
+        assert!(store.admit(vec![span(1, 2)], |_| {}).is_ok());
+    }
+
+    #[test]
+    fn keeping_the_last_traces_evicts_the_oldest_and_forgets_them() {
+        let store = SpanStore::new(limits(100, Some(2)));
+        for trace in 1..=3000u16 {
+            let id = (trace % 251) as u8;
+            let admission = store.admit(vec![span(id, 1), span(id, 2)], |_| {}).unwrap();
+            if trace > 2 && trace <= 251 {
+                assert_eq!(admission.evicted[0].1, 2);
+            }
+        }
+        assert_eq!(store.trace_count(), 2);
+        assert_eq!(store.len(), 4);
+        // Evicted spans are forgotten: sent again, they are stored again.
+        let again = store.admit(vec![span(7, 1)], |_| {}).unwrap();
+        assert_eq!(again.accepted[0].1, 1);
+        assert!(store.lock().slots.len() < 2048, "holes are compacted");
+    }
+
+    #[test]
+    fn watchers_hear_which_traces_a_request_touched() {
+        let store = SpanStore::new(limits(10, None));
+        let mut updates = store.subscribe();
+        store
+            .admit(vec![span(1, 1), span(2, 1), span(1, 2)], |_| {})
+            .unwrap();
+        let touched = updates.try_recv().unwrap();
+        assert_eq!(
+            &*touched,
+            [TraceId::from_bytes([1; 16]), TraceId::from_bytes([2; 16])]
+        );
+    }
+}
