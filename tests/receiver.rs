@@ -279,25 +279,39 @@ async fn get(receiver: &OtlpReceiver, path: &str) -> (u16, String) {
 
 /// A raw gRPC unary call: one length-prefixed frame, optionally flagged compressed.
 async fn grpc_raw(receiver: &OtlpReceiver, payload: &[u8], compressed: bool) -> (String, String) {
-    let client = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<Bytes>>();
     let mut frame = vec![u8::from(compressed)];
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(payload);
+    let encoding = compressed.then_some("gzip");
+    let (_, status, message) = grpc_body(receiver, "application/grpc", encoding, frame).await;
+    (status, message)
+}
+
+/// A raw HTTP/2 POST to the gRPC export method, body as given: the HTTP status, and
+/// `grpc-status` and `grpc-message` from headers or trailers.
+async fn grpc_body(
+    receiver: &OtlpReceiver,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, String) {
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
     let mut request = hyper::Request::post(format!(
         "{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
         receiver.grpc_endpoint()
     ))
-    .header("content-type", "application/grpc")
+    .header("content-type", content_type)
     .header("te", "trailers");
-    if compressed {
-        request = request.header("grpc-encoding", "gzip");
+    if let Some(encoding) = encoding {
+        request = request.header("grpc-encoding", encoding);
     }
     let response = client
-        .request(request.body(Full::new(Bytes::from(frame))).unwrap())
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
         .await
         .unwrap();
+    let http_status = response.status().as_u16();
     let headers = response.headers().clone();
     let collected = response.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned().unwrap_or_default();
@@ -308,7 +322,7 @@ async fn grpc_raw(receiver: &OtlpReceiver, payload: &[u8], compressed: bool) -> 
             .map(|v| v.to_str().unwrap_or_default().to_owned())
             .unwrap_or_default()
     };
-    (pick("grpc-status"), pick("grpc-message"))
+    (http_status, pick("grpc-status"), pick("grpc-message"))
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -424,6 +438,76 @@ mod bad_input {
         still_serving_and_unchanged(&receiver, 0).await;
     }
 
+    /// Every way to get gRPC's length-prefixed framing wrong is the client's error:
+    /// INVALID_ARGUMENT (not retryable), never INTERNAL; nothing is stored.
+    #[tokio::test]
+    async fn every_malformed_grpc_frame_is_invalid_argument() {
+        let receiver = receiver().await;
+        let message = request_of(&[span(1, 1, "framed")]).encode_to_vec();
+        let frame = |flag: u8, declared: usize, payload: &[u8]| {
+            let mut frame = vec![flag];
+            frame.extend_from_slice(&(declared as u32).to_be_bytes());
+            frame.extend_from_slice(payload);
+            frame
+        };
+        let cases: Vec<(&str, Option<&str>, Vec<u8>)> = vec![
+            (
+                "compressed flag without grpc-encoding",
+                None,
+                frame(1, message.len(), &message),
+            ),
+            (
+                "compression flag 2",
+                None,
+                frame(2, message.len(), &message),
+            ),
+            (
+                "frame shorter than declared",
+                None,
+                frame(0, 100, &message[..3]),
+            ),
+            ("half a frame header", None, vec![0, 0, 0]),
+            (
+                "gzip flag, payload not gzip",
+                Some("gzip"),
+                frame(1, 4, b"nope"),
+            ),
+            (
+                "undecodable message",
+                None,
+                frame(0, 3, &[0xff, 0xff, 0x01]),
+            ),
+        ];
+        for (case, encoding, body) in cases {
+            let (http, status, detail) =
+                grpc_body(&receiver, "application/grpc", encoding, body).await;
+            assert_eq!((http, status.as_str()), (200, "3"), "{case}: {detail}");
+        }
+        still_serving_and_unchanged(&receiver, 0).await;
+    }
+
+    /// The gRPC port speaks gRPC only: OTLP/JSON or protobuf sent there is told where to
+    /// go (HTTP 415, as the gRPC specification asks), and nothing is stored.
+    #[tokio::test]
+    async fn the_grpc_port_requires_application_grpc() {
+        let receiver = receiver().await;
+        let message = request_of(&[span(1, 1, "misdirected")]);
+        for (content_type, body) in [
+            ("application/json", serde_json::to_vec(&message).unwrap()),
+            ("application/x-protobuf", message.encode_to_vec()),
+            ("text/plain", b"hello".to_vec()),
+        ] {
+            let (http, _, _) = grpc_body(&receiver, content_type, None, body).await;
+            assert_eq!(http, 415, "{content_type}");
+        }
+        still_serving_and_unchanged(&receiver, 0).await;
+        let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        client.export(message).await.unwrap();
+        receiver.wait_for_spans(1, WAIT).await.unwrap();
+    }
+
     /// Log records' ids are optional but, when present, as strict as a span's: a 5-byte
     /// trace id is refused (400 / INVALID_ARGUMENT) and nothing is stored; empty or
     /// all-zero ids mean "outside a span".
@@ -474,6 +558,66 @@ mod bad_input {
         let stored = receiver.log_records();
         assert_eq!(stored.len(), 2);
         assert!(stored.iter().all(|r| r.trace_id.is_none()));
+    }
+
+    /// Metric points carry ids too (their exemplars'): as strict as a span's.
+    #[tokio::test]
+    async fn metric_exemplars_with_malformed_ids_are_refused_like_spans() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            metric, Exemplar, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+        };
+        let receiver = receiver().await;
+        let request = |span_id: Vec<u8>| ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "p2p_peers_connected".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                exemplars: vec![Exemplar {
+                                    span_id,
+                                    trace_id: vec![7; 16],
+                                    ..Exemplar::default()
+                                }],
+                                ..NumberDataPoint::default()
+                            }],
+                        })),
+                        ..Metric::default()
+                    }],
+                    ..ScopeMetrics::default()
+                }],
+                ..ResourceMetrics::default()
+            }],
+        };
+        let (status, _, body) = post(
+            &receiver,
+            "/v1/metrics",
+            &[PROTOBUF],
+            request(vec![1; 3]).encode_to_vec(),
+        )
+        .await;
+        assert_eq!(status, 400);
+        let message = p2p_otel_testkit_rpc_status(&body);
+        assert!(
+            message.contains("p2p_peers_connected")
+                && message.contains("span id must be 8 bytes, got 3"),
+            "{message}"
+        );
+        let mut client = MetricsServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        let error = client.export(request(vec![1; 3])).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(
+            receiver.metric_points().is_empty(),
+            "nothing of a refused request"
+        );
+        for fine in [Vec::new(), vec![0; 8], vec![2; 8]] {
+            client.export(request(fine)).await.unwrap();
+        }
+        assert_eq!(receiver.metric_points().len(), 3);
     }
 
     /// An empty body is an empty export, gzip claimed or not: 200, nothing stored.
@@ -657,6 +801,116 @@ mod bad_input {
             6
         );
         assert_eq!(receiver.counter(Counter::AcceptedSpans, None), 4);
+    }
+
+    /// A full store says when to retry: `Retry-After` on HTTP, RetryInfo on gRPC (which
+    /// makes RESOURCE_EXHAUSTED retryable for OTLP exporters).
+    #[tokio::test]
+    async fn a_full_store_says_when_to_retry() {
+        use tonic_types::StatusExt;
+        let receiver = OtlpReceiver::start(Config::default().with_span_capacity(1))
+            .await
+            .unwrap();
+        let two = request_of(&[span(1, 1, "a"), span(1, 2, "b")]);
+        let (status, headers, _) =
+            post(&receiver, "/v1/traces", &[PROTOBUF], two.encode_to_vec()).await;
+        assert_eq!(status, 429);
+        assert_eq!(headers["retry-after"], "1");
+        let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+            .await
+            .unwrap();
+        let error = client.export(two).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::ResourceExhausted);
+        let retry = error.get_details_retry_info().expect("retry info");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+    }
+
+    /// The byte capacity holds where the span count would not: one span with a hundred
+    /// thousand attributes is refused whole, small spans still fit.
+    #[tokio::test]
+    async fn a_byte_capacity_refuses_huge_spans_that_the_count_lets_in() {
+        let receiver = OtlpReceiver::start(Config::default().with_span_byte_capacity(4 << 20))
+            .await
+            .unwrap();
+        let mut huge = span(1, 1, "huge");
+        for i in 0..100_000 {
+            huge.attributes
+                .insert(format!("attribute.{i}"), Value::Int(i));
+        }
+        let (status, _, body) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF],
+            request_of(&[huge]).encode_to_vec(),
+        )
+        .await;
+        assert_eq!(status, 429);
+        let message = p2p_otel_testkit_rpc_status(&body);
+        assert!(message.contains("byte(s)"), "{message}");
+        let small: Vec<SpanRecord> = (2..=50).map(|i| span(2, i, "small")).collect();
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF],
+            request_of(&small).encode_to_vec(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(receiver.span_count(), 49);
+        assert!(receiver.span_store_bytes() < 4 << 20);
+        assert_eq!(receiver.counter(Counter::RefusedSpans, None), 1);
+    }
+
+    /// Keeping the last N traces: the oldest make room, counted, and the newest are all
+    /// there; a long-running receiver never refuses.
+    #[tokio::test]
+    async fn keeping_the_last_traces_evicts_the_oldest() {
+        let receiver = OtlpReceiver::start(
+            Config::default()
+                .with_keep_last_traces(3)
+                .with_span_capacity(8),
+        )
+        .await
+        .unwrap();
+        for trace in 1..=10u8 {
+            let spans = [span(trace, 1, "root"), span(trace, 2, "child")];
+            let (status, ..) = post(
+                &receiver,
+                "/v1/traces",
+                &[PROTOBUF],
+                request_of(&spans).encode_to_vec(),
+            )
+            .await;
+            assert_eq!(status, 200, "trace {trace}");
+        }
+        let ids: Vec<TraceId> = receiver.trace_ids();
+        assert_eq!(
+            ids,
+            (8..=10u8)
+                .map(|t| TraceId::from_bytes([t; 16]))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(receiver.span_count(), 6);
+        assert_eq!(
+            receiver.counter(Counter::EvictedSpans, Some("raw-client")),
+            14
+        );
+        assert_eq!(receiver.counter(Counter::RefusedSpans, None), 0);
+        // The span capacity makes room the same way: 5 spans in one trace, 8 at most.
+        let big: Vec<SpanRecord> = (1..=5).map(|i| span(11, i, "wide")).collect();
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF],
+            request_of(&big).encode_to_vec(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(receiver.span_count() <= 8, "{}", receiver.span_count());
+        assert_eq!(
+            receiver.trace(TraceId::from_bytes([11; 16])).span_count(),
+            5
+        );
     }
 
     #[tokio::test]
@@ -999,6 +1253,7 @@ mod endpoints {
         half.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
             .await
             .unwrap();
+        let stalled = http2_client_that_stops_reading(grpc).await;
         // Bounded by far more than the grace period: this fails loudly instead of hanging.
         tokio::time::timeout(Duration::from_secs(20), receiver.shutdown())
             .await
@@ -1010,6 +1265,10 @@ mod endpoints {
                 "{addr} still accepts connections"
             );
         }
+        tokio::time::timeout(Duration::from_secs(20), stalled)
+            .await
+            .expect("the HTTP/2 connection that stopped reading was closed")
+            .unwrap();
         // Whatever the servers said last, every held connection ends (EOF or reset).
         for (what, mut stream) in [
             ("half-sent HTTP request", half),
@@ -1020,6 +1279,76 @@ mod endpoints {
                 tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest)).await;
             assert!(ended.is_ok(), "the {what} connection is still open");
         }
+    }
+
+    /// An HTTP/2 client that sends an export and then never opens its receive window: the
+    /// answer can never be sent. Returns the task driving the connection, which ends when
+    /// the server closes it.
+    async fn http2_client_that_stops_reading(
+        grpc: std::net::SocketAddr,
+    ) -> tokio::task::JoinHandle<()> {
+        let tcp = tokio::net::TcpStream::connect(grpc).await.unwrap();
+        let (mut client, connection) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let request = http::Request::post(format!(
+            "http://{grpc}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let (response, mut body) = client.send_request(request, false).unwrap();
+        let message = request_of(&[span(1, 1, "unread")]).encode_to_vec();
+        let mut frame = vec![0];
+        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&message);
+        body.send_data(Bytes::from(frame), true).unwrap();
+        // The headers are not flow-controlled and arrive; the body never can.
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 200);
+        std::mem::forget(client);
+        driver
+    }
+
+    /// A connection on which nothing moves for the idle timeout is closed while the
+    /// receiver keeps serving: a client that never sends its headers, or never reads the
+    /// answer, cannot hold a connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_are_closed_while_serving() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let receiver = OtlpReceiver::start(
+            Config::default().with_idle_timeout(Some(Duration::from_millis(300))),
+        )
+        .await
+        .unwrap();
+        let (grpc, http) = (receiver.grpc_addr(), receiver.http_addr());
+        let mut half = tokio::net::TcpStream::connect(http).await.unwrap();
+        half.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let silent = tokio::net::TcpStream::connect(grpc).await.unwrap();
+        let stalled = http2_client_that_stops_reading(grpc).await;
+        for (what, mut stream) in [("unfinished headers", half), ("silent gRPC", silent)] {
+            let mut rest = Vec::new();
+            let ended =
+                tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest)).await;
+            assert!(ended.is_ok(), "the {what} connection is still open");
+        }
+        tokio::time::timeout(Duration::from_secs(20), stalled)
+            .await
+            .expect("the HTTP/2 connection that stopped reading was closed")
+            .unwrap();
+        // Still serving, and a busy exporter is not idle.
+        let telemetry = node(Protocol::Grpc, &receiver, "after-idle");
+        emit_publish(telemetry.dispatch());
+        telemetry.flush().await.unwrap();
+        receiver.wait_for_spans(1, WAIT).await.unwrap();
     }
 
     #[tokio::test]

@@ -76,7 +76,7 @@ pub fn log_records_from_otlp(resource_logs: &[ResourceLogs]) -> Result<Vec<LogRe
 }
 
 /// An id that may be absent: empty or all zeroes is `None`, a wrong length an error.
-fn optional_id<T>(
+pub(super) fn optional_id<T>(
     bytes: &[u8],
     parse: fn(&[u8]) -> Result<T, ModelError>,
 ) -> Result<Option<T>, ModelError> {

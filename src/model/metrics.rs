@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use serde::{Deserialize, Serialize};
 
 use super::otlp::attributes_from_otlp;
-use super::{Attributes, Resource, Scope};
+use super::{Attributes, Resource, Scope, SpanId, TraceId};
 
 /// How a metric aggregates over time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -154,6 +154,53 @@ pub(super) fn resource_from_otlp(
             .map(|r| attributes_from_otlp(&r.attributes))
             .unwrap_or_default(),
     })
+}
+
+/// Checks the ids metric data points carry (their exemplars' trace and span ids) as
+/// strictly as a span's: empty or all zeroes mean "no span", any other length than 16
+/// and 8 bytes is an error naming the metric and the point.
+pub fn check_metric_ids(resource_metrics: &[ResourceMetrics]) -> Result<(), super::ModelError> {
+    use opentelemetry_proto::tonic::metrics::v1::Exemplar;
+    for (r, rm) in resource_metrics.iter().enumerate() {
+        for (s, sm) in rm.scope_metrics.iter().enumerate() {
+            for m in &sm.metrics {
+                let exemplars: Vec<&[Exemplar]> = match &m.data {
+                    Some(metric::Data::Sum(sum)) => {
+                        sum.data_points.iter().map(|p| &p.exemplars[..]).collect()
+                    }
+                    Some(metric::Data::Gauge(gauge)) => {
+                        gauge.data_points.iter().map(|p| &p.exemplars[..]).collect()
+                    }
+                    Some(metric::Data::Histogram(h)) => {
+                        h.data_points.iter().map(|p| &p.exemplars[..]).collect()
+                    }
+                    Some(metric::Data::ExponentialHistogram(h)) => {
+                        h.data_points.iter().map(|p| &p.exemplars[..]).collect()
+                    }
+                    Some(metric::Data::Summary(_)) | None => Vec::new(),
+                };
+                for (point, exemplars) in exemplars.into_iter().enumerate() {
+                    for exemplar in exemplars {
+                        let checked =
+                            super::logs::optional_id(&exemplar.trace_id, TraceId::from_slice)
+                                .and_then(|_| {
+                                    super::logs::optional_id(&exemplar.span_id, SpanId::from_slice)
+                                });
+                        if let Err(source) = checked {
+                            return Err(super::ModelError::InvalidExemplar {
+                                metric: m.name.clone(),
+                                resource: r,
+                                scope: s,
+                                point,
+                                source: Box::new(source),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Flattens OTLP `ResourceMetrics` into one [`MetricPoint`] per data point. Metrics with

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) use ids::IdHash;
 pub use ids::{SpanId, TraceId};
 pub use logs::{log_records_from_otlp, LogRecord};
-pub use metrics::{metric_points_from_otlp, MetricKind, MetricPoint, PointValue, Temporality};
+pub use metrics::{
+    check_metric_ids, metric_points_from_otlp, MetricKind, MetricPoint, PointValue, Temporality,
+};
 pub use otlp::{spans_from_otlp, spans_from_otlp_owned, spans_to_otlp};
 pub use value::{Attributes, Value};
 
@@ -60,6 +62,21 @@ pub enum ModelError {
         scope: usize,
         /// Index of the record in the scope.
         record: usize,
+        /// What was wrong.
+        #[source]
+        source: Box<ModelError>,
+    },
+    /// An exemplar of a metric data point inside an OTLP request had an invalid id.
+    #[error("metric {metric:?} (resource #{resource}, scope #{scope}), an exemplar of point #{point}: {source}")]
+    InvalidExemplar {
+        /// The metric's name.
+        metric: String,
+        /// Index of the `ResourceMetrics` in the request.
+        resource: usize,
+        /// Index of the `ScopeMetrics` in the resource.
+        scope: usize,
+        /// Index of the data point in the metric.
+        point: usize,
         /// What was wrong.
         #[source]
         source: Box<ModelError>,

@@ -2,11 +2,16 @@
 //! wrapped so that, once the close signal is given, its next read or write — or the wait
 //! for one, since the signal wakes it — fails, and the server drops the connection. A
 //! silent client, half a request or a peer that stops reading cannot outlive shutdown.
+//!
+//! The same wrapper closes a connection on which nothing moved, either way, for the idle
+//! timeout: a client that connects and never sends its headers, or stops reading the
+//! answer, does not hold a connection for ever even while the receiver runs.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -23,6 +28,49 @@ pub(crate) struct Closing<S> {
     inner: S,
     close: watch::Receiver<bool>,
     closed: Closed,
+    idle: Option<Idle>,
+}
+
+/// The idle timer: armed lazily, only while an operation waits. Progress just records the
+/// time; when the timer fires early (there was progress since it was set) it re-arms.
+struct Idle {
+    timeout: Duration,
+    last_progress: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Self {
+        Idle {
+            timeout,
+            last_progress: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    /// Whether the connection has been idle for the whole timeout; otherwise the timer is
+    /// (re-)armed to wake this task when it could be.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let idle_until = self.last_progress + self.timeout;
+            if Instant::now() >= idle_until {
+                return true;
+            }
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(idle_until));
+        }
+    }
+}
+
+fn idle(timeout: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("nothing sent or read for {timeout:?}: connection closed as idle"),
+    )
 }
 
 fn aborted() -> io::Error {
@@ -33,7 +81,7 @@ fn aborted() -> io::Error {
 }
 
 impl<S> Closing<S> {
-    fn new(inner: S, close: watch::Receiver<bool>) -> Self {
+    fn new(inner: S, close: watch::Receiver<bool>, idle_timeout: Option<Duration>) -> Self {
         let mut waiter = close.clone();
         Closing {
             inner,
@@ -42,6 +90,7 @@ impl<S> Closing<S> {
                 // Ends on `true`, or when the receiver that signals is gone.
                 let _ = waiter.wait_for(|close| *close).await;
             }),
+            idle: idle_timeout.map(Idle::new),
         }
     }
 
@@ -54,14 +103,27 @@ impl<S> Closing<S> {
         }
     }
 
-    /// `poll` of the inner socket, which, while it waits, also waits for the signal.
+    /// `poll` of the inner socket, which, while it waits, also waits for the signal and
+    /// the idle timeout.
     fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match poll {
-            Poll::Pending => match self.closed.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(aborted())),
-                Poll::Pending => Poll::Pending,
-            },
-            ready => ready,
+            Poll::Pending => {
+                if self.closed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(aborted()));
+                }
+                if let Some(idle) = &mut self.idle {
+                    if idle.expired(cx) {
+                        return Poll::Ready(Err(self::idle(idle.timeout)));
+                    }
+                }
+                Poll::Pending
+            }
+            ready => {
+                if let Some(idle) = &mut self.idle {
+                    idle.last_progress = Instant::now();
+                }
+                ready
+            }
         }
     }
 }
@@ -112,19 +174,31 @@ impl tonic::transport::server::Connected for Closing<TcpStream> {
 pub(crate) fn incoming(
     incoming: impl Stream<Item = io::Result<TcpStream>> + Send + 'static,
     close: watch::Receiver<bool>,
+    idle_timeout: Option<Duration>,
 ) -> impl Stream<Item = io::Result<Closing<TcpStream>>> + Send + 'static {
-    incoming.map(move |accepted| accepted.map(|socket| Closing::new(socket, close.clone())))
+    incoming.map(move |accepted| {
+        accepted.map(|socket| Closing::new(socket, close.clone(), idle_timeout))
+    })
 }
 
 /// The HTTP server's listener, its connections closable and without Nagle's delay.
 pub(crate) struct Listener {
     inner: TcpListener,
     close: watch::Receiver<bool>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Listener {
-    pub(crate) fn new(inner: TcpListener, close: watch::Receiver<bool>) -> Self {
-        Listener { inner, close }
+    pub(crate) fn new(
+        inner: TcpListener,
+        close: watch::Receiver<bool>,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
+        Listener {
+            inner,
+            close,
+            idle_timeout,
+        }
     }
 }
 
@@ -135,7 +209,10 @@ impl axum::serve::Listener for Listener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (socket, addr) = axum::serve::Listener::accept(&mut self.inner).await;
         let _ = socket.set_nodelay(true);
-        (Closing::new(socket, self.close.clone()), addr)
+        (
+            Closing::new(socket, self.close.clone(), self.idle_timeout),
+            addr,
+        )
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {

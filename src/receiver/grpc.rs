@@ -89,3 +89,58 @@ impl LogsService for OtlpGrpc {
         OtlpGrpc::export::<Logs>(self, request).await
     }
 }
+
+/// Answers a request that is not gRPC (its content type does not start with
+/// `application/grpc`) with HTTP 415, as the gRPC specification asks, saying where
+/// OTLP/HTTP goes, before tonic sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct RequireGrpc<S> {
+    inner: S,
+}
+
+impl<S> RequireGrpc<S> {
+    pub(crate) fn layer() -> impl tower::Layer<S, Service = RequireGrpc<S>> + Clone {
+        tower::layer::layer_fn(|inner| RequireGrpc { inner })
+    }
+}
+
+fn is_grpc(headers: &::http::HeaderMap) -> bool {
+    headers
+        .get(::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"))
+}
+
+impl<S, B> tower::Service<::http::Request<B>> for RequireGrpc<S>
+where
+    S: tower::Service<::http::Request<B>, Response = ::http::Response<tonic::body::Body>>,
+{
+    type Response = ::http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<std::future::Ready<Result<Self::Response, S::Error>>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ::http::Request<B>) -> Self::Future {
+        if is_grpc(request.headers()) {
+            return futures::future::Either::Right(self.inner.call(request));
+        }
+        let message = "this is the OTLP/gRPC port: send content-type application/grpc, or \
+                       send OTLP/HTTP (protobuf or JSON) to the receiver's HTTP port\n";
+        let mut response = ::http::Response::new(tonic::body::Body::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(message.as_bytes())),
+        ));
+        *response.status_mut() = ::http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        response.headers_mut().insert(
+            ::http::header::CONTENT_TYPE,
+            ::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        futures::future::Either::Left(std::future::ready(Ok(response)))
+    }
+}

@@ -151,7 +151,12 @@ pub struct Config {
     pub(crate) capacity_log_records: usize,
     json_lines_dir: Option<PathBuf>,
     shutdown_grace: Duration,
+    idle_timeout: Option<Duration>,
 }
+
+/// The default idle timeout of a connection: 2 minutes, longer than the 60 s export
+/// interval of OpenTelemetry's periodic metric reader, so an exporter's connection stays.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The default span capacity: 1,000,000 spans.
 pub const DEFAULT_SPAN_CAPACITY: usize = 1_000_000;
@@ -175,6 +180,7 @@ impl Default for Config {
             capacity_log_records: 1_000_000,
             json_lines_dir: None,
             shutdown_grace: Duration::from_secs(5),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         }
     }
 }
@@ -241,6 +247,15 @@ impl Config {
         self
     }
 
+    /// Closes a connection on which nothing was sent or read for `timeout` (default
+    /// [`DEFAULT_IDLE_TIMEOUT`]): a client that connects and never finishes its request
+    /// headers, or stops reading its answer, gives its connection up; `None` keeps idle
+    /// connections for ever. Exporters reconnect on their next export.
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
     /// Also append every request, as OTLP JSON, to `traces.jsonl`, `metrics.jsonl` and
     /// `logs.jsonl` in this folder (created if missing), one request per line.
     pub fn with_json_lines_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -266,24 +281,16 @@ pub struct OtlpReceiver {
 ///
 /// tonic rejects a request before our services see it in two cases: a message over the
 /// decoding limit gets `OUT_OF_RANGE` (OTLP clients expect `RESOURCE_EXHAUSTED`, which
-/// tonic already uses for an overflowing decompression), and an undecodable message or
-/// corrupt compression gets `INTERNAL` (OTLP: `INVALID_ARGUMENT`, not retryable). Our
-/// services never answer `OUT_OF_RANGE` or `INTERNAL` themselves, and the message is
-/// checked too, so no other status is touched.
+/// tonic already uses for an overflowing decompression), and malformed framing — an
+/// undecodable message, corrupt compression, a compressed flag without an encoding, an
+/// unknown flag, a truncated frame — gets `INTERNAL` (OTLP: `INVALID_ARGUMENT`, the
+/// client's error, not retryable). Our services never answer `OUT_OF_RANGE` or
+/// `INTERNAL` themselves, so every such status is tonic's verdict on the request.
 fn tonic_rejections_as_otlp_codes<B>(mut response: ::http::Response<B>) -> ::http::Response<B> {
     let headers = response.headers_mut();
-    let message = headers
-        .get("grpc-message")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
     let replacement = match headers.get("grpc-status").map(|v| v.as_bytes()) {
         Some(b"11") => Some("8"),
-        Some(b"13")
-            if message.starts_with("failed%20to%20decode")
-                || message.starts_with("Error%20decompressing") =>
-        {
-            Some("3")
-        }
+        Some(b"13") => Some("3"),
         _ => None,
     };
     if let Some(code) = replacement {
@@ -320,6 +327,7 @@ impl OtlpReceiver {
         let grpc_addr = local_addr("OTLP/gRPC", config.grpc_addr, &grpc_listener)?;
         let http_addr = local_addr("OTLP/HTTP", config.http_addr, &http_listener)?;
         let limit = config.max_body_bytes;
+        let idle_timeout = config.idle_timeout;
         let shared = Arc::new(Shared::new(config, files));
         let (stop, stopped) = watch::channel(false);
         // Given once the grace period is over: every connection still open fails and closes.
@@ -328,8 +336,9 @@ impl OtlpReceiver {
         let service = OtlpGrpc {
             shared: Arc::clone(&shared),
         };
-        let mut grpc_server =
-            tonic::transport::Server::builder().layer(tower::util::MapResponseLayer::new(
+        let mut grpc_server = tonic::transport::Server::builder()
+            .layer(grpc::RequireGrpc::layer())
+            .layer(tower::util::MapResponseLayer::new(
                 tonic_rejections_as_otlp_codes::<tonic::body::Body>
                     as fn(
                         ::http::Response<tonic::body::Body>,
@@ -359,6 +368,7 @@ impl OtlpReceiver {
                 closing::incoming(
                     TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                     closing.clone(),
+                    idle_timeout,
                 ),
                 signal(stopped.clone()),
             );
@@ -366,10 +376,13 @@ impl OtlpReceiver {
 
         let router = http::router(Arc::clone(&shared));
         let http_task = tokio::spawn(async move {
-            axum::serve(closing::Listener::new(http_listener, closing), router)
-                .with_graceful_shutdown(signal(stopped))
-                .await
-                .map_err(ServeError::from)
+            axum::serve(
+                closing::Listener::new(http_listener, closing, idle_timeout),
+                router,
+            )
+            .with_graceful_shutdown(signal(stopped))
+            .await
+            .map_err(ServeError::from)
         });
 
         Ok(OtlpReceiver {

@@ -20,8 +20,8 @@ use super::file_export::File;
 use super::ingest::{Counter, Rejection, Shared};
 use super::Config;
 use crate::model::{
-    log_records_from_otlp, metric_points_from_otlp, spans_from_otlp_owned, LogRecord, MetricPoint,
-    Resource, SpanRecord,
+    check_metric_ids, log_records_from_otlp, metric_points_from_otlp, spans_from_otlp_owned,
+    LogRecord, MetricPoint, Resource, SpanRecord,
 };
 use crate::store::Store;
 
@@ -140,6 +140,8 @@ impl Signal for Metrics {
     }
 
     fn items(request: Self::Request) -> Result<Vec<MetricPoint>, Rejection> {
+        check_metric_ids(&request.resource_metrics)
+            .map_err(|error| Rejection::Invalid(error.to_string()))?;
         Ok(metric_points_from_otlp(&request.resource_metrics))
     }
 
