@@ -120,9 +120,11 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
     tokio::pin!(deadline);
     let mut printed: HashSet<TraceId> = HashSet::new();
     let outcome = loop {
+        // Accepted, not stored: with --keep-last the store may hold fewer than arrived.
+        let accepted = receiver.counter(Counter::AcceptedSpans, None);
         if options
             .exit_after_spans
-            .is_some_and(|n| receiver.span_count() >= n)
+            .is_some_and(|n| accepted >= n as u64)
         {
             break Outcome::EnoughSpans;
         }

@@ -210,6 +210,253 @@ async fn sigterm_ends_serve_with_a_summary() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The spans in an OTLP-JSON lines file.
+fn spans_in_file(path: &std::path::Path) -> usize {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use p2p_otel_testkit::model::spans_from_otlp;
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let request: ExportTraceServiceRequest = serde_json::from_str(line).unwrap();
+            spans_from_otlp(&request.resource_spans).unwrap().len()
+        })
+        .sum()
+}
+
+/// The `N` of `summary: …: N span(s)`.
+fn summary_spans(printed: &str) -> usize {
+    printed
+        .lines()
+        .find_map(|line| line.strip_prefix("summary: "))
+        .and_then(|rest| rest.split(": ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {printed}"))
+}
+
+/// SIGTERM while four exporters are sending: the summary, computed once the servers
+/// stopped, counts exactly the spans the file holds — every acknowledged request.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigterm_under_load_the_summary_equals_the_files() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let out = temp_dir("sigterm-load");
+    let mut child = serve(&[
+        "--grpc",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--out",
+        out.to_str().unwrap(),
+        "--shutdown-grace",
+        "1",
+    ]);
+    let (grpc, http, mut stdout) = endpoints(&mut child).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for sender in 0..4 {
+        let protocol = [Protocol::Grpc, Protocol::HttpProtobuf][sender % 2];
+        let telemetry = Telemetry::builder_for_endpoints(protocol, grpc.clone(), http.clone())
+            .resource_attribute("service.name", "load")
+            .build()
+            .unwrap();
+        let stop = Arc::clone(&stop);
+        let runtime = tokio::runtime::Handle::current();
+        senders.push(tokio::task::spawn_blocking(move || {
+            tracing::dispatcher::with_default(telemetry.dispatch(), || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    tracing::info_span!("load", sender, i).in_scope(|| {});
+                    i += 1;
+                    if i % 512 == 0 {
+                        // Hand the batch to the exporter now rather than at its interval.
+                        let _ = runtime.block_on(telemetry.flush());
+                    }
+                }
+            });
+            telemetry
+        }));
+    }
+    // Serve prints a line per finished trace: once one arrived, load is flowing.
+    let mut printed = String::new();
+    while !printed.contains("trace ") {
+        let read = tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut printed))
+            .await
+            .expect("spans arrive")
+            .unwrap();
+        assert!(read > 0, "serve ended early: {printed}");
+    }
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("serve ends on SIGTERM within its grace period")
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        drop(sender.await.unwrap());
+    }
+    while stdout.read_line(&mut printed).await.unwrap() > 0 {}
+    assert!(status.success(), "{printed}");
+    let in_summary = summary_spans(&printed);
+    assert!(in_summary > 0, "{printed}");
+    assert_eq!(in_summary, spans_in_file(&out.join("traces.jsonl")));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `--timeout` ends serve on time even while clients hold connections open that would
+/// keep a graceful shutdown waiting for ever.
+#[tokio::test]
+async fn the_timeout_ends_serve_whatever_clients_hold_open() {
+    let out = temp_dir("timeout-held");
+    let mut child = serve(&[
+        "--grpc",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--out",
+        out.to_str().unwrap(),
+        "--timeout",
+        "1",
+        "--shutdown-grace",
+        "0.2",
+    ]);
+    let (grpc, http, mut stdout) = endpoints(&mut child).await;
+    let mut held = Vec::new();
+    for endpoint in [&grpc, &http] {
+        let addr = endpoint.trim_start_matches("http://");
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut half = tokio::net::TcpStream::connect(http.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut half, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("serve exits at its timeout")
+        .unwrap();
+    let mut printed = String::new();
+    while stdout.read_line(&mut printed).await.unwrap() > 0 {}
+    assert_eq!(status.code(), Some(1), "{printed}");
+    assert!(printed.contains("summary: TimedOut"), "{printed}");
+    drop((held, half));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Both capacities, the ring and the grace period are flags, with their defaults shown;
+/// a size that is not one is a clear usage error.
+#[tokio::test]
+async fn capacity_flags_are_documented_and_checked() {
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for expected in [
+        "--span-capacity <SPAN_CAPACITY>",
+        "[default: 1000000]",
+        "--span-byte-capacity <SPAN_BYTE_CAPACITY>",
+        "[default: 1GiB]",
+        "--keep-last <N>",
+        "--shutdown-grace <SHUTDOWN_GRACE>",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    let bad = serve(&["--span-byte-capacity", "12XB"])
+        .wait_with_output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown unit \"XB\""), "{stderr}");
+}
+
+/// A full serve refuses with a retry delay and says so in its summary; with
+/// `--keep-last` it evicts the oldest traces instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_capacity_and_keep_last_from_the_command_line() {
+    for (flags, expect_refused) in [
+        (&["--span-capacity", "2"][..], true),
+        (&["--span-capacity", "2", "--keep-last", "1"][..], false),
+    ] {
+        let out = temp_dir(if expect_refused { "full" } else { "ring" });
+        let mut args = vec![
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--out",
+            out.to_str().unwrap(),
+            "--timeout",
+            "20",
+            "--exit-after-spans",
+            "3",
+        ];
+        args.extend_from_slice(flags);
+        let mut child = serve(&args);
+        let (grpc, http, mut stdout) = endpoints(&mut child).await;
+        let telemetry = Telemetry::builder_for_endpoints(Protocol::HttpProtobuf, grpc, http)
+            .resource_attribute("service.name", "capacity")
+            .build()
+            .unwrap();
+        for name in ["first", "second", "third"] {
+            tracing::dispatcher::with_default(telemetry.dispatch(), || {
+                tracing::info_span!("root", otel.name = name).in_scope(|| {});
+            });
+            let _ = telemetry.flush().await;
+        }
+        let _ = telemetry.shutdown().await;
+        if expect_refused {
+            // Stored 2, refused the third: stop it rather than wait for the timeout.
+            let pid = child.id().unwrap().to_string();
+            Command::new("sh")
+                .args(["-c", &format!("kill -TERM {pid}")])
+                .status()
+                .await
+                .unwrap();
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("serve exits")
+            .unwrap();
+        let mut printed = String::new();
+        while stdout.read_line(&mut printed).await.unwrap() > 0 {}
+        assert!(status.success(), "{printed}");
+        if expect_refused {
+            assert!(
+                printed.contains("summary: Signalled: 2 span(s)"),
+                "{printed}"
+            );
+            // An exporter may retry what was refused: each refusal counts.
+            assert!(
+                printed.contains("spans refused (store full): "),
+                "{printed}"
+            );
+            assert!(
+                !printed.contains("spans refused (store full): 0"),
+                "{printed}"
+            );
+        } else {
+            assert!(
+                printed.contains("summary: EnoughSpans: 1 span(s) in 1 trace(s)"),
+                "{printed}"
+            );
+            assert!(printed.contains("evicted (--keep-last): 2"), "{printed}");
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_validation_run_passes_and_writes_every_report() {
     let out = temp_dir("validate");
