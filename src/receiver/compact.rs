@@ -13,9 +13,14 @@ use crate::model::{
     Status, StatusCode, TraceId, Value,
 };
 
-/// An attribute value; strings without spare capacity, anything nested boxed.
+/// The longest string kept inline in a value, without an allocation of its own.
+const INLINE: usize = 22;
+
+/// An attribute value in 24 bytes: short strings inline, longer ones without spare
+/// capacity, anything nested boxed.
 #[derive(Debug)]
 enum CompactValue {
+    Short { len: u8, bytes: [u8; INLINE] },
     Str(Box<str>),
     Int(i64),
     Double(f64),
@@ -25,23 +30,31 @@ enum CompactValue {
 
 type CompactAttributes = Box<[(Arc<str>, CompactValue)]>;
 
-/// A stored span.
+/// A stored span: about 110 bytes plus its attributes. What most spans lack (a status
+/// message, events, links, unrecorded fields) lives behind one optional box.
 #[derive(Debug)]
 pub(crate) struct CompactSpan {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
     pub(crate) parent: Option<ParentRef>,
-    name: Arc<str>,
     kind: SpanKind,
     code: StatusCode,
-    status_message: Option<Box<str>>,
+    closed: bool,
+    name: Arc<str>,
     attributes: CompactAttributes,
-    events: Box<[CompactEvent]>,
-    links: Box<[SpanLink]>,
+    extras: Option<Box<Extras>>,
     start_unix_nanos: u64,
-    end_unix_nanos: Option<u64>,
+    end_unix_nanos: u64,
     pub(crate) resource: Arc<Resource>,
     scope: Arc<Scope>,
+}
+
+/// The rarer parts of a span.
+#[derive(Debug, Default)]
+struct Extras {
+    status_message: Box<str>,
+    events: Box<[CompactEvent]>,
+    links: Box<[SpanLink]>,
     unrecorded_fields: Box<[Arc<str>]>,
 }
 
@@ -158,38 +171,44 @@ impl Interner {
 
     /// The stored form of `span`, sharing what can be shared.
     pub(crate) fn compact(&mut self, span: SpanRecord) -> CompactSpan {
-        let status_message = match span.status.message.is_empty() {
-            true => None,
-            false => Some(span.status.message.into_boxed_str()),
-        };
+        let has_extras = !span.status.message.is_empty()
+            || !span.events.is_empty()
+            || !span.links.is_empty()
+            || !span.unrecorded_fields.is_empty();
+        let extras = has_extras.then(|| {
+            Box::new(Extras {
+                status_message: span.status.message.into_boxed_str(),
+                events: span
+                    .events
+                    .into_iter()
+                    .map(|event| CompactEvent {
+                        name: self.string(&event.name),
+                        time_unix_nanos: event.time_unix_nanos,
+                        attributes: self.attributes(event.attributes),
+                    })
+                    .collect(),
+                links: span.links.into_boxed_slice(),
+                unrecorded_fields: span
+                    .unrecorded_fields
+                    .iter()
+                    .map(|field| self.string(field))
+                    .collect(),
+            })
+        });
         CompactSpan {
             trace_id: span.trace_id,
             span_id: span.span_id,
             parent: span.parent,
-            name: self.string(&span.name),
             kind: span.kind,
             code: span.status.code,
-            status_message,
+            closed: span.end_unix_nanos.is_some(),
+            name: self.string(&span.name),
             attributes: self.attributes(span.attributes),
-            events: span
-                .events
-                .into_iter()
-                .map(|event| CompactEvent {
-                    name: self.string(&event.name),
-                    time_unix_nanos: event.time_unix_nanos,
-                    attributes: self.attributes(event.attributes),
-                })
-                .collect(),
-            links: span.links.into_boxed_slice(),
+            extras,
             start_unix_nanos: span.start_unix_nanos,
-            end_unix_nanos: span.end_unix_nanos,
+            end_unix_nanos: span.end_unix_nanos.unwrap_or(0),
             resource: self.resource(&span.resource),
             scope: self.scope(&span.scope),
-            unrecorded_fields: span
-                .unrecorded_fields
-                .iter()
-                .map(|field| self.string(field))
-                .collect(),
         }
     }
 
@@ -204,6 +223,14 @@ impl Interner {
 impl From<Value> for CompactValue {
     fn from(value: Value) -> Self {
         match value {
+            Value::Str(text) if text.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                CompactValue::Short {
+                    len: text.len() as u8,
+                    bytes,
+                }
+            }
             Value::Str(text) => CompactValue::Str(text.into_boxed_str()),
             Value::Int(n) => CompactValue::Int(n),
             Value::Double(x) => CompactValue::Double(x),
@@ -216,6 +243,10 @@ impl From<Value> for CompactValue {
 impl CompactValue {
     fn to_value(&self) -> Value {
         match self {
+            CompactValue::Short { len, bytes } => Value::Str(
+                // Copied from a `String` cut at its length: always whole UTF-8.
+                String::from_utf8_lossy(&bytes[..usize::from(*len)]).into_owned(),
+            ),
             CompactValue::Str(text) => Value::Str(text.to_string()),
             CompactValue::Int(n) => Value::Int(*n),
             CompactValue::Double(x) => Value::Double(*x),
@@ -228,6 +259,7 @@ impl CompactValue {
     fn heap_bytes(&self) -> usize {
         match self {
             CompactValue::Str(text) => text.len(),
+            CompactValue::Short { .. } => 0,
             CompactValue::Nested(value) => size_of::<Value>() + value_bytes(value),
             _ => 0,
         }
@@ -251,6 +283,8 @@ fn compact_attributes_bytes(attributes: &CompactAttributes) -> usize {
 impl CompactSpan {
     /// The span as the model shows it.
     pub(crate) fn to_record(&self) -> SpanRecord {
+        let none = Extras::default();
+        let extras = self.extras.as_deref().unwrap_or(&none);
         SpanRecord {
             trace_id: self.trace_id,
             span_id: self.span_id,
@@ -259,10 +293,10 @@ impl CompactSpan {
             kind: self.kind,
             status: Status {
                 code: self.code,
-                message: self.status_message.as_deref().unwrap_or("").to_owned(),
+                message: extras.status_message.to_string(),
             },
             attributes: expand(&self.attributes),
-            events: self
+            events: extras
                 .events
                 .iter()
                 .map(|event| SpanEvent {
@@ -271,12 +305,12 @@ impl CompactSpan {
                     attributes: expand(&event.attributes),
                 })
                 .collect(),
-            links: self.links.to_vec(),
+            links: extras.links.to_vec(),
             start_unix_nanos: self.start_unix_nanos,
-            end_unix_nanos: self.end_unix_nanos,
+            end_unix_nanos: self.closed.then_some(self.end_unix_nanos),
             resource: Arc::clone(&self.resource),
             scope: Arc::clone(&self.scope),
-            unrecorded_fields: self
+            unrecorded_fields: extras
                 .unrecorded_fields
                 .iter()
                 .map(|field| field.to_string())
@@ -288,21 +322,24 @@ impl CompactSpan {
     /// its boxed slices and their values).
     pub(crate) fn bytes(&self) -> usize {
         size_of::<Option<CompactSpan>>()
-            + self.status_message.as_deref().map_or(0, str::len)
             + compact_attributes_bytes(&self.attributes)
-            + self
-                .events
-                .iter()
-                .map(|event| {
-                    size_of::<CompactEvent>() + compact_attributes_bytes(&event.attributes)
-                })
-                .sum::<usize>()
-            + self
-                .links
-                .iter()
-                .map(|link| size_of::<SpanLink>() + attributes_bytes(&link.attributes))
-                .sum::<usize>()
-            + self.unrecorded_fields.len() * size_of::<Arc<str>>()
+            + self.extras.as_deref().map_or(0, |extras| {
+                size_of::<Extras>()
+                    + extras.status_message.len()
+                    + extras
+                        .events
+                        .iter()
+                        .map(|event| {
+                            size_of::<CompactEvent>() + compact_attributes_bytes(&event.attributes)
+                        })
+                        .sum::<usize>()
+                    + extras
+                        .links
+                        .iter()
+                        .map(|link| size_of::<SpanLink>() + attributes_bytes(&link.attributes))
+                        .sum::<usize>()
+                    + extras.unrecorded_fields.len() * size_of::<Arc<str>>()
+            })
     }
 }
 
@@ -429,6 +466,23 @@ mod tests {
         let span = sample();
         let stored = interner.compact(span.clone());
         assert_eq!(stored.to_record(), span);
+    }
+
+    #[test]
+    fn a_stored_span_is_small() {
+        assert!(size_of::<CompactSpan>() <= 112, "{}", size_of::<CompactSpan>());
+        assert_eq!(size_of::<CompactValue>(), 24);
+        let mut interner = Interner::default();
+        let mut span = sample();
+        span.events.clear();
+        span.status.message.clear();
+        span.unrecorded_fields.clear();
+        let plain = interner.compact(span.clone());
+        assert!(plain.extras.is_none());
+        assert_eq!(plain.to_record(), span);
+        let mut long = span;
+        long.attributes.insert("long".into(), Value::Str("x".repeat(100)));
+        assert_eq!(interner.compact(long.clone()).to_record(), long);
     }
 
     #[test]

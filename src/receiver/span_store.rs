@@ -4,9 +4,10 @@
 //! What changes is published per request as the list of traces it touched, so that
 //! "which traces finished?" costs the spans of those traces, never the whole store. With a
 //! trace limit (`keep last N`), the oldest traces make room for new ones instead of the
-//! store refusing them.
+//! store refusing them. Each span is kept once: the trace's index entry knows its span
+//! ids, so de-duplication needs no table of its own.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::mem::size_of;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -58,46 +59,155 @@ pub(crate) struct Full {
     pub(crate) refused: Tally,
 }
 
+/// The slots of one trace's spans, in arrival order, and how to tell whether a span id is
+/// among them: a trace of one span costs no allocation; a small trace is scanned; a big
+/// one keeps a set of its span ids.
+#[derive(Debug)]
+enum TraceSlots {
+    One(u32),
+    Few(Vec<u32>),
+    Many(Box<ManySlots>),
+}
+
+#[derive(Debug)]
+struct ManySlots {
+    slots: Vec<u32>,
+    ids: HashSet<SpanId, IdHash>,
+}
+
+/// Past this many spans, a trace keeps a set of its span ids instead of scanning them.
+const FEW: usize = 32;
+
+impl TraceSlots {
+    fn slots(&self) -> &[u32] {
+        match self {
+            TraceSlots::One(slot) => std::slice::from_ref(slot),
+            TraceSlots::Few(slots) => slots,
+            TraceSlots::Many(many) => &many.slots,
+        }
+    }
+
+    fn contains(&self, span_id: &SpanId, spans: &[Option<CompactSpan>]) -> bool {
+        match self {
+            TraceSlots::Many(many) => many.ids.contains(span_id),
+            small => small.slots().iter().any(|&slot| {
+                spans
+                    .get(slot as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|span| span.span_id == *span_id)
+            }),
+        }
+    }
+
+    fn push(&mut self, slot: u32, span_id: SpanId, spans: &[Option<CompactSpan>]) {
+        match self {
+            TraceSlots::One(first) => *self = TraceSlots::Few(vec![*first, slot]),
+            TraceSlots::Few(slots) if slots.len() < FEW => slots.push(slot),
+            TraceSlots::Few(slots) => {
+                let mut slots = std::mem::take(slots);
+                slots.push(slot);
+                let mut ids: HashSet<SpanId, IdHash> = slots
+                    .iter()
+                    .filter_map(|&s| spans.get(s as usize).and_then(Option::as_ref))
+                    .map(|span| span.span_id)
+                    .collect();
+                ids.insert(span_id);
+                *self = TraceSlots::Many(Box::new(ManySlots { slots, ids }));
+            }
+            TraceSlots::Many(many) => {
+                many.slots.push(slot);
+                many.ids.insert(span_id);
+            }
+        }
+    }
+
+    /// Bookkeeping beyond the map entry itself.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            TraceSlots::One(_) => 0,
+            TraceSlots::Few(slots) => slots.capacity() * size_of::<u32>(),
+            TraceSlots::Many(many) => {
+                size_of::<ManySlots>()
+                    + many.slots.capacity() * size_of::<u32>()
+                    + many.ids.capacity() * (size_of::<SpanId>() + 1)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Spans in arrival order; `None` where a span was evicted.
+    /// Spans in arrival order; `None` where a span was evicted. A trace's first span
+    /// comes before the first span of every later trace, so the oldest trace is the one
+    /// of the first span still here.
     slots: Vec<Option<CompactSpan>>,
+    /// Where to start looking for the first span still here.
+    front: usize,
     /// Each trace's slots, in arrival order.
-    traces: HashMap<TraceId, Vec<usize>, IdHash>,
-    /// Traces by first arrival, oldest first: the eviction order.
-    order: VecDeque<TraceId>,
-    seen: HashSet<(TraceId, SpanId), IdHash>,
+    traces: HashMap<TraceId, TraceSlots, IdHash>,
     interner: Interner,
     live: usize,
     span_bytes: usize,
 }
 
-/// Per-span bookkeeping beyond the span itself: its slot index, its `seen` entry (with
-/// the hash table's control byte and spare room).
-const INDEX_BYTES_PER_SPAN: usize = size_of::<usize>() + 2 * size_of::<(TraceId, SpanId)>();
-/// Per-trace bookkeeping: its map entry and its place in the eviction order.
-const INDEX_BYTES_PER_TRACE: usize =
-    2 * (size_of::<TraceId>() + size_of::<Vec<usize>>()) + size_of::<TraceId>();
+/// A map entry per trace, with the hash table's control byte and spare room.
+const INDEX_BYTES_PER_TRACE: usize = 8 * (size_of::<(TraceId, TraceSlots)>() + 1) / 7;
 
 impl Inner {
     fn bytes(&self) -> usize {
         self.span_bytes
             + self.interner.bytes()
-            + self.live * INDEX_BYTES_PER_SPAN
             + self.traces.len() * INDEX_BYTES_PER_TRACE
+            + (self.slots.len() - self.live) * size_of::<Option<CompactSpan>>()
     }
 
-    /// Evicts the oldest trace; returns its spans' resources, or `None` when empty.
+    fn is_stored(&self, trace_id: &TraceId, span_id: &SpanId) -> bool {
+        self.traces
+            .get(trace_id)
+            .is_some_and(|slots| slots.contains(span_id, &self.slots))
+    }
+
+    fn insert(&mut self, span: CompactSpan) {
+        let (trace_id, span_id) = (span.trace_id, span.span_id);
+        // Admission keeps the slot count within u32 (see `fits`).
+        let slot = self.slots.len() as u32;
+        self.span_bytes += span.bytes();
+        self.slots.push(Some(span));
+        self.live += 1;
+        match self.traces.get_mut(&trace_id) {
+            Some(slots) => {
+                self.span_bytes -= slots.heap_bytes();
+                slots.push(slot, span_id, &self.slots);
+                self.span_bytes += slots.heap_bytes();
+            }
+            None => {
+                self.traces.insert(trace_id, TraceSlots::One(slot));
+            }
+        }
+    }
+
+    /// Evicts the oldest trace, adding its spans' resources to `evicted`; false when
+    /// there is none.
     fn evict_oldest(&mut self, evicted: &mut Vec<Arc<Resource>>) -> bool {
-        let Some(trace_id) = self.order.pop_front() else {
+        while self.front < self.slots.len() && self.slots[self.front].is_none() {
+            self.front += 1;
+        }
+        let Some(trace_id) = self
+            .slots
+            .get(self.front)
+            .and_then(Option::as_ref)
+            .map(|span| span.trace_id)
+        else {
             return false;
         };
-        for slot in self.traces.remove(&trace_id).unwrap_or_default() {
-            if let Some(span) = self.slots.get_mut(slot).and_then(Option::take) {
-                self.seen.remove(&(span.trace_id, span.span_id));
-                self.span_bytes -= span.bytes();
-                self.live -= 1;
-                evicted.push(span.resource);
+        if let Some(slots) = self.traces.remove(&trace_id) {
+            self.span_bytes -= slots.heap_bytes();
+            for &slot in slots.slots() {
+                if let Some(span) = self.slots.get_mut(slot as usize).and_then(Option::take) {
+                    self.span_bytes -= span.bytes();
+                    self.live -= 1;
+                    evicted.push(span.resource);
+                }
             }
         }
         true
@@ -111,15 +221,13 @@ impl Inner {
             return;
         }
         self.slots.retain(Option::is_some);
-        for slots in self.traces.values_mut() {
-            slots.clear();
-        }
-        for (index, span) in self.slots.iter().enumerate() {
-            if let Some(span) = span {
-                if let Some(slots) = self.traces.get_mut(&span.trace_id) {
-                    slots.push(index);
-                }
-            }
+        self.front = 0;
+        self.traces.clear();
+        self.span_bytes = 0;
+        let slots = std::mem::take(&mut self.slots);
+        self.live = 0;
+        for span in slots.into_iter().flatten() {
+            self.insert(span);
         }
         self.interner.purge_if_grown();
     }
@@ -127,9 +235,10 @@ impl Inner {
     fn trace(&self, trace_id: &TraceId) -> Vec<SpanRecord> {
         self.traces
             .get(trace_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|&slot| self.slots.get(slot).and_then(Option::as_ref))
+            .map(TraceSlots::slots)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|&slot| self.slots.get(slot as usize).and_then(Option::as_ref))
             .map(CompactSpan::to_record)
             .collect()
     }
@@ -139,6 +248,17 @@ impl Inner {
             .iter()
             .flatten()
             .map(CompactSpan::to_record)
+            .collect()
+    }
+
+    /// Trace ids by first arrival.
+    fn trace_ids(&self) -> Vec<TraceId> {
+        let mut listed = HashSet::<TraceId, IdHash>::default();
+        self.slots
+            .iter()
+            .flatten()
+            .map(|span| span.trace_id)
+            .filter(|id| listed.insert(*id))
             .collect()
     }
 }
@@ -184,7 +304,7 @@ impl SpanStore {
         let mut in_request = HashSet::<_, IdHash>::default();
         for span in spans {
             let key = (span.trace_id, span.span_id);
-            if inner.seen.contains(&key) || !in_request.insert(key) {
+            if inner.is_stored(&key.0, &key.1) || !in_request.insert(key) {
                 duplicates.push(span.resource);
             } else {
                 fresh.push(span);
@@ -192,11 +312,12 @@ impl SpanStore {
         }
         let incoming_bytes: usize = fresh
             .iter()
-            .map(|span| record_bytes(span) + INDEX_BYTES_PER_SPAN)
+            .map(|span| record_bytes(span) + INDEX_BYTES_PER_TRACE)
             .sum();
         let fits = |inner: &Inner| {
             inner.live + fresh.len() <= self.limits.spans
                 && inner.bytes() + incoming_bytes <= self.limits.bytes
+                && inner.slots.len() + fresh.len() < u32::MAX as usize
         };
         let mut evicted = Vec::new();
         if self.limits.keep_last_traces.is_some() {
@@ -224,22 +345,12 @@ impl SpanStore {
         }
         let accepted = tally(fresh.iter().map(|span| &span.resource));
         let mut touched: Vec<TraceId> = Vec::new();
+        let mut touched_once = HashSet::<TraceId, IdHash>::default();
         for span in fresh {
             let trace_id = span.trace_id;
             let compact = inner.interner.compact(span);
-            inner.span_bytes += compact.bytes();
-            inner.seen.insert((trace_id, compact.span_id));
-            let slot = inner.slots.len();
-            inner.slots.push(Some(compact));
-            inner.live += 1;
-            match inner.traces.get_mut(&trace_id) {
-                Some(slots) => slots.push(slot),
-                None => {
-                    inner.traces.insert(trace_id, vec![slot]);
-                    inner.order.push_back(trace_id);
-                }
-            }
-            if touched.last() != Some(&trace_id) && !touched.contains(&trace_id) {
+            inner.insert(compact);
+            if touched_once.insert(trace_id) {
                 touched.push(trace_id);
             }
         }
@@ -289,9 +400,9 @@ impl SpanStore {
         self.lock().trace(trace_id)
     }
 
-    /// Every trace id, oldest first.
+    /// Every trace id, oldest first: O(store).
     pub(crate) fn trace_ids(&self) -> Vec<TraceId> {
-        self.lock().order.iter().copied().collect()
+        self.lock().trace_ids()
     }
 
     /// Lists of the traces each later request touched.
@@ -417,6 +528,28 @@ mod tests {
         let again = store.admit(vec![span(7, 1)], |_| {}).unwrap();
         assert_eq!(again.accepted[0].1, 1);
         assert!(store.lock().slots.len() < 2048, "holes are compacted");
+    }
+
+    #[test]
+    fn a_big_trace_keeps_each_span_once() {
+        let store = SpanStore::new(limits(10_000, None));
+        let spans = |range: std::ops::Range<u64>| -> Vec<SpanRecord> {
+            range
+                .map(|n| {
+                    SpanRecord::new(
+                        TraceId::from_bytes([1; 16]),
+                        SpanId::from_bytes(n.to_be_bytes()),
+                        "op",
+                    )
+                })
+                .collect()
+        };
+        store.admit(spans(1..1000), |_| {}).unwrap();
+        let again = store.admit(spans(500..1500), |_| {}).unwrap();
+        let duplicates: u64 = again.duplicates.iter().map(|(_, n)| n).sum();
+        assert_eq!(duplicates, 500);
+        assert_eq!(store.len(), 1499);
+        assert_eq!(store.trace(&TraceId::from_bytes([1; 16])).len(), 1499);
     }
 
     #[test]
