@@ -7,7 +7,7 @@
 mod ids;
 mod logs;
 mod metrics;
-mod otlp;
+pub(crate) mod otlp;
 mod value;
 
 use std::collections::BTreeSet;

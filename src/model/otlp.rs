@@ -31,17 +31,72 @@ pub fn spans_from_otlp(resource_spans: &[ResourceSpans]) -> Result<Vec<SpanRecor
 }
 
 /// [`spans_from_otlp`] taking ownership, so names and attributes move instead of being
-/// copied: what the receiver uses on its hot path.
+/// copied.
 pub fn spans_from_otlp_owned(
     resource_spans: Vec<ResourceSpans>,
 ) -> Result<Vec<SpanRecord>, ModelError> {
-    let mut out = Vec::with_capacity(
-        resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .map(|ss| ss.spans.len())
-            .sum(),
-    );
+    let mut out = Vec::with_capacity(span_count(&resource_spans));
+    visit_otlp_spans(resource_spans, |span, resource, scope| {
+        out.push(SpanRecord {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent: span.parent,
+            name: span.name,
+            kind: span.kind,
+            status: span.status,
+            attributes: attributes_from_otlp_owned(span.attributes),
+            events: span
+                .events
+                .into_iter()
+                .map(|event| SpanEvent {
+                    name: event.name,
+                    time_unix_nanos: event.time_unix_nano,
+                    attributes: attributes_from_otlp_owned(event.attributes),
+                })
+                .collect(),
+            links: span.links,
+            start_unix_nanos: span.start_unix_nanos,
+            end_unix_nanos: span.end_unix_nanos,
+            resource: Arc::clone(resource),
+            scope: Arc::clone(scope),
+            unrecorded_fields: Default::default(),
+        });
+    })?;
+    Ok(out)
+}
+
+/// How many spans a request holds.
+pub(crate) fn span_count(resource_spans: &[ResourceSpans]) -> usize {
+    resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+/// An OTLP span whose ids, parent and links were checked and converted; its name,
+/// attributes and events still as they came, for the caller to store its own way.
+pub(crate) struct CheckedSpan {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent: Option<ParentRef>,
+    pub(crate) kind: SpanKind,
+    pub(crate) status: Status,
+    pub(crate) links: Vec<SpanLink>,
+    pub(crate) start_unix_nanos: u64,
+    pub(crate) end_unix_nanos: Option<u64>,
+    pub(crate) name: String,
+    pub(crate) attributes: Vec<KeyValue>,
+    pub(crate) events: Vec<span::Event>,
+}
+
+/// Walks every span of a request with its resource and scope (one `Arc` each per
+/// `ResourceSpans` / `ScopeSpans`), checking ids: the first invalid span is an error
+/// naming it and its position, and the walk stops there.
+pub(crate) fn visit_otlp_spans(
+    resource_spans: Vec<ResourceSpans>,
+    mut visit: impl FnMut(CheckedSpan, &Arc<Resource>, &Arc<Scope>),
+) -> Result<(), ModelError> {
     for (r, rs) in resource_spans.into_iter().enumerate() {
         let resource = Arc::new(Resource {
             attributes: rs
@@ -60,28 +115,36 @@ pub fn spans_from_otlp_owned(
                     .unwrap_or_default(),
             );
             for (i, span) in ss.spans.into_iter().enumerate() {
-                let name = span.name.clone();
-                let record = span_from_otlp(span, &resource, &scope).map_err(|source| {
-                    ModelError::InvalidSpan {
-                        name,
-                        resource: r,
-                        scope: s,
-                        span: i,
-                        source: Box::new(source),
+                let invalid = |span: &Span, source| ModelError::InvalidSpan {
+                    name: span.name.clone(),
+                    resource: r,
+                    scope: s,
+                    span: i,
+                    source: Box::new(source),
+                };
+                match check_span(&span) {
+                    Ok((trace_id, span_id, parent)) => {
+                        let links = match links_from_otlp(&span) {
+                            Ok(links) => links,
+                            Err(source) => return Err(invalid(&span, source)),
+                        };
+                        visit(
+                            checked(span, trace_id, span_id, parent, links),
+                            &resource,
+                            &scope,
+                        );
                     }
-                })?;
-                out.push(record);
+                    Err(source) => return Err(invalid(&span, source)),
+                }
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn span_from_otlp(
-    span: Span,
-    resource: &Arc<Resource>,
-    scope: &Arc<Scope>,
-) -> Result<SpanRecord, ModelError> {
+fn check_span(span: &Span) -> Result<(TraceId, SpanId, Option<ParentRef>), ModelError> {
+    let trace_id = TraceId::from_slice(&span.trace_id)?;
+    let span_id = SpanId::from_slice(&span.span_id)?;
     let parent = if span.parent_span_id.is_empty() {
         None
     } else {
@@ -90,26 +153,29 @@ fn span_from_otlp(
             remote: (span.flags & HAS_IS_REMOTE != 0).then_some(span.flags & IS_REMOTE != 0),
         })
     };
-    let links = span
-        .links
-        .into_iter()
+    Ok((trace_id, span_id, parent))
+}
+
+fn links_from_otlp(span: &Span) -> Result<Vec<SpanLink>, ModelError> {
+    span.links
+        .iter()
         .map(|link| {
             Ok(SpanLink {
                 trace_id: TraceId::from_slice(&link.trace_id)?,
                 span_id: SpanId::from_slice(&link.span_id)?,
-                attributes: attributes_from_otlp_owned(link.attributes),
+                attributes: attributes_from_otlp(&link.attributes),
             })
         })
-        .collect::<Result<_, ModelError>>()?;
-    let events = span
-        .events
-        .into_iter()
-        .map(|event| SpanEvent {
-            name: event.name,
-            time_unix_nanos: event.time_unix_nano,
-            attributes: attributes_from_otlp_owned(event.attributes),
-        })
-        .collect();
+        .collect()
+}
+
+fn checked(
+    span: Span,
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: Option<ParentRef>,
+    links: Vec<SpanLink>,
+) -> CheckedSpan {
     let status = span
         .status
         .map(|status| Status {
@@ -121,22 +187,19 @@ fn span_from_otlp(
             message: status.message,
         })
         .unwrap_or_default();
-    Ok(SpanRecord {
-        trace_id: TraceId::from_slice(&span.trace_id)?,
-        span_id: SpanId::from_slice(&span.span_id)?,
+    CheckedSpan {
+        trace_id,
+        span_id,
         parent,
-        name: span.name,
         kind: kind_from_otlp(span.kind),
         status,
-        attributes: attributes_from_otlp_owned(span.attributes),
-        events,
         links,
         start_unix_nanos: span.start_time_unix_nano,
         end_unix_nanos: (span.end_time_unix_nano != 0).then_some(span.end_time_unix_nano),
-        resource: Arc::clone(resource),
-        scope: Arc::clone(scope),
-        unrecorded_fields: Default::default(),
-    })
+        name: span.name,
+        attributes: span.attributes,
+        events: span.events,
+    }
 }
 
 fn kind_from_otlp(kind: i32) -> SpanKind {
@@ -173,7 +236,7 @@ pub(crate) fn attributes_from_otlp_owned(key_values: Vec<KeyValue>) -> Attribute
         .collect()
 }
 
-fn value_from_otlp_owned(value: AnyValue) -> Option<Value> {
+pub(crate) fn value_from_otlp_owned(value: AnyValue) -> Option<Value> {
     Some(match value.value? {
         any_value::Value::StringValue(s) => Value::Str(s),
         any_value::Value::BoolValue(b) => Value::Bool(b),

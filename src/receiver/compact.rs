@@ -8,6 +8,9 @@ use std::hash::{Hash, Hasher};
 use std::mem::size_of;
 use std::sync::Arc;
 
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+
+use crate::model::otlp::{value_from_otlp_owned, CheckedSpan};
 use crate::model::{
     Attributes, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink, SpanRecord,
     Status, StatusCode, TraceId, Value,
@@ -73,6 +76,11 @@ pub(crate) struct Interner {
     strings: HashSet<Arc<str>>,
     resources: HashMap<u64, Vec<Arc<Resource>>>,
     scopes: HashMap<u64, Vec<Arc<Scope>>>,
+    /// The last resource and scope looked up, as given and as shared: the spans of one
+    /// request share their resource, so most look-ups are a pointer comparison. Holding
+    /// the given `Arc` keeps its address from being reused while it is cached.
+    last_resource: Option<(Arc<Resource>, Arc<Resource>)>,
+    last_scope: Option<(Arc<Scope>, Arc<Scope>)>,
     entries: usize,
     purge_above: usize,
     bytes: usize,
@@ -101,6 +109,17 @@ impl Interner {
     }
 
     fn resource(&mut self, resource: &Arc<Resource>) -> Arc<Resource> {
+        if let Some((given, shared)) = &self.last_resource {
+            if Arc::ptr_eq(given, resource) {
+                return Arc::clone(shared);
+            }
+        }
+        let shared = self.resource_lookup(resource);
+        self.last_resource = Some((Arc::clone(resource), Arc::clone(&shared)));
+        shared
+    }
+
+    fn resource_lookup(&mut self, resource: &Arc<Resource>) -> Arc<Resource> {
         let key = attributes_hash(&resource.attributes, 0);
         let bucket = self.resources.entry(key).or_default();
         if let Some(shared) = bucket.iter().find(|r| ***r == **resource) {
@@ -113,6 +132,17 @@ impl Interner {
     }
 
     fn scope(&mut self, scope: &Arc<Scope>) -> Arc<Scope> {
+        if let Some((given, shared)) = &self.last_scope {
+            if Arc::ptr_eq(given, scope) {
+                return Arc::clone(shared);
+            }
+        }
+        let shared = self.scope_lookup(scope);
+        self.last_scope = Some((Arc::clone(scope), Arc::clone(&shared)));
+        shared
+    }
+
+    fn scope_lookup(&mut self, scope: &Arc<Scope>) -> Arc<Scope> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         scope.name.hash(&mut hasher);
         scope.version.hash(&mut hasher);
@@ -136,6 +166,8 @@ impl Interner {
         if self.entries <= self.purge_above.max(4096) {
             return;
         }
+        self.last_resource = None;
+        self.last_scope = None;
         self.strings.retain(|s| Arc::strong_count(s) > 1);
         for bucket in self.resources.values_mut() {
             bucket.retain(|r| Arc::strong_count(r) > 1);
@@ -169,7 +201,65 @@ impl Interner {
         self.purge_above = 2 * self.entries;
     }
 
+    /// The stored form of a received span, sharing what can be shared: names and keys
+    /// are looked up by reference and values moved, so a span costs one allocation (its
+    /// attribute slice) beyond what decoding it cost.
+    pub(crate) fn compact_checked(
+        &mut self,
+        span: CheckedSpan,
+        resource: &Arc<Resource>,
+        scope: &Arc<Scope>,
+    ) -> CompactSpan {
+        let has_extras =
+            !span.status.message.is_empty() || !span.events.is_empty() || !span.links.is_empty();
+        let extras = has_extras.then(|| {
+            Box::new(Extras {
+                status_message: span.status.message.into_boxed_str(),
+                events: span
+                    .events
+                    .into_iter()
+                    .map(|event| CompactEvent {
+                        name: self.string(&event.name),
+                        time_unix_nanos: event.time_unix_nano,
+                        attributes: self.otlp_attributes(event.attributes),
+                    })
+                    .collect(),
+                links: span.links.into_boxed_slice(),
+                unrecorded_fields: Box::default(),
+            })
+        });
+        CompactSpan {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent: span.parent,
+            kind: span.kind,
+            code: span.status.code,
+            closed: span.end_unix_nanos.is_some(),
+            name: self.string(&span.name),
+            attributes: self.otlp_attributes(span.attributes),
+            extras,
+            start_unix_nanos: span.start_unix_nanos,
+            end_unix_nanos: span.end_unix_nanos.unwrap_or(0),
+            resource: self.resource(resource),
+            scope: self.scope(scope),
+        }
+    }
+
+    /// OTLP key/values as stored attributes, leaving out empty (null) values as the model
+    /// does; a key given twice keeps its last value, as the model's map does.
+    fn otlp_attributes(&mut self, key_values: Vec<KeyValue>) -> CompactAttributes {
+        let mut attributes: Vec<(Arc<str>, CompactValue)> = Vec::with_capacity(key_values.len());
+        for key_value in key_values {
+            if let Some(value) = key_value.value.and_then(CompactValue::from_otlp) {
+                attributes.push((self.string(&key_value.key), value));
+            }
+        }
+        keep_last_of_each_key(&mut attributes);
+        attributes.into_boxed_slice()
+    }
+
     /// The stored form of `span`, sharing what can be shared.
+    #[cfg(test)]
     pub(crate) fn compact(&mut self, span: SpanRecord) -> CompactSpan {
         let has_extras = !span.status.message.is_empty()
             || !span.events.is_empty()
@@ -212,12 +302,43 @@ impl Interner {
         }
     }
 
+    #[cfg(test)]
     fn attributes(&mut self, attributes: Attributes) -> CompactAttributes {
         attributes
             .into_iter()
             .map(|(key, value)| (self.string(&key), CompactValue::from(value)))
             .collect()
     }
+}
+
+/// Drops all but the last value of a key given more than once. Keys are interned, so
+/// equal keys are the same pointer: a few are compared pairwise, many are sorted.
+fn keep_last_of_each_key(attributes: &mut Vec<(Arc<str>, CompactValue)>) {
+    const PAIRWISE: usize = 16;
+    if attributes.len() <= PAIRWISE {
+        let mut index = 0;
+        while index < attributes.len() {
+            let repeated = attributes[index + 1..]
+                .iter()
+                .any(|(later, _)| Arc::ptr_eq(later, &attributes[index].0));
+            if repeated {
+                attributes.remove(index);
+            } else {
+                index += 1;
+            }
+        }
+        return;
+    }
+    // Stable: among equal keys, arrival order is kept, so the last is the one to keep.
+    attributes.sort_by_key(|(key, _)| Arc::as_ptr(key).cast::<u8>() as usize);
+    let mut kept: Vec<(Arc<str>, CompactValue)> = Vec::with_capacity(attributes.len());
+    for attribute in attributes.drain(..) {
+        match kept.last_mut() {
+            Some(last) if Arc::ptr_eq(&last.0, &attribute.0) => *last = attribute,
+            _ => kept.push(attribute),
+        }
+    }
+    *attributes = kept;
 }
 
 impl From<Value> for CompactValue {
@@ -241,6 +362,19 @@ impl From<Value> for CompactValue {
 }
 
 impl CompactValue {
+    fn from_otlp(value: AnyValue) -> Option<Self> {
+        match value.value? {
+            any_value::Value::StringValue(text) => Some(CompactValue::from(Value::Str(text))),
+            any_value::Value::IntValue(n) => Some(CompactValue::Int(n)),
+            any_value::Value::DoubleValue(x) => Some(CompactValue::Double(x)),
+            any_value::Value::BoolValue(b) => Some(CompactValue::Bool(b)),
+            nested => value_from_otlp_owned(AnyValue {
+                value: Some(nested),
+            })
+            .map(|value| CompactValue::Nested(Box::new(value))),
+        }
+    }
+
     fn to_value(&self) -> Value {
         match self {
             CompactValue::Short { len, bytes } => Value::Str(
@@ -343,34 +477,6 @@ impl CompactSpan {
     }
 }
 
-/// What a `SpanRecord` would cost once compacted, before interning: how a request is
-/// weighed against the byte capacity before it is admitted.
-pub(crate) fn record_bytes(span: &SpanRecord) -> usize {
-    size_of::<Option<CompactSpan>>()
-        + span.name.len()
-        + span.status.message.len()
-        + span
-            .attributes
-            .iter()
-            .map(|(key, value)| {
-                size_of::<(Arc<str>, CompactValue)>() + key.len() + value_bytes(value)
-            })
-            .sum::<usize>()
-        + span
-            .events
-            .iter()
-            .map(|event| {
-                size_of::<CompactEvent>() + event.name.len() + attributes_bytes(&event.attributes)
-            })
-            .sum::<usize>()
-        + span
-            .links
-            .iter()
-            .map(|link| size_of::<SpanLink>() + attributes_bytes(&link.attributes))
-            .sum::<usize>()
-        + span.unrecorded_fields.len() * size_of::<Arc<str>>()
-}
-
 /// Heap bytes of a model value beyond the value itself.
 fn value_bytes(value: &Value) -> usize {
     match value {
@@ -470,7 +576,11 @@ mod tests {
 
     #[test]
     fn a_stored_span_is_small() {
-        assert!(size_of::<CompactSpan>() <= 112, "{}", size_of::<CompactSpan>());
+        assert!(
+            size_of::<CompactSpan>() <= 112,
+            "{}",
+            size_of::<CompactSpan>()
+        );
         assert_eq!(size_of::<CompactValue>(), 24);
         let mut interner = Interner::default();
         let mut span = sample();
@@ -481,8 +591,32 @@ mod tests {
         assert!(plain.extras.is_none());
         assert_eq!(plain.to_record(), span);
         let mut long = span;
-        long.attributes.insert("long".into(), Value::Str("x".repeat(100)));
+        long.attributes
+            .insert("long".into(), Value::Str("x".repeat(100)));
         assert_eq!(interner.compact(long.clone()).to_record(), long);
+    }
+
+    #[test]
+    fn a_key_given_twice_keeps_its_last_value_however_many_keys() {
+        for count in [3, 100] {
+            let mut interner = Interner::default();
+            let key_values: Vec<KeyValue> = (0..count)
+                .chain([1])
+                .enumerate()
+                .map(|(position, key)| KeyValue {
+                    key: format!("k{key}"),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(position as i64)),
+                    }),
+                    ..KeyValue::default()
+                })
+                .collect();
+            let stored = interner.otlp_attributes(key_values);
+            assert_eq!(stored.len(), count);
+            let expanded = expand(&stored);
+            assert_eq!(expanded["k1"], Value::Int(count as i64), "{count} keys");
+            assert_eq!(expanded["k0"], Value::Int(0));
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+use super::compact::CompactSpan;
 use super::file_export::JsonLines;
 use super::signal::{BatchStored, Signal, Traces};
 use super::span_store::{tally, Limits, SpanStore, Tally};
@@ -261,13 +262,14 @@ impl Shared {
     /// duplicate or a refused span.
     pub(crate) fn store_spans_once(
         &self,
-        spans: Vec<SpanRecord>,
+        spans: Vec<CompactSpan>,
         transport: Transport,
     ) -> Result<(), Rejection> {
         let admitted = self.spans.admit(spans, |fresh| {
             if let Some(files) = &self.files {
+                let records: Vec<SpanRecord> = fresh.iter().map(CompactSpan::to_record).collect();
                 let line = JsonLines::line(&ExportTraceServiceRequest {
-                    resource_spans: spans_to_otlp(fresh),
+                    resource_spans: spans_to_otlp(&records),
                 });
                 files.write(Traces::FILE, line);
             }
@@ -303,7 +305,7 @@ impl Shared {
             .as_ref()
             .filter(|_| !S::WRITES_ITS_OWN_LINE)
             .map(|_| JsonLines::line(&request));
-        let mut items = S::items(request)?;
+        let mut items = S::items(self, request)?;
         let accepted = self.apply_partial::<S>(&mut items, partial, transport);
         S::admit(self, items, transport)?;
         if let (Some(files), Some(line)) = (&self.files, line) {

@@ -16,12 +16,13 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::compact::CompactSpan;
 use super::file_export::File;
 use super::ingest::{Counter, Rejection, Shared};
 use super::Config;
 use crate::model::{
-    check_metric_ids, log_records_from_otlp, metric_points_from_otlp, spans_from_otlp_owned,
-    LogRecord, MetricPoint, Resource, SpanRecord,
+    check_metric_ids, log_records_from_otlp, metric_points_from_otlp, LogRecord, MetricPoint,
+    Resource,
 };
 use crate::store::Store;
 
@@ -48,7 +49,7 @@ pub(crate) trait Signal: Send + Sync + 'static {
     const WRITES_ITS_OWN_LINE: bool = false;
 
     /// Converts a request into items; an invalid request is refused whole.
-    fn items(request: Self::Request) -> Result<Vec<Self::Item>, Rejection>;
+    fn items(shared: &Shared, request: Self::Request) -> Result<Vec<Self::Item>, Rejection>;
     /// The resource of an item, for `service.name` labels.
     fn resource(item: &Self::Item) -> &Arc<Resource>;
     /// The response, with a partial success when items were rejected or a message given.
@@ -82,19 +83,21 @@ pub(crate) struct Traces;
 impl Signal for Traces {
     type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
-    type Item = SpanRecord;
+    type Item = CompactSpan;
     const NAME: &'static str = "span";
     const ACCEPTED: Counter = Counter::AcceptedSpans;
     const REFUSED: Counter = Counter::RefusedSpans;
     const FILE: File = File::Traces;
     const WRITES_ITS_OWN_LINE: bool = true;
 
-    fn items(request: Self::Request) -> Result<Vec<SpanRecord>, Rejection> {
-        spans_from_otlp_owned(request.resource_spans)
+    fn items(shared: &Shared, request: Self::Request) -> Result<Vec<CompactSpan>, Rejection> {
+        shared
+            .spans
+            .compact_request(request.resource_spans)
             .map_err(|error| Rejection::Invalid(error.to_string()))
     }
 
-    fn resource(item: &SpanRecord) -> &Arc<Resource> {
+    fn resource(item: &CompactSpan) -> &Arc<Resource> {
         &item.resource
     }
 
@@ -111,7 +114,7 @@ impl Signal for Traces {
 
     fn admit(
         shared: &Shared,
-        items: Vec<SpanRecord>,
+        items: Vec<CompactSpan>,
         transport: super::ingest::Transport,
     ) -> Result<(), Rejection> {
         shared.store_spans_once(items, transport)
@@ -139,7 +142,7 @@ impl Signal for Metrics {
         shared.store_batch::<Self>(items, transport)
     }
 
-    fn items(request: Self::Request) -> Result<Vec<MetricPoint>, Rejection> {
+    fn items(_: &Shared, request: Self::Request) -> Result<Vec<MetricPoint>, Rejection> {
         check_metric_ids(&request.resource_metrics)
             .map_err(|error| Rejection::Invalid(error.to_string()))?;
         Ok(metric_points_from_otlp(&request.resource_metrics))
@@ -182,7 +185,7 @@ impl Signal for Logs {
         shared.store_batch::<Self>(items, transport)
     }
 
-    fn items(request: Self::Request) -> Result<Vec<LogRecord>, Rejection> {
+    fn items(_: &Shared, request: Self::Request) -> Result<Vec<LogRecord>, Rejection> {
         log_records_from_otlp(&request.resource_logs)
             .map_err(|error| Rejection::Invalid(error.to_string()))
     }

@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::compact::{record_bytes, CompactSpan, Interner};
-use crate::model::{IdHash, Resource, SpanId, SpanRecord, TraceId};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use super::compact::{CompactSpan, Interner};
+use crate::model::otlp::{span_count, visit_otlp_spans};
+use crate::model::{IdHash, ModelError, Resource, SpanId, SpanRecord, TraceId};
 use crate::store::{lock, Notifier, WaitError};
 
 /// How much the store may hold.
@@ -145,7 +148,6 @@ struct Inner {
     front: usize,
     /// Each trace's slots, in arrival order.
     traces: HashMap<TraceId, TraceSlots, IdHash>,
-    interner: Interner,
     live: usize,
     span_bytes: usize,
 }
@@ -154,9 +156,9 @@ struct Inner {
 const INDEX_BYTES_PER_TRACE: usize = 8 * (size_of::<(TraceId, TraceSlots)>() + 1) / 7;
 
 impl Inner {
+    /// The bytes of spans and index; the interner's are counted apart.
     fn bytes(&self) -> usize {
         self.span_bytes
-            + self.interner.bytes()
             + self.traces.len() * INDEX_BYTES_PER_TRACE
             + (self.slots.len() - self.live) * size_of::<Option<CompactSpan>>()
     }
@@ -229,7 +231,6 @@ impl Inner {
         for span in slots.into_iter().flatten() {
             self.insert(span);
         }
-        self.interner.purge_if_grown();
     }
 
     fn trace(&self, trace_id: &TraceId) -> Vec<SpanRecord> {
@@ -267,6 +268,10 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct SpanStore {
     inner: Mutex<Inner>,
+    /// Shared names, keys, resources and scopes. Requests are compacted under this lock
+    /// alone, so that one request converts while another is stored. Lock order: `inner`
+    /// before `interner`.
+    interner: Mutex<Interner>,
     limits: Limits,
     notifier: Notifier,
     updates: broadcast::Sender<Arc<[TraceId]>>,
@@ -280,6 +285,7 @@ impl SpanStore {
     pub(crate) fn new(limits: Limits) -> Self {
         SpanStore {
             inner: Mutex::new(Inner::default()),
+            interner: Mutex::new(Interner::default()),
             limits,
             notifier: Notifier::default(),
             updates: broadcast::Sender::new(UPDATES_BUFFERED),
@@ -290,13 +296,31 @@ impl SpanStore {
         lock(&self.inner)
     }
 
+    /// Checks and converts the spans of a request into their stored form.
+    pub(crate) fn compact_request(
+        &self,
+        resource_spans: Vec<ResourceSpans>,
+    ) -> Result<Vec<CompactSpan>, ModelError> {
+        let mut spans = Vec::with_capacity(span_count(&resource_spans));
+        let mut interner = lock(&self.interner);
+        visit_otlp_spans(resource_spans, |span, resource, scope| {
+            spans.push(interner.compact_checked(span, resource, scope));
+        })?;
+        Ok(spans)
+    }
+
+    /// Everything held, in bytes: spans, index, and shared names and resources.
+    fn bytes_of(&self, inner: &Inner) -> usize {
+        inner.bytes() + lock(&self.interner).bytes()
+    }
+
     /// Stores the spans not seen before (in the store or earlier in the request), whole or
     /// not at all. `stored` sees the fresh spans, under the store's lock, just before
     /// they are stored: the file export writes them there, in store order.
     pub(crate) fn admit(
         &self,
-        spans: Vec<SpanRecord>,
-        stored: impl FnOnce(&[SpanRecord]),
+        spans: Vec<CompactSpan>,
+        stored: impl FnOnce(&[CompactSpan]),
     ) -> Result<Admission, Full> {
         let mut inner = self.lock();
         let mut fresh = Vec::with_capacity(spans.len());
@@ -312,11 +336,11 @@ impl SpanStore {
         }
         let incoming_bytes: usize = fresh
             .iter()
-            .map(|span| record_bytes(span) + INDEX_BYTES_PER_TRACE)
+            .map(|span| span.bytes() + INDEX_BYTES_PER_TRACE)
             .sum();
         let fits = |inner: &Inner| {
             inner.live + fresh.len() <= self.limits.spans
-                && inner.bytes() + incoming_bytes <= self.limits.bytes
+                && self.bytes_of(inner) + incoming_bytes <= self.limits.bytes
                 && inner.slots.len() + fresh.len() < u32::MAX as usize
         };
         let mut evicted = Vec::new();
@@ -328,17 +352,18 @@ impl SpanStore {
                 "span store full: {} span(s) in {} byte(s) stored, {} more in {} byte(s) refused \
                  (capacity {} span(s), {} byte(s))",
                 inner.live,
-                inner.bytes(),
+                self.bytes_of(&inner),
                 fresh.len(),
                 incoming_bytes,
                 self.limits.spans,
                 self.limits.bytes,
             );
             drop(inner);
-            return Err(Full {
-                message,
-                refused: tally(fresh.iter().map(|span| &span.resource)),
-            });
+            let refused = tally(fresh.iter().map(|span| &span.resource));
+            drop(fresh);
+            // What a refused request interned is not used: let it go as the table grows.
+            lock(&self.interner).purge_if_grown();
+            return Err(Full { message, refused });
         }
         if !fresh.is_empty() {
             stored(&fresh);
@@ -348,8 +373,7 @@ impl SpanStore {
         let mut touched_once = HashSet::<TraceId, IdHash>::default();
         for span in fresh {
             let trace_id = span.trace_id;
-            let compact = inner.interner.compact(span);
-            inner.insert(compact);
+            inner.insert(span);
             if touched_once.insert(trace_id) {
                 touched.push(trace_id);
             }
@@ -357,7 +381,10 @@ impl SpanStore {
         if let Some(keep) = self.limits.keep_last_traces {
             while inner.traces.len() > keep && inner.evict_oldest(&mut evicted) {}
         }
-        inner.compact_slots();
+        if !evicted.is_empty() {
+            inner.compact_slots();
+            lock(&self.interner).purge_if_grown();
+        }
         drop(inner);
         if !touched.is_empty() {
             self.notifier.notify();
@@ -373,7 +400,10 @@ impl SpanStore {
 
     /// Forgets every span and which were seen.
     pub(crate) fn clear(&self) {
-        *self.lock() = Inner::default();
+        let mut inner = self.lock();
+        *inner = Inner::default();
+        *lock(&self.interner) = Interner::default();
+        drop(inner);
         self.notifier.notify();
     }
 
@@ -387,7 +417,8 @@ impl SpanStore {
 
     /// The estimated bytes the store holds.
     pub(crate) fn bytes(&self) -> usize {
-        self.lock().bytes()
+        let inner = self.lock();
+        self.bytes_of(&inner)
     }
 
     /// Every span, in arrival order.
@@ -441,6 +472,22 @@ mod tests {
     use super::*;
     use crate::model::Value;
 
+    fn compacted(store: &SpanStore, spans: Vec<SpanRecord>) -> Vec<CompactSpan> {
+        let mut interner = lock(&store.interner);
+        spans.into_iter().map(|s| interner.compact(s)).collect()
+    }
+
+    /// Admits model spans, compacted by the store's interner.
+    trait AdmitRecords {
+        fn admit_records(&self, spans: Vec<SpanRecord>) -> Result<Admission, Full>;
+    }
+
+    impl AdmitRecords for SpanStore {
+        fn admit_records(&self, spans: Vec<SpanRecord>) -> Result<Admission, Full> {
+            self.admit(compacted(self, spans), |_| {})
+        }
+    }
+
     fn span(trace: u8, span: u8) -> SpanRecord {
         let mut record = SpanRecord::new(
             TraceId::from_bytes([trace; 16]),
@@ -465,7 +512,7 @@ mod tests {
     fn spans_are_indexed_by_trace_in_arrival_order() {
         let store = SpanStore::new(limits(10, None));
         store
-            .admit(vec![span(1, 1), span(2, 2), span(1, 3)], |_| {})
+            .admit_records(vec![span(1, 1), span(2, 2), span(1, 3)])
             .unwrap();
         let ids: Vec<SpanId> = store
             .trace(&TraceId::from_bytes([1; 16]))
@@ -483,9 +530,9 @@ mod tests {
     #[test]
     fn a_full_store_refuses_a_request_whole() {
         let store = SpanStore::new(limits(2, None));
-        store.admit(vec![span(1, 1)], |_| {}).unwrap();
+        store.admit_records(vec![span(1, 1)]).unwrap();
         let full = store
-            .admit(vec![span(2, 2), span(2, 3)], |_| {
+            .admit(compacted(&store, vec![span(2, 2), span(2, 3)]), |_| {
                 panic!("nothing is stored")
             })
             .unwrap_err();
@@ -508,8 +555,8 @@ mod tests {
         let mut big = span(1, 1);
         big.attributes
             .insert("blob".into(), Value::Str("x".repeat(8192)));
-        assert!(store.admit(vec![big], |_| {}).is_err());
-        assert!(store.admit(vec![span(1, 2)], |_| {}).is_ok());
+        assert!(store.admit_records(vec![big]).is_err());
+        assert!(store.admit_records(vec![span(1, 2)]).is_ok());
     }
 
     #[test]
@@ -517,7 +564,7 @@ mod tests {
         let store = SpanStore::new(limits(100, Some(2)));
         for trace in 1..=3000u16 {
             let id = (trace % 251) as u8;
-            let admission = store.admit(vec![span(id, 1), span(id, 2)], |_| {}).unwrap();
+            let admission = store.admit_records(vec![span(id, 1), span(id, 2)]).unwrap();
             if trace > 2 && trace <= 251 {
                 assert_eq!(admission.evicted[0].1, 2);
             }
@@ -525,7 +572,7 @@ mod tests {
         assert_eq!(store.trace_count(), 2);
         assert_eq!(store.len(), 4);
         // Evicted spans are forgotten: sent again, they are stored again.
-        let again = store.admit(vec![span(7, 1)], |_| {}).unwrap();
+        let again = store.admit_records(vec![span(7, 1)]).unwrap();
         assert_eq!(again.accepted[0].1, 1);
         assert!(store.lock().slots.len() < 2048, "holes are compacted");
     }
@@ -544,8 +591,8 @@ mod tests {
                 })
                 .collect()
         };
-        store.admit(spans(1..1000), |_| {}).unwrap();
-        let again = store.admit(spans(500..1500), |_| {}).unwrap();
+        store.admit_records(spans(1..1000)).unwrap();
+        let again = store.admit_records(spans(500..1500)).unwrap();
         let duplicates: u64 = again.duplicates.iter().map(|(_, n)| n).sum();
         assert_eq!(duplicates, 500);
         assert_eq!(store.len(), 1499);
@@ -557,7 +604,7 @@ mod tests {
         let store = SpanStore::new(limits(10, None));
         let mut updates = store.subscribe();
         store
-            .admit(vec![span(1, 1), span(2, 1), span(1, 2)], |_| {})
+            .admit_records(vec![span(1, 1), span(2, 1), span(1, 2)])
             .unwrap();
         let touched = updates.try_recv().unwrap();
         assert_eq!(
