@@ -257,9 +257,178 @@ fn ingestion(c: &mut Criterion) {
     group.finish();
 }
 
+/// The spans of one fill batch: `SPANS_PER_BATCH` spans numbered from `first`, each in a
+/// trace of its own, with `attributes` of the bench's five.
+fn fill_batch(first: u64, attributes: usize) -> Bytes {
+    let mut resource = Resource::default();
+    resource
+        .attributes
+        .insert("service.name".into(), "ggen-p2p".into());
+    let resource = Arc::new(resource);
+    let spans: Vec<SpanRecord> = (first..first + SPANS_PER_BATCH as u64)
+        .map(|n| {
+            let mut trace = [0u8; 16];
+            trace[..8].copy_from_slice(&n.to_be_bytes());
+            trace[8] = 1;
+            let mut span = SpanRecord::new(
+                TraceId::from_bytes(trace),
+                SpanId::from_bytes(n.to_be_bytes()),
+                "p2p_search",
+            );
+            span.start_unix_nanos = 1_700_000_000_000_000_000 + n;
+            span.end_unix_nanos = Some(span.start_unix_nanos + 1_000);
+            span.resource = Arc::clone(&resource);
+            for (key, value) in [
+                ("operation", Value::from("search")),
+                ("query_text", Value::from("serde")),
+                ("query_limit", Value::Int(10)),
+                ("cache_hit", Value::Bool(false)),
+                ("total_latency_ms", Value::Double(1.5)),
+            ]
+            .into_iter()
+            .take(attributes)
+            {
+                span.attributes.insert(key.into(), value);
+            }
+            span
+        })
+        .collect();
+    Bytes::from(
+        ExportTraceServiceRequest {
+            resource_spans: spans_to_otlp(&spans),
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (Linux; 0 elsewhere).
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Sends one-span requests one after another; returns each one's latency.
+async fn one_span_requests(channel: &Channel, first: u64, count: u64) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(count as usize);
+    for n in first..first + count {
+        let mut trace = [0u8; 16];
+        trace[..8].copy_from_slice(&n.to_be_bytes());
+        trace[8] = 2;
+        let mut span = SpanRecord::new(
+            TraceId::from_bytes(trace),
+            SpanId::from_bytes(n.to_be_bytes()),
+            "p2p_publish",
+        );
+        span.start_unix_nanos = 1;
+        span.end_unix_nanos = Some(2);
+        span.attributes.insert("package_id".into(), "pkg".into());
+        let body = Bytes::from(
+            ExportTraceServiceRequest {
+                resource_spans: spans_to_otlp(&[span]),
+            }
+            .encode_to_vec(),
+        );
+        let start = Instant::now();
+        send_all(channel, &[body]).await;
+        latencies.push(start.elapsed());
+    }
+    latencies
+}
+
+fn percentile(latencies: &mut [Duration], p: f64) -> Duration {
+    latencies.sort();
+    let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+    latencies[index]
+}
+
+/// Memory per stored span and request latency as the store grows from 10 thousand to a
+/// million spans (target: ≤ 400 bytes per span, latency flat within 2×). Criterion times
+/// a one-span request at each size; the p99 of 2,000 such requests and the bytes per
+/// span are printed beside it.
+fn store_growth(c: &mut Criterion) {
+    const LARGE: u64 = 1_000_000;
+    let runtime = Runtime::new().expect("a tokio runtime");
+    // One case per process: memory freed by an earlier case would be reused unseen.
+    for attributes in [5] {
+        let receiver = runtime
+            .block_on(OtlpReceiver::start(
+                Config::default().with_span_capacity(2 * LARGE as usize),
+            ))
+            .expect("receiver");
+        let channel = runtime
+            .block_on(
+                Channel::from_shared(receiver.grpc_endpoint())
+                    .expect("uri")
+                    .connect(),
+            )
+            .expect("channel");
+        let wire = fill_batch(0, attributes).len() / SPANS_PER_BATCH;
+        let before = resident_bytes();
+        let mut filled = 0u64;
+        let mut next_single = 0u64;
+        let mut group = c.benchmark_group(format!("store_growth_{attributes}_attributes"));
+        group.sample_size(20).measurement_time(Duration::from_secs(3));
+        for target in [10_000, LARGE] {
+            runtime.block_on(async {
+                while filled < target {
+                    let batch: Vec<Bytes> = (0..BATCHES_PER_ITERATION as u64)
+                        .map(|b| fill_batch(1 + filled + b * SPANS_PER_BATCH as u64, attributes))
+                        .collect();
+                    send_all(&channel, &batch).await;
+                    filled += SPANS_PER_ITERATION as u64;
+                }
+            });
+            let stored = receiver.span_count();
+            let resident = resident_bytes().saturating_sub(before);
+            let mut latencies =
+                runtime.block_on(one_span_requests(&channel, 1 << 40 | next_single, 2_000));
+            next_single += 2_000;
+            println!(
+                "store_growth: {attributes} attribute(s), {wire} bytes/span on the wire, \
+                 {stored} spans stored: {:.0} bytes/span resident, {:.0} bytes/span \
+                 estimated; one-span request p50 {:?}, p99 {:?}",
+                resident as f64 / stored as f64,
+                receiver.span_store_bytes() as f64 / stored as f64,
+                percentile(&mut latencies, 0.50),
+                percentile(&mut latencies, 0.99),
+            );
+            // The same requests to an empty receiver in the same process: what the process
+            // (allocator, caches) adds, apart from the store's size.
+            let empty = runtime
+                .block_on(OtlpReceiver::start(Config::default()))
+                .expect("receiver");
+            let empty_channel = runtime
+                .block_on(Channel::from_shared(empty.grpc_endpoint()).expect("uri").connect())
+                .expect("channel");
+            let mut baseline = runtime.block_on(one_span_requests(&empty_channel, 1, 2_000));
+            println!(
+                "store_growth: beside it, an empty receiver: p50 {:?}, p99 {:?}",
+                percentile(&mut baseline, 0.50),
+                percentile(&mut baseline, 0.99),
+            );
+            drop(empty_channel);
+            runtime.block_on(empty.shutdown()).expect("shutdown");
+            let label = if target == LARGE { "1m" } else { "10k" };
+            group.bench_function(format!("one_span_request_at_{label}_stored"), |b| {
+                b.to_async(&runtime).iter_custom(|iters| {
+                    let channel = channel.clone();
+                    let first = 1 << 41 | next_single;
+                    next_single += iters;
+                    async move { one_span_requests(&channel, first, iters).await.iter().sum() }
+                })
+            });
+        }
+        group.finish();
+        drop(channel);
+        runtime.block_on(async { receiver.shutdown().await }).expect("shutdown");
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(8));
-    targets = ingestion
+    targets = ingestion, store_growth
 }
 criterion_main!(benches);
