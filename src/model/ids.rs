@@ -109,7 +109,8 @@ hex_id!(
     "span id"
 );
 
-/// A fast hasher for keys made of trace and span ids: FxHash's word-at-a-time multiply
+/// A fast hasher for keys made of trace and span ids (and the short names and keys the
+/// receiver interns): FxHash's word-at-a-time multiply
 /// mix, far cheaper than SipHash per span, finished with a full avalanche (MurmurHash3's
 /// `fmix64`) over a per-table random seed. The finish matters: FxHash alone leaves the
 /// low bits — the ones a hash table indexes by — depending on few input bits, so
@@ -138,7 +139,8 @@ impl Hasher for IdBytesHasher {
     }
 }
 
-/// `HashMap`/`HashSet` hasher for id keys (see [`IdBytesHasher`]), seeded per table.
+/// `HashMap`/`HashSet` hasher for ids and short names (see [`IdBytesHasher`]), seeded
+/// per table.
 #[derive(Clone, Debug)]
 pub(crate) struct IdHash {
     seed: u64,

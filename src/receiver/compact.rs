@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
 use crate::model::otlp::{value_from_otlp_owned, CheckedSpan};
 use crate::model::{
-    Attributes, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink, SpanRecord,
+    Attributes, IdHash, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink, SpanRecord,
     Status, StatusCode, TraceId, Value,
 };
 
@@ -73,7 +73,7 @@ struct CompactEvent {
 /// unique names cannot grow them without bound once spans are evicted.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    strings: HashSet<Arc<str>>,
+    strings: HashSet<Arc<str>, IdHash>,
     resources: HashMap<u64, Vec<Arc<Resource>>>,
     scopes: HashMap<u64, Vec<Arc<Scope>>>,
     /// The last resource and scope looked up, as given and as shared: the spans of one

@@ -158,6 +158,9 @@ pub struct Config {
 /// interval of OpenTelemetry's periodic metric reader, so an exporter's connection stays.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The HTTP/2 flow-control window of each gRPC stream.
+const GRPC_WINDOW_BYTES: u32 = 1 << 20;
+
 /// The default span capacity: 1,000,000 spans.
 pub const DEFAULT_SPAN_CAPACITY: usize = 1_000_000;
 /// The default byte capacity of the span store: 1 GiB, as the store estimates its own
@@ -336,7 +339,11 @@ impl OtlpReceiver {
         let service = OtlpGrpc {
             shared: Arc::clone(&shared),
         };
+        // HTTP/2's default 64 KiB windows stall a client with several 100 KB batches in
+        // flight until the server acknowledges each chunk: open them wider.
         let mut grpc_server = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(GRPC_WINDOW_BYTES))
+            .initial_connection_window_size(Some(4 * GRPC_WINDOW_BYTES))
             .layer(grpc::RequireGrpc::layer())
             .layer(tower::util::MapResponseLayer::new(
                 tonic_rejections_as_otlp_codes::<tonic::body::Body>
