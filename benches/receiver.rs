@@ -369,7 +369,9 @@ fn store_growth(c: &mut Criterion) {
         let mut filled = 0u64;
         let mut next_single = 0u64;
         let mut group = c.benchmark_group(format!("store_growth_{attributes}_attributes"));
-        group.sample_size(20).measurement_time(Duration::from_secs(3));
+        group
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(3));
         for target in [10_000, LARGE] {
             runtime.block_on(async {
                 while filled < target {
@@ -400,7 +402,11 @@ fn store_growth(c: &mut Criterion) {
                 .block_on(OtlpReceiver::start(Config::default()))
                 .expect("receiver");
             let empty_channel = runtime
-                .block_on(Channel::from_shared(empty.grpc_endpoint()).expect("uri").connect())
+                .block_on(
+                    Channel::from_shared(empty.grpc_endpoint())
+                        .expect("uri")
+                        .connect(),
+                )
                 .expect("channel");
             let mut baseline = runtime.block_on(one_span_requests(&empty_channel, 1, 2_000));
             println!(
@@ -422,7 +428,9 @@ fn store_growth(c: &mut Criterion) {
         }
         group.finish();
         drop(channel);
-        runtime.block_on(async { receiver.shutdown().await }).expect("shutdown");
+        runtime
+            .block_on(async { receiver.shutdown().await })
+            .expect("shutdown");
     }
 }
 

@@ -160,7 +160,9 @@ use p2p_otel_testkit::tree::expect;
 use p2p_otel_testkit::{capture, CaptureHandle, SpanSource, TraceSet};
 use proptest::prelude::*;
 
-const WAIT: Duration = Duration::from_secs(10);
+/// Generous: a wait ends at the notification, and only a failure waits this long — so a
+/// busy machine slows a test down instead of failing it.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A connected echo mesh whose nodes each capture into their own handle.
 async fn captured_mesh(n: usize) -> (Mesh<EchoNode>, Arc<Mutex<Vec<CaptureHandle>>>) {

@@ -8,7 +8,9 @@ use p2p_otel_testkit::mesh::{self, Mesh, MeshError, NodeState, Passive, Security
 use p2p_otel_testkit::CaptureHandle;
 use tracing_subscriber::layer::SubscriberExt;
 
-const WAIT: Duration = Duration::from_secs(10);
+/// Generous: a wait ends at the notification, and only a failure waits this long — so a
+/// busy machine slows a test down instead of failing it.
+const WAIT: Duration = Duration::from_secs(30);
 
 type DummyMesh = Mesh<Passive<dummy::Behaviour>>;
 

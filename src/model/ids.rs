@@ -202,6 +202,10 @@ mod tests {
                 hasher.hash_one(TraceId::from_bytes(trace)) & 4095
             })
             .collect();
-        assert!(buckets.len() > 2500, "{} of 4096 buckets used", buckets.len());
+        assert!(
+            buckets.len() > 2500,
+            "{} of 4096 buckets used",
+            buckets.len()
+        );
     }
 }

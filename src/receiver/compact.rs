@@ -12,8 +12,8 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
 use crate::model::otlp::{value_from_otlp_owned, CheckedSpan};
 use crate::model::{
-    Attributes, IdHash, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink, SpanRecord,
-    Status, StatusCode, TraceId, Value,
+    Attributes, IdHash, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink,
+    SpanRecord, Status, StatusCode, TraceId, Value,
 };
 
 /// The longest string kept inline in a value, without an allocation of its own.

@@ -37,6 +37,7 @@ use std::time::Duration;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -492,16 +493,12 @@ impl Telemetry {
     /// Exports everything finished so far — spans, a metrics collection, log records —
     /// and returns once the receiver has answered. Safe on any runtime flavour: the
     /// blocking SDK calls run on tokio's blocking pool.
+    ///
+    /// The SDK gives a flush 5 s (not configurable); on a busy machine a big backlog can
+    /// take longer while exports still make progress, so a flush that timed out is asked
+    /// again, for up to [`FLUSH_PATIENCE`] in all, before the timeout is reported.
     pub async fn flush(&self) -> Result<(), TelemetryError> {
-        self.providers
-            .blocking("flush", |p| {
-                vec![
-                    ("tracer", p.tracer.force_flush()),
-                    ("meter", p.meter.force_flush()),
-                    ("logger", p.logger.force_flush()),
-                ]
-            })
-            .await
+        self.providers.blocking("flush", Providers::flush).await
     }
 
     /// Flushes and shuts the providers down. Prefer it to dropping: a drop must shut down
@@ -514,7 +511,25 @@ impl Telemetry {
     }
 }
 
+/// How long [`Telemetry::flush`] keeps asking the SDK to flush while it times out.
+pub const FLUSH_PATIENCE: Duration = Duration::from_secs(60);
+
 impl Providers {
+    fn flush(&self) -> Vec<ProviderResult> {
+        let started = std::time::Instant::now();
+        let patiently = |flush: &dyn Fn() -> Result<(), OTelSdkError>| loop {
+            match flush() {
+                Err(OTelSdkError::Timeout(_)) if started.elapsed() < FLUSH_PATIENCE => continue,
+                done => return done,
+            }
+        };
+        vec![
+            ("tracer", patiently(&|| self.tracer.force_flush())),
+            ("meter", patiently(&|| self.meter.force_flush())),
+            ("logger", patiently(&|| self.logger.force_flush())),
+        ]
+    }
+
     fn shutdown(&self) -> Vec<ProviderResult> {
         vec![
             ("tracer", self.tracer.shutdown()),

@@ -26,8 +26,6 @@ fn config(cases: u32) -> ProptestConfig {
 
 fn node_config(meter: Option<opentelemetry::metrics::Meter>) -> Config {
     Config {
-        query_timeout: Duration::from_millis(300),
-        request_timeout: Duration::from_millis(150),
         meter,
         ..Config::for_tests()
     }

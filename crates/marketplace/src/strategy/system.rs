@@ -16,7 +16,9 @@ use super::{node_of, package_of, Model, Operation, Outcome};
 use crate::{Config, MarketplaceError, P2PRegistry, Package, Registry, RegistryNode};
 
 /// How long mesh changes (restart, partition, heal, readiness) may take.
-const WAIT: Duration = Duration::from_secs(10);
+/// Generous: a wait ends at the notification, and only a failure waits this long — so a
+/// busy machine slows a run down instead of failing it.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A marketplace mesh under a generated sequence.
 #[derive(Debug)]
