@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Metadata;
 
 use super::visitor::SpanOverrides;
+use crate::model::compact_value::CompactValue;
 use crate::model::{
     Attributes, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanLink, SpanRecord, Status,
     StatusCode, TraceId, Value,
@@ -52,24 +53,39 @@ pub(super) struct CapturedSpan {
     /// Whether the parent lives on another node (its context was propagated).
     pub(super) remote_parent: bool,
     pub(super) metadata: &'static Metadata<'static>,
-    pub(super) fields: Vec<(&'static str, Value)>,
-    pub(super) overrides: SpanOverrides,
+    pub(super) fields: Vec<(&'static str, CompactValue)>,
     /// Bit `i` set: the field with index `i` has been recorded (at creation or later).
     pub(super) recorded: u64,
-    pub(super) events: Vec<SpanEvent>,
-    pub(super) links: Vec<SpanLink>,
     pub(super) start: Instant,
     pub(super) end: Option<Instant>,
+    /// What most spans lack, boxed so that a plain span stays small.
+    pub(super) extras: Option<Box<Extras>>,
+}
+
+/// The rarer parts of a captured span.
+#[derive(Debug, Default)]
+pub(super) struct Extras {
+    pub(super) overrides: SpanOverrides,
+    pub(super) events: Vec<SpanEvent>,
+    pub(super) links: Vec<SpanLink>,
     /// Busy and idle time, when the layer tracks them.
     pub(super) busy_idle: Option<(Duration, Duration)>,
 }
 
 impl CapturedSpan {
+    /// The rarer parts, created on first use.
+    pub(super) fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    fn overrides(&self) -> Option<&SpanOverrides> {
+        self.extras.as_deref().map(|extras| &extras.overrides)
+    }
+
     /// The span's name: `otel.name` when set, else the tracing name.
     pub(super) fn name(&self) -> &str {
-        self.overrides
-            .name
-            .as_deref()
+        self.overrides()
+            .and_then(|overrides| overrides.name.as_deref())
             .unwrap_or(self.metadata.name())
     }
 
@@ -79,12 +95,14 @@ impl CapturedSpan {
         resource: &Arc<Resource>,
         scope: &Arc<Scope>,
     ) -> SpanRecord {
+        let none = Extras::default();
+        let extras = self.extras.as_deref().unwrap_or(&none);
         let mut attributes: Attributes = self
             .fields
             .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .map(|(key, value)| ((*key).to_owned(), value.to_value()))
             .collect();
-        if let Some((busy, idle)) = self.busy_idle {
+        if let Some((busy, idle)) = extras.busy_idle {
             let nanos_i64 =
                 |d: Duration| Value::Int(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
             attributes.insert("busy_ns".into(), nanos_i64(busy));
@@ -98,16 +116,12 @@ impl CapturedSpan {
                 span_id,
                 remote: Some(self.remote_parent),
             }),
-            name: self
-                .overrides
-                .name
-                .clone()
-                .unwrap_or_else(|| self.metadata.name().to_owned()),
-            kind: self.overrides.kind.unwrap_or_default(),
+            name: self.name().to_owned(),
+            kind: extras.overrides.kind.unwrap_or_default(),
             status,
             attributes,
-            events: self.events.clone(),
-            links: self.links.clone(),
+            events: extras.events.clone(),
+            links: extras.links.clone(),
             start_unix_nanos: clock.unix_nanos(self.start),
             end_unix_nanos: self.end.map(|end| clock.unix_nanos(end)),
             resource: Arc::clone(resource),
@@ -132,7 +146,10 @@ impl CapturedSpan {
     /// span makes an unset status an error without a message. (`error = true` is only an
     /// attribute, on the wire as here.)
     fn status(&self) -> Status {
-        let status = self.overrides.status.clone().unwrap_or_default();
+        let status = self
+            .overrides()
+            .and_then(|overrides| overrides.status.clone())
+            .unwrap_or_default();
         match status.code {
             StatusCode::Error => status,
             code => Status {
@@ -144,7 +161,7 @@ impl CapturedSpan {
 
     /// An ERROR-level event happened inside the span.
     pub(super) fn error_event(&mut self) {
-        let status = &mut self.overrides.status;
+        let status = &mut self.extras_mut().overrides.status;
         if status.as_ref().is_none_or(|s| s.code == StatusCode::Unset) {
             *status = Some(Status {
                 code: StatusCode::Error,

@@ -7,8 +7,8 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::captured::CapturedSpan;
-use super::visitor::{FieldVisitor, SpanOverrides};
+use super::captured::{CapturedSpan, Extras};
+use super::visitor::FieldVisitor;
 use super::wire;
 use super::{lock, SpanCaptureLayer};
 use crate::model::{Attributes, SpanEvent, SpanId, SpanLink, TraceId, Value};
@@ -42,9 +42,14 @@ where
         };
         let metadata = attrs.metadata();
         let mut fields = Vec::with_capacity(metadata.fields().len());
-        let mut overrides = SpanOverrides::default();
+        let mut extras: Option<Box<Extras>> = self.track_busy_idle.then(|| {
+            Box::new(Extras {
+                busy_idle: Some((Duration::ZERO, Duration::ZERO)),
+                ..Extras::default()
+            })
+        });
         let mut visitor = FieldVisitor::new(&mut fields);
-        visitor.overrides = Some(&mut overrides);
+        visitor.overrides = Some(&mut extras);
         visitor.first_record = true;
         attrs.record(&mut visitor);
         let recorded = visitor.visited;
@@ -59,15 +64,10 @@ where
                 remote_parent: false,
                 metadata,
                 fields,
-                overrides,
                 recorded,
-                events: Vec::new(),
-                links: Vec::new(),
                 start: now,
                 end: None,
-                busy_idle: self
-                    .track_busy_idle
-                    .then_some((Duration::ZERO, Duration::ZERO)),
+                extras,
             },
             last_transition: now,
         });
@@ -81,7 +81,7 @@ where
         };
         let captured = &mut pending.span;
         let mut visitor = FieldVisitor::new(&mut captured.fields);
-        visitor.overrides = Some(&mut captured.overrides);
+        visitor.overrides = Some(&mut captured.extras);
         values.record(&mut visitor);
         captured.recorded |= visitor.visited;
     }
@@ -100,7 +100,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(pending) = extensions.get_mut::<Pending>() {
-            pending.span.links.push(SpanLink {
+            pending.span.extras_mut().links.push(SpanLink {
                 trace_id,
                 span_id,
                 attributes: Attributes::new(),
@@ -129,7 +129,7 @@ where
                     if *metadata.level() == Level::ERROR {
                         pending.span.error_event();
                     }
-                    pending.span.events.push(span_event);
+                    pending.span.extras_mut().events.push(span_event);
                 }
             }
             None => lock(&self.shared.events_outside_spans).push(span_event),
@@ -158,7 +158,11 @@ where
             return;
         };
         let now = Instant::now();
-        if let Some((_, idle)) = captured.busy_idle.as_mut() {
+        if let Some((_, idle)) = captured
+            .extras
+            .as_deref_mut()
+            .and_then(|extras| extras.busy_idle.as_mut())
+        {
             *idle += now.saturating_duration_since(last_transition);
         }
         captured.end = Some(now);
@@ -182,7 +186,12 @@ where
     let mut extensions = span.extensions_mut();
     if let Some(pending) = extensions.get_mut::<Pending>() {
         let now = Instant::now();
-        if let Some(buckets) = pending.span.busy_idle.as_mut() {
+        if let Some(buckets) = pending
+            .span
+            .extras
+            .as_deref_mut()
+            .and_then(|extras| extras.busy_idle.as_mut())
+        {
             *pick(buckets) += now.saturating_duration_since(pending.last_transition);
         }
         pending.last_transition = now;

@@ -5,6 +5,8 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 
+use super::captured::Extras;
+use crate::model::compact_value::CompactValue;
 use crate::model::{Attributes, SpanKind, Status, StatusCode, Value};
 
 /// Metadata a span's fields asked for, as opposed to plain attributes.
@@ -27,20 +29,45 @@ pub(super) trait FieldSink {
     fn append(&mut self, name: &'static str, value: Value) {
         self.put(name, value);
     }
+
+    /// Stores a string value, borrowed: a sink that can keep it without a `String` does.
+    fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
+        let value = Value::Str(text.to_owned());
+        if first {
+            self.append(name, value);
+        } else {
+            self.put(name, value);
+        }
+    }
 }
 
-/// A span's fields while it is open: field names are `'static`, so nothing is allocated
-/// for keys on the hot path. A later record of the same field replaces the value.
-impl FieldSink for Vec<(&'static str, Value)> {
+/// A span's fields while it is open: field names are `'static` and short strings inline,
+/// so most fields allocate nothing on the hot path. A later record of the same field
+/// replaces the value.
+impl FieldSink for Vec<(&'static str, CompactValue)> {
     fn put(&mut self, name: &'static str, value: Value) {
-        match self.iter_mut().find(|(key, _)| *key == name) {
-            Some((_, slot)) => *slot = value,
-            None => self.push((name, value)),
-        }
+        self.put_compact(name, CompactValue::from(value), false);
     }
 
     fn append(&mut self, name: &'static str, value: Value) {
-        self.push((name, value));
+        self.push((name, CompactValue::from(value)));
+    }
+
+    fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
+        self.put_compact(name, CompactValue::text(text), first);
+    }
+}
+
+trait PutCompact {
+    fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool);
+}
+
+impl PutCompact for Vec<(&'static str, CompactValue)> {
+    fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool) {
+        match self.iter_mut().find(|(key, _)| !first && *key == name) {
+            Some((_, slot)) => *slot = value,
+            None => self.push((name, value)),
+        }
     }
 }
 
@@ -55,7 +82,8 @@ impl FieldSink for Attributes {
 /// events, the `message` field, which becomes the event name.
 pub(super) struct FieldVisitor<'a, S> {
     pub(super) sink: &'a mut S,
-    pub(super) overrides: Option<&'a mut SpanOverrides>,
+    /// Where `otel.*` fields go (created on the first); `None` for events.
+    pub(super) overrides: Option<&'a mut Option<Box<Extras>>>,
     pub(super) message: Option<&'a mut Option<String>>,
     /// Bit `i` is set when the field with index `i` was visited.
     pub(super) visited: u64,
@@ -75,6 +103,23 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
         }
     }
 
+    /// Whether the field is a plain attribute: not the event's message, not an `otel.*`
+    /// field of a span.
+    fn is_attribute(&self, name: &str) -> bool {
+        !(name == "message" && self.message.is_some()
+            || name.starts_with("otel.") && self.overrides.is_some())
+    }
+
+    fn record_text(&mut self, field: &Field, text: &str) {
+        if !self.is_attribute(field.name()) {
+            return self.record(field, Value::Str(text.to_owned()));
+        }
+        if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
+            self.visited |= bit;
+        }
+        self.sink.put_text(field.name(), text, self.first_record);
+    }
+
     fn record(&mut self, field: &Field, value: Value) {
         if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
             self.visited |= bit;
@@ -86,7 +131,12 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
                 return;
             }
         }
-        if let Some(overrides) = self.overrides.as_deref_mut() {
+        let otel_field = matches!(
+            name,
+            "otel.name" | "otel.kind" | "otel.status_code" | "otel.status_description"
+        );
+        if let Some(extras) = self.overrides.as_deref_mut().filter(|_| otel_field) {
+            let overrides = &mut extras.get_or_insert_with(Box::default).overrides;
             match name {
                 "otel.name" => return overrides.name = Some(into_text(value)),
                 "otel.kind" => return overrides.kind = SpanKind::parse(&into_text(value)),
@@ -156,7 +206,7 @@ impl<S: FieldSink> Visit for FieldVisitor<'_, S> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.record(field, Value::Str(value.to_owned()));
+        self.record_text(field, value);
     }
 
     /// As the wire carries it: tracing-opentelemetry 0.34 has no `record_bytes`, so the

@@ -75,8 +75,9 @@ impl Exported {
         captured.span_id = self.span_id;
         captured.parent = self.parent.map(|(id, _)| id);
         captured.remote_parent = self.parent.is_some_and(|(_, remote)| remote);
-        captured.links = self.links;
-        captured.overrides.status = Some(self.status);
+        let extras = captured.extras_mut();
+        extras.links = self.links;
+        extras.overrides.status = Some(self.status);
     }
 }
 

@@ -4,6 +4,7 @@
 //! received over OTLP end up as the same [`SpanRecord`], so assertions, trees and
 //! snapshots work the same on either.
 
+pub(crate) mod compact_value;
 mod ids;
 mod logs;
 mod metrics;

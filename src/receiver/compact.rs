@@ -8,28 +8,14 @@ use std::hash::{Hash, Hasher};
 use std::mem::size_of;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 
-use crate::model::otlp::{value_from_otlp_owned, CheckedSpan};
+use crate::model::compact_value::{attributes_bytes, CompactValue};
+use crate::model::otlp::CheckedSpan;
 use crate::model::{
     Attributes, IdHash, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink,
     SpanRecord, Status, StatusCode, TraceId, Value,
 };
-
-/// The longest string kept inline in a value, without an allocation of its own.
-const INLINE: usize = 22;
-
-/// An attribute value in 24 bytes: short strings inline, longer ones without spare
-/// capacity, anything nested boxed.
-#[derive(Debug)]
-enum CompactValue {
-    Short { len: u8, bytes: [u8; INLINE] },
-    Str(Box<str>),
-    Int(i64),
-    Double(f64),
-    Bool(bool),
-    Nested(Box<Value>),
-}
 
 type CompactAttributes = Box<[(Arc<str>, CompactValue)]>;
 
@@ -341,65 +327,6 @@ fn keep_last_of_each_key(attributes: &mut Vec<(Arc<str>, CompactValue)>) {
     *attributes = kept;
 }
 
-impl From<Value> for CompactValue {
-    fn from(value: Value) -> Self {
-        match value {
-            Value::Str(text) if text.len() <= INLINE => {
-                let mut bytes = [0; INLINE];
-                bytes[..text.len()].copy_from_slice(text.as_bytes());
-                CompactValue::Short {
-                    len: text.len() as u8,
-                    bytes,
-                }
-            }
-            Value::Str(text) => CompactValue::Str(text.into_boxed_str()),
-            Value::Int(n) => CompactValue::Int(n),
-            Value::Double(x) => CompactValue::Double(x),
-            Value::Bool(b) => CompactValue::Bool(b),
-            nested => CompactValue::Nested(Box::new(nested)),
-        }
-    }
-}
-
-impl CompactValue {
-    fn from_otlp(value: AnyValue) -> Option<Self> {
-        match value.value? {
-            any_value::Value::StringValue(text) => Some(CompactValue::from(Value::Str(text))),
-            any_value::Value::IntValue(n) => Some(CompactValue::Int(n)),
-            any_value::Value::DoubleValue(x) => Some(CompactValue::Double(x)),
-            any_value::Value::BoolValue(b) => Some(CompactValue::Bool(b)),
-            nested => value_from_otlp_owned(AnyValue {
-                value: Some(nested),
-            })
-            .map(|value| CompactValue::Nested(Box::new(value))),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        match self {
-            CompactValue::Short { len, bytes } => Value::Str(
-                // Copied from a `String` cut at its length: always whole UTF-8.
-                String::from_utf8_lossy(&bytes[..usize::from(*len)]).into_owned(),
-            ),
-            CompactValue::Str(text) => Value::Str(text.to_string()),
-            CompactValue::Int(n) => Value::Int(*n),
-            CompactValue::Double(x) => Value::Double(*x),
-            CompactValue::Bool(b) => Value::Bool(*b),
-            CompactValue::Nested(value) => (**value).clone(),
-        }
-    }
-
-    /// Heap bytes beyond the value itself.
-    fn heap_bytes(&self) -> usize {
-        match self {
-            CompactValue::Str(text) => text.len(),
-            CompactValue::Short { .. } => 0,
-            CompactValue::Nested(value) => size_of::<Value>() + value_bytes(value),
-            _ => 0,
-        }
-    }
-}
-
 fn expand(attributes: &CompactAttributes) -> Attributes {
     attributes
         .iter()
@@ -477,30 +404,6 @@ impl CompactSpan {
     }
 }
 
-/// Heap bytes of a model value beyond the value itself.
-fn value_bytes(value: &Value) -> usize {
-    match value {
-        Value::Str(text) => text.len(),
-        Value::Bytes(bytes) => bytes.len(),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| size_of::<Value>() + value_bytes(item))
-            .sum(),
-        Value::Map(map) => attributes_bytes(map),
-        Value::Int(_) | Value::Double(_) | Value::Bool(_) => 0,
-    }
-}
-
-/// Heap bytes of model attributes (keys, values and a B-tree's per-entry share).
-fn attributes_bytes(attributes: &Attributes) -> usize {
-    attributes
-        .iter()
-        .map(|(key, value)| {
-            size_of::<String>() + key.len() + size_of::<Value>() + value_bytes(value)
-        })
-        .sum()
-}
-
 /// A hash of attributes, seeded, for finding equal resources and scopes.
 fn attributes_hash(attributes: &Attributes, seed: u64) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -532,6 +435,8 @@ fn hash_value(value: &Value, hasher: &mut impl Hasher) {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+
     use super::*;
     use crate::model::SpanKind;
 

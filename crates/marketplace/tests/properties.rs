@@ -5,7 +5,6 @@
 //! `PROPTEST_CASES=N` raises the depth (defaults are sized for CI); failures shrink to the
 //! smallest failing input and are persisted in `proptest-regressions/properties.txt`.
 
-
 use p2p_otel_marketplace::strategy::{
     arb_invalid_package_id, arb_invalid_version, arb_operations, arb_package, MeshSystem, Operation,
 };
