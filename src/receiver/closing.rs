@@ -104,8 +104,15 @@ impl<S> Closing<S> {
     }
 
     /// `poll` of the inner socket, which, while it waits, also waits for the signal and
-    /// the idle timeout.
-    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    /// the idle timeout. `moved` says whether a ready result moved bytes: only that is
+    /// progress (a flush with nothing to flush is not, or a busy server that keeps
+    /// flushing would keep a stalled peer's connection alive).
+    fn guard<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+        moved: impl FnOnce(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
         match poll {
             Poll::Pending => {
                 if self.closed.as_mut().poll(cx).is_ready() {
@@ -118,12 +125,13 @@ impl<S> Closing<S> {
                 }
                 Poll::Pending
             }
-            ready => {
-                if let Some(idle) = &mut self.idle {
+            Poll::Ready(Ok(value)) => {
+                if let Some(idle) = self.idle.as_mut().filter(|_| moved(&value)) {
                     idle.last_progress = Instant::now();
                 }
-                ready
+                Poll::Ready(Ok(value))
             }
+            failed => failed,
         }
     }
 }
@@ -135,8 +143,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Closing<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         self.check()?;
+        let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.guard(cx, poll)
+        // A read of nothing is the end of the stream: that ends the connection anyway.
+        let read = buf.filled().len() - before;
+        self.guard(cx, poll, |()| read > 0)
     }
 }
 
@@ -148,13 +159,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Closing<S> {
     ) -> Poll<io::Result<usize>> {
         self.check()?;
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.guard(cx, poll)
+        self.guard(cx, poll, |written| *written > 0)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.check()?;
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.guard(cx, poll)
+        self.guard(cx, poll, |()| false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -250,6 +250,7 @@ impl Shared {
                 retry_after: FULL_RETRY_AFTER,
             });
         }
+        // Counted before anyone is woken: a waiter sees counters that include the batch.
         self.count(S::ACCEPTED, transport, items.iter().map(S::resource));
         stored.extend(items);
         drop(stored);
@@ -279,6 +280,7 @@ impl Shared {
                 self.count_tally(Counter::AcceptedSpans, transport, &admission.accepted);
                 self.count_tally(Counter::DuplicateSpans, transport, &admission.duplicates);
                 self.count_tally(Counter::EvictedSpans, transport, &admission.evicted);
+                self.spans.publish(admission);
                 Ok(())
             }
             Err(full) => {

@@ -47,12 +47,15 @@ pub(crate) fn tally<'a>(resources: impl IntoIterator<Item = &'a Arc<Resource>>) 
     runs
 }
 
-/// What became of a request's spans.
+/// What became of a request's spans. Waiters and watchers hear of it only when the
+/// caller [`publishes`](SpanStore::publish) it, once it has counted it: whoever wakes
+/// up sees counters that already include the request.
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
     pub(crate) accepted: Tally,
     pub(crate) duplicates: Tally,
     pub(crate) evicted: Tally,
+    touched: Vec<TraceId>,
 }
 
 /// A request refused whole: the store is full.
@@ -386,16 +389,21 @@ impl SpanStore {
             lock(&self.interner).purge_if_grown();
         }
         drop(inner);
-        if !touched.is_empty() {
-            self.notifier.notify();
-            // No watcher is not an error: nobody asked.
-            let _ = self.updates.send(Arc::from(touched));
-        }
         Ok(Admission {
             accepted,
             duplicates: tally(duplicates.iter()),
             evicted: tally(evicted.iter()),
+            touched,
         })
+    }
+
+    /// Wakes waiters and tells watchers which traces an admitted request touched.
+    pub(crate) fn publish(&self, admission: Admission) {
+        if !admission.touched.is_empty() {
+            self.notifier.notify();
+            // No watcher is not an error: nobody asked.
+            let _ = self.updates.send(Arc::from(admission.touched));
+        }
     }
 
     /// Forgets every span and which were seen.
@@ -484,7 +492,15 @@ mod tests {
 
     impl AdmitRecords for SpanStore {
         fn admit_records(&self, spans: Vec<SpanRecord>) -> Result<Admission, Full> {
-            self.admit(compacted(self, spans), |_| {})
+            let admission = self.admit(compacted(self, spans), |_| {})?;
+            let copy = Admission {
+                accepted: admission.accepted.clone(),
+                duplicates: admission.duplicates.clone(),
+                evicted: admission.evicted.clone(),
+                touched: admission.touched.clone(),
+            };
+            self.publish(admission);
+            Ok(copy)
         }
     }
 

@@ -514,12 +514,23 @@ impl Telemetry {
 /// How long [`Telemetry::flush`] keeps asking the SDK to flush while it times out.
 pub const FLUSH_PATIENCE: Duration = Duration::from_secs(60);
 
+/// Whether a flush error is a timeout. With several span processors (the capture's wire
+/// tap and the exporting one) the SDK folds their results into one `InternalFailure`
+/// whose text lists them, so a timeout shows only there.
+fn timed_out(error: &OTelSdkError) -> bool {
+    match error {
+        OTelSdkError::Timeout(_) => true,
+        OTelSdkError::InternalFailure(text) => text.contains("Timeout("),
+        _ => false,
+    }
+}
+
 impl Providers {
     fn flush(&self) -> Vec<ProviderResult> {
         let started = std::time::Instant::now();
         let patiently = |flush: &dyn Fn() -> Result<(), OTelSdkError>| loop {
             match flush() {
-                Err(OTelSdkError::Timeout(_)) if started.elapsed() < FLUSH_PATIENCE => continue,
+                Err(error) if timed_out(&error) && started.elapsed() < FLUSH_PATIENCE => continue,
                 done => return done,
             }
         };

@@ -93,6 +93,18 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
     if let Some(traces) = options.keep_last {
         config = config.with_keep_last_traces(traces);
     }
+    // Signal handlers before the `listening` line: a script that reads it and sends
+    // SIGTERM at once must get a summary, not the default action's silent death.
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signal)?;
+    #[cfg(unix)]
+    let terminated = async move { terminate.recv().await };
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<Option<()>>();
+    tokio::pin!(terminated);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     let mut receiver = OtlpReceiver::start(config).await?;
     let mut watch = receiver.watch_traces();
     let _ = writeln!(
@@ -103,14 +115,6 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
         options.out.display()
     );
     let _ = out.flush();
-    #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServeError::Signal)?;
-    #[cfg(unix)]
-    let terminated = async move { terminate.recv().await };
-    #[cfg(not(unix))]
-    let terminated = std::future::pending::<Option<()>>();
-    tokio::pin!(terminated);
     let deadline = async {
         match options.timeout {
             Some(timeout) => tokio::time::sleep(timeout).await,
@@ -131,7 +135,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
         tokio::select! {
             touched = watch.changed() => report_finished(&receiver, touched, &mut printed, out),
             () = &mut deadline => break Outcome::TimedOut,
-            _ = tokio::signal::ctrl_c() => break Outcome::Signalled,
+            _ = &mut interrupted => break Outcome::Signalled,
             _ = &mut terminated => break Outcome::Signalled,
         }
     };

@@ -240,7 +240,7 @@ fn summary_spans(printed: &str) -> usize {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigterm_under_load_the_summary_equals_the_files() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let out = temp_dir("sigterm-load");
     let mut child = serve(&[
@@ -255,24 +255,34 @@ async fn after_sigterm_under_load_the_summary_equals_the_files() {
     ]);
     let (grpc, http, mut stdout) = endpoints(&mut child).await;
     let stop = Arc::new(AtomicBool::new(false));
+    // A budget, so that the file stays small enough to read back in a debug build.
+    let budget = Arc::new(AtomicU64::new(40_000));
     let mut senders = Vec::new();
     for sender in 0..4 {
         let protocol = [Protocol::Grpc, Protocol::HttpProtobuf][sender % 2];
+        // Short export timeouts: once serve is gone, the senders wind down quickly.
         let telemetry = Telemetry::builder_for_endpoints(protocol, grpc.clone(), http.clone())
             .resource_attribute("service.name", "load")
+            .timeout(Duration::from_millis(500))
             .build()
             .unwrap();
-        let stop = Arc::clone(&stop);
+        let (stop, budget) = (Arc::clone(&stop), Arc::clone(&budget));
         let runtime = tokio::runtime::Handle::current();
         senders.push(tokio::task::spawn_blocking(move || {
             tracing::dispatcher::with_default(telemetry.dispatch(), || {
                 let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed)
+                    && budget
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                {
                     tracing::info_span!("load", sender, i).in_scope(|| {});
                     i += 1;
                     if i % 512 == 0 {
-                        // Hand the batch to the exporter now rather than at its interval.
-                        let _ = runtime.block_on(telemetry.flush());
+                        // Hand the batch to the exporter now rather than at its interval;
+                        // bounded, since serve stops answering at some point.
+                        let flush = tokio::time::timeout(Duration::from_secs(2), telemetry.flush());
+                        let _ = runtime.block_on(flush);
                     }
                 }
             });
@@ -301,7 +311,9 @@ async fn after_sigterm_under_load_the_summary_equals_the_files() {
         .unwrap();
     stop.store(true, Ordering::Relaxed);
     for sender in senders {
-        drop(sender.await.unwrap());
+        let telemetry = sender.await.unwrap();
+        // Serve is gone: what is left fails fast; nothing here waits on it.
+        let _ = tokio::time::timeout(Duration::from_secs(10), telemetry.shutdown()).await;
     }
     while stdout.read_line(&mut printed).await.unwrap() > 0 {}
     assert!(status.success(), "{printed}");

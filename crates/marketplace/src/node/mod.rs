@@ -170,9 +170,16 @@ pub(crate) fn build(
     // On the memory transport nothing confirms an external address, so Kademlia would
     // stay a client forever: force server mode.
     kad.set_mode(Some(Mode::Server));
+    // Gossip (IHAVE/IWANT) is what reaches a node outside the publisher's mesh paths; it
+    // covers the last `history_gossip` heartbeats. Keep that window at least the
+    // default's 3 s whatever the heartbeat, so a fast test heartbeat on a busy machine
+    // does not let a message leave the cache before a slow peer asked for it.
+    let gossip_heartbeats = gossip_window_heartbeats(config.gossip_heartbeat);
     let gossip_config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(config.gossip_heartbeat)
         .heartbeat_initial_delay(config.gossip_heartbeat)
+        .history_gossip(gossip_heartbeats)
+        .history_length(gossip_heartbeats + 2)
         .mesh_n_low(1)
         .mesh_n(2)
         .mesh_n_high(4)
@@ -232,6 +239,16 @@ pub(crate) fn build(
         ..node
     };
     Ok((behaviour, node))
+}
+
+/// How many heartbeats cover gossipsub's default 3 s gossip window (3 at the default
+/// 1 s heartbeat, as gossipsub's own defaults).
+fn gossip_window_heartbeats(heartbeat: std::time::Duration) -> usize {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+    let heartbeat = heartbeat.max(std::time::Duration::from_millis(1));
+    usize::try_from(WINDOW.as_nanos().div_ceil(heartbeat.as_nanos()))
+        .unwrap_or(usize::MAX)
+        .max(3)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, MarketplaceError> {
