@@ -72,8 +72,36 @@ impl Codec for PreEncoded {
     }
 }
 
-/// Eight distinct batches of 512 realistic spans (5 attributes, a resource), encoded once.
-fn batches() -> Vec<Bytes> {
+/// The bench's realistic span number `n`: a search with up to 5 attributes, in a trace of
+/// its own (`tag` keeps the traces of different uses apart).
+fn search_span(n: u64, tag: u8, attributes: usize, resource: &Arc<Resource>) -> SpanRecord {
+    let mut trace = [0u8; 16];
+    trace[..8].copy_from_slice(&n.to_be_bytes());
+    trace[8] = tag;
+    let mut span = SpanRecord::new(
+        TraceId::from_bytes(trace),
+        SpanId::from_bytes(n.to_be_bytes()),
+        "p2p_search",
+    );
+    span.start_unix_nanos = 1_700_000_000_000_000_000 + n;
+    span.end_unix_nanos = Some(span.start_unix_nanos + 1_000);
+    span.resource = Arc::clone(resource);
+    for (key, value) in [
+        ("operation", Value::from("search")),
+        ("query_text", Value::from("serde")),
+        ("query_limit", Value::Int(10)),
+        ("cache_hit", Value::Bool(false)),
+        ("total_latency_ms", Value::Double(1.5)),
+    ]
+    .into_iter()
+    .take(attributes)
+    {
+        span.attributes.insert(key.into(), value);
+    }
+    span
+}
+
+fn node_resource() -> Arc<Resource> {
     let mut resource = Resource::default();
     resource
         .attributes
@@ -81,39 +109,27 @@ fn batches() -> Vec<Bytes> {
     resource
         .attributes
         .insert("service.instance.id".into(), "node-1".into());
-    let resource = Arc::new(resource);
-    (0..BATCHES_PER_ITERATION)
-        .map(|batch| {
-            let spans: Vec<SpanRecord> = (0..SPANS_PER_BATCH)
-                .map(|i| {
-                    let n = (batch * SPANS_PER_BATCH + i + 1) as u64;
-                    let mut trace = [0u8; 16];
-                    trace[..8].copy_from_slice(&n.to_be_bytes());
-                    let mut span = SpanRecord::new(
-                        TraceId::from_bytes(trace),
-                        SpanId::from_bytes(n.to_be_bytes()),
-                        "p2p_search",
-                    );
-                    span.start_unix_nanos = 1_700_000_000_000_000_000 + n;
-                    span.end_unix_nanos = Some(span.start_unix_nanos + 1_000);
-                    span.resource = Arc::clone(&resource);
-                    for (key, value) in [
-                        ("operation", Value::from("search")),
-                        ("query_text", Value::from("serde")),
-                        ("query_limit", Value::Int(10)),
-                        ("cache_hit", Value::Bool(false)),
-                        ("total_latency_ms", Value::Double(1.5)),
-                    ] {
-                        span.attributes.insert(key.into(), value);
-                    }
-                    span
-                })
-                .collect();
-            let request = ExportTraceServiceRequest {
-                resource_spans: spans_to_otlp(&spans),
-            };
-            Bytes::from(request.encode_to_vec())
-        })
+    Arc::new(resource)
+}
+
+/// One encoded request of `SPANS_PER_BATCH` spans numbered from `first`.
+fn encoded_batch(first: u64, tag: u8, attributes: usize, resource: &Arc<Resource>) -> Bytes {
+    let spans: Vec<SpanRecord> = (first..first + SPANS_PER_BATCH as u64)
+        .map(|n| search_span(n, tag, attributes, resource))
+        .collect();
+    Bytes::from(
+        ExportTraceServiceRequest {
+            resource_spans: spans_to_otlp(&spans),
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// Eight distinct batches of 512 realistic spans (5 attributes, a resource), encoded once.
+fn batches() -> Vec<Bytes> {
+    let resource = node_resource();
+    (0..BATCHES_PER_ITERATION as u64)
+        .map(|batch| encoded_batch(1 + batch * SPANS_PER_BATCH as u64, 0, 5, &resource))
         .collect()
 }
 
@@ -257,50 +273,6 @@ fn ingestion(c: &mut Criterion) {
     group.finish();
 }
 
-/// The spans of one fill batch: `SPANS_PER_BATCH` spans numbered from `first`, each in a
-/// trace of its own, with `attributes` of the bench's five.
-fn fill_batch(first: u64, attributes: usize) -> Bytes {
-    let mut resource = Resource::default();
-    resource
-        .attributes
-        .insert("service.name".into(), "ggen-p2p".into());
-    let resource = Arc::new(resource);
-    let spans: Vec<SpanRecord> = (first..first + SPANS_PER_BATCH as u64)
-        .map(|n| {
-            let mut trace = [0u8; 16];
-            trace[..8].copy_from_slice(&n.to_be_bytes());
-            trace[8] = 1;
-            let mut span = SpanRecord::new(
-                TraceId::from_bytes(trace),
-                SpanId::from_bytes(n.to_be_bytes()),
-                "p2p_search",
-            );
-            span.start_unix_nanos = 1_700_000_000_000_000_000 + n;
-            span.end_unix_nanos = Some(span.start_unix_nanos + 1_000);
-            span.resource = Arc::clone(&resource);
-            for (key, value) in [
-                ("operation", Value::from("search")),
-                ("query_text", Value::from("serde")),
-                ("query_limit", Value::Int(10)),
-                ("cache_hit", Value::Bool(false)),
-                ("total_latency_ms", Value::Double(1.5)),
-            ]
-            .into_iter()
-            .take(attributes)
-            {
-                span.attributes.insert(key.into(), value);
-            }
-            span
-        })
-        .collect();
-    Bytes::from(
-        ExportTraceServiceRequest {
-            resource_spans: spans_to_otlp(&spans),
-        }
-        .encode_to_vec(),
-    )
-}
-
 /// Resident memory of this process, from `/proc/self/statm` (Linux; 0 elsewhere).
 fn resident_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
@@ -364,7 +336,8 @@ fn store_growth(c: &mut Criterion) {
                     .connect(),
             )
             .expect("channel");
-        let wire = fill_batch(0, attributes).len() / SPANS_PER_BATCH;
+        let resource = node_resource();
+        let wire = encoded_batch(1, 1, attributes, &resource).len() / SPANS_PER_BATCH;
         let before = resident_bytes();
         let mut filled = 0u64;
         let mut next_single = 0u64;
@@ -376,7 +349,10 @@ fn store_growth(c: &mut Criterion) {
             runtime.block_on(async {
                 while filled < target {
                     let batch: Vec<Bytes> = (0..BATCHES_PER_ITERATION as u64)
-                        .map(|b| fill_batch(1 + filled + b * SPANS_PER_BATCH as u64, attributes))
+                        .map(|b| {
+                            let first = 1 + filled + b * SPANS_PER_BATCH as u64;
+                            encoded_batch(first, 1, attributes, &resource)
+                        })
                         .collect();
                     send_all(&channel, &batch).await;
                     filled += SPANS_PER_ITERATION as u64;

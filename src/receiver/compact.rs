@@ -44,7 +44,6 @@ struct Extras {
     status_message: Box<str>,
     events: Box<[CompactEvent]>,
     links: Box<[SpanLink]>,
-    unrecorded_fields: Box<[Arc<str>]>,
 }
 
 #[derive(Debug)]
@@ -211,7 +210,6 @@ impl Interner {
                     })
                     .collect(),
                 links: span.links.into_boxed_slice(),
-                unrecorded_fields: Box::default(),
             })
         });
         CompactSpan {
@@ -242,58 +240,6 @@ impl Interner {
         }
         keep_last_of_each_key(&mut attributes);
         attributes.into_boxed_slice()
-    }
-
-    /// The stored form of `span`, sharing what can be shared.
-    #[cfg(test)]
-    pub(crate) fn compact(&mut self, span: SpanRecord) -> CompactSpan {
-        let has_extras = !span.status.message.is_empty()
-            || !span.events.is_empty()
-            || !span.links.is_empty()
-            || !span.unrecorded_fields.is_empty();
-        let extras = has_extras.then(|| {
-            Box::new(Extras {
-                status_message: span.status.message.into_boxed_str(),
-                events: span
-                    .events
-                    .into_iter()
-                    .map(|event| CompactEvent {
-                        name: self.string(&event.name),
-                        time_unix_nanos: event.time_unix_nanos,
-                        attributes: self.attributes(event.attributes),
-                    })
-                    .collect(),
-                links: span.links.into_boxed_slice(),
-                unrecorded_fields: span
-                    .unrecorded_fields
-                    .iter()
-                    .map(|field| self.string(field))
-                    .collect(),
-            })
-        });
-        CompactSpan {
-            trace_id: span.trace_id,
-            span_id: span.span_id,
-            parent: span.parent,
-            kind: span.kind,
-            code: span.status.code,
-            closed: span.end_unix_nanos.is_some(),
-            name: self.string(&span.name),
-            attributes: self.attributes(span.attributes),
-            extras,
-            start_unix_nanos: span.start_unix_nanos,
-            end_unix_nanos: span.end_unix_nanos.unwrap_or(0),
-            resource: self.resource(&span.resource),
-            scope: self.scope(&span.scope),
-        }
-    }
-
-    #[cfg(test)]
-    fn attributes(&mut self, attributes: Attributes) -> CompactAttributes {
-        attributes
-            .into_iter()
-            .map(|(key, value)| (self.string(&key), CompactValue::from(value)))
-            .collect()
     }
 }
 
@@ -371,11 +317,8 @@ impl CompactSpan {
             end_unix_nanos: self.closed.then_some(self.end_unix_nanos),
             resource: Arc::clone(&self.resource),
             scope: Arc::clone(&self.scope),
-            unrecorded_fields: extras
-                .unrecorded_fields
-                .iter()
-                .map(|field| field.to_string())
-                .collect(),
+            // OTLP has no place for them: a received span has none.
+            unrecorded_fields: Default::default(),
         }
     }
 
@@ -399,7 +342,6 @@ impl CompactSpan {
                         .iter()
                         .map(|link| size_of::<SpanLink>() + attributes_bytes(&link.attributes))
                         .sum::<usize>()
-                    + extras.unrecorded_fields.len() * size_of::<Arc<str>>()
             })
     }
 }
@@ -434,7 +376,7 @@ fn hash_value(value: &Value, hasher: &mut impl Hasher) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 
     use super::*;
@@ -467,15 +409,28 @@ mod tests {
         });
         span.start_unix_nanos = 10;
         span.end_unix_nanos = Some(20);
-        span.unrecorded_fields.insert("result".into());
         span
+    }
+
+    /// Model spans in their stored form, the way the receiver gets there: through OTLP.
+    pub(crate) fn compact_all(interner: &mut Interner, spans: &[SpanRecord]) -> Vec<CompactSpan> {
+        let mut stored = Vec::new();
+        crate::model::otlp::visit_otlp_spans(crate::model::spans_to_otlp(spans), |span, r, s| {
+            stored.push(interner.compact_checked(span, r, s));
+        })
+        .expect("valid spans");
+        stored
+    }
+
+    fn compact(interner: &mut Interner, span: SpanRecord) -> CompactSpan {
+        compact_all(interner, &[span]).remove(0)
     }
 
     #[test]
     fn a_span_reads_back_exactly_as_it_was_stored() {
         let mut interner = Interner::default();
         let span = sample();
-        let stored = interner.compact(span.clone());
+        let stored = compact(&mut interner, span.clone());
         assert_eq!(stored.to_record(), span);
     }
 
@@ -492,13 +447,13 @@ mod tests {
         span.events.clear();
         span.status.message.clear();
         span.unrecorded_fields.clear();
-        let plain = interner.compact(span.clone());
+        let plain = compact(&mut interner, span.clone());
         assert!(plain.extras.is_none());
         assert_eq!(plain.to_record(), span);
         let mut long = span;
         long.attributes
             .insert("long".into(), Value::Str("x".repeat(100)));
-        assert_eq!(interner.compact(long.clone()).to_record(), long);
+        assert_eq!(compact(&mut interner, long.clone()).to_record(), long);
     }
 
     #[test]
@@ -529,7 +484,7 @@ mod tests {
         let mut interner = Interner::default();
         let (a, b) = (sample(), sample());
         assert!(!Arc::ptr_eq(&a.resource, &b.resource));
-        let (a, b) = (interner.compact(a), interner.compact(b));
+        let (a, b) = (compact(&mut interner, a), compact(&mut interner, b));
         assert!(Arc::ptr_eq(&a.resource, &b.resource));
         assert!(Arc::ptr_eq(&a.name, &b.name));
     }
@@ -540,7 +495,7 @@ mod tests {
         for n in 0..10_000 {
             let mut span = sample();
             span.name = format!("unique-{n}");
-            drop(interner.compact(span));
+            drop(compact(&mut interner, span));
             interner.purge_if_grown();
         }
         assert!(interner.strings.len() < 8_192, "{}", interner.strings.len());

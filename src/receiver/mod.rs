@@ -455,6 +455,12 @@ impl OtlpReceiver {
         self.shared.spans.len()
     }
 
+    /// How many spans are stored per `service.name`, without copying any: what a summary
+    /// of a large store needs.
+    pub fn span_counts_by_service(&self) -> std::collections::BTreeMap<String, usize> {
+        self.shared.spans.counts_by_service()
+    }
+
     /// How many traces are stored.
     pub fn trace_count(&self) -> usize {
         self.shared.spans.trace_count()

@@ -439,6 +439,19 @@ impl SpanStore {
         self.lock().trace(trace_id)
     }
 
+    /// How many spans each `service.name` has stored: one pass, no copies.
+    pub(crate) fn counts_by_service(&self) -> std::collections::BTreeMap<String, usize> {
+        let resources = {
+            let inner = self.lock();
+            tally(inner.slots.iter().flatten().map(|span| &span.resource))
+        };
+        let mut counts = std::collections::BTreeMap::new();
+        for (resource, n) in resources {
+            *counts.entry(super::ingest::service_name(&resource)).or_default() += n as usize;
+        }
+        counts
+    }
+
     /// Every trace id, oldest first: O(store).
     pub(crate) fn trace_ids(&self) -> Vec<TraceId> {
         self.lock().trace_ids()
@@ -481,8 +494,7 @@ mod tests {
     use crate::model::Value;
 
     fn compacted(store: &SpanStore, spans: Vec<SpanRecord>) -> Vec<CompactSpan> {
-        let mut interner = lock(&store.interner);
-        spans.into_iter().map(|s| interner.compact(s)).collect()
+        super::super::compact::tests::compact_all(&mut lock(&store.interner), &spans)
     }
 
     /// Admits model spans, compacted by the store's interner.
@@ -579,7 +591,7 @@ mod tests {
     fn keeping_the_last_traces_evicts_the_oldest_and_forgets_them() {
         let store = SpanStore::new(limits(100, Some(2)));
         for trace in 1..=3000u16 {
-            let id = (trace % 251) as u8;
+            let id = (trace % 251) as u8 + 1;
             let admission = store.admit_records(vec![span(id, 1), span(id, 2)]).unwrap();
             if trace > 2 && trace <= 251 {
                 assert_eq!(admission.evicted[0].1, 2);

@@ -5,7 +5,7 @@
 //! ends on Ctrl-C / SIGTERM (or, for scripts, once N spans arrived or at a timeout) with
 //! a summary.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use p2p_otel_testkit::model::{TraceId, Value};
 use p2p_otel_testkit::receiver::{Config, Counter, OtlpReceiver, ReceiverError};
+
+/// How many touched traces are looked at between two checks for a signal.
+const PRINT_SLICE: usize = 256;
 
 /// What `serve` was asked to do.
 #[derive(Clone, Debug)]
@@ -123,25 +126,43 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
     };
     tokio::pin!(deadline);
     let mut printed: HashSet<TraceId> = HashSet::new();
+    let mut pending: VecDeque<TraceId> = VecDeque::new();
     let outcome = loop {
         // Accepted, not stored: with --keep-last the store may hold fewer than arrived.
+        // Checked once what arrived is printed, so the last traces get their lines.
         let accepted = receiver.counter(Counter::AcceptedSpans, None);
-        if options
-            .exit_after_spans
-            .is_some_and(|n| accepted >= n as u64)
+        if pending.is_empty()
+            && options
+                .exit_after_spans
+                .is_some_and(|n| accepted >= n as u64)
         {
             break Outcome::EnoughSpans;
         }
+        // Signals and the deadline first, and the printing in slices: however far behind
+        // the printing is, a signal is answered within one slice.
         tokio::select! {
-            touched = watch.changed() => report_finished(&receiver, touched, &mut printed, out),
-            () = &mut deadline => break Outcome::TimedOut,
-            _ = &mut interrupted => break Outcome::Signalled,
+            biased;
             _ = &mut terminated => break Outcome::Signalled,
+            _ = &mut interrupted => break Outcome::Signalled,
+            () = &mut deadline => break Outcome::TimedOut,
+            touched = watch.changed(), if pending.is_empty() => pending.extend(touched),
+            () = std::future::ready(()), if !pending.is_empty() => {
+                let slice = pending.len().min(PRINT_SLICE);
+                report_finished(&receiver, pending.drain(..slice), &mut printed, out);
+                tokio::task::yield_now().await;
+            }
         }
     };
     // Stopped within the grace period whatever clients hold open; from here on nothing
     // is acknowledged, so the summary is final.
     let stopped = receiver.stop().await;
+    if outcome == Outcome::EnoughSpans {
+        // Everything acknowledged is announced by now: print the traces it finished.
+        report_finished(&receiver, pending.drain(..), &mut printed, out);
+        while let Ok(touched) = tokio::time::timeout(Duration::ZERO, watch.changed()).await {
+            report_finished(&receiver, touched, &mut printed, out);
+        }
+    }
     summary(&receiver, &outcome, options, out);
     stopped?;
     Ok(outcome)
@@ -151,7 +172,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
 /// not printed before: reads only those traces.
 fn report_finished(
     receiver: &OtlpReceiver,
-    touched: Vec<TraceId>,
+    touched: impl IntoIterator<Item = TraceId>,
     printed: &mut HashSet<TraceId>,
     out: &mut impl Write,
 ) {
@@ -187,13 +208,7 @@ fn report_finished(
 }
 
 fn summary(receiver: &OtlpReceiver, outcome: &Outcome, options: &Options, out: &mut impl Write) {
-    // One trace at a time, so the summary of a full store does not copy it whole.
-    let mut by_service: BTreeMap<String, usize> = BTreeMap::new();
-    for trace_id in receiver.trace_ids() {
-        for trace in receiver.trace(trace_id).traces() {
-            *by_service.entry(service_of(trace)).or_default() += trace.len();
-        }
-    }
+    let by_service = receiver.span_counts_by_service();
     let _ = writeln!(
         out,
         "summary: {outcome:?}: {} span(s) in {} trace(s), {} metric point(s), {} log record(s)",

@@ -26,6 +26,21 @@ fn serve(args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// `serve` on loopback ports the OS picks, writing to `out`, with `extra` arguments.
+fn serve_on_loopback(out: &std::path::Path, extra: &[&str]) -> Child {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "--grpc",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    serve(&args)
+}
+
 /// Reads stdout until the `listening` line; returns the gRPC and HTTP endpoints.
 async fn endpoints(child: &mut Child) -> (String, String, BufReader<tokio::process::ChildStdout>) {
     let mut lines = BufReader::new(child.stdout.take().unwrap());
@@ -46,18 +61,7 @@ async fn endpoints(child: &mut Child) -> (String, String, BufReader<tokio::proce
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_receives_spans_from_another_process_over_grpc_and_http_then_exits() {
     let out = temp_dir("serve");
-    let mut child = serve(&[
-        "--grpc",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--out",
-        out.to_str().unwrap(),
-        "--exit-after-spans",
-        "3",
-        "--timeout",
-        "30",
-    ]);
+    let mut child = serve_on_loopback(&out, &["--exit-after-spans", "3", "--timeout", "30"]);
     let (grpc, http, mut stdout) = endpoints(&mut child).await;
     for (protocol, name) in [
         (Protocol::Grpc, "over_grpc"),
@@ -109,18 +113,7 @@ async fn serve_receives_spans_from_another_process_over_grpc_and_http_then_exits
 #[tokio::test]
 async fn serve_times_out_with_a_summary_and_exit_code_1() {
     let out = temp_dir("timeout");
-    let child = serve(&[
-        "--grpc",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--out",
-        out.to_str().unwrap(),
-        "--exit-after-spans",
-        "5",
-        "--timeout",
-        "1",
-    ]);
+    let child = serve_on_loopback(&out, &["--exit-after-spans", "5", "--timeout", "1"]);
     let output = child.wait_with_output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
@@ -178,14 +171,7 @@ async fn a_non_loopback_address_is_refused_without_the_flag() {
 #[tokio::test]
 async fn sigterm_ends_serve_with_a_summary() {
     let out = temp_dir("sigterm");
-    let mut child = serve(&[
-        "--grpc",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let mut child = serve_on_loopback(&out, &[]);
     let (_, _, mut stdout) = endpoints(&mut child).await;
     let pid = child.id().unwrap().to_string();
     // The shell's builtin `kill`: no dependency on a procps binary being installed.
@@ -243,16 +229,7 @@ async fn after_sigterm_under_load_the_summary_equals_the_files() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let out = temp_dir("sigterm-load");
-    let mut child = serve(&[
-        "--grpc",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--out",
-        out.to_str().unwrap(),
-        "--shutdown-grace",
-        "1",
-    ]);
+    let mut child = serve_on_loopback(&out, &["--shutdown-grace", "1"]);
     let (grpc, http, mut stdout) = endpoints(&mut child).await;
     let stop = Arc::new(AtomicBool::new(false));
     // A budget, so that the file stays small enough to read back in a debug build.
@@ -328,18 +305,7 @@ async fn after_sigterm_under_load_the_summary_equals_the_files() {
 #[tokio::test]
 async fn the_timeout_ends_serve_whatever_clients_hold_open() {
     let out = temp_dir("timeout-held");
-    let mut child = serve(&[
-        "--grpc",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--out",
-        out.to_str().unwrap(),
-        "--timeout",
-        "1",
-        "--shutdown-grace",
-        "0.2",
-    ]);
+    let mut child = serve_on_loopback(&out, &["--timeout", "1", "--shutdown-grace", "0.2"]);
     let (grpc, http, mut stdout) = endpoints(&mut child).await;
     let mut held = Vec::new();
     for endpoint in [&grpc, &http] {
@@ -402,20 +368,9 @@ async fn serve_capacity_and_keep_last_from_the_command_line() {
         (&["--span-capacity", "2", "--keep-last", "1"][..], false),
     ] {
         let out = temp_dir(if expect_refused { "full" } else { "ring" });
-        let mut args = vec![
-            "--grpc",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--out",
-            out.to_str().unwrap(),
-            "--timeout",
-            "20",
-            "--exit-after-spans",
-            "3",
-        ];
+        let mut args = vec!["--timeout", "20", "--exit-after-spans", "3"];
         args.extend_from_slice(flags);
-        let mut child = serve(&args);
+        let mut child = serve_on_loopback(&out, &args);
         let (grpc, http, mut stdout) = endpoints(&mut child).await;
         let telemetry = Telemetry::builder_for_endpoints(Protocol::HttpProtobuf, grpc, http)
             .resource_attribute("service.name", "capacity")
