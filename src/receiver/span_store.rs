@@ -447,7 +447,9 @@ impl SpanStore {
         };
         let mut counts = std::collections::BTreeMap::new();
         for (resource, n) in resources {
-            *counts.entry(super::ingest::service_name(&resource)).or_default() += n as usize;
+            *counts
+                .entry(super::ingest::service_name(&resource))
+                .or_default() += n as usize;
         }
         counts
     }
