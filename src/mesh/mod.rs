@@ -80,7 +80,7 @@ pub enum MeshError {
         source: Cause,
     },
     /// Dialing a peer failed.
-    #[error("dialing {peer} failed")]
+    #[error("dialing {peer} failed: {source}")]
     Dial {
         /// The peer dialed.
         peer: PeerId,
@@ -560,6 +560,30 @@ where
         Ok(())
     }
 
+    /// Dials `b` from `a` again after a failed attempt, a few times while the deadline
+    /// allows: right after a restart, a dial can meet a connection the other side is
+    /// still tearing down (seen on a loaded machine). Each retry follows the previous
+    /// attempt's outcome event, so nothing here sleeps.
+    async fn connect_retrying(
+        &mut self,
+        a: usize,
+        b: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), MeshError> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match self.connect(a, b).await {
+                Err(MeshError::Dial { .. })
+                    if attempt < ATTEMPTS && tokio::time::Instant::now() < deadline =>
+                {
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Connects every edge of `topology` and waits until both ends of each see the
     /// connection.
     pub async fn connect_topology(
@@ -670,8 +694,9 @@ where
             .copied()
             .filter(|&(a, b)| which((a, b)) && self.is_alive(a) && self.is_alive(b))
             .collect();
+        let deadline = tokio::time::Instant::now() + timeout;
         for &(a, b) in &edges {
-            self.connect(a, b).await?;
+            self.connect_retrying(a, b, deadline).await?;
         }
         let peers = self.peer_ids();
         self.wait_until("cut edges to reconnect", timeout, |states| {

@@ -266,15 +266,28 @@ async fn after_sigterm_under_load_the_summary_equals_the_files() {
             telemetry
         }));
     }
-    // Serve prints a line per finished trace: once one arrived, load is flowing.
-    let mut printed = String::new();
-    while !printed.contains("trace ") {
-        let read = tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut printed))
-            .await
-            .expect("spans arrive")
-            .unwrap();
-        assert!(read > 0, "serve ended early: {printed}");
-    }
+    // Serve prints a line per finished trace — thousands here: read them all the while,
+    // or a full pipe blocks its printing (a test that stopped reading once hung it).
+    // Once one trace line arrived, load is flowing.
+    let (flowing, load_is_flowing) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(async move {
+        let (mut printed, mut flowing) = (String::new(), Some(flowing));
+        let mut line = String::new();
+        while stdout.read_line(&mut line).await.unwrap_or(0) > 0 {
+            if line.starts_with("trace ") {
+                if let Some(flowing) = flowing.take() {
+                    let _ = flowing.send(());
+                }
+            }
+            printed.push_str(&line);
+            line.clear();
+        }
+        printed
+    });
+    tokio::time::timeout(Duration::from_secs(30), load_is_flowing)
+        .await
+        .expect("spans arrive")
+        .expect("serve printed a trace before it ended");
     let pid = child.id().unwrap().to_string();
     let killed = Command::new("sh")
         .args(["-c", &format!("kill -TERM {pid}")])
@@ -292,7 +305,7 @@ async fn after_sigterm_under_load_the_summary_equals_the_files() {
         // Serve is gone: what is left fails fast; nothing here waits on it.
         let _ = tokio::time::timeout(Duration::from_secs(10), telemetry.shutdown()).await;
     }
-    while stdout.read_line(&mut printed).await.unwrap() > 0 {}
+    let printed = reader.await.unwrap();
     assert!(status.success(), "{printed}");
     let in_summary = summary_spans(&printed);
     assert!(in_summary > 0, "{printed}");
