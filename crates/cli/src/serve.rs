@@ -120,6 +120,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
     let _ = out.flush();
     let deadline = async {
         match options.timeout {
+            // The user's --timeout: a deadline for the run, not a wait for a condition.
             Some(timeout) => tokio::time::sleep(timeout).await,
             None => std::future::pending().await,
         }
