@@ -133,6 +133,13 @@ fn batches() -> Vec<Bytes> {
         .collect()
 }
 
+/// A tonic channel to `endpoint`, connected.
+fn connect(runtime: &Runtime, endpoint: String) -> Channel {
+    runtime
+        .block_on(Channel::from_shared(endpoint).expect("uri").connect())
+        .expect("channel")
+}
+
 async fn send_all(channel: &Channel, batches: &[Bytes]) {
     let sends = batches.iter().map(|batch| {
         let mut client = tonic::client::Grpc::new(channel.clone());
@@ -167,13 +174,7 @@ fn ingestion(c: &mut Criterion) {
     let receiver = runtime
         .block_on(OtlpReceiver::start(Config::default()))
         .expect("receiver");
-    let channel = runtime
-        .block_on(
-            Channel::from_shared(receiver.grpc_endpoint())
-                .expect("uri")
-                .connect(),
-        )
-        .expect("channel");
+    let channel = connect(&runtime, receiver.grpc_endpoint());
     group.bench_function("a_otlp_receiver", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
             let (receiver, channel, batches) = (&receiver, channel.clone(), &batches);
@@ -211,9 +212,7 @@ fn ingestion(c: &mut Criterion) {
         });
         endpoint
     });
-    let fake_channel = runtime
-        .block_on(Channel::from_shared(fake_endpoint).expect("uri").connect())
-        .expect("channel");
+    let fake_channel = connect(&runtime, fake_endpoint);
     group.bench_function("b_fake_opentelemetry_collector", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
             let (channel, batches) = (fake_channel.clone(), &batches);
@@ -329,13 +328,7 @@ fn store_growth(c: &mut Criterion) {
                 Config::default().with_span_capacity(2 * LARGE as usize),
             ))
             .expect("receiver");
-        let channel = runtime
-            .block_on(
-                Channel::from_shared(receiver.grpc_endpoint())
-                    .expect("uri")
-                    .connect(),
-            )
-            .expect("channel");
+        let channel = connect(&runtime, receiver.grpc_endpoint());
         let resource = node_resource();
         let wire = encoded_batch(1, 1, attributes, &resource).len() / SPANS_PER_BATCH;
         let before = resident_bytes();
@@ -377,13 +370,7 @@ fn store_growth(c: &mut Criterion) {
             let empty = runtime
                 .block_on(OtlpReceiver::start(Config::default()))
                 .expect("receiver");
-            let empty_channel = runtime
-                .block_on(
-                    Channel::from_shared(empty.grpc_endpoint())
-                        .expect("uri")
-                        .connect(),
-                )
-                .expect("channel");
+            let empty_channel = connect(&runtime, empty.grpc_endpoint());
             let mut baseline = runtime.block_on(one_span_requests(&empty_channel, 1, 2_000));
             println!(
                 "store_growth: beside it, an empty receiver: p50 {:?}, p99 {:?}",

@@ -41,6 +41,17 @@ fn serve_on_loopback(out: &std::path::Path, extra: &[&str]) -> Child {
     serve(&args)
 }
 
+/// Sends SIGTERM to `pid` with the shell's builtin `kill`: no dependency on a procps
+/// binary being installed.
+async fn sigterm(pid: &str) {
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+}
+
 /// Reads stdout until the `listening` line; returns the gRPC and HTTP endpoints.
 async fn endpoints(child: &mut Child) -> (String, String, BufReader<tokio::process::ChildStdout>) {
     let mut lines = BufReader::new(child.stdout.take().unwrap());
@@ -174,13 +185,7 @@ async fn sigterm_ends_serve_with_a_summary() {
     let mut child = serve_on_loopback(&out, &[]);
     let (_, _, mut stdout) = endpoints(&mut child).await;
     let pid = child.id().unwrap().to_string();
-    // The shell's builtin `kill`: no dependency on a procps binary being installed.
-    let killed = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&pid).await;
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("serve ends on SIGTERM")
@@ -289,12 +294,7 @@ async fn after_sigterm_under_load_the_summary_equals_the_files() {
         .expect("spans arrive")
         .expect("serve printed a trace before it ended");
     let pid = child.id().unwrap().to_string();
-    let killed = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&pid).await;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("serve ends on SIGTERM within its grace period")
@@ -399,11 +399,7 @@ async fn serve_capacity_and_keep_last_from_the_command_line() {
         if expect_refused {
             // Stored 2, refused the third: stop it rather than wait for the timeout.
             let pid = child.id().unwrap().to_string();
-            Command::new("sh")
-                .args(["-c", &format!("kill -TERM {pid}")])
-                .status()
-                .await
-                .unwrap();
+            sigterm(&pid).await;
         }
         let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
             .await
