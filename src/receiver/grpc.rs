@@ -44,6 +44,7 @@ fn status(rejection: Rejection) -> Status {
             message,
             ErrorDetails::with_retry_info(Some(retry_after)),
         ),
+        Rejection::Stopped => Status::unavailable("receiver stopped: nothing more is stored"),
     }
 }
 

@@ -107,6 +107,11 @@ impl From<Rejection> for HttpError {
                     message,
                 )
             },
+            Rejection::Stopped => HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                "receiver stopped: nothing more is stored",
+            ),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! storing and file export. A request is stored whole or not at all.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -99,6 +99,8 @@ pub(crate) enum Rejection {
         message: String,
         retry_after: Duration,
     },
+    /// The receiver was stopped: nothing more is stored or written.
+    Stopped,
 }
 
 /// A stored request, possibly partially (an injected partial success).
@@ -121,6 +123,10 @@ pub(crate) struct Shared {
     counters: Mutex<Counters>,
     faults: Mutex<VecDeque<Fault>>,
     pub(crate) files: Option<JsonLines>,
+    /// Whether requests are still stored. Each request holds it for reading while it
+    /// stores and writes its line; [`Shared::stop_storing`] takes it for writing, so once
+    /// that returns, counts and files are final.
+    storing: RwLock<bool>,
 }
 
 /// The `service.name` of a resource, for counter labels.
@@ -147,7 +153,18 @@ impl Shared {
             counters: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(VecDeque::new()),
             files,
+            storing: RwLock::new(true),
         }
+    }
+
+    /// Waits for the requests being stored to finish, then refuses every later one: the
+    /// store, the counters and the files no longer change.
+    pub(crate) fn stop_storing(&self) {
+        let mut storing = self
+            .storing
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *storing = false;
     }
 
     pub(crate) fn clear(&self) {
@@ -301,6 +318,14 @@ impl Shared {
         transport: Transport,
     ) -> Result<S::Response, Rejection> {
         let partial = self.apply_fault().await?;
+        // Held (never across an await) until the request is stored and written.
+        let storing = self
+            .storing
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !*storing {
+            return Err(Rejection::Stopped);
+        }
         // Serialized before conversion consumes the request; written once it is stored.
         let line = self
             .files
@@ -313,6 +338,47 @@ impl Shared {
         if let (Some(files), Some(line)) = (&self.files, line) {
             files.write(S::FILE, line);
         }
+        drop(storing);
         Ok(S::response(accepted.rejected, accepted.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SpanId, TraceId};
+
+    fn one_span_request(n: u8) -> ExportTraceServiceRequest {
+        let span = SpanRecord::new(
+            TraceId::from_bytes([n; 16]),
+            SpanId::from_bytes([n; 8]),
+            "op",
+        );
+        ExportTraceServiceRequest {
+            resource_spans: spans_to_otlp(&[span]),
+        }
+    }
+
+    #[tokio::test]
+    async fn once_stopped_nothing_more_is_stored_or_counted() {
+        let shared = Shared::new(Config::default(), None);
+        shared
+            .ingest::<Traces>(one_span_request(1), Transport::Grpc)
+            .await
+            .map_err(|rejection| format!("{rejection:?}"))
+            .unwrap();
+        shared.stop_storing();
+        let refused = shared
+            .ingest::<Traces>(one_span_request(2), Transport::Http)
+            .await;
+        assert!(matches!(refused, Err(Rejection::Stopped)), "{refused:?}");
+        assert_eq!(shared.spans.len(), 1);
+        let accepted: u64 = shared
+            .counters()
+            .iter()
+            .filter(|((counter, ..), _)| *counter == Counter::AcceptedSpans)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(accepted, 1);
     }
 }

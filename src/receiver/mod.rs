@@ -628,7 +628,11 @@ impl OtlpReceiver {
         let _ = self.stop.send(true);
         let grace = self.shared.config.shutdown_grace;
         let tasks = std::mem::take(&mut self.tasks);
-        for (what, finished) in stop_within(tasks, grace, self.close.clone()).await {
+        let ended = stop_within(tasks, grace, self.close.clone()).await;
+        // A connection the servers no longer own may still deliver a request: from here
+        // on it is refused, so what is stored and written is what was acknowledged.
+        self.shared.stop_storing();
+        for (what, finished) in ended {
             match finished {
                 Ok(Ok(())) => {}
                 Ok(Err(source)) => return Err(ReceiverError::Serve { what, source }),
