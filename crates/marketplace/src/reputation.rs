@@ -16,7 +16,8 @@ pub struct PeerStats {
     pub successes: u64,
     /// Timeouts and failures.
     pub failures: u64,
-    /// Exponentially smoothed response time, milliseconds.
+    /// Exponentially smoothed response time, milliseconds; a failure counts the time
+    /// waited before it was noticed.
     pub response_ms: f64,
 }
 
@@ -25,6 +26,16 @@ impl PeerStats {
     pub fn score(&self) -> f64 {
         let rate = (self.successes as f64 + 1.0) / ((self.successes + self.failures) as f64 + 2.0);
         rate / (1.0 + self.response_ms / 1000.0)
+    }
+
+    /// Folds one response time into the smoothed one (the first sample is taken as is).
+    fn sample(&mut self, elapsed: Duration) {
+        let sample = elapsed.as_secs_f64() * 1000.0;
+        self.response_ms = if self.successes + self.failures == 0 {
+            sample
+        } else {
+            SMOOTHING * sample + (1.0 - SMOOTHING) * self.response_ms
+        };
     }
 
     /// The Laplace-smoothed success rate, in (0, 1).
@@ -43,18 +54,17 @@ impl Reputation {
     /// Records an answer after `elapsed`.
     pub fn success(&mut self, peer: PeerId, elapsed: Duration) {
         let stats = self.peers.entry(peer).or_default();
-        let sample = elapsed.as_secs_f64() * 1000.0;
-        stats.response_ms = if stats.successes == 0 {
-            sample
-        } else {
-            SMOOTHING * sample + (1.0 - SMOOTHING) * stats.response_ms
-        };
+        stats.sample(elapsed);
         stats.successes += 1;
     }
 
-    /// Records a failure or timeout.
-    pub fn failure(&mut self, peer: PeerId) {
-        self.peers.entry(peer).or_default().failures += 1;
+    /// Records a failure or timeout noticed after `waited`. The wait counts as a response
+    /// time too: a peer that never answers must not look fast, or a slow but honest
+    /// peer would rank below it.
+    pub fn failure(&mut self, peer: PeerId, waited: Duration) {
+        let stats = self.peers.entry(peer).or_default();
+        stats.sample(waited);
+        stats.failures += 1;
     }
 
     /// A peer's score. A peer never asked scores 1.0: optimistic, so every peer gets
@@ -97,7 +107,7 @@ mod tests {
         for _ in 0..5 {
             reputation.success(fast, Duration::from_millis(2));
             reputation.success(slow, Duration::from_millis(800));
-            reputation.failure(failing);
+            reputation.failure(failing, Duration::from_millis(2));
         }
         let (f, s, x) = (
             reputation.score(&fast),
@@ -109,5 +119,17 @@ mod tests {
             assert!((0.0..=1.0).contains(&score));
         }
         assert_eq!(reputation.best([failing, slow, fast], 2), vec![fast, slow]);
+    }
+
+    #[test]
+    fn a_peer_that_timed_out_ranks_below_a_slow_one_that_answered() {
+        // Under load an honest peer may take over a second; one timeout must still cost
+        // the silent peer more than slowness costs the honest one.
+        let (slow, silent) = (PeerId::random(), PeerId::random());
+        let mut reputation = Reputation::default();
+        reputation.success(slow, Duration::from_millis(1_500));
+        reputation.failure(silent, Duration::from_secs(3));
+        assert!(reputation.score(&slow) > reputation.score(&silent));
+        assert_eq!(reputation.best([silent, slow], 1), vec![slow]);
     }
 }

@@ -83,9 +83,9 @@ impl RegistryNode {
                 reply,
             } => {
                 for request in waiting {
-                    if let Some((_, peer, _, request_span)) = self.outbound.remove(&request) {
+                    if let Some((_, peer, sent, request_span)) = self.outbound.remove(&request) {
                         record_outcome::<()>(&request_span, &Err(error.clone()));
-                        self.reputation.failure(peer);
+                        self.reputation.failure(peer, sent.elapsed());
                         self.report_peer(&peer);
                     }
                 }

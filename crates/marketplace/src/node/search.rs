@@ -149,10 +149,10 @@ impl RegistryNode {
         drop(request_span);
         match &answer {
             Ok(_) => self.reputation.success(peer, sent.elapsed()),
-            Err(_) => self.reputation.failure(peer),
+            Err(_) => self.reputation.failure(peer, sent.elapsed()),
         }
         self.report_peer(&peer);
-        let tombstones = &self.tombstones;
+        let deletions = &self.deletions;
         if let Some(InFlight {
             kind: Pending::Search { found, waiting, .. },
             ..
@@ -163,7 +163,7 @@ impl RegistryNode {
                 answer
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|p| !tombstones.contains(&p.id)),
+                    .filter(|p| !deletions.is_deleted(&p.id)),
             );
         }
         self.finish_search_if_done(op);
