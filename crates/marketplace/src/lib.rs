@@ -9,6 +9,9 @@
 //!   version plus an index record per package, replicated to a configurable quorum),
 //!   gossipsub on `/ggen/packages/v1` (publish and delete announcements, which peers index),
 //!   request-response (CBOR) for remote search, identify, and the mesh's block list.
+//! - Announcements carry the time they were issued (a hybrid clock: wall-clock
+//!   microseconds, never behind what the node has seen), and between a publish and a
+//!   delete of the same package the later one wins, whatever order they arrive in.
 //! - Search merges local results with those of the best-reputed peers, asked in
 //!   parallel; de-duplicates (latest version per package); ranks exact name > prefix >
 //!   title > description > tag > category; applies filters, then `offset` and `limit`;

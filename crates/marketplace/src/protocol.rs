@@ -46,8 +46,10 @@ pub enum Announcement {
         package: Box<Package>,
         /// `traceparent` / `tracestate` of the announcing span.
         trace: TraceContext,
-        /// When it was sent, milliseconds since the Unix epoch (for `propagation_ms`).
-        sent_unix_ms: u64,
+        /// When it was issued, microseconds since the Unix epoch on the publisher's
+        /// hybrid clock: orders it against deletes (last writer wins) and gives
+        /// `propagation_ms`.
+        issued_at: u64,
     },
     /// A package was deleted.
     Deleted {
@@ -55,8 +57,9 @@ pub enum Announcement {
         id: PackageId,
         /// `traceparent` / `tracestate` of the announcing span.
         trace: TraceContext,
-        /// When it was sent, milliseconds since the Unix epoch.
-        sent_unix_ms: u64,
+        /// When it was issued, as for `Published`: a delete removes only what was
+        /// published before it.
+        issued_at: u64,
     },
 }
 

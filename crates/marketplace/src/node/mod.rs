@@ -24,6 +24,7 @@ use super::protocol::{
 use super::registry::check_size;
 use super::reputation::Reputation;
 use super::{Config, MarketplaceError, NodeStats, Package, PackageId, Query, Version};
+use deletions::{unix_micros, Deletions};
 use p2p_otel_testkit::mesh::{MeshError, Node, NodeContext, NodeEvent, NodeSwarm};
 
 /// The protocols a marketplace node speaks.
@@ -124,7 +125,7 @@ pub struct RegistryNode {
     config: Config,
     topic: IdentTopic,
     index: LocalIndex,
-    tombstones: HashSet<PackageId>,
+    deletions: Deletions,
     reputation: Reputation,
     cache: HashMap<Query, (Vec<Package>, Instant)>,
     cache_hits: u64,
@@ -219,7 +220,7 @@ pub(crate) fn build(
         config,
         topic,
         index: LocalIndex::default(),
-        tombstones: HashSet::new(),
+        deletions: Deletions::default(),
         reputation: Reputation::default(),
         cache: HashMap::new(),
         cache_hits: 0,
@@ -291,12 +292,7 @@ macro_rules! step_span {
     };
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
+mod deletions;
 mod ops;
 mod reads;
 mod search;
@@ -466,7 +462,7 @@ impl Node for RegistryNode {
                         let package = package.clone();
                         self.complete("get", &span, Instant::now(), Ok(package), reply);
                     }
-                    None if self.tombstones.contains(&id) => {
+                    None if self.deletions.is_deleted(&id) => {
                         let error = MarketplaceError::NotFound(format!("{id}@{version}"));
                         self.complete("get", &span, Instant::now(), Err(error), reply);
                     }
@@ -484,7 +480,7 @@ impl Node for RegistryNode {
             }
             Op::ListVersions(id, reply) => {
                 let span = operation_span!("p2p_list_versions", "list_versions", self.peer_id, package_id = %id);
-                if self.tombstones.contains(&id) {
+                if self.deletions.is_deleted(&id) {
                     let error = MarketplaceError::NotFound(id.to_string());
                     self.complete("list_versions", &span, Instant::now(), Err(error), reply);
                     return;
@@ -502,7 +498,7 @@ impl Node for RegistryNode {
             Op::Delete(id, reply) => self.delete(swarm, id, reply),
             Op::Exists(id, reply) => {
                 let span = operation_span!("p2p_exists", "exists", self.peer_id, package_id = %id);
-                if self.tombstones.contains(&id) {
+                if self.deletions.is_deleted(&id) {
                     self.complete("exists", &span, Instant::now(), Ok(false), reply);
                 } else if self.index.contains(&id) {
                     self.complete("exists", &span, Instant::now(), Ok(true), reply);

@@ -127,7 +127,7 @@ impl RegistryNode {
             Pending::Get { id, version, reply } => {
                 let package = value
                     .and_then(|v| serde_json::from_slice::<Package>(&v).ok())
-                    .filter(|p| !self.tombstones.contains(&p.id))
+                    .filter(|p| !self.deletions.is_deleted(&p.id))
                     .ok_or_else(|| MarketplaceError::NotFound(format!("{id}@{version}")));
                 self.complete(operation, &span, started, package, reply);
             }
@@ -181,19 +181,19 @@ impl RegistryNode {
                 return;
             }
         };
-        let (trace, sent_unix_ms, package_id) = match &announcement {
+        let (trace, issued_at, package_id) = match &announcement {
             Announcement::Published {
                 package,
                 trace,
-                sent_unix_ms,
-            } => (trace, *sent_unix_ms, package.id.to_string()),
+                issued_at,
+            } => (trace, *issued_at, package.id.to_string()),
             Announcement::Deleted {
                 id,
                 trace,
-                sent_unix_ms,
-            } => (trace, *sent_unix_ms, id.to_string()),
+                issued_at,
+            } => (trace, *issued_at, id.to_string()),
         };
-        let propagation_ms = unix_ms().saturating_sub(sent_unix_ms) as f64;
+        let propagation_ms = unix_micros().saturating_sub(issued_at) as f64 / 1000.0;
         let span = info_span!(
             "gossipsub_receive",
             otel.kind = "consumer",
@@ -211,18 +211,20 @@ impl RegistryNode {
         }
         match announcement {
             Announcement::Published { package, .. } => {
-                if check_size(&package, self.config.max_package_bytes).is_ok() {
-                    self.tombstones.remove(&package.id);
+                if check_size(&package, self.config.max_package_bytes).is_err() {
+                    self.malformed += 1;
+                } else if self.deletions.publish(&package.id, issued_at) {
                     self.index.insert(*package);
                     self.clear_cache();
-                } else {
-                    self.malformed += 1;
                 }
             }
+            // A delete issued before a publish this node already knows is stale: the
+            // announcements crossed.
             Announcement::Deleted { id, .. } => {
-                self.index.remove(&id);
-                self.tombstones.insert(id);
-                self.clear_cache();
+                if self.deletions.delete(&id, issued_at) {
+                    self.index.remove(&id);
+                    self.clear_cache();
+                }
             }
         }
     }

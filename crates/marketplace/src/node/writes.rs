@@ -78,7 +78,8 @@ impl RegistryNode {
             self.complete("publish", &span, started, Err(error), reply);
             return;
         }
-        self.tombstones.remove(&package.id);
+        let issued_at = self.deletions.now();
+        self.deletions.publish(&package.id, issued_at);
         self.index.insert(package.clone());
         self.clear_cache();
         if let Some(metrics) = &self.metrics {
@@ -106,7 +107,7 @@ impl RegistryNode {
         self.announce(swarm, &span, |trace| Announcement::Published {
             package: Box::new(package),
             trace,
-            sent_unix_ms: unix_ms(),
+            issued_at,
         });
         self.put_all(swarm, "publish", span, step, records, reply);
     }
@@ -219,8 +220,9 @@ impl RegistryNode {
     ) {
         let span = operation_span!("p2p_delete", "delete", self.peer_id, package_id = %id);
         let versions = self.index.versions(&id);
+        let issued_at = self.deletions.now();
+        self.deletions.delete(&id, issued_at);
         self.index.remove(&id);
-        self.tombstones.insert(id.clone());
         self.clear_cache();
         let kad = &mut swarm.behaviour_mut().app.kad;
         for version in &versions {
@@ -229,7 +231,7 @@ impl RegistryNode {
         self.announce(swarm, &span, |trace| Announcement::Deleted {
             id: id.clone(),
             trace,
-            sent_unix_ms: unix_ms(),
+            issued_at,
         });
         let tombstone = IndexRecord {
             versions: Vec::new(),
