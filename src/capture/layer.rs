@@ -8,6 +8,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::captured::{CapturedSpan, Extras};
+use super::open::OpenEntry;
 use super::visitor::FieldVisitor;
 use super::wire;
 use super::{lock, SpanCaptureLayer};
@@ -19,6 +20,8 @@ struct Pending {
     span: CapturedSpan,
     /// The last enter or exit, for busy/idle accounting.
     last_transition: Instant,
+    /// Where the capture tracks it among the open spans.
+    open_slot: usize,
 }
 
 impl<S> Layer<S> for SpanCaptureLayer
@@ -55,7 +58,11 @@ where
         let recorded = visitor.visited;
         let span_id = self.ids.span_id();
         let now = Instant::now();
-        lock(&self.shared.open).insert(span_id, (trace_id, metadata));
+        let open_slot = lock(&self.shared.open).insert(OpenEntry {
+            trace_id,
+            span_id,
+            metadata,
+        });
         span.extensions_mut().insert(Pending {
             span: CapturedSpan {
                 trace_id,
@@ -70,6 +77,7 @@ where
                 extras,
             },
             last_transition: now,
+            open_slot,
         });
     }
 
@@ -153,6 +161,7 @@ where
         let Some(Pending {
             span: mut captured,
             last_transition,
+            open_slot,
         }) = span.extensions_mut().remove::<Pending>()
         else {
             return;
@@ -166,7 +175,7 @@ where
             *idle += now.saturating_duration_since(last_transition);
         }
         captured.end = Some(now);
-        lock(&self.shared.open).remove(&captured.span_id);
+        lock(&self.shared.open).remove(open_slot);
         if let Some(token) = self.wire_token {
             if let Some(exported) = wire::take(token) {
                 exported.apply_to(&mut captured);

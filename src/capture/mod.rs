@@ -35,18 +35,17 @@
 mod captured;
 mod ids;
 mod layer;
+mod open;
 mod visitor;
 pub(crate) mod wire;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tracing::Metadata;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::model::{IdHash, Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
+use crate::model::{Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
 use crate::source::SpanSource;
 use crate::store::{lock, Store, WaitError};
 use crate::tree::TraceSet;
@@ -54,6 +53,7 @@ use crate::tree::TraceSet;
 use captured::{CapturedSpan, Clock};
 use ids::IdGenerator;
 pub(crate) use layer::{ids_of, set_remote_parent};
+use open::OpenSpans;
 
 /// A tracing `Layer` that records every span of its subscriber into the span model.
 ///
@@ -163,7 +163,7 @@ impl Builder {
         let shared = Arc::new(Shared {
             closed: Store::default(),
             converted: Mutex::new(Vec::new()),
-            open: Mutex::new(HashMap::default()),
+            open: Mutex::new(OpenSpans::default()),
             events_outside_spans: Mutex::new(Vec::new()),
             clock: Clock::new(),
             resource: Arc::new(self.resource),
@@ -221,7 +221,7 @@ struct Shared {
     closed: Store<CapturedSpan>,
     /// `closed[..converted.len()]` turned into the span model; extended when read.
     converted: Mutex<Vec<SpanRecord>>,
-    open: Mutex<HashMap<SpanId, (TraceId, &'static Metadata<'static>), IdHash>>,
+    open: Mutex<OpenSpans>,
     events_outside_spans: Mutex<Vec<SpanEvent>>,
     clock: Clock,
     resource: Arc<Resource>,
@@ -277,10 +277,10 @@ impl CaptureHandle {
     pub fn open_spans(&self) -> Vec<OpenSpan> {
         let mut open: Vec<OpenSpan> = lock(&self.shared.open)
             .iter()
-            .map(|(span_id, (trace_id, metadata))| OpenSpan {
-                trace_id: *trace_id,
-                span_id: *span_id,
-                name: metadata.name().to_owned(),
+            .map(|open| OpenSpan {
+                trace_id: open.trace_id,
+                span_id: open.span_id,
+                name: open.metadata.name().to_owned(),
             })
             .collect();
         open.sort_by(|a, b| (&a.name, a.span_id).cmp(&(&b.name, b.span_id)));

@@ -64,7 +64,10 @@ trait PutCompact {
 
 impl PutCompact for Vec<(&'static str, CompactValue)> {
     fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool) {
-        match self.iter_mut().find(|(key, _)| !first && *key == name) {
+        if first {
+            return self.push((name, value));
+        }
+        match self.iter_mut().find(|(key, _)| *key == name) {
             Some((_, slot)) => *slot = value,
             None => self.push((name, value)),
         }
