@@ -1353,6 +1353,60 @@ mod endpoints {
         receiver.wait_for_spans(1, WAIT).await.unwrap();
     }
 
+    /// A client that trickles its request headers a byte at a time moves bytes, so the
+    /// idle timeout never fires; the header-read timeout closes its connection anyway,
+    /// while an honest request on another connection is served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_trickles_its_headers_loses_the_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let receiver = OtlpReceiver::start(
+            Config::default().with_header_read_timeout(Some(Duration::from_millis(500))),
+        )
+        .await
+        .unwrap();
+        let mut slow = tokio::net::TcpStream::connect(receiver.http_addr())
+            .await
+            .unwrap();
+        slow.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        // The fault: one more header byte every 50 ms, for as long as the server listens.
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut sent = 0usize;
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(WAIT, async {
+            loop {
+                tokio::select! {
+                    read = slow.read_buf(&mut answer) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    },
+                    _ = tick.tick() => {
+                        if slow.write_all(b"X").await.is_err() {
+                            return;
+                        }
+                        sent += 1;
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the trickling client still holds its connection after {sent} bytes"
+        );
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+        // Still serving.
+        let telemetry = node(Protocol::HttpProtobuf, &receiver, "after-trickle");
+        emit_publish(telemetry.dispatch());
+        telemetry.flush().await.unwrap();
+        receiver.wait_for_spans(1, WAIT).await.unwrap();
+    }
+
     #[tokio::test]
     async fn shutdown_releases_the_ports_and_busy_ports_are_clear_errors() {
         let receiver = receiver().await;

@@ -36,6 +36,7 @@ mod compact;
 mod file_export;
 mod grpc;
 mod http;
+mod http_server;
 mod ingest;
 mod prometheus;
 mod signal;
@@ -152,11 +153,16 @@ pub struct Config {
     json_lines_dir: Option<PathBuf>,
     shutdown_grace: Duration,
     idle_timeout: Option<Duration>,
+    header_read_timeout: Option<Duration>,
 }
 
 /// The default idle timeout of a connection: 2 minutes, longer than the 60 s export
 /// interval of OpenTelemetry's periodic metric reader, so an exporter's connection stays.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The default time an OTLP/HTTP client has to send a request's headers once it starts
+/// one: 30 s (hyper's own default), ample for any exporter, which sends them at once.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTP/2 flow-control window of each gRPC stream.
 const GRPC_WINDOW_BYTES: u32 = 1 << 20;
@@ -184,6 +190,7 @@ impl Default for Config {
             json_lines_dir: None,
             shutdown_grace: Duration::from_secs(5),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
         }
     }
 }
@@ -259,6 +266,23 @@ impl Config {
         self
     }
 
+    /// Closes an OTLP/HTTP connection whose client has not sent a request's headers
+    /// within `timeout` of starting them (default [`DEFAULT_HEADER_READ_TIMEOUT`]): a
+    /// client that trickles its headers a byte at a time, which the idle timeout counts
+    /// as progress, still loses the connection. `None` waits for ever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use p2p_otel_testkit::receiver::Config;
+    ///
+    /// let config = Config::default().with_header_read_timeout(Some(Duration::from_secs(5)));
+    /// # let _ = config;
+    /// ```
+    pub fn with_header_read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
     /// Also append every request, as OTLP JSON, to `traces.jsonl`, `metrics.jsonl` and
     /// `logs.jsonl` in this folder (created if missing), one request per line.
     pub fn with_json_lines_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -331,6 +355,7 @@ impl OtlpReceiver {
         let http_addr = local_addr("OTLP/HTTP", config.http_addr, &http_listener)?;
         let limit = config.max_body_bytes;
         let idle_timeout = config.idle_timeout;
+        let header_read_timeout = config.header_read_timeout;
         let shared = Arc::new(Shared::new(config, files));
         let (stop, stopped) = watch::channel(false);
         // Given once the grace period is over: every connection still open fails and closes.
@@ -383,11 +408,12 @@ impl OtlpReceiver {
 
         let router = http::router(Arc::clone(&shared));
         let http_task = tokio::spawn(async move {
-            axum::serve(
+            http_server::serve(
                 closing::Listener::new(http_listener, closing, idle_timeout),
                 router,
+                stopped,
+                header_read_timeout,
             )
-            .with_graceful_shutdown(signal(stopped))
             .await
             .map_err(ServeError::from)
         });

@@ -78,6 +78,14 @@ enum Command {
         /// connection is closed, whatever clients do.
         #[arg(long, default_value = "5", value_parser = parse_seconds)]
         shutdown_grace: Duration,
+        /// Seconds a connection may stay without a byte moving either way before it is
+        /// closed (0: never); exporters reconnect on their next export.
+        #[arg(long, default_value = "120", value_parser = parse_seconds)]
+        idle_timeout: Duration,
+        /// Seconds an OTLP/HTTP client has to send a request's headers once it starts
+        /// them (0: no limit).
+        #[arg(long, default_value = "30", value_parser = parse_seconds)]
+        header_read_timeout: Duration,
     },
 }
 
@@ -153,6 +161,8 @@ fn main() -> ExitCode {
         span_byte_capacity,
         keep_last,
         shutdown_grace,
+        idle_timeout,
+        header_read_timeout,
     }) = cli.command
     else {
         return validate(cli.nodes, cli.out, cli.otlp_endpoint);
@@ -168,6 +178,8 @@ fn main() -> ExitCode {
         span_byte_capacity,
         keep_last,
         shutdown_grace,
+        idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
+        header_read_timeout: (!header_read_timeout.is_zero()).then_some(header_read_timeout),
     };
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);

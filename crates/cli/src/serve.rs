@@ -40,6 +40,10 @@ pub struct Options {
     pub keep_last: Option<usize>,
     /// How long requests in flight may finish once stopping.
     pub shutdown_grace: Duration,
+    /// Closes connections on which nothing moved this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// How long an OTLP/HTTP client may take to send its headers (`None`: no limit).
+    pub header_read_timeout: Option<Duration>,
 }
 
 /// Why `serve` stopped.
@@ -92,7 +96,9 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
         .with_json_lines_dir(&options.out)
         .with_span_capacity(options.span_capacity)
         .with_span_byte_capacity(options.span_byte_capacity)
-        .with_shutdown_grace(options.shutdown_grace);
+        .with_shutdown_grace(options.shutdown_grace)
+        .with_idle_timeout(options.idle_timeout)
+        .with_header_read_timeout(options.header_read_timeout);
     if let Some(traces) = options.keep_last {
         config = config.with_keep_last_traces(traces);
     }

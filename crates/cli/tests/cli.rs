@@ -360,6 +360,10 @@ async fn capacity_flags_are_documented_and_checked() {
         "[default: 1GiB]",
         "--keep-last <N>",
         "--shutdown-grace <SHUTDOWN_GRACE>",
+        "--idle-timeout <IDLE_TIMEOUT>",
+        "[default: 120]",
+        "--header-read-timeout <HEADER_READ_TIMEOUT>",
+        "[default: 30]",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
