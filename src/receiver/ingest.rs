@@ -283,20 +283,26 @@ impl Shared {
         spans: Vec<CompactSpan>,
         transport: Transport,
     ) -> Result<(), Rejection> {
-        let admitted = self.spans.admit(spans, |fresh| {
-            if let Some(files) = &self.files {
-                let records: Vec<SpanRecord> = fresh.iter().map(CompactSpan::to_record).collect();
-                let line = JsonLines::line(&ExportTraceServiceRequest {
-                    resource_spans: spans_to_otlp(&records),
-                });
-                files.write(Traces::FILE, line);
-            }
-        });
-        match admitted {
-            Ok(admission) => {
+        let admitted = self.spans.admit(
+            spans,
+            |fresh| {
+                if let Some(files) = &self.files {
+                    let records: Vec<SpanRecord> =
+                        fresh.iter().map(CompactSpan::to_record).collect();
+                    let line = JsonLines::line(&ExportTraceServiceRequest {
+                        resource_spans: spans_to_otlp(&records),
+                    });
+                    files.write(Traces::FILE, line);
+                }
+            },
+            |admission| {
                 self.count_tally(Counter::AcceptedSpans, transport, &admission.accepted);
                 self.count_tally(Counter::DuplicateSpans, transport, &admission.duplicates);
                 self.count_tally(Counter::EvictedSpans, transport, &admission.evicted);
+            },
+        );
+        match admitted {
+            Ok(admission) => {
                 self.spans.publish(admission);
                 Ok(())
             }

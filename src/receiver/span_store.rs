@@ -319,11 +319,14 @@ impl SpanStore {
 
     /// Stores the spans not seen before (in the store or earlier in the request), whole or
     /// not at all. `stored` sees the fresh spans, under the store's lock, just before
-    /// they are stored: the file export writes them there, in store order.
+    /// they are stored: the file export writes them there, in store order. `counted`
+    /// sees the admission still under the lock, so that whoever can read the spans can
+    /// also read counters that include them.
     pub(crate) fn admit(
         &self,
         spans: Vec<CompactSpan>,
         stored: impl FnOnce(&[CompactSpan]),
+        counted: impl FnOnce(&Admission),
     ) -> Result<Admission, Full> {
         let mut inner = self.lock();
         let mut fresh = Vec::with_capacity(spans.len());
@@ -388,13 +391,15 @@ impl SpanStore {
             inner.compact_slots();
             lock(&self.interner).purge_if_grown();
         }
-        drop(inner);
-        Ok(Admission {
+        let admission = Admission {
             accepted,
             duplicates: tally(duplicates.iter()),
             evicted: tally(evicted.iter()),
             touched,
-        })
+        };
+        counted(&admission);
+        drop(inner);
+        Ok(admission)
     }
 
     /// Wakes waiters and tells watchers which traces an admitted request touched.
@@ -506,7 +511,7 @@ mod tests {
 
     impl AdmitRecords for SpanStore {
         fn admit_records(&self, spans: Vec<SpanRecord>) -> Result<Admission, Full> {
-            let admission = self.admit(compacted(self, spans), |_| {})?;
+            let admission = self.admit(compacted(self, spans), |_| {}, |_| {})?;
             let copy = Admission {
                 accepted: admission.accepted.clone(),
                 duplicates: admission.duplicates.clone(),
@@ -562,9 +567,11 @@ mod tests {
         let store = SpanStore::new(limits(2, None));
         store.admit_records(vec![span(1, 1)]).unwrap();
         let full = store
-            .admit(compacted(&store, vec![span(2, 2), span(2, 3)]), |_| {
-                panic!("nothing is stored")
-            })
+            .admit(
+                compacted(&store, vec![span(2, 2), span(2, 3)]),
+                |_| panic!("nothing is stored"),
+                |_| panic!("nothing is counted"),
+            )
             .unwrap_err();
         assert_eq!(full.refused.iter().map(|(_, n)| n).sum::<u64>(), 2);
         assert!(
