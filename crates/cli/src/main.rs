@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use p2p_otel_testkit::receiver::DEFAULT_SPAN_CAPACITY;
 
+mod printer;
 mod serve;
 mod validate;
 
@@ -184,8 +185,7 @@ fn main() -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
     };
-    let mut stdout = std::io::stdout();
-    match runtime.block_on(serve::run(&options, &mut stdout)) {
+    match runtime.block_on(serve::run(&options, std::io::stdout())) {
         Ok(serve::Outcome::TimedOut) => ExitCode::from(1),
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {

@@ -6,13 +6,14 @@
 //! a summary.
 
 use std::collections::{HashSet, VecDeque};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use p2p_otel_testkit::model::{TraceId, Value};
 use p2p_otel_testkit::receiver::{Config, Counter, OtlpReceiver, ReceiverError};
+
+use crate::printer::Printer;
 
 /// How many touched traces are looked at between two checks for a signal.
 const PRINT_SLICE: usize = 256;
@@ -69,6 +70,9 @@ pub enum ServeError {
     /// Installing the SIGTERM handler failed.
     #[error("cannot listen for SIGTERM: {0}")]
     Signal(std::io::Error),
+    /// The thread that writes the output could not start.
+    #[error("cannot start the output thread")]
+    Output(#[source] std::io::Error),
 }
 
 fn service_of(trace: &p2p_otel_testkit::tree::Trace) -> String {
@@ -81,10 +85,15 @@ fn service_of(trace: &p2p_otel_testkit::tree::Trace) -> String {
         .unwrap_or_else(|| "unknown_service".to_owned())
 }
 
-/// Serves until a signal, enough spans, or the timeout; prints to `out`. The summary is
-/// computed once the servers stopped, so it counts everything acknowledged — exactly what
-/// the files hold.
-pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, ServeError> {
+/// Serves until a signal, enough spans, or the timeout; prints to `out` from a thread of
+/// its own, so a reader that stops reading never stalls serving (trace lines it is too
+/// far behind for are dropped and counted in the summary). The summary is computed once
+/// the servers stopped, so it counts everything acknowledged — exactly what the files
+/// hold.
+pub async fn run(
+    options: &Options,
+    out: impl std::io::Write + Send + 'static,
+) -> Result<Outcome, ServeError> {
     for addr in [options.grpc, options.http] {
         if !options.allow_non_loopback && !addr.ip().is_loopback() {
             return Err(ServeError::NotLoopback(addr));
@@ -116,14 +125,20 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
     tokio::pin!(interrupted);
     let mut receiver = OtlpReceiver::start(config).await?;
     let mut watch = receiver.watch_traces();
-    let _ = writeln!(
-        out,
-        "listening grpc={} http={} files={}",
-        receiver.grpc_endpoint(),
-        receiver.http_endpoint(),
-        options.out.display()
-    );
-    let _ = out.flush();
+    // How long a line that must not be dropped, and the end of the output, may wait for a
+    // slow reader: as long as clients get to finish their requests.
+    let patience = options.shutdown_grace;
+    let mut out = Printer::start(out).map_err(ServeError::Output)?;
+    out.line(
+        format!(
+            "listening grpc={} http={} files={}\n",
+            receiver.grpc_endpoint(),
+            receiver.http_endpoint(),
+            options.out.display()
+        ),
+        patience,
+    )
+    .await;
     let deadline = async {
         match options.timeout {
             // The user's --timeout: a deadline for the run, not a wait for a condition.
@@ -155,7 +170,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
             touched = watch.changed(), if pending.is_empty() => pending.extend(touched),
             () = std::future::ready(()), if !pending.is_empty() => {
                 let slice = pending.len().min(PRINT_SLICE);
-                report_finished(&receiver, pending.drain(..slice), &mut printed, out);
+                report_finished(&receiver, pending.drain(..slice), &mut printed, &mut out);
                 tokio::task::yield_now().await;
             }
         }
@@ -165,12 +180,13 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Outcome, Ser
     let stopped = receiver.stop().await;
     if outcome == Outcome::EnoughSpans {
         // Everything acknowledged is announced by now: print the traces it finished.
-        report_finished(&receiver, pending.drain(..), &mut printed, out);
+        report_finished(&receiver, pending.drain(..), &mut printed, &mut out);
         while let Ok(touched) = tokio::time::timeout(Duration::ZERO, watch.changed()).await {
-            report_finished(&receiver, touched, &mut printed, out);
+            report_finished(&receiver, touched, &mut printed, &mut out);
         }
     }
-    summary(&receiver, &outcome, options, out);
+    summary(&receiver, &outcome, options, &out, patience).await;
+    out.finish(patience).await;
     stopped?;
     Ok(outcome)
 }
@@ -181,7 +197,7 @@ fn report_finished(
     receiver: &OtlpReceiver,
     touched: impl IntoIterator<Item = TraceId>,
     printed: &mut HashSet<TraceId>,
-    out: &mut impl Write,
+    out: &mut Printer,
 ) {
     for trace_id in touched {
         if printed.contains(&trace_id) {
@@ -202,49 +218,55 @@ fn report_finished(
             .spans()
             .filter(|s| s.record().status.code == p2p_otel_testkit::model::StatusCode::Error)
             .count();
-        let _ = writeln!(
-            out,
-            "trace {} {} service={} spans={} errors={errors} duration_ms={duration_ms:.1}",
+        out.trace_line(format!(
+            "trace {} {} service={} spans={} errors={errors} duration_ms={duration_ms:.1}\n",
             trace.trace_id(),
             root.name,
             service_of(trace),
             trace.len()
-        );
+        ));
     }
-    let _ = out.flush();
 }
 
-fn summary(receiver: &OtlpReceiver, outcome: &Outcome, options: &Options, out: &mut impl Write) {
-    let by_service = receiver.span_counts_by_service();
-    let _ = writeln!(
-        out,
-        "summary: {outcome:?}: {} span(s) in {} trace(s), {} metric point(s), {} log record(s)",
+async fn summary(
+    receiver: &OtlpReceiver,
+    outcome: &Outcome,
+    options: &Options,
+    out: &Printer,
+    patience: Duration,
+) {
+    let mut text = format!(
+        "summary: {outcome:?}: {} span(s) in {} trace(s), {} metric point(s), {} log record(s)\n",
         receiver.span_count(),
         receiver.trace_count(),
         receiver.metric_points().len(),
         receiver.log_records().len()
     );
-    for (service, spans) in by_service {
-        let _ = writeln!(out, "  service {service}: {spans} span(s)");
+    for (service, spans) in receiver.span_counts_by_service() {
+        text.push_str(&format!("  service {service}: {spans} span(s)\n"));
     }
     let refused = receiver.counter(Counter::RefusedSpans, None);
     let evicted = receiver.counter(Counter::EvictedSpans, None);
     let duplicates = receiver.counter(Counter::DuplicateSpans, None);
     if refused + evicted + duplicates > 0 {
-        let _ = writeln!(
-            out,
+        text.push_str(&format!(
             "  spans refused (store full): {refused}, evicted (--keep-last): {evicted}, \
-             duplicates kept once: {duplicates}"
-        );
+             duplicates kept once: {duplicates}\n"
+        ));
     }
-    let _ = writeln!(
-        out,
-        "  files: {}",
+    if out.dropped() > 0 {
+        text.push_str(&format!(
+            "  trace lines not printed (the output was not read fast enough): {}\n",
+            out.dropped()
+        ));
+    }
+    text.push_str(&format!(
+        "  files: {}\n",
         ["traces.jsonl", "metrics.jsonl", "logs.jsonl"]
             .iter()
             .map(|f| options.out.join(f).display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
-    );
-    let _ = out.flush();
+    ));
+    out.line(text, patience).await;
 }

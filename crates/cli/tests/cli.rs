@@ -313,6 +313,40 @@ async fn after_sigterm_under_load_the_summary_equals_the_files() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// A reader that stops reading serve's output (a full pipe) stalls only the output: serve
+/// still stores everything, answers SIGTERM, and ends within its grace period.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_does_not_stall_serve() {
+    let out = temp_dir("unread-stdout");
+    let mut child = serve_on_loopback(&out, &["--shutdown-grace", "1"]);
+    // Read the `listening` line, then never again: the pipe fills (64 KiB on Linux).
+    let (grpc, http, _unread) = endpoints(&mut child).await;
+    let telemetry = Telemetry::builder_for_endpoints(Protocol::Grpc, grpc, http)
+        .resource_attribute("service.name", "unread")
+        .build()
+        .unwrap();
+    // 3,000 one-span traces: about 330 KB of trace lines.
+    const TRACES: usize = 3_000;
+    for round in 0..2 {
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            for i in 0..TRACES / 2 {
+                tracing::info_span!("unread", round, i).in_scope(|| {});
+            }
+        });
+        telemetry.flush().await.unwrap();
+    }
+    telemetry.shutdown().await.unwrap();
+    sigterm(&child.id().unwrap().to_string()).await;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("serve ends on SIGTERM although nobody reads its output")
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(spans_in_file(&out.join("traces.jsonl")), TRACES);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// `--timeout` ends serve on time even while clients hold connections open that would
 /// keep a graceful shutdown waiting for ever.
 #[tokio::test]
