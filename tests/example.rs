@@ -214,6 +214,12 @@ async fn in_process_capture_matchers_and_a_snapshot() {
     let (mesh, captures) = captured_mesh(2).await;
     assert_eq!(echo(&mesh, 0, 1, "hello").await.unwrap(), "HELLO");
     let captures = captures.lock().unwrap().clone();
+    // The server's span closes after its response is on the way: the client may hold the
+    // answer first, so wait for the span rather than read at once.
+    captures[1]
+        .wait_for_span_named("handle_echo", WAIT)
+        .await
+        .unwrap();
     let union = TraceSet::new(captures.iter().flat_map(CaptureHandle::spans))
         .with_render_settings(mesh.render_settings());
     union
@@ -249,7 +255,11 @@ async fn three_nodes_each_capture_their_handler_under_a_remote_parent() {
     echo(&mesh, 0, 2, "two").await.unwrap();
     let captures = captures.lock().unwrap().clone();
     for node in [1, 2] {
-        let own = captures[node].traces();
+        // Closed after the response left: waited for, not read at once.
+        let own = captures[node]
+            .wait_for_span_named("handle_echo", WAIT)
+            .await
+            .unwrap();
         let handler = own.expect(&expect::span().named("handle_echo")).unwrap();
         assert_eq!(
             handler.record().parent.and_then(|p| p.remote),
