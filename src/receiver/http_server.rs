@@ -18,18 +18,19 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
 use super::closing::{Closing, Listener};
+use super::signal;
 
 /// Serves `router` on `listener` until `stopped` turns true, then drains.
 pub(crate) async fn serve(
     mut listener: Listener,
     router: Router,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
     header_read_timeout: Option<Duration>,
 ) -> io::Result<()> {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            _ = stop_signal(&mut stopped) => break,
+            _ = signal(stopped.clone()) => break,
             (socket, _) = axum::serve::Listener::accept(&mut listener) => {
                 connections.spawn(connection(
                     socket,
@@ -52,7 +53,7 @@ pub(crate) async fn serve(
 async fn connection(
     socket: Closing<tokio::net::TcpStream>,
     router: Router,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
     header_read_timeout: Option<Duration>,
 ) {
     let service = TowerToHyperService::new(
@@ -68,14 +69,9 @@ async fn connection(
         // A connection's own error (a reset, a header timeout, a close at the deadline)
         // ends that connection only.
         _ = connection.as_mut() => {}
-        _ = stop_signal(&mut stopped) => {
+        _ = signal(stopped) => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
     }
-}
-
-/// Ends when the stop signal turns true, or when its sender is gone.
-async fn stop_signal(stopped: &mut watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
 }
