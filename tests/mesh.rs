@@ -260,3 +260,79 @@ async fn an_invariant_failure_names_nodes_as_the_trees_it_prints_do() {
     }
     mesh.shutdown().await;
 }
+
+/// A node logic that dials whatever peer it is told to, as Kademlia dials what it learns.
+mod dialer {
+    use libp2p::swarm::dial_opts::DialOpts;
+    use libp2p::swarm::dummy;
+    use libp2p::{Multiaddr, PeerId};
+    use p2p_otel_testkit::mesh::{Node, NodeEvent, NodeSwarm};
+    use tokio::sync::oneshot;
+
+    /// Dial `peer` at the address; answered with what `Swarm::dial` said.
+    pub type Dial = (PeerId, Multiaddr, oneshot::Sender<Result<(), String>>);
+
+    pub struct Dialer;
+
+    impl Node for Dialer {
+        type Behaviour = dummy::Behaviour;
+        type Command = Dial;
+        type Observations = ();
+        fn on_swarm_event(
+            &mut self,
+            _: &mut NodeSwarm<dummy::Behaviour>,
+            _: NodeEvent<dummy::Behaviour>,
+        ) {
+        }
+        fn on_command(
+            &mut self,
+            swarm: &mut NodeSwarm<dummy::Behaviour>,
+            (peer, addr, reply): Dial,
+        ) {
+            let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
+            let _ = reply.send(swarm.dial(opts).map_err(|e| format!("{e:?}")));
+        }
+    }
+}
+
+async fn dial_beyond_the_line(
+    discovery: mesh::Discovery,
+) -> (Mesh<dialer::Dialer>, Result<(), String>) {
+    let mut mesh = mesh::Builder::new(3)
+        .seed(7)
+        .security(Security::Plaintext)
+        .discovery(discovery)
+        .start(|_| Ok((dummy::Behaviour, dialer::Dialer)))
+        .await
+        .unwrap();
+    mesh.connect_topology(Topology::Line, WAIT).await.unwrap();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let far = (mesh.peer_id(2).unwrap(), mesh.addr(2).unwrap(), reply);
+    mesh.node(0).unwrap().send(far).await.unwrap();
+    let outcome = answer.await.unwrap();
+    (mesh, outcome)
+}
+
+#[tokio::test]
+async fn with_discovery_off_a_dial_beyond_the_edges_is_denied() {
+    let (mesh, outcome) = dial_beyond_the_line(mesh::Discovery::Off).await;
+    let error = outcome.expect_err("node 0 and node 2 share no edge");
+    assert!(
+        error.contains("Denied") && error.contains("NotAllowed"),
+        "{error}"
+    );
+    let states = mesh.states();
+    assert_eq!((degree(&states, 0), degree(&states, 2)), (1, 1));
+}
+
+#[tokio::test]
+async fn with_discovery_open_a_dial_beyond_the_edges_connects() {
+    let (mesh, outcome) = dial_beyond_the_line(mesh::Discovery::Open).await;
+    outcome.unwrap();
+    let peers = mesh.peer_ids();
+    mesh.wait_until("node 0 connected to node 2", WAIT, |s| {
+        s[0].connected.contains(&peers[2]) && s[2].connected.contains(&peers[0])
+    })
+    .await
+    .unwrap();
+}

@@ -22,11 +22,12 @@
 //! ```
 
 mod behaviour;
+mod discovery;
 mod node;
 mod topology;
 mod transport;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ use tracing::Dispatch;
 
 use crate::store::WaitError;
 use crate::telemetry::PerNode;
+pub use discovery::Discovery;
 use node::{Control, EventLoop};
 pub use topology::Topology;
 pub use transport::Security;
@@ -200,6 +202,9 @@ impl<O: fmt::Debug> fmt::Display for NodeState<O> {
     }
 }
 
+/// How many dials `connect_topology` has in flight at once.
+const CONCURRENT_DIALS: usize = 64;
+
 /// What a node constructor is given.
 #[derive(Debug, Clone)]
 pub struct NodeContext {
@@ -215,13 +220,14 @@ type Constructor<N> =
     dyn Fn(&NodeContext) -> Result<(<N as Node>::Behaviour, N), MeshError> + Send + Sync;
 type DispatchFactory = dyn Fn(usize, PeerId) -> Result<Dispatch, MeshError> + Send + Sync;
 
-/// Configures a mesh. Defaults: seed 0, noise, connections kept 1 hour when idle, 5 s
-/// to listen or dial.
+/// Configures a mesh. Defaults: seed 0, noise, connections only along the edges the test
+/// connects ([`Discovery::Off`]), connections kept 1 hour when idle, 5 s to listen or dial.
 #[must_use = "call .start(...) to start the mesh"]
 pub struct Builder {
     nodes: usize,
     seed: u64,
     security: Security,
+    discovery: Discovery,
     idle_timeout: Duration,
     timeout: Duration,
     dispatch: Option<Arc<DispatchFactory>>,
@@ -233,6 +239,7 @@ impl fmt::Debug for Builder {
             .field("nodes", &self.nodes)
             .field("seed", &self.seed)
             .field("security", &self.security)
+            .field("discovery", &self.discovery)
             .finish_non_exhaustive()
     }
 }
@@ -244,6 +251,7 @@ impl Builder {
             nodes,
             seed: 0,
             security: Security::Noise,
+            discovery: Discovery::Off,
             idle_timeout: Duration::from_secs(3600),
             timeout: Duration::from_secs(5),
             dispatch: None,
@@ -259,6 +267,13 @@ impl Builder {
     /// Noise (default) or plaintext.
     pub fn security(mut self, security: Security) -> Self {
         self.security = security;
+        self
+    }
+
+    /// Whether nodes may connect to peers the test did not connect them to (see
+    /// [`Discovery`]); off by default.
+    pub fn discovery(mut self, discovery: Discovery) -> Self {
+        self.discovery = discovery;
         self
     }
 
@@ -307,6 +322,7 @@ impl Builder {
             config: self,
             edges: BTreeSet::new(),
             blocked: BTreeSet::new(),
+            changes: Arc::new(watch::Sender::new(0)),
         };
         for index in 0..mesh.config.nodes {
             let keypair = transport::seeded_keypair(mesh.config.seed, index)?;
@@ -384,6 +400,9 @@ pub struct Mesh<N: Node> {
     edges: BTreeSet<(usize, usize)>,
     /// Pairs blocked by `partition`.
     blocked: BTreeSet<(usize, usize)>,
+    /// Bumped after any node's state changed: one signal for the waits to wake on,
+    /// however many nodes there are.
+    changes: Arc<watch::Sender<u64>>,
 }
 
 impl<N: Node> fmt::Debug for Mesh<N> {
@@ -471,8 +490,13 @@ where
         let context = self.slots[index].context.clone();
         let (behaviour, mut logic) = (self.constructor)(&context)?;
         let transport = transport::memory_transport(&context.keypair, security)?;
+        let neighbours = match self.config.discovery {
+            Discovery::Off => Some(allow_block_list::Behaviour::default()),
+            Discovery::Open => None,
+        };
         let behaviour = MeshBehaviour {
             blocked: allow_block_list::Behaviour::default(),
+            neighbours: neighbours.into(),
             app: behaviour,
         };
         let config = libp2p::swarm::Config::with_executor(transport::NodeExecutor {
@@ -512,8 +536,17 @@ where
             state.alive = true;
             state.listen_addrs = vec![addr.clone()];
         });
-        let event_loop =
-            EventLoop::new(swarm, logic, commands, Arc::clone(&slot.state), stopped).run();
+        self.changes
+            .send_modify(|version| *version = version.wrapping_add(1));
+        let event_loop = EventLoop::new(
+            swarm,
+            logic,
+            commands,
+            Arc::clone(&slot.state),
+            Arc::clone(&self.changes),
+            stopped,
+        )
+        .run();
         slot.task = Some(match dispatch {
             Some(dispatch) => tokio::spawn(event_loop.with_subscriber(dispatch)),
             None => tokio::spawn(event_loop),
@@ -552,12 +585,37 @@ where
 
     /// Connects node `a` to node `b` (a dials b) and remembers the edge.
     pub async fn connect(&mut self, a: usize, b: usize) -> Result<(), MeshError> {
+        self.set_neighbours(a, vec![self.peer_id(b)?], true).await?;
+        self.set_neighbours(b, vec![self.peer_id(a)?], true).await?;
+        self.dial(a, b).await?;
+        self.edges.insert((a.min(b), a.max(b)));
+        Ok(())
+    }
+
+    /// `a` dials `b`; answered once connected or failed.
+    async fn dial(&self, a: usize, b: usize) -> Result<(), MeshError> {
         let peer = self.peer_id(b)?;
         let addr = self.addr(b)?;
         self.control(a, |reply| Control::Dial { peer, addr, reply })
-            .await??;
-        self.edges.insert((a.min(b), a.max(b)));
-        Ok(())
+            .await?
+    }
+
+    /// Adds `peers` to node `index`'s edges (or removes them) when discovery is off.
+    async fn set_neighbours(
+        &self,
+        index: usize,
+        peers: Vec<PeerId>,
+        allowed: bool,
+    ) -> Result<(), MeshError> {
+        if self.config.discovery == Discovery::Open || !self.is_alive(index) {
+            return Ok(());
+        }
+        self.control(index, |reply| Control::Neighbours {
+            peers,
+            allowed,
+            reply,
+        })
+        .await
     }
 
     /// Dials `b` from `a` again after a failed attempt, a few times while the deadline
@@ -592,10 +650,25 @@ where
         timeout: Duration,
     ) -> Result<(), MeshError> {
         let edges = topology.edges(self.len());
-        for &(a, b) in &edges {
-            self.connect(a, b).await?;
-        }
         let peers = self.peer_ids();
+        let mut neighbours = vec![Vec::new(); self.len()];
+        for &(a, b) in &edges {
+            neighbours[a].push(peers[b]);
+            neighbours[b].push(peers[a]);
+        }
+        for (index, peers) in neighbours.into_iter().enumerate() {
+            self.set_neighbours(index, peers, true).await?;
+        }
+        // Dials go out together (a bounded number at a time): one after the other, a
+        // 1,024-node mesh would spend seconds on round trips to its node tasks.
+        let this = &*self;
+        futures::stream::iter(edges.iter().map(|&(a, b)| this.dial(a, b)))
+            .buffer_unordered(CONCURRENT_DIALS)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, MeshError>>()?;
+        self.edges.extend(edges.iter().copied());
         self.wait_until(
             &format!("the {topology:?} edges to be connected"),
             timeout,
@@ -610,23 +683,35 @@ where
         .map(drop)
     }
 
-    /// Closes the connections between `a` and `b` and forgets the edge.
+    /// Closes the connections between `a` and `b` and forgets the edge (with discovery
+    /// off, neither may connect to the other again until connected by the test).
     pub async fn disconnect(&mut self, a: usize, b: usize) -> Result<(), MeshError> {
         let peer = self.peer_id(b)?;
+        self.set_neighbours(a, vec![peer], false).await?;
+        self.set_neighbours(b, vec![self.peer_id(a)?], false)
+            .await?;
         self.control(a, |reply| Control::Disconnect { peer, reply })
             .await?;
         self.edges.remove(&(a.min(b), a.max(b)));
         Ok(())
     }
 
-    async fn set_blocked(&self, a: usize, b: usize, blocked: bool) -> Result<(), MeshError> {
-        for (from, to) in [(a, b), (b, a)] {
-            if !self.is_alive(from) {
+    /// Blocks (or unblocks) both ends of every pair: one message per live node, however
+    /// many pairs it is in (half of a 1,024-node mesh against the other is 262,144 pairs).
+    async fn set_blocked(&self, pairs: &[(usize, usize)], blocked: bool) -> Result<(), MeshError> {
+        let peers = self.peer_ids();
+        let mut lists: Vec<Vec<PeerId>> = vec![Vec::new(); self.len()];
+        for &(a, b) in pairs {
+            self.slot(a.max(b))?;
+            lists[a].push(peers[b]);
+            lists[b].push(peers[a]);
+        }
+        for (index, list) in lists.into_iter().enumerate() {
+            if list.is_empty() || !self.is_alive(index) {
                 continue;
             }
-            let peer = self.peer_id(to)?;
-            self.control(from, |reply| Control::Block {
-                peer,
+            self.control(index, |reply| Control::Block {
+                peers: list,
                 blocked,
                 reply,
             })
@@ -653,18 +738,35 @@ where
                 }
             }
         }
-        for &(a, b) in &pairs {
-            self.set_blocked(a, b, true).await?;
-            self.blocked.insert((a, b));
+        self.set_blocked(&pairs, true).await?;
+        self.blocked.extend(pairs);
+        let mut group_of = vec![None; self.len()];
+        for (i, group) in groups.iter().enumerate() {
+            for &node in *group {
+                group_of[node] = Some(i);
+            }
         }
-        let peers = self.peer_ids();
+        let index_of: HashMap<PeerId, usize> = self
+            .peer_ids()
+            .into_iter()
+            .enumerate()
+            .map(|(index, peer)| (peer, index))
+            .collect();
+        // Checked per connection, not per pair: no node of a group is connected to a
+        // node of another group.
         self.wait_until(
             "the partition to close crossing connections",
             timeout,
             |states| {
-                pairs.iter().all(|&(a, b)| {
-                    !states[a].connected.contains(&peers[b])
-                        && !states[b].connected.contains(&peers[a])
+                states.iter().all(|state| {
+                    let Some(group) = group_of[state.index] else {
+                        return true;
+                    };
+                    state.connected.iter().all(|peer| {
+                        index_of
+                            .get(peer)
+                            .is_none_or(|&other| group_of[other].is_none_or(|g| g == group))
+                    })
                 })
             },
         )
@@ -676,9 +778,8 @@ where
     /// they are connected again.
     pub async fn heal(&mut self, timeout: Duration) -> Result<(), MeshError> {
         let blocked = std::mem::take(&mut self.blocked);
-        for &(a, b) in &blocked {
-            self.set_blocked(a, b, false).await?;
-        }
+        let pairs: Vec<(usize, usize)> = blocked.iter().copied().collect();
+        self.set_blocked(&pairs, false).await?;
         self.reconnect(|edge| blocked.contains(&edge), timeout)
             .await
     }
@@ -728,6 +829,8 @@ where
             state.connected.clear();
             state.listen_addrs.clear();
         });
+        self.changes
+            .send_modify(|version| *version = version.wrapping_add(1));
         // Until the others notice, a dial to the restarted node could be answered by a
         // connection that is about to close: wait until no node lists it.
         let peer = slot.context.peer_id;
@@ -754,9 +857,7 @@ where
             .copied()
             .filter(|&(a, b)| a == index || b == index)
             .collect();
-        for &(a, b) in &blocked {
-            self.set_blocked(a, b, true).await?;
-        }
+        self.set_blocked(&blocked, true).await?;
         self.reconnect(
             |edge @ (a, b)| (a == index || b == index) && !blocked.contains(&edge),
             timeout,
@@ -772,29 +873,39 @@ where
     }
 
     /// Waits until `condition` holds over every node's state; on timeout the error lists
-    /// every node's state. Wakes on each state change, never polls.
+    /// every node's state. Wakes on each state change, never polls; only the nodes that
+    /// changed are read again, so a wait over a large mesh costs what changed.
     pub async fn wait_until(
         &self,
         what: &str,
         timeout: Duration,
         mut condition: impl FnMut(&[NodeState<N::Observations>]) -> bool,
     ) -> Result<Vec<NodeState<N::Observations>>, MeshError> {
+        let mut changes = self.changes.subscribe();
         let mut receivers: Vec<watch::Receiver<NodeState<N::Observations>>> =
             self.slots.iter().map(|s| s.state.subscribe()).collect();
+        let mut states: Vec<NodeState<N::Observations>> = receivers
+            .iter_mut()
+            .map(|r| r.borrow_and_update().clone())
+            .collect();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let states: Vec<NodeState<N::Observations>> = receivers
-                .iter_mut()
-                .map(|r| r.borrow_and_update().clone())
-                .collect();
             if condition(&states) {
                 return Ok(states);
             }
-            let changed =
-                futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
-            // The senders live in the mesh, so `changed` only ends on a change.
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            // The sender lives in the mesh, so `changed` only ends on a change. Marked
+            // seen before the states are read: a change after the read wakes the wait.
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
                 return Err(self.timed_out(what, timeout));
+            }
+            changes.borrow_and_update();
+            for (state, receiver) in states.iter_mut().zip(&mut receivers) {
+                if receiver.has_changed().unwrap_or(false) {
+                    *state = receiver.borrow_and_update().clone();
+                }
             }
         }
     }

@@ -26,9 +26,16 @@ pub(crate) enum Control<C> {
         peer: PeerId,
         reply: oneshot::Sender<()>,
     },
-    /// Block or unblock `peer` in the allow/block list.
+    /// Add `peers` to the node's edges (or remove them, closing their connections).
+    /// Nothing happens when discovery is open.
+    Neighbours {
+        peers: Vec<PeerId>,
+        allowed: bool,
+        reply: oneshot::Sender<()>,
+    },
+    /// Block or unblock `peers` in the block list.
     Block {
-        peer: PeerId,
+        peers: Vec<PeerId>,
         blocked: bool,
         reply: oneshot::Sender<()>,
     },
@@ -41,6 +48,9 @@ pub(crate) struct EventLoop<N: Node> {
     pub(crate) node: N,
     pub(crate) commands: mpsc::Receiver<Control<N::Command>>,
     pub(crate) state: Arc<watch::Sender<NodeState<N::Observations>>>,
+    /// Bumped whenever this node's (or any node's) state changes: what the mesh's waits
+    /// wake on.
+    changes: Arc<watch::Sender<u64>>,
     stop: oneshot::Receiver<()>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), MeshError>>>>,
 }
@@ -51,6 +61,7 @@ impl<N: Node> EventLoop<N> {
         node: N,
         commands: mpsc::Receiver<Control<N::Command>>,
         state: Arc<watch::Sender<NodeState<N::Observations>>>,
+        changes: Arc<watch::Sender<u64>>,
         stop: oneshot::Receiver<()>,
     ) -> Self {
         EventLoop {
@@ -58,6 +69,7 @@ impl<N: Node> EventLoop<N> {
             node,
             commands,
             state,
+            changes,
             stop,
             pending_dials: HashMap::new(),
         }
@@ -138,16 +150,34 @@ impl<N: Node> EventLoop<N> {
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(());
             }
+            Control::Neighbours {
+                peers,
+                allowed,
+                reply,
+            } => {
+                if let Some(list) = self.swarm.behaviour_mut().neighbours.as_mut() {
+                    for peer in peers {
+                        if allowed {
+                            list.allow_peer(peer);
+                        } else {
+                            list.disallow_peer(peer);
+                        }
+                    }
+                }
+                let _ = reply.send(());
+            }
             Control::Block {
-                peer,
+                peers,
                 blocked,
                 reply,
             } => {
                 let list = &mut self.swarm.behaviour_mut().blocked;
-                if blocked {
-                    list.block_peer(peer);
-                } else {
-                    list.unblock_peer(peer);
+                for peer in peers {
+                    if blocked {
+                        list.block_peer(peer);
+                    } else {
+                        list.unblock_peer(peer);
+                    }
                 }
                 let _ = reply.send(());
             }
@@ -158,14 +188,30 @@ impl<N: Node> EventLoop<N> {
     fn publish_state(&mut self) {
         let swarm = &self.swarm;
         let node = &self.node;
-        self.state.send_if_modified(|state| {
-            let before = state.clone();
+        let modified = self.state.send_if_modified(|state| {
+            let mut modified = !state.alive;
             state.alive = true;
-            state.connected = swarm.connected_peers().copied().collect();
-            state.listen_addrs = swarm.listeners().cloned().collect();
+            // Connected peers come in hash order; the state keeps them sorted.
+            let same_peers = swarm.connected_peers().count() == state.connected.len()
+                && swarm
+                    .connected_peers()
+                    .all(|peer| state.connected.contains(peer));
+            if !same_peers {
+                state.connected = swarm.connected_peers().copied().collect();
+                modified = true;
+            }
+            if !swarm.listeners().eq(state.listen_addrs.iter()) {
+                state.listen_addrs = swarm.listeners().cloned().collect();
+                modified = true;
+            }
+            let before = state.observations.clone();
             node.observe(swarm, &mut state.observations);
-            *state != before
+            modified || state.observations != before
         });
+        if modified {
+            self.changes
+                .send_modify(|version| *version = version.wrapping_add(1));
+        }
     }
 }
 
