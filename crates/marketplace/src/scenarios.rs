@@ -25,7 +25,7 @@ use std::fmt;
 use std::time::Duration;
 
 use libp2p::PeerId;
-use p2p_otel_testkit::mesh::{self, Mesh, MeshError, Security, Topology};
+use p2p_otel_testkit::mesh::{self, Discovery, Mesh, MeshError, Security, Topology};
 use p2p_otel_testkit::model::{MetricPoint, PointValue, SpanKind, SpanRecord, StatusCode, Value};
 use p2p_otel_testkit::receiver::{Counter, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{PerNode, Protocol, TelemetryError};
@@ -189,9 +189,13 @@ impl<'r> Observed<'r> {
     ) -> Result<Observed<'r>, ScenarioError> {
         let telemetry =
             PerNode::new(Protocol::Grpc, receiver).service(SERVICE, env!("CARGO_PKG_VERSION"));
+        // The scenarios walk production paths: a bootstrap from addresses, DHT peers
+        // reached through lookups, a silent peer outside the mesh. Kademlia must be free
+        // to dial what it learns of, as in production.
         let builder = mesh::Builder::new(nodes)
             .seed(seed)
-            .security(Security::Noise);
+            .security(Security::Noise)
+            .discovery(Discovery::Open);
         let mesh = start_mesh(builder, config.clone(), Some(&telemetry)).await?;
         let registries = (0..nodes)
             .map(|i| registry(&mesh, i, &config))

@@ -56,9 +56,11 @@ pub async fn silent_peer(
     seed: u64,
     security: Security,
 ) -> Result<Mesh<SilentPeer>, MeshError> {
+    // Dialed by nodes of another mesh: it must accept peers it was not connected to.
     mesh::Builder::new(1)
         .seed(seed)
         .security(security)
+        .discovery(mesh::Discovery::Open)
         .start(move |_| {
             Ok((
                 request_response::Behaviour::with_codec(

@@ -157,6 +157,8 @@ pub(crate) fn build(
     let peer_id = context.peer_id;
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_query_timeout(config.query_timeout);
+    kad_config
+        .set_kbucket_size(NonZeroUsize::new(config.routing_bucket_size).unwrap_or(kad::K_VALUE));
     // The default store holds 1,024 records of at most 64 KiB: too few records for a
     // busy node, and too small for the packages the node accepts.
     let store = MemoryStore::with_config(
