@@ -921,10 +921,15 @@ where
         })
     }
 
-    /// Stops every node and waits for their tasks to end.
+    /// Stops every node and waits for their tasks to end (all at once: unlike
+    /// [`kill`](Mesh::kill), nobody is left to see a node go).
     pub async fn shutdown(mut self) {
-        for index in 0..self.slots.len() {
-            let _ = self.kill(index).await;
+        for slot in &mut self.slots {
+            slot.control = None;
+            slot.addr = None;
+            slot.stop = None;
         }
+        let tasks = self.slots.iter_mut().filter_map(|slot| slot.task.take());
+        futures::future::join_all(tasks).await;
     }
 }
