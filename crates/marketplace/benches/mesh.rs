@@ -1,8 +1,13 @@
 //! Mesh readiness and publish-to-searchable latency, with marketplace nodes on the memory
-//! transport (noise + yamux, test timeouts, 50 ms gossip heartbeat):
+//! transport (noise + yamux, `Config::for_tests()`, 50 ms gossip heartbeat):
 //! - time until a mesh is ready: started, every topology edge connected, every node with
-//!   Kademlia routing entries and a gossipsub mesh peer — 3 nodes (full), 16 and 64 nodes
-//!   (random graph, degree ≥ 4);
+//!   Kademlia routing entries and a gossipsub mesh peer — 3 nodes (full), 16, 64, 256 and
+//!   1,024 nodes (random graph, degree ≥ 4). Before the timings of each size from 64 up,
+//!   one mesh is profiled (`support/mesh_profile.rs`): live heap per node counted by this
+//!   bench's allocator, connections per node against the topology's degree, routing and
+//!   gossip-mesh sizes, CPU in the 3 s after ready and in the 3 s after that. At 64 nodes
+//!   the same mesh with `Discovery::Open` (Kademlia free to dial what it learns, as the
+//!   mesh was before it held nodes to their edges) is profiled beside it;
 //! - on a ready 16-node ring: from `publish` on node 0 to a `search` on node 8 (the far
 //!   side) returning the package.
 //!
@@ -10,7 +15,9 @@
 //!   exporting over OTLP/gRPC to an embedded receiver, and without telemetry: both
 //!   meshes run side by side, their operations interleaved.
 //!
-//! Targets: 3 nodes < 100 ms, 64 nodes < 3 s; telemetry overhead ≤ 10 %.
+//! Targets: 3 nodes < 100 ms, 256 nodes < 2 s, 1,024 nodes < 10 s and ≤ 2 MB per node,
+//! memory per node flat within 1.5× from 64 to 1,024 nodes, a ready 1,024-node mesh at
+//! rest under half a core; telemetry overhead ≤ 10 %.
 
 use std::time::{Duration, Instant};
 
@@ -18,24 +25,32 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use p2p_otel_marketplace::{
     self as marketplace, Config, P2PRegistry, Package, Query, Registry, RegistryNode,
 };
-use p2p_otel_testkit::mesh::{self, Mesh, Topology};
+use p2p_otel_testkit::mesh::{self, Discovery, Mesh, Topology};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 use tokio::runtime::Runtime;
 
-const WAIT: Duration = Duration::from_secs(30);
+#[path = "support/mesh_profile.rs"]
+mod mesh_profile;
+
+#[global_allocator]
+static ALLOCATOR: mesh_profile::CountingAllocator = mesh_profile::CountingAllocator;
+
+/// Waits end on notification; this long only on failure (a 1,024-node mesh needs ~12 s).
+const WAIT: Duration = Duration::from_secs(120);
 
 async fn ready_mesh(nodes: usize, topology: Topology) -> Mesh<RegistryNode> {
-    ready_observed_mesh(nodes, topology, None).await
+    ready_observed_mesh(nodes, topology, None, Discovery::Off).await
 }
 
 async fn ready_observed_mesh(
     nodes: usize,
     topology: Topology,
     telemetry: Option<PerNode>,
+    discovery: Discovery,
 ) -> Mesh<RegistryNode> {
     let mut mesh = marketplace::start_mesh(
-        mesh::Builder::new(nodes),
+        mesh::Builder::new(nodes).discovery(discovery),
         Config::for_tests(),
         telemetry.as_ref(),
     )
@@ -58,7 +73,15 @@ fn readiness(c: &mut Criterion) {
         (3, Topology::Full),
         (16, Topology::Random { degree: 4, seed: 1 }),
         (64, Topology::Random { degree: 4, seed: 1 }),
+        (256, Topology::Random { degree: 4, seed: 1 }),
+        (1024, Topology::Random { degree: 4, seed: 1 }),
     ] {
+        if nodes >= 64 {
+            runtime.block_on(print_profile(nodes, topology, Discovery::Off));
+        }
+        if nodes == 64 {
+            runtime.block_on(print_profile(nodes, topology, Discovery::Open));
+        }
         group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, &nodes| {
             b.to_async(&runtime).iter_custom(|iters| async move {
                 let mut elapsed = Duration::ZERO;
@@ -112,6 +135,17 @@ fn readiness(c: &mut Criterion) {
     group.finish();
 }
 
+/// Builds one mesh, profiles it (see `support/mesh_profile.rs`) and prints the profile.
+async fn print_profile(nodes: usize, topology: Topology, discovery: Discovery) {
+    let heap_before = mesh_profile::live_bytes();
+    let start = Instant::now();
+    let mesh = ready_observed_mesh(nodes, topology, None, discovery).await;
+    let ready = start.elapsed();
+    let profile = mesh_profile::Profile::measure(&mesh, topology, ready, heap_before).await;
+    eprintln!("mesh_ready/{nodes} profile, discovery {discovery:?}: {profile}");
+    mesh.shutdown().await;
+}
+
 fn bench_package(n: u64) -> Package {
     Package::new(
         format!("bench/p{n}").parse().expect("id"),
@@ -150,7 +184,8 @@ fn telemetry_overhead(c: &mut Criterion) {
             .await
             .expect("receiver");
         let telemetry = PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", "bench");
-        let observed = ready_observed_mesh(3, Topology::Full, Some(telemetry)).await;
+        let observed =
+            ready_observed_mesh(3, Topology::Full, Some(telemetry), Discovery::Off).await;
         let plain = ready_mesh(3, Topology::Full).await;
         (plain, observed, receiver)
     });
