@@ -562,6 +562,16 @@ where
         index: usize,
         make: impl FnOnce(oneshot::Sender<R>) -> Control<N::Command>,
     ) -> Result<R, MeshError> {
+        self.control_within(index, make, self.config.timeout).await
+    }
+
+    /// [`control`](Mesh::control), waiting `wait` for the answer.
+    async fn control_within<R>(
+        &self,
+        index: usize,
+        make: impl FnOnce(oneshot::Sender<R>) -> Control<N::Command>,
+        wait: Duration,
+    ) -> Result<R, MeshError> {
         let sender = self
             .slot(index)?
             .control
@@ -572,14 +582,9 @@ where
             .send(make(reply))
             .await
             .map_err(|_| MeshError::NodeStopped { index })?;
-        tokio::time::timeout(self.config.timeout, answer)
+        tokio::time::timeout(wait, answer)
             .await
-            .map_err(|_| {
-                self.timed_out(
-                    &format!("node {index} to answer a mesh command"),
-                    self.config.timeout,
-                )
-            })?
+            .map_err(|_| self.timed_out(&format!("node {index} to answer a mesh command"), wait))?
             .map_err(|_| MeshError::NodeStopped { index })
     }
 
@@ -587,16 +592,16 @@ where
     pub async fn connect(&mut self, a: usize, b: usize) -> Result<(), MeshError> {
         self.set_neighbours(a, vec![self.peer_id(b)?], true).await?;
         self.set_neighbours(b, vec![self.peer_id(a)?], true).await?;
-        self.dial(a, b).await?;
+        self.dial(a, b, self.config.timeout).await?;
         self.edges.insert((a.min(b), a.max(b)));
         Ok(())
     }
 
-    /// `a` dials `b`; answered once connected or failed.
-    async fn dial(&self, a: usize, b: usize) -> Result<(), MeshError> {
+    /// `a` dials `b`; answered once connected or failed, within `wait`.
+    async fn dial(&self, a: usize, b: usize, wait: Duration) -> Result<(), MeshError> {
         let peer = self.peer_id(b)?;
         let addr = self.addr(b)?;
-        self.control(a, |reply| Control::Dial { peer, addr, reply })
+        self.control_within(a, |reply| Control::Dial { peer, addr, reply }, wait)
             .await?
     }
 
@@ -660,9 +665,16 @@ where
             self.set_neighbours(index, peers, true).await?;
         }
         // Dials go out together (a bounded number at a time): one after the other, a
-        // 1,024-node mesh would spend seconds on round trips to its node tasks.
+        // 1,024-node mesh would spend seconds on round trips to its node tasks. Each
+        // waits for its answer until the call's deadline, not the mesh's per-dial timeout:
+        // it shares the machine with the other dials in flight.
         let this = &*self;
-        futures::stream::iter(edges.iter().map(|&(a, b)| this.dial(a, b)))
+        let deadline = tokio::time::Instant::now() + timeout;
+        let dial = |(a, b): (usize, usize)| async move {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            this.dial(a, b, left.max(this.config.timeout)).await
+        };
+        futures::stream::iter(edges.iter().copied().map(dial))
             .buffer_unordered(CONCURRENT_DIALS)
             .collect::<Vec<_>>()
             .await
