@@ -4,7 +4,9 @@
 //! A node is any [`NetworkBehaviour`] plus the logic that drives it (a [`Node`]): the mesh
 //! runs one event loop per node that `select!`s over swarm events, commands and the
 //! logic's next deadline — message passing, never a lock around the swarm. Every node also
-//! gets libp2p's allow/block list, which is how partitions are made and healed.
+//! gets libp2p's block list, which is how partitions are made and healed, and its allow
+//! list, which holds a node to the edges the test connects unless the mesh was built with
+//! [`Discovery::Open`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
