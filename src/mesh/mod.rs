@@ -47,7 +47,7 @@ use tracing::Dispatch;
 use crate::store::WaitError;
 use crate::telemetry::PerNode;
 pub use discovery::Discovery;
-use node::{Control, EventLoop};
+use node::{Control, EventLoop, PeerList};
 pub use topology::Topology;
 pub use transport::Security;
 
@@ -592,8 +592,8 @@ where
 
     /// Connects node `a` to node `b` (a dials b) and remembers the edge.
     pub async fn connect(&mut self, a: usize, b: usize) -> Result<(), MeshError> {
-        self.set_neighbours(a, vec![self.peer_id(b)?], true).await?;
-        self.set_neighbours(b, vec![self.peer_id(a)?], true).await?;
+        self.update_peer_lists(PeerList::Neighbours, &[(a, b)], true)
+            .await?;
         self.dial(a, b, self.config.timeout).await?;
         self.edges.insert((a.min(b), a.max(b)));
         Ok(())
@@ -605,24 +605,6 @@ where
         let addr = self.addr(b)?;
         self.control_within(a, |reply| Control::Dial { peer, addr, reply }, wait)
             .await?
-    }
-
-    /// Adds `peers` to node `index`'s edges (or removes them) when discovery is off.
-    async fn set_neighbours(
-        &self,
-        index: usize,
-        peers: Vec<PeerId>,
-        allowed: bool,
-    ) -> Result<(), MeshError> {
-        if self.config.discovery == Discovery::Open || !self.is_alive(index) {
-            return Ok(());
-        }
-        self.control(index, |reply| Control::Neighbours {
-            peers,
-            allowed,
-            reply,
-        })
-        .await
     }
 
     /// Dials `b` from `a` again after a failed attempt, a few times while the deadline
@@ -658,14 +640,8 @@ where
     ) -> Result<(), MeshError> {
         let edges = topology.edges(self.len());
         let peers = self.peer_ids();
-        let mut neighbours = vec![Vec::new(); self.len()];
-        for &(a, b) in &edges {
-            neighbours[a].push(peers[b]);
-            neighbours[b].push(peers[a]);
-        }
-        for (index, peers) in neighbours.into_iter().enumerate() {
-            self.set_neighbours(index, peers, true).await?;
-        }
+        self.update_peer_lists(PeerList::Neighbours, &edges, true)
+            .await?;
         // Dials go out together (a bounded number at a time): one after the other, a
         // 1,024-node mesh would spend seconds on round trips to its node tasks. Each
         // waits for its answer until the call's deadline, not the mesh's per-dial timeout:
@@ -701,8 +677,7 @@ where
     /// off, neither may connect to the other again until connected by the test).
     pub async fn disconnect(&mut self, a: usize, b: usize) -> Result<(), MeshError> {
         let peer = self.peer_id(b)?;
-        self.set_neighbours(a, vec![peer], false).await?;
-        self.set_neighbours(b, vec![self.peer_id(a)?], false)
+        self.update_peer_lists(PeerList::Neighbours, &[(a, b)], false)
             .await?;
         self.control(a, |reply| Control::Disconnect { peer, reply })
             .await?;
@@ -710,9 +685,18 @@ where
         Ok(())
     }
 
-    /// Blocks (or unblocks) both ends of every pair: one message per live node, however
-    /// many pairs it is in (half of a 1,024-node mesh against the other is 262,144 pairs).
-    async fn set_blocked(&self, pairs: &[(usize, usize)], blocked: bool) -> Result<(), MeshError> {
+    /// Adds (or removes) each end of every pair to the other's `list`: one message per
+    /// live node, however many pairs it is in (half of a 1,024-node mesh against the
+    /// other is 262,144 pairs). Edges are kept only while discovery is off.
+    async fn update_peer_lists(
+        &self,
+        list: PeerList,
+        pairs: &[(usize, usize)],
+        add: bool,
+    ) -> Result<(), MeshError> {
+        if list == PeerList::Neighbours && self.config.discovery == Discovery::Open {
+            return Ok(());
+        }
         let peers = self.peer_ids();
         let mut lists: Vec<Vec<PeerId>> = vec![Vec::new(); self.len()];
         for &(a, b) in pairs {
@@ -720,13 +704,14 @@ where
             lists[a].push(peers[b]);
             lists[b].push(peers[a]);
         }
-        for (index, list) in lists.into_iter().enumerate() {
-            if list.is_empty() || !self.is_alive(index) {
+        for (index, peers) in lists.into_iter().enumerate() {
+            if peers.is_empty() || !self.is_alive(index) {
                 continue;
             }
-            self.control(index, |reply| Control::Block {
-                peers: list,
-                blocked,
+            self.control(index, |reply| Control::PeerList {
+                list,
+                peers,
+                add,
                 reply,
             })
             .await?;
@@ -752,7 +737,8 @@ where
                 }
             }
         }
-        self.set_blocked(&pairs, true).await?;
+        self.update_peer_lists(PeerList::Blocked, &pairs, true)
+            .await?;
         self.blocked.extend(pairs);
         let mut group_of = vec![None; self.len()];
         for (i, group) in groups.iter().enumerate() {
@@ -793,7 +779,8 @@ where
     pub async fn heal(&mut self, timeout: Duration) -> Result<(), MeshError> {
         let blocked = std::mem::take(&mut self.blocked);
         let pairs: Vec<(usize, usize)> = blocked.iter().copied().collect();
-        self.set_blocked(&pairs, false).await?;
+        self.update_peer_lists(PeerList::Blocked, &pairs, false)
+            .await?;
         self.reconnect(|edge| blocked.contains(&edge), timeout)
             .await
     }
@@ -871,7 +858,8 @@ where
             .copied()
             .filter(|&(a, b)| a == index || b == index)
             .collect();
-        self.set_blocked(&blocked, true).await?;
+        self.update_peer_lists(PeerList::Blocked, &blocked, true)
+            .await?;
         self.reconnect(
             |edge @ (a, b)| (a == index || b == index) && !blocked.contains(&edge),
             timeout,

@@ -26,21 +26,25 @@ pub(crate) enum Control<C> {
         peer: PeerId,
         reply: oneshot::Sender<()>,
     },
-    /// Add `peers` to the node's edges (or remove them, closing their connections).
-    /// Nothing happens when discovery is open.
-    Neighbours {
+    /// Add `peers` to one of the node's peer lists, or remove them.
+    PeerList {
+        list: PeerList,
         peers: Vec<PeerId>,
-        allowed: bool,
-        reply: oneshot::Sender<()>,
-    },
-    /// Block or unblock `peers` in the block list.
-    Block {
-        peers: Vec<PeerId>,
-        blocked: bool,
+        add: bool,
         reply: oneshot::Sender<()>,
     },
     /// A command for the node logic.
     App(C),
+}
+
+/// The peer lists every mesh node keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerList {
+    /// Its edges: the allow list (closing a removed peer's connections). Absent, and
+    /// left alone, when discovery is open.
+    Neighbours,
+    /// The block list partitions are made with (closing an added peer's connections).
+    Blocked,
 }
 
 pub(crate) struct EventLoop<N: Node> {
@@ -150,33 +154,27 @@ impl<N: Node> EventLoop<N> {
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(());
             }
-            Control::Neighbours {
+            Control::PeerList {
+                list,
                 peers,
-                allowed,
+                add,
                 reply,
             } => {
-                if let Some(list) = self.swarm.behaviour_mut().neighbours.as_mut() {
-                    for peer in peers {
-                        if allowed {
-                            list.allow_peer(peer);
-                        } else {
-                            list.disallow_peer(peer);
-                        }
-                    }
-                }
-                let _ = reply.send(());
-            }
-            Control::Block {
-                peers,
-                blocked,
-                reply,
-            } => {
-                let list = &mut self.swarm.behaviour_mut().blocked;
+                let behaviour = self.swarm.behaviour_mut();
                 for peer in peers {
-                    if blocked {
-                        list.block_peer(peer);
-                    } else {
-                        list.unblock_peer(peer);
+                    match (list, add) {
+                        (PeerList::Neighbours, true) => {
+                            behaviour.neighbours.as_mut().map(|l| l.allow_peer(peer));
+                        }
+                        (PeerList::Neighbours, false) => {
+                            behaviour.neighbours.as_mut().map(|l| l.disallow_peer(peer));
+                        }
+                        (PeerList::Blocked, true) => {
+                            behaviour.blocked.block_peer(peer);
+                        }
+                        (PeerList::Blocked, false) => {
+                            behaviour.blocked.unblock_peer(peer);
+                        }
                     }
                 }
                 let _ = reply.send(());

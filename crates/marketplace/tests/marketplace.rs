@@ -548,7 +548,7 @@ mod scale {
 
     use p2p_otel_testkit::capture::{CaptureHandle, SpanCaptureLayer};
     use p2p_otel_testkit::libp2p::PeerId;
-    use p2p_otel_testkit::{SpanSource, TraceSet};
+    use p2p_otel_testkit::{SpanRecord, SpanSource, TraceSet};
 
     use super::*;
 
@@ -778,24 +778,19 @@ mod scale {
                     .and_then(|peer| peers.iter().position(|p| p.to_string() == peer))
                     .expect("send_request names a node of the mesh");
                 let caller = request.record().span_id;
+                let answers_caller = move |s: &SpanRecord| {
+                    s.name == "handle_dht_query"
+                        && s.parent.as_ref().is_some_and(|p| p.span_id == caller)
+                };
                 let on_target = captures[target]
                     .wait_until("the handler's span", LONG, move |spans| {
-                        spans.iter().any(|s| {
-                            s.name == "handle_dht_query"
-                                && s.parent.as_ref().is_some_and(|p| p.span_id == caller)
-                        })
+                        spans.iter().any(answers_caller)
                     })
                     .await
                     .unwrap();
                 let handler = on_target
                     .spans()
-                    .find(|s| {
-                        s.name() == "handle_dht_query"
-                            && s.record()
-                                .parent
-                                .as_ref()
-                                .is_some_and(|p| p.span_id == caller)
-                    })
+                    .find(|s| answers_caller(s.record()))
                     .expect("waited for it");
                 let record = handler.record();
                 assert_eq!(

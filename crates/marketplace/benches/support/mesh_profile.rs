@@ -114,6 +114,7 @@ impl Profile {
         let mut cores = [None, None];
         for window in &mut cores {
             let (cpu, start) = (cpu_time(), Instant::now());
+            // The measurement window of a mesh left alone: nothing is awaited here.
             tokio::time::sleep(WINDOW).await;
             *window = cpu.zip(cpu_time()).map(|(before, after)| {
                 (after - before).as_secs_f64() / start.elapsed().as_secs_f64()
