@@ -56,6 +56,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod capture;
+pub mod contract;
 #[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod model;

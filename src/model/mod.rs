@@ -6,6 +6,7 @@
 
 pub(crate) mod compact_value;
 mod ids;
+mod json_lines;
 mod logs;
 mod metrics;
 pub(crate) mod otlp;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use ids::IdHash;
 pub use ids::{SpanId, TraceId};
+pub use json_lines::{JsonLinesError, Telemetry};
 pub use logs::{log_records_from_otlp, LogRecord};
 pub use metrics::{
     check_metric_ids, metric_points_from_otlp, MetricKind, MetricPoint, PointValue, Temporality,

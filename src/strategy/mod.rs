@@ -1,7 +1,7 @@
 //! Property-based testing of any traced system: proptest strategies for span sets, the
 //! trace invariants every run of an operation sequence must satisfy (one root per
 //! operation with the right status, spans closed and nested, handlers in their caller's
-//! trace, a schema on every span that did not fail), and [`sequence`], the harness that
+//! trace, a telemetry contract), and [`sequence`], the harness that
 //! runs your operations against your model and checks them all.
 //!
 //! Depth is set the proptest way: `PROPTEST_CASES=1000 cargo test`; failures shrink to

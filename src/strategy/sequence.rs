@@ -4,7 +4,7 @@
 //! your model, waits honestly for the telemetry, and checks the generic invariants —
 //! one root per operation named for it with an Error status exactly when it failed, no
 //! orphans (remote parents included), spans closed and nested, handlers in their caller's
-//! trace, a schema, and nothing dropped between the nodes' captures and the wire.
+//! trace, a contract, and nothing dropped between the nodes' captures and the wire.
 //! proptest generates and shrinks the sequences.
 //!
 //! Why not proptest-state-machine: its `StateMachineTest::apply` is synchronous and checks
@@ -67,8 +67,9 @@ use std::time::Duration;
 
 use super::invariants::{self, Executed};
 use crate::capture::CaptureHandle;
+use crate::contract::Contract;
 use crate::source::SpanSource;
-use crate::tree::{ChildOrder, RenderSettings, Schema, TraceSet};
+use crate::tree::{ChildOrder, RenderSettings, TraceSet};
 
 /// The system under test, as the harness drives it.
 pub trait System: Send {
@@ -114,12 +115,12 @@ pub struct Verified {
 }
 
 /// What a sequence must satisfy beyond the model, and how long to wait for telemetry.
-/// Defaults: 10 s, no handler pairs, no schema, default render settings.
+/// Defaults: 10 s, no handler pairs, no contract, default render settings.
 #[derive(Clone, Debug)]
 #[must_use = "call .run(...) to run a sequence"]
 pub struct Harness {
     handlers: Vec<(String, String)>,
-    schema: Option<Schema>,
+    contract: Option<Contract>,
     timeout: Duration,
     settings: RenderSettings,
 }
@@ -128,7 +129,7 @@ impl Default for Harness {
     fn default() -> Self {
         Harness {
             handlers: Vec::new(),
-            schema: None,
+            contract: None,
             timeout: Duration::from_secs(10),
             settings: RenderSettings::default(),
         }
@@ -148,9 +149,9 @@ impl Harness {
         self
     }
 
-    /// The schema every span that did not fail must satisfy.
-    pub fn schema(mut self, schema: Schema) -> Self {
-        self.schema = Some(schema);
+    /// The telemetry contract every span must keep (no violation).
+    pub fn contract(mut self, contract: Contract) -> Self {
+        self.contract = Some(contract);
         self
     }
 
@@ -220,8 +221,8 @@ impl Harness {
         traces.expect_no_orphans().map_err(|e| e.to_string())?;
         invariants::spans_closed_and_nested(&traces).map_err(|e| e.to_string())?;
         invariants::handlers_join_their_callers(&traces, &handlers).map_err(|e| e.to_string())?;
-        if let Some(schema) = &self.schema {
-            invariants::schema_holds(&traces, schema).map_err(|e| e.to_string())?;
+        if let Some(contract) = &self.contract {
+            invariants::contract_holds(&traces, contract).map_err(|e| e.to_string())?;
         }
         let captures = system.captures();
         if !captures.is_empty() {

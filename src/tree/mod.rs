@@ -21,7 +21,6 @@
 mod expect_span;
 mod normalize;
 mod render;
-mod schema;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -31,7 +30,6 @@ use crate::model::{SpanId, SpanRecord, TraceId, Value};
 
 pub use expect_span::{attr, expect, AssertionError, AttrMatcher, SpanMatcher};
 pub use normalize::{ChildOrder, Normalized, RenderSettings};
-pub use schema::Schema;
 
 /// Every span of one trace, linked into a tree (or several, and orphans).
 #[derive(Clone, Debug)]

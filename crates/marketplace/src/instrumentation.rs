@@ -1,4 +1,5 @@
-//! What a marketplace node emits: the plan's metrics (section 4.2), W3C trace context
+//! What a marketplace node emits: the plan's metrics (section 4.2; names, instruments and
+//! units as its contract, `contract/metrics.yaml`, declares them), W3C trace context
 //! carried in messages (opentelemetry's `TraceContextPropagator`), and how operation
 //! spans end.
 
@@ -80,15 +81,30 @@ fn ms(duration: Duration) -> f64 {
 impl Instruments {
     pub(crate) fn new(meter: &Meter) -> Self {
         Instruments {
-            operations: meter.u64_counter("p2p_operations_total").build(),
-            published: meter.u64_counter("p2p_packages_published_total").build(),
-            searches: meter.u64_counter("p2p_searches_total").build(),
-            dht_queries: meter.u64_counter("p2p_dht_queries_total").build(),
+            operations: meter
+                .u64_counter("p2p_operations_total")
+                .with_unit("{operation}")
+                .build(),
+            published: meter
+                .u64_counter("p2p_packages_published_total")
+                .with_unit("{package}")
+                .build(),
+            searches: meter
+                .u64_counter("p2p_searches_total")
+                .with_unit("{search}")
+                .build(),
+            dht_queries: meter
+                .u64_counter("p2p_dht_queries_total")
+                .with_unit("{query}")
+                .build(),
             operation_duration: meter
                 .f64_histogram("p2p_operation_duration_ms")
                 .with_unit("ms")
                 .build(),
-            search_results: meter.u64_histogram("p2p_search_results").build(),
+            search_results: meter
+                .u64_histogram("p2p_search_results")
+                .with_unit("{result}")
+                .build(),
             dht_query_duration: meter
                 .f64_histogram("p2p_dht_query_duration_ms")
                 .with_unit("ms")
@@ -97,9 +113,18 @@ impl Instruments {
                 .f64_histogram("p2p_gossipsub_propagation_ms")
                 .with_unit("ms")
                 .build(),
-            connected_peers: meter.i64_gauge("p2p_connected_peers").build(),
-            known_packages: meter.i64_gauge("p2p_known_packages").build(),
-            peer_reputation: meter.f64_gauge("p2p_peer_reputation").build(),
+            connected_peers: meter
+                .i64_gauge("p2p_connected_peers")
+                .with_unit("{peer}")
+                .build(),
+            known_packages: meter
+                .i64_gauge("p2p_known_packages")
+                .with_unit("{package}")
+                .build(),
+            peer_reputation: meter
+                .f64_gauge("p2p_peer_reputation")
+                .with_unit("1")
+                .build(),
             cache_size: meter
                 .i64_gauge("p2p_cache_size_bytes")
                 .with_unit("By")
@@ -108,7 +133,7 @@ impl Instruments {
                 .f64_gauge("peer_response_time_ms")
                 .with_unit("ms")
                 .build(),
-            peer_success_rate: meter.f64_gauge("peer_success_rate").build(),
+            peer_success_rate: meter.f64_gauge("peer_success_rate").with_unit("1").build(),
         }
     }
 

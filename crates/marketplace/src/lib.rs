@@ -216,93 +216,41 @@ pub struct NodeStats {
     pub reputation: HashMap<PeerId, PeerStats>,
 }
 
-/// The plan's required span attributes (section 4.1) for every span a marketplace node
-/// emits; check traces with [`TraceSet::expect_schema`](p2p_otel_testkit::TraceSet::expect_schema).
-pub fn schema() -> p2p_otel_testkit::tree::Schema {
-    p2p_otel_testkit::tree::Schema::new()
-        .span(
-            "p2p_bootstrap",
-            &[
-                "operation",
-                "peer_id",
-                "bootstrap_node_count",
-                "bootstrap_success",
-                "connected_peers",
-            ],
-        )
-        .span(
-            "p2p_publish",
-            &[
-                "operation",
-                "peer_id",
-                "package_id",
-                "package_version",
-                "dht_replication",
-                "gossipsub_peers",
-            ],
-        )
-        .span(
-            "dht_put",
-            &[
-                "operation",
-                "package_id",
-                "dht_key",
-                "dht_replication",
-                "dht_query_id",
-            ],
-        )
-        .span(
-            "gossipsub_announce",
-            &["operation", "topic", "message_id", "subscriber_count"],
-        )
-        .span(
-            "gossipsub_receive",
-            &[
-                "operation",
-                "peer_id",
-                "topic",
-                "message_id",
-                "propagation_ms",
-            ],
-        )
-        .span(
-            "p2p_search",
-            &[
-                "operation",
-                "peer_id",
-                "query_text",
-                "query_limit",
-                "local_results",
-                "remote_results",
-                "cache_hit",
-                "total_latency_ms",
-            ],
-        )
-        .span("send_request", &["operation", "target_peer"])
-        .span(
-            "handle_dht_query",
-            &["operation", "peer_id", "query_text", "results"],
-        )
-        .span(
-            "dht_get",
-            &[
-                "operation",
-                "dht_query_id",
-                "dht_key",
-                "dht_providers",
-                "dht_closest_peers",
-            ],
-        )
-        .span(
-            "p2p_get",
-            &["operation", "peer_id", "package_id", "package_version"],
-        )
-        .span("p2p_list_versions", &["operation", "peer_id", "package_id"])
-        .span("p2p_exists", &["operation", "peer_id", "package_id"])
-        .span("p2p_delete", &["operation", "peer_id", "package_id"])
-        // An empty query lists everything: its text is legitimately empty.
-        .allow_empty("p2p_search", "query_text")
-        .allow_empty("handle_dht_query", "query_text")
+/// The marketplace's telemetry contract, as YAML in Weaver's registry formats: its
+/// attribute registry, its spans with the plan's required attributes (section 4.1) and the
+/// trace structure of scenarios 2 and 4, its metrics (section 4.2 and scenario 5) with
+/// instruments, units, labels and alerts. The files are in the crate's `contract/` folder
+/// (for `p2p-otel-testkit check --contract`); these are the same files, embedded.
+pub const CONTRACT_FILES: [(&str, &str); 3] = [
+    (
+        "contract/registry.yaml",
+        include_str!("../contract/registry.yaml"),
+    ),
+    (
+        "contract/spans.yaml",
+        include_str!("../contract/spans.yaml"),
+    ),
+    (
+        "contract/metrics.yaml",
+        include_str!("../contract/metrics.yaml"),
+    ),
+];
+
+/// The marketplace's telemetry contract ([`CONTRACT_FILES`], loaded); check traces,
+/// metrics and logs with [`Contract::check`](p2p_otel_testkit::contract::Contract::check).
+///
+/// ```
+/// let contract = p2p_otel_marketplace::contract()?;
+/// assert!(contract.span_names().contains(&"p2p_publish"));
+/// assert_eq!(
+///     contract.required_attributes("p2p_search").map(|a| a.contains(&"query_text")),
+///     Some(true)
+/// );
+/// # Ok::<(), p2p_otel_testkit::contract::ContractError>(())
+/// ```
+pub fn contract(
+) -> Result<p2p_otel_testkit::contract::Contract, p2p_otel_testkit::contract::ContractError> {
+    p2p_otel_testkit::contract::Contract::loader().load_sources(CONTRACT_FILES)
 }
 
 /// Whether `package` matches a query's free text the way search ranks it.

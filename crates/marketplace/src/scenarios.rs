@@ -318,25 +318,37 @@ fn package(name: &str, title: &str) -> Result<Package, MarketplaceError> {
     Ok(Package::new(name.parse()?, "1.0.0".parse()?, title))
 }
 
-/// Checks the plan's span schema, and that every schema span names the service and its
-/// version.
-fn schema_and_service(checks: &mut Checks, traces: &TraceSet) {
-    let schema = crate::schema();
+/// Checks the spans against the marketplace's contract (the plan's required attributes,
+/// their types, the scenarios' structure), and that every declared span names the service
+/// and its version.
+fn contract_and_service(checks: &mut Checks, traces: &TraceSet) {
+    let contract = match crate::contract() {
+        Ok(contract) => contract,
+        Err(error) => {
+            checks.that("the marketplace's contract loads", false, error);
+            return;
+        }
+    };
+    let report = contract.check(traces, &[], &[]);
     checks.ok(
-        "every span has the plan's required attributes",
-        traces.expect_schema(&schema).and_then(|checked| {
-            if checked > 0 {
-                Ok(checked)
+        "every span keeps the marketplace's contract (attributes, types, structure)",
+        report.assert_no_violations().and_then(|()| {
+            let declared = traces
+                .spans()
+                .filter(|s| contract.required_attributes(s.name()).is_some())
+                .count();
+            if declared > 0 {
+                Ok(declared)
             } else {
                 Err(p2p_otel_testkit::tree::AssertionError::new(format!(
-                    "no span of the schema in:\n{traces}"
+                    "no span the contract declares in:\n{traces}"
                 )))
             }
         }),
     );
     let unnamed: Vec<String> = traces
         .spans()
-        .filter(|s| schema.required(s.name()).is_some())
+        .filter(|s| contract.required_attributes(s.name()).is_some())
         .filter(|s| {
             s.attribute("service.name") != Some(&Value::from(SERVICE))
                 || s.attribute("service.version") != Some(&Value::from(env!("CARGO_PKG_VERSION")))
@@ -427,7 +439,7 @@ async fn bootstrap_body(
                 .with_status(StatusCode::Unset),
         ),
     );
-    schema_and_service(checks, &traces);
+    contract_and_service(checks, &traces);
     let after = accepted(receiver);
     checks.that(
         "the receiver's accepted-span count rose",
@@ -530,7 +542,7 @@ async fn publish_body(
         ),
     );
     checks.ok("no orphan spans", trace.expect_no_orphans());
-    schema_and_service(checks, &trace);
+    contract_and_service(checks, &trace);
     let after = accepted(receiver);
     checks.that(
         "the receiver's accepted-span count rose",
@@ -612,7 +624,7 @@ async fn search_body(
             .iter()
             .map(|s| s.record().clone()),
     );
-    schema_and_service(checks, &searches);
+    contract_and_service(checks, &searches);
     o.shutdown().await;
     Ok(searches)
 }
@@ -708,7 +720,7 @@ async fn distributed_search_body(
     }
     let single = o.set(records(trace.spans()));
     checks.ok("no orphan spans", single.expect_no_orphans());
-    schema_and_service(checks, &single);
+    contract_and_service(checks, &single);
     o.shutdown().await;
     Ok(single)
 }

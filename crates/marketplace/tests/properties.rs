@@ -41,7 +41,7 @@ async fn check_sequence(operations: Vec<Operation>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let harness = Harness::new()
         .handler_joins("handle_dht_query", "p2p_search")
-        .schema(marketplace::schema())
+        .contract(marketplace::contract().map_err(|e| e.to_string())?)
         .render_settings(system.render_settings());
     let verified = harness.run(&mut system, &operations, &receiver).await?;
     marketplace::strategy::invariants::operation_counters_match(

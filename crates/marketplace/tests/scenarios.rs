@@ -4,6 +4,7 @@
 
 mod common;
 
+use p2p_otel_testkit::contract::Report;
 use std::time::Duration;
 
 use p2p_otel_marketplace::scenarios::{self, Observed, Run};
@@ -122,19 +123,23 @@ fn accepted(receiver: &OtlpReceiver) -> u64 {
     receiver.counter(receiver::Counter::AcceptedSpans, Some(scenarios::SERVICE))
 }
 
-/// The plan's schema holds, and every schema span names the service and its version.
-fn check_schema(traces: &TraceSet) {
-    let checked = traces.expect_schema(&marketplace::schema()).unwrap();
-    assert!(checked > 0, "no schema span in:\n{traces}");
+/// The marketplace's contract holds on the spans and metrics (no violation), and every
+/// declared span names the service.
+fn check_contract(traces: &TraceSet, metrics: &[p2p_otel_testkit::model::MetricPoint]) -> Report {
+    let contract = marketplace::contract().unwrap();
+    let report = contract.check(traces, metrics, &[]);
+    report.assert_no_violations().unwrap();
+    assert!(report.samples().0 > 0, "no span in:\n{traces}");
     for span in traces
         .spans()
-        .filter(|s| marketplace::schema().required(s.name()).is_some())
+        .filter(|s| contract.required_attributes(s.name()).is_some())
     {
         assert_eq!(
             span.attribute("service.name"),
             Some(&Value::from(scenarios::SERVICE))
         );
     }
+    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +229,7 @@ async fn integration_checks_health_counts_files_and_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_schema_holds_for_every_span_of_a_full_workload() {
+async fn the_contract_holds_for_every_span_and_metric_of_a_full_workload() {
     let receiver = receiver().await;
     let mut o = Observed::start(&receiver, 3, 12, Config::for_tests())
         .await
@@ -266,5 +271,6 @@ async fn the_schema_holds_for_every_span_of_a_full_workload() {
         })
         .await
         .unwrap();
-    check_schema(&traces);
+    let report = check_contract(&traces, &o.receiver.metric_points());
+    println!("{report}");
 }

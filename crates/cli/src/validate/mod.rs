@@ -60,6 +60,14 @@ pub struct Report {
     pub duration_ms: u128,
     /// The rendered trace trees.
     pub traces: String,
+    /// The contract check: findings and coverage in Weaver live-check's shape.
+    pub contract: serde_json::Value,
+    /// The contract check as text (findings, then coverage per group).
+    #[serde(skip)]
+    pub contract_text: String,
+    /// The contract check's groups as JUnit test cases.
+    #[serde(skip)]
+    pub contract_junit: String,
 }
 
 impl Report {
@@ -132,6 +140,8 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Report, Vali
 
     step(out, 5, "verify exported telemetry");
     checks.extend(scenarios::verify(&receiver, &otlp_dir));
+    let (contract_check, contract) = scenarios::contract(&receiver);
+    checks.push(contract_check);
     if let Some(endpoint) = &options.otlp_endpoint {
         checks.push(forward::forward(endpoint, &otlp_dir).await);
     }
@@ -143,6 +153,17 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Report, Vali
         spans_by_service: scenarios::spans_by_service(&receiver),
         duration_ms: started.elapsed().as_millis(),
         traces: traces.render(),
+        contract: contract
+            .as_ref()
+            .map_or(serde_json::Value::Null, |c| c.to_json()),
+        contract_text: contract
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        contract_junit: contract
+            .as_ref()
+            .map(|c| c.to_junit_suite("p2p-otel-contract"))
+            .unwrap_or_default(),
     };
     reports::write_all(&options.out, &report, &traces).map_err(output(&options.out))?;
     reports::terminal(&report, out);

@@ -38,7 +38,9 @@ fn junit(report: &Report) -> String {
             xml_escape(&check.evidence)
         ));
     }
-    xml.push_str("  </testsuite>\n</testsuites>\n");
+    xml.push_str("  </testsuite>\n");
+    xml.push_str(&report.contract_junit);
+    xml.push_str("</testsuites>\n");
     xml
 }
 
@@ -63,6 +65,10 @@ fn markdown(report: &Report) -> String {
     for (service, count) in &report.spans_by_service {
         md.push_str(&format!("- {service}: {count}\n"));
     }
+    md.push_str(&format!(
+        "\n## Telemetry contract\n\n```text\n{}```\n",
+        report.contract_text
+    ));
     md.push_str(&format!(
         "\n## Trace trees\n\n```text\n{}```\n",
         report.traces
@@ -97,6 +103,13 @@ pub(super) fn terminal(report: &Report, out: &mut impl Write) {
     }
     for (service, count) in &report.spans_by_service {
         let _ = writeln!(out, "  spans from {service}: {count}");
+    }
+    let coverage = report
+        .contract_text
+        .lines()
+        .skip_while(|line| !line.starts_with("coverage"));
+    for line in coverage {
+        let _ = writeln!(out, "  {line}");
     }
     let passed = report.checks.iter().filter(|c| c.passed).count();
     let _ = writeln!(

@@ -1,0 +1,654 @@
+//! Checking telemetry against a contract: each span, metric point and log record once,
+//! findings aggregated by what they are about, coverage counted as it goes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::findings::{sort, Coverage, Finding, GroupCoverage, Level, Report, SpanLocation};
+use super::model::{
+    AttributeDef, AttributeType, AttributeUse, GroupKind, Instrument, Requirement, ResolvedGroup,
+};
+use super::Contract;
+use crate::model::{Attributes, LogRecord, MetricKind, MetricPoint, Resource, StatusCode, Value};
+use crate::tree::{SpanRef, Trace, TraceSet};
+
+/// How many traces with violations a report renders.
+const RENDERED_TRACES: usize = 3;
+
+/// Checks telemetry against a [`Contract`] over several calls, accumulating findings and
+/// coverage; [`finish`](Self::finish) gives the [`Report`]. Each `check_*` call returns the
+/// findings it saw first, for printing them as they arise.
+///
+/// ```
+/// # use p2p_otel_testkit::contract::Contract;
+/// # let contract = Contract::loader().load_sources([("m.yaml", "groups: []")])?;
+/// let mut checker = contract.checker();
+/// let new = checker.check_metrics(&[]);
+/// assert!(new.is_empty());
+/// assert!(checker.finish().findings().is_empty());
+/// # Ok::<(), p2p_otel_testkit::contract::ContractError>(())
+/// ```
+#[derive(Debug)]
+pub struct Checker<'a> {
+    contract: &'a Contract,
+    findings: Vec<Finding>,
+    by_key: HashMap<(&'static str, String, String), usize>,
+    samples: Vec<u64>,
+    seen: Vec<Vec<bool>>,
+    spans: u64,
+    metric_points: u64,
+    logs: u64,
+    rendered: Vec<String>,
+}
+
+/// Where the sample being checked came from, for a finding's first example.
+struct Sample<'s> {
+    signal_type: &'static str,
+    signal_name: &'s str,
+    span: Option<SpanRef<'s>>,
+    traces: Option<&'s TraceSet>,
+}
+
+impl<'a> Checker<'a> {
+    pub(super) fn new(contract: &'a Contract) -> Self {
+        Checker {
+            contract,
+            findings: Vec::new(),
+            by_key: HashMap::new(),
+            samples: vec![0; contract.groups.len()],
+            seen: contract
+                .groups
+                .iter()
+                .map(|g| vec![false; g.attributes.len()])
+                .collect(),
+            spans: 0,
+            metric_points: 0,
+            logs: 0,
+            rendered: Vec::new(),
+        }
+    }
+
+    /// Checks every trace of `traces`.
+    pub fn check_traces(&mut self, traces: &TraceSet) -> Vec<Finding> {
+        let mut new = Vec::new();
+        for trace in traces.traces() {
+            new.extend(self.check_trace(trace, traces));
+        }
+        new
+    }
+
+    /// Checks one trace (of `traces`, whose render settings name the nodes).
+    pub fn check_trace(&mut self, trace: &Trace, traces: &TraceSet) -> Vec<Finding> {
+        let first_new = self.findings.len();
+        let violations_before = self.violations();
+        for span in trace.spans() {
+            self.check_span(span, traces);
+        }
+        if self.violations() > violations_before && self.rendered.len() < RENDERED_TRACES {
+            let one = TraceSet::new(trace.spans().map(|s| s.record().clone()))
+                .with_render_settings(traces.render_settings());
+            self.rendered.push(one.render());
+        }
+        self.findings[first_new..].to_vec()
+    }
+
+    fn violations(&self) -> u64 {
+        self.findings
+            .iter()
+            .filter(|f| f.level == Level::Violation)
+            .map(|f| f.occurrences)
+            .sum()
+    }
+
+    fn check_span(&mut self, span: SpanRef<'_>, traces: &TraceSet) {
+        self.spans += 1;
+        let record = span.record();
+        let sample = Sample {
+            signal_type: "span",
+            signal_name: &record.name,
+            span: Some(span),
+            traces: Some(traces),
+        };
+        let contract = self.contract;
+        let Some(&index) = contract.spans.get(&record.name) else {
+            self.report(
+                &sample,
+                "undeclared_span",
+                Level::Information,
+                String::new(),
+                || format!("span {} is not declared in the contract: declare a span group for it (id span.{0}) or stop emitting it", record.name),
+                BTreeMap::new,
+            );
+            return;
+        };
+        let group = &contract.groups[index];
+        self.samples[index] += 1;
+        if let Some(why) = &group.deprecated {
+            self.report(
+                &sample,
+                "deprecated",
+                Level::Violation,
+                String::new(),
+                || format!("span {} is deprecated: {why}", record.name),
+                BTreeMap::new,
+            );
+        }
+        if let GroupKind::Span { kind: Some(kind) } = group.kind {
+            if record.kind != kind {
+                self.report(
+                    &sample,
+                    "unexpected_span_kind",
+                    Level::Violation,
+                    record.kind.to_string(),
+                    || format!("span {} has kind {}, the contract declares {kind}: set otel.kind = \"{kind}\"", record.name, record.kind),
+                    || context(&[("expected", kind.to_string()), ("found", record.kind.to_string())]),
+                );
+            }
+        }
+        self.check_attributes(
+            index,
+            &sample,
+            &record.attributes,
+            Some(&record.resource),
+            &record.unrecorded_fields,
+        );
+        let structure = &group.structure;
+        if !structure.is_empty() {
+            self.check_structure(index, &sample, span);
+        }
+    }
+
+    fn check_structure(&mut self, index: usize, sample: &Sample<'_>, span: SpanRef<'_>) {
+        let contract = self.contract;
+        let group = &contract.groups[index];
+        let structure = &group.structure;
+        let record = span.record();
+        let name = &record.name;
+        let parent = span.parent();
+        if structure.root {
+            if record.parent.is_some() {
+                let found = parent_name(parent_span(span));
+                self.report(sample, "unexpected_parent", Level::Violation, found.clone(), || {
+                    format!("span {name} must be a root, but its parent is {found}: start it outside any span (or with `parent: None`)")
+                }, || context(&[("expected", "no parent".into()), ("found", found.clone())]));
+            }
+        }
+        if !structure.parent.is_empty() {
+            let ok = parent.is_some_and(|p| {
+                structure.parent.iter().any(|edge| {
+                    p.name() == edge.span && edge.kind.is_none_or(|k| p.record().kind == k)
+                })
+            });
+            if !ok {
+                let found = match (&record.parent, parent) {
+                    (None, _) => "none (it is a root)".to_owned(),
+                    (Some(_), None) => "a span that was not received (an orphan)".to_owned(),
+                    (Some(_), Some(p)) => format!("{} ({})", p.name(), p.record().kind),
+                };
+                let expected = structure
+                    .parent
+                    .iter()
+                    .map(|edge| match edge.kind {
+                        Some(kind) => format!("{} ({kind})", edge.span),
+                        None => edge.span.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                self.report(sample, "unexpected_parent", Level::Violation, found.clone(), || {
+                    format!("span {name} must be a child of {expected}, but its parent is {found}: start it inside its parent, or propagate the parent's context")
+                }, || context(&[("expected", expected.clone()), ("found", found.clone())]));
+            }
+        }
+        if structure.remote_parent {
+            let problem = match (&record.parent, parent) {
+                (None, _) => Some("it is a root: the caller's context was not propagated (inject it into the message, extract it in the handler)".to_owned()),
+                (Some(p), _) if p.remote == Some(false) => Some("its parent is local: the handler's span must take the context extracted from the message".to_owned()),
+                (Some(_), Some(p)) if instance(&p.record().resource) == instance(&record.resource) => {
+                    Some("its parent is on the same node: the parent must be the remote caller's span".to_owned())
+                }
+                (Some(_), None) => Some("its parent was not received: collect the caller node's spans too".to_owned()),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                self.report(
+                    sample,
+                    "missing_remote_parent",
+                    Level::Violation,
+                    problem.clone(),
+                    || {
+                        format!(
+                            "span {name} must have a remote parent on another node, but {problem}"
+                        )
+                    },
+                    BTreeMap::new,
+                );
+            }
+        }
+        let failed = record.status.code == StatusCode::Error;
+        if !structure.children.is_empty() {
+            let children = span.children();
+            for rule in &structure.children {
+                let count = children
+                    .iter()
+                    .filter(|c| {
+                        c.name() == rule.edge.span
+                            && rule.edge.kind.is_none_or(|k| c.record().kind == k)
+                    })
+                    .count();
+                let kind = rule
+                    .edge
+                    .kind
+                    .map(|k| format!(" of kind {k}"))
+                    .unwrap_or_default();
+                if count < rule.min && !failed {
+                    self.report(sample, "missing_child", Level::Violation, rule.edge.span.clone(), || {
+                        format!(
+                            "span {name} must have at least {} child span(s) {}{kind}, it has {count}: create {} inside {name} (or pass the parent explicitly across tasks)",
+                            rule.min, rule.edge.span, rule.edge.span
+                        )
+                    }, || context(&[("child", rule.edge.span.clone()), ("minimum", rule.min.to_string()), ("found", count.to_string())]));
+                }
+                if let Some(max) = rule.max.filter(|&max| count > max) {
+                    self.report(sample, "unexpected_child", Level::Violation, rule.edge.span.clone(), || {
+                        format!("span {name} may have at most {max} child span(s) {}{kind}, it has {count}", rule.edge.span)
+                    }, || context(&[("child", rule.edge.span.clone()), ("maximum", max.to_string()), ("found", count.to_string())]));
+                }
+            }
+        }
+        for event in &structure.events {
+            if !failed && !record.events.iter().any(|e| &e.name == event) {
+                self.report(
+                    sample,
+                    "missing_required_event",
+                    Level::Violation,
+                    event.clone(),
+                    || {
+                        format!(
+                            "span {name} must record the event {event:?}: emit it inside the span"
+                        )
+                    },
+                    || context(&[("event", event.clone())]),
+                );
+            }
+        }
+        if failed {
+            for key in &structure.on_error {
+                if record.attribute(key).is_none() {
+                    self.report(sample, "missing_error_attribute", Level::Violation, key.clone(), || {
+                        format!("span {name} has status Error but no {key}: record {key} when the operation fails")
+                    }, || context(&[("attribute_key", key.clone())]));
+                }
+            }
+        }
+    }
+
+    /// Checks attributes against a group: each one present, then each one declared.
+    fn check_attributes(
+        &mut self,
+        index: usize,
+        sample: &Sample<'_>,
+        attributes: &Attributes,
+        resource: Option<&Resource>,
+        unrecorded: &std::collections::BTreeSet<String>,
+    ) {
+        let contract = self.contract;
+        let group: &ResolvedGroup = &contract.groups[index];
+        for (key, value) in attributes {
+            let def = match group.attribute_index.get(key) {
+                Some(&at) => {
+                    self.seen[index][at] = true;
+                    &group.attributes[at].def
+                }
+                None => match contract.attribute(key) {
+                    Some(def) => def,
+                    None => {
+                        self.report(sample, "missing_attribute", Level::Violation, key.clone(), || {
+                            format!(
+                                "attribute {key} on {} {} is not defined in the contract: define it (or `ref:` a semantic convention) and add it to group {}, or stop recording it",
+                                sample.signal_type, sample.signal_name, group.id
+                            )
+                        }, || context(&[("attribute_key", key.clone())]));
+                        continue;
+                    }
+                },
+            };
+            self.check_value(sample, def, key, value);
+        }
+        for (at, used) in group.attributes.iter().enumerate() {
+            if attributes.contains_key(&used.def.key) {
+                continue;
+            }
+            if let Some(found) = resource.and_then(|r| r.attributes.get(&used.def.key)) {
+                self.seen[index][at] = true;
+                self.check_value(sample, &used.def, &used.def.key, found);
+                continue;
+            }
+            self.absent(sample, used, group, unrecorded.contains(&used.def.key));
+        }
+    }
+
+    fn absent(
+        &mut self,
+        sample: &Sample<'_>,
+        used: &AttributeUse,
+        group: &ResolvedGroup,
+        unrecorded: bool,
+    ) {
+        // A failed span may miss what it never got (the message id of an announcement
+        // that was never sent): `on_error` says what it must carry instead.
+        let failed = sample
+            .span
+            .is_some_and(|s| s.record().status.code == StatusCode::Error);
+        let (id, level) = match &used.requirement {
+            Requirement::Required if failed => {
+                ("required_attribute_not_present", Level::Information)
+            }
+            Requirement::Required => ("required_attribute_not_present", Level::Violation),
+            Requirement::Recommended => ("recommended_attribute_not_present", Level::Improvement),
+            Requirement::ConditionallyRequired(_) => (
+                "conditionally_required_attribute_not_present",
+                Level::Information,
+            ),
+            Requirement::OptIn => ("opt_in_attribute_not_present", Level::Information),
+        };
+        let key = &used.def.key;
+        let hint = if failed && used.requirement == Requirement::Required {
+            " — the span failed, so this is information only".to_owned()
+        } else if unrecorded {
+            " — it was declared on the span but never recorded: call span.record(..) on every path"
+                .to_owned()
+        } else if let Requirement::ConditionallyRequired(when) = &used.requirement {
+            format!(" (required when: {})", when.trim())
+        } else {
+            String::new()
+        };
+        self.report(
+            sample,
+            id,
+            level,
+            key.clone(),
+            || {
+                format!(
+                    "{} attribute {key} is not present on {} {}{hint}: record it (group {})",
+                    used.requirement.as_str(),
+                    sample.signal_type,
+                    sample.signal_name,
+                    group.id
+                )
+            },
+            || {
+                context(&[
+                    ("attribute_key", key.clone()),
+                    ("requirement_level", used.requirement.as_str().into()),
+                ])
+            },
+        );
+    }
+
+    fn check_value(&mut self, sample: &Sample<'_>, def: &AttributeDef, key: &str, value: &Value) {
+        if !def.attribute_type.accepts(value) {
+            let expected = def.attribute_type.name();
+            self.report(sample, "type_mismatch", Level::Violation, key.to_owned(), || {
+                format!(
+                    "attribute {key} on {} {} is a {}, the contract declares {expected}: record it as {expected}",
+                    sample.signal_type,
+                    sample.signal_name,
+                    value.type_name()
+                )
+            }, || context(&[("attribute_key", key.to_owned()), ("expected", expected.clone()), ("found", value.type_name().into())]));
+            return;
+        }
+        if let AttributeType::Enum { members, open } = &def.attribute_type {
+            if !members.contains(value) {
+                let allowed = members
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let level = if *open {
+                    Level::Information
+                } else {
+                    Level::Violation
+                };
+                let found = value.to_string();
+                self.report(sample, "undefined_enum_variant", level, format!("{key}={found}"), || {
+                    format!("attribute {key} on {} {} is {found}, not one of the contract's members ({allowed}): use a member or add it to the enum", sample.signal_type, sample.signal_name)
+                }, || context(&[("attribute_key", key.to_owned()), ("attribute_value", found.clone())]));
+            }
+        }
+        if let Some(why) = &def.deprecated {
+            self.report(
+                sample,
+                "deprecated",
+                Level::Violation,
+                key.to_owned(),
+                || {
+                    format!(
+                        "attribute {key} on {} {} is deprecated: {why}",
+                        sample.signal_type, sample.signal_name
+                    )
+                },
+                || {
+                    context(&[
+                        ("attribute_key", key.to_owned()),
+                        ("deprecation", why.clone()),
+                    ])
+                },
+            );
+        }
+    }
+
+    /// Checks metric points: the metric declared, its instrument, unit and attributes.
+    pub fn check_metrics(&mut self, points: &[MetricPoint]) -> Vec<Finding> {
+        let first_new = self.findings.len();
+        for point in points {
+            self.metric_points += 1;
+            let sample = Sample {
+                signal_type: "metric",
+                signal_name: &point.name,
+                span: None,
+                traces: None,
+            };
+            let contract = self.contract;
+            let Some(&index) = contract.metrics.get(&point.name) else {
+                self.report(&sample, "missing_metric", Level::Violation, String::new(), || {
+                    format!("metric {} is not declared in the contract: declare a metric group (metric_name: {0}, its instrument and unit) or stop emitting it", point.name)
+                }, BTreeMap::new);
+                continue;
+            };
+            self.samples[index] += 1;
+            let group = &contract.groups[index];
+            if let GroupKind::Metric { instrument, unit } = &group.kind {
+                let found = instrument_of(point.kind);
+                if !found.contains(instrument) {
+                    let found_text = kind_text(point.kind);
+                    self.report(&sample, "unexpected_instrument", Level::Violation, found_text.into(), || {
+                        format!("metric {} arrives as a {found_text}, the contract declares a {}: create it with the {0} instrument", point.name, instrument.as_str())
+                    }, || context(&[("expected", instrument.as_str().into()), ("found", found_text.into())]));
+                }
+                if &point.unit != unit {
+                    self.report(&sample, "unit_mismatch", Level::Violation, point.unit.clone(), || {
+                        format!("metric {} has unit {:?}, the contract declares {unit:?}: set .with_unit({unit:?}) on the instrument", point.name, point.unit)
+                    }, || context(&[("expected", unit.clone()), ("found", point.unit.clone())]));
+                }
+            }
+            if let Some(why) = &group.deprecated {
+                self.report(
+                    &sample,
+                    "deprecated",
+                    Level::Violation,
+                    String::new(),
+                    || format!("metric {} is deprecated: {why}", point.name),
+                    BTreeMap::new,
+                );
+            }
+            self.check_attributes(index, &sample, &point.attributes, None, &Default::default());
+        }
+        self.findings[first_new..].to_vec()
+    }
+
+    /// Checks log records that are events (`event_name` set) against the contract's
+    /// event groups; other records carry no declared shape.
+    pub fn check_logs(&mut self, logs: &[LogRecord]) -> Vec<Finding> {
+        let first_new = self.findings.len();
+        for log in logs {
+            self.logs += 1;
+            if log.event_name.is_empty() {
+                continue;
+            }
+            let sample = Sample {
+                signal_type: "event",
+                signal_name: &log.event_name,
+                span: None,
+                traces: None,
+            };
+            let Some(&index) = self.contract.events.get(&log.event_name) else {
+                self.report(&sample, "missing_event", Level::Violation, String::new(), || {
+                    format!("event {} is not declared in the contract: declare an event group (type: event, name: {0})", log.event_name)
+                }, BTreeMap::new);
+                continue;
+            };
+            self.samples[index] += 1;
+            self.check_attributes(index, &sample, &log.attributes, None, &Default::default());
+        }
+        self.findings[first_new..].to_vec()
+    }
+
+    /// Records a finding, or counts one more occurrence of it. `detail` tells findings of
+    /// the same id and signal apart (the attribute concerned).
+    fn report(
+        &mut self,
+        sample: &Sample<'_>,
+        id: &'static str,
+        level: Level,
+        detail: String,
+        message: impl FnOnce() -> String,
+        context: impl FnOnce() -> BTreeMap<String, String>,
+    ) {
+        let key = (
+            id,
+            format!("{}/{}", sample.signal_type, sample.signal_name),
+            detail,
+        );
+        if let Some(&at) = self.by_key.get(&key) {
+            self.findings[at].occurrences += 1;
+            return;
+        }
+        let span = sample.span.map(|span| {
+            let record = span.record();
+            let node = instance(&record.resource)
+                .or_else(|| {
+                    record
+                        .resource
+                        .attributes
+                        .get("service.name")
+                        .and_then(Value::as_str)
+                })
+                .unwrap_or("unknown node");
+            let node = match sample.traces {
+                Some(traces) => traces.alias_text(node),
+                None => node.to_owned(),
+            };
+            SpanLocation {
+                trace_id: record.trace_id.to_string(),
+                span_id: record.span_id.to_string(),
+                node,
+            }
+        });
+        self.by_key.insert(key, self.findings.len());
+        self.findings.push(Finding {
+            id: id.to_owned(),
+            level,
+            signal_type: sample.signal_type.to_owned(),
+            signal_name: sample.signal_name.to_owned(),
+            message: message(),
+            context: context(),
+            span,
+            occurrences: 1,
+        });
+    }
+
+    /// The report: findings sorted, coverage per group.
+    pub fn finish(self) -> Report {
+        let mut findings = self.findings;
+        sort(&mut findings);
+        let groups = self
+            .contract
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(index, group)| {
+                let (seen, missing): (Vec<_>, Vec<_>) = group
+                    .attributes
+                    .iter()
+                    .zip(&self.seen[index])
+                    .partition(|(_, seen)| **seen);
+                GroupCoverage {
+                    id: group.id.clone(),
+                    signal_type: group.signal_type().to_owned(),
+                    name: group.name.clone(),
+                    samples: self.samples[index],
+                    attributes_seen: seen.into_iter().map(|(u, _)| u.def.key.clone()).collect(),
+                    attributes_missing: missing
+                        .into_iter()
+                        .map(|(u, _)| u.def.key.clone())
+                        .collect(),
+                }
+            })
+            .collect();
+        Report {
+            findings,
+            coverage: Coverage { groups },
+            spans: self.spans,
+            metric_points: self.metric_points,
+            logs: self.logs,
+            rendered: self.rendered.join("\n"),
+        }
+    }
+}
+
+fn context(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn instance(resource: &Resource) -> Option<&str> {
+    resource
+        .attributes
+        .get("service.instance.id")
+        .and_then(Value::as_str)
+}
+
+fn parent_span<'s>(span: SpanRef<'s>) -> Option<SpanRef<'s>> {
+    span.parent()
+}
+
+fn parent_name(parent: Option<SpanRef<'_>>) -> String {
+    parent.map_or_else(
+        || "a span that was not received".to_owned(),
+        |p| p.name().to_owned(),
+    )
+}
+
+/// The instruments that produce points of this kind.
+fn instrument_of(kind: MetricKind) -> &'static [Instrument] {
+    match kind {
+        MetricKind::Sum { monotonic: true } => &[Instrument::Counter],
+        MetricKind::Sum { monotonic: false } => &[Instrument::UpDownCounter],
+        MetricKind::Gauge => &[Instrument::Gauge],
+        MetricKind::Histogram | MetricKind::ExponentialHistogram => &[Instrument::Histogram],
+        MetricKind::Summary => &[],
+    }
+}
+
+fn kind_text(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Sum { monotonic: true } => "counter (monotonic sum)",
+        MetricKind::Sum { monotonic: false } => "updowncounter (non-monotonic sum)",
+        MetricKind::Gauge => "gauge",
+        MetricKind::Histogram => "histogram",
+        MetricKind::ExponentialHistogram => "exponential histogram",
+        MetricKind::Summary => "summary",
+    }
+}

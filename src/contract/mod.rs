@@ -1,0 +1,355 @@
+//! Telemetry contracts in OpenTelemetry Weaver's registry format: declare spans,
+//! attributes, metrics and events once, in YAML the semantic-convention tools read, and
+//! check what a system emits against them — in a test, in a validation run, or on a
+//! Collector's output files.
+//!
+//! A contract is a folder of YAML files in either of Weaver's formats:
+//!
+//! - `groups:` — `attribute_group`, `span`, `metric` and `event` groups with `ref`,
+//!   `extends`, `requirement_level` (`required`, `conditionally_required: <when>`,
+//!   `recommended`, `opt_in`), types (`string`, `int`, `double`, `boolean`, arrays such as
+//!   `string[]`, `template[string]`, enums with `members`), `span_kind`, `instrument`,
+//!   `unit`, `stability` and `deprecated`;
+//! - `file_format: definition/2` — `attributes: - key: …`, `attribute_groups` (with
+//!   `ref_group`), `spans` (`type`, `kind`), `metrics` and `events`.
+//!
+//! A contract can depend on other registries — the official semantic conventions' `model/`
+//! folder — and `ref:` their attributes ([`ContractLoader::dependency`]).
+//!
+//! What Weaver's format cannot say — trace structure (children with counts and kinds, a
+//! parent, a remote parent on another node, events, the attributes an Error span must
+//! carry) and alerts — is written under a group's `annotations`, which Weaver keeps
+//! without interpreting; the `structure` module's documentation shows both.
+//!
+//! A span group's span name is its `name:`, else its id without the `span.` prefix; a
+//! metric group's is its `metric_name:`.
+//!
+//! ```
+//! use p2p_otel_testkit::contract::Contract;
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! let contract = Contract::loader().load_sources([(
+//!     "spans.yaml",
+//!     r#"
+//! groups:
+//!   - id: registry.shop
+//!     type: attribute_group
+//!     brief: The shop's attributes.
+//!     attributes:
+//!       - id: shop.order_id
+//!         type: string
+//!         stability: development
+//!         brief: The order.
+//!   - id: span.checkout
+//!     type: span
+//!     span_kind: internal
+//!     stability: development
+//!     brief: A checkout.
+//!     attributes:
+//!       - ref: shop.order_id
+//!         requirement_level: required
+//! "#,
+//! )])?;
+//!
+//! let (layer, handle) = p2p_otel_testkit::SpanCaptureLayer::new();
+//! tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+//!     tracing::info_span!("checkout", shop.order_id = 42).in_scope(|| {});
+//! });
+//! let report = contract.check(&handle.traces(), &[], &[]);
+//! let finding = &report.findings()[0];
+//! assert_eq!(finding.id, "type_mismatch");
+//! assert!(finding.message.contains("shop.order_id"));
+//! assert!(report.assert_no_violations().is_err());
+//! # Ok::<(), p2p_otel_testkit::contract::ContractError>(())
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+mod check;
+mod files;
+mod findings;
+pub mod generate;
+mod model;
+mod resolve;
+mod structure;
+
+pub use check::Checker;
+pub use findings::{Coverage, CoverageGate, Finding, GroupCoverage, Level, Report, SpanLocation};
+
+use model::{AttributeDef, GroupKind, ResolvedGroup};
+
+/// A loaded contract: the registry's attributes and the signals to check.
+#[derive(Clone, Debug)]
+pub struct Contract {
+    attributes: HashMap<String, AttributeDef>,
+    /// Template attributes (`template[T]`), matched by prefix.
+    templates: Vec<AttributeDef>,
+    groups: Vec<ResolvedGroup>,
+    spans: HashMap<String, usize>,
+    metrics: HashMap<String, usize>,
+    events: HashMap<String, usize>,
+}
+
+/// A problem in a contract's files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, as given to the loader.
+    pub path: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (0, _) => write!(f, "{}: {}", self.path, self.message),
+            (line, 0) => write!(f, "{}:{line}: {}", self.path, self.message),
+            (line, column) => write!(f, "{}:{line}:{column}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Why a contract did not load.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    /// A file or folder could not be read.
+    #[error("cannot read contract file {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The folder holds no `.yaml` or `.yml` file.
+    #[error("{path} holds no .yaml or .yml file: a contract is a folder of registry files")]
+    Empty {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The files were read, but something in them is wrong; every problem is listed,
+    /// with its file and line.
+    #[error("{} problem(s) in the contract:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<Problem>),
+}
+
+impl ContractError {
+    /// The problems found in the files (empty for I/O errors).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ContractError::Invalid(problems) => problems,
+            _ => &[],
+        }
+    }
+}
+
+/// Loads contracts, with the registries they depend on.
+#[derive(Clone, Debug, Default)]
+pub struct ContractLoader {
+    dependencies: Vec<PathBuf>,
+}
+
+impl ContractLoader {
+    /// Adds a registry the contract can `ref:` attributes of (for example the official
+    /// semantic conventions' `model/` folder). Its own spans and metrics are not checked.
+    #[must_use]
+    pub fn dependency(mut self, folder: impl Into<PathBuf>) -> Self {
+        self.dependencies.push(folder.into());
+        self
+    }
+
+    /// Loads every `.yaml`/`.yml` file under `folder` (recursively, in path order), with
+    /// the dependencies.
+    pub fn load(&self, folder: impl AsRef<Path>) -> Result<Contract, ContractError> {
+        let mut sources = Vec::new();
+        for dependency in &self.dependencies {
+            read_folder(dependency, true, &mut sources)?;
+        }
+        read_folder(folder.as_ref(), false, &mut sources)?;
+        build(&sources)
+    }
+
+    /// Loads a contract from `(file name, YAML text)` pairs — for a contract embedded in
+    /// a binary with `include_str!` — with the dependencies (read from disk).
+    pub fn load_sources<N: AsRef<str>, T: AsRef<str>>(
+        &self,
+        files: impl IntoIterator<Item = (N, T)>,
+    ) -> Result<Contract, ContractError> {
+        let mut sources = Vec::new();
+        for dependency in &self.dependencies {
+            read_folder(dependency, true, &mut sources)?;
+        }
+        sources.extend(files.into_iter().map(|(name, text)| resolve::Source {
+            path: name.as_ref().to_owned(),
+            text: text.as_ref().to_owned(),
+            dependency: false,
+        }));
+        build(&sources)
+    }
+}
+
+fn read_folder(
+    folder: &Path,
+    dependency: bool,
+    sources: &mut Vec<resolve::Source>,
+) -> Result<(), ContractError> {
+    let mut paths = Vec::new();
+    collect_yaml(folder, &mut paths)?;
+    if paths.is_empty() {
+        return Err(ContractError::Empty {
+            path: folder.to_owned(),
+        });
+    }
+    paths.sort();
+    for path in paths {
+        let bytes = std::fs::read(&path).map_err(|source| ContractError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ContractError::Invalid(vec![Problem {
+                path: path.display().to_string(),
+                line: 0,
+                column: 0,
+                message: format!("not UTF-8 text: {e}"),
+            }])
+        })?;
+        sources.push(resolve::Source {
+            path: path.display().to_string(),
+            text,
+            dependency,
+        });
+    }
+    Ok(())
+}
+
+fn collect_yaml(folder: &Path, paths: &mut Vec<PathBuf>) -> Result<(), ContractError> {
+    let read = |source| ContractError::Read {
+        path: folder.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(folder).map_err(read)? {
+        let path = entry.map_err(read)?.path();
+        if path.is_dir() {
+            collect_yaml(&path, paths)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml")
+            // Weaver's manifest describes the registry; it declares no telemetry.
+            && path.file_stem().is_some_and(|s| s != "registry_manifest" && s != "manifest")
+        {
+            paths.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn build(sources: &[resolve::Source]) -> Result<Contract, ContractError> {
+    let resolved = resolve::resolve(sources).map_err(ContractError::Invalid)?;
+    let mut contract = Contract {
+        templates: resolved
+            .attributes
+            .values()
+            .filter(|d| matches!(d.attribute_type, model::AttributeType::Template(_)))
+            .cloned()
+            .collect(),
+        attributes: resolved.attributes,
+        groups: Vec::new(),
+        spans: HashMap::new(),
+        metrics: HashMap::new(),
+        events: HashMap::new(),
+    };
+    contract.groups = resolved
+        .groups
+        .into_iter()
+        .filter(|g| g.kind != GroupKind::AttributeGroup)
+        .collect();
+    contract.groups.sort_by(|a, b| a.id.cmp(&b.id));
+    for (index, group) in contract.groups.iter().enumerate() {
+        let by_name = match group.kind {
+            GroupKind::Span { .. } => &mut contract.spans,
+            GroupKind::Metric { .. } => &mut contract.metrics,
+            GroupKind::Event => &mut contract.events,
+            GroupKind::AttributeGroup => continue,
+        };
+        by_name.insert(group.name.clone(), index);
+    }
+    Ok(contract)
+}
+
+impl Contract {
+    /// A loader, to add dependencies before loading.
+    pub fn loader() -> ContractLoader {
+        ContractLoader::default()
+    }
+
+    /// Loads every `.yaml`/`.yml` file under `folder`.
+    pub fn load(folder: impl AsRef<Path>) -> Result<Contract, ContractError> {
+        ContractLoader::default().load(folder)
+    }
+
+    /// The span names the contract declares, sorted.
+    pub fn span_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.spans.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The metric names the contract declares, sorted.
+    pub fn metric_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.metrics.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The attributes the contract requires on spans named `name` (`requirement_level:
+    /// required`), if it declares the span.
+    pub fn required_attributes(&self, span: &str) -> Option<Vec<&str>> {
+        let group = &self.groups[*self.spans.get(span)?];
+        Some(
+            group
+                .attributes
+                .iter()
+                .filter(|u| u.requirement == model::Requirement::Required)
+                .map(|u| u.def.key.as_str())
+                .collect(),
+        )
+    }
+
+    /// A checker that accumulates findings and coverage over several calls (for a
+    /// collector that checks traces as they finish).
+    pub fn checker(&self) -> Checker<'_> {
+        Checker::new(self)
+    }
+
+    /// Checks every span, metric point and log record against the contract: findings
+    /// shaped like Weaver live-check's, and coverage of what the contract declares.
+    pub fn check(
+        &self,
+        traces: &crate::TraceSet,
+        metrics: &[crate::model::MetricPoint],
+        logs: &[crate::model::LogRecord],
+    ) -> Report {
+        let mut checker = self.checker();
+        checker.check_traces(traces);
+        checker.check_metrics(metrics);
+        checker.check_logs(logs);
+        checker.finish()
+    }
+
+    fn attribute(&self, key: &str) -> Option<&AttributeDef> {
+        self.attributes.get(key).or_else(|| {
+            self.templates.iter().find(|t| {
+                key.len() > t.key.len()
+                    && key.starts_with(&t.key)
+                    && key.as_bytes()[t.key.len()] == b'.'
+            })
+        })
+    }
+}
