@@ -293,8 +293,13 @@ impl<'a> Checker<'a> {
         let contract = self.contract;
         let group: &ResolvedGroup = &contract.groups[index];
         for (key, value) in attributes {
-            let def = match group.attribute_index.get(key) {
-                Some(&at) => {
+            let used = group
+                .attribute_index
+                .get(key)
+                .copied()
+                .or_else(|| template_use(group, key));
+            let def = match used {
+                Some(at) => {
                     self.seen[index][at] = true;
                     &group.attributes[at].def
                 }
@@ -315,6 +320,11 @@ impl<'a> Checker<'a> {
         }
         for (at, used) in group.attributes.iter().enumerate() {
             if attributes.contains_key(&used.def.key) {
+                continue;
+            }
+            if matches!(used.def.attribute_type, AttributeType::Template(_))
+                && attributes.keys().any(|k| under_template(k, &used.def.key))
+            {
                 continue;
             }
             if let Some(found) = resource.and_then(|r| r.attributes.get(&used.def.key)) {
@@ -367,12 +377,20 @@ impl<'a> Checker<'a> {
             level,
             key.clone(),
             || {
+                let fix = match sample.signal_type {
+                    "span" => format!(
+                        "add `{key} = …` to the span's fields, or `span.record(\"{key}\", …)` before it ends"
+                    ),
+                    "metric" => format!("add KeyValue::new(\"{key}\", …) to every measurement"),
+                    _ => format!("add {key} to the record's attributes"),
+                };
                 format!(
-                    "{} attribute {key} is not present on {} {}{hint}: record it (group {})",
+                    "{} attribute {key} is not present on {} {}{hint}: {fix} (group {}, {})",
                     used.requirement.as_str(),
                     sample.signal_type,
                     sample.signal_name,
-                    group.id
+                    group.id,
+                    group.defined_at
                 )
             },
             || {
@@ -604,6 +622,21 @@ impl<'a> Checker<'a> {
             rendered: self.rendered.join("\n"),
         }
     }
+}
+
+/// Whether `key` is one of a `template[…]` attribute's keys: `template.<anything>`.
+pub(super) fn under_template(key: &str, template: &str) -> bool {
+    key.len() > template.len() + 1
+        && key.starts_with(template)
+        && key.as_bytes()[template.len()] == b'.'
+}
+
+/// The group's template attribute `key` falls under, if any.
+fn template_use(group: &ResolvedGroup, key: &str) -> Option<usize> {
+    group.attributes.iter().position(|u| {
+        matches!(u.def.attribute_type, AttributeType::Template(_))
+            && under_template(key, &u.def.key)
+    })
 }
 
 fn context(pairs: &[(&str, String)]) -> BTreeMap<String, String> {

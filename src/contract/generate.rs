@@ -185,19 +185,52 @@ struct Rule {
     annotations: std::collections::BTreeMap<String, String>,
 }
 
+/// A metric or label name as Prometheus stores it: what is not a letter, digit or `_`
+/// becomes `_` (the Collector's Prometheus exporter and the kit's `/metrics` do the same).
+pub fn prometheus_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn label_list(labels: &[String]) -> String {
+    labels
+        .iter()
+        .map(|l| prometheus_name(l))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The PromQL label matchers for `labels`, escaped.
 fn matchers(labels: &std::collections::BTreeMap<String, String>) -> String {
     labels
         .iter()
-        .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.clone())))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                prometheus_name(k),
+                serde_json::Value::String(v.clone())
+            )
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
 
 fn rule(group: &ResolvedGroup, alert: &Alert) -> Rule {
-    let name = &group.name;
+    let name = &prometheus_name(&group.name);
     let window = &alert.window;
-    let by = alert.by.join(", ");
+    let by = label_list(&alert.by);
     let (expr, description) = match (&alert.error_rate, alert.quantile) {
         (Some(errors), _) => (
             format!(
@@ -288,14 +321,18 @@ pub fn grafana_dashboard(contract: &Contract, title: &str) -> String {
             let GroupKind::Metric { instrument, unit } = &group.kind else {
                 return serde_json::Value::Null;
             };
-            let labels: Vec<&str> = group.attributes.iter().map(|u| u.def.key.as_str()).collect();
+            let labels: Vec<String> = group
+                .attributes
+                .iter()
+                .map(|u| prometheus_name(&u.def.key))
+                .collect();
             let by = labels.join(", ");
             let legend = if labels.is_empty() {
                 group.name.clone()
             } else {
                 labels.iter().map(|l| format!("{{{{{l}}}}}")).collect::<Vec<_>>().join(" ")
             };
-            let name = &group.name;
+            let name = &prometheus_name(&group.name);
             let targets: Vec<serde_json::Value> = match instrument {
                 Instrument::Counter | Instrument::UpDownCounter => vec![serde_json::json!({
                     "refId": "A",

@@ -345,11 +345,9 @@ impl Contract {
 
     fn attribute(&self, key: &str) -> Option<&AttributeDef> {
         self.attributes.get(key).or_else(|| {
-            self.templates.iter().find(|t| {
-                key.len() > t.key.len()
-                    && key.starts_with(&t.key)
-                    && key.as_bytes()[t.key.len()] == b'.'
-            })
+            self.templates
+                .iter()
+                .find(|t| check::under_template(key, &t.key))
         })
     }
 }

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use p2p_otel_testkit::contract::{generate, Contract, CoverageGate};
 use p2p_otel_testkit::receiver::DEFAULT_SPAN_CAPACITY;
 
+mod check;
 mod printer;
 mod serve;
 mod validate;
@@ -41,9 +43,12 @@ enum Command {
     /// Run the embedded OTLP receiver as a local collector for other processes.
     ///
     /// Prints a line per finished trace, writes OTLP-JSON lines files, and on Ctrl-C or
-    /// SIGTERM prints a summary. Exit codes: 0 on a signal or --exit-after-spans
-    /// reached, 1 at --timeout, 2 on a configuration error (busy port, non-loopback
-    /// address without --allow-non-loopback).
+    /// SIGTERM prints a summary. With --contract, checks every finished trace against
+    /// the contract as it arrives, printing each new finding, and the metrics and logs
+    /// at exit, with the contract's summary. Exit codes: 0 on a signal or
+    /// --exit-after-spans reached, 1 at --timeout or when a contract finding is a
+    /// violation, 2 on a configuration error (busy port, non-loopback address without
+    /// --allow-non-loopback, a contract that does not load).
     Serve {
         /// OTLP/gRPC listen address.
         #[arg(long, default_value = "127.0.0.1:4317")]
@@ -87,7 +92,106 @@ enum Command {
         /// them (0: no limit).
         #[arg(long, default_value = "30", value_parser = parse_seconds)]
         header_read_timeout: Duration,
+        #[command(flatten)]
+        contract: ContractArgs,
     },
+    /// Check OTLP-JSON lines files against a telemetry contract.
+    ///
+    /// Reads the kit's files (traces.jsonl, metrics.jsonl, logs.jsonl) or an
+    /// OpenTelemetry Collector's `file` exporter output, checks every span, metric point
+    /// and event against the contract (Weaver registry YAML), and prints the findings and
+    /// the coverage. Exit codes: 0 when no finding is a violation, 1 when one is, 2 when
+    /// the contract or a file cannot be read.
+    Check {
+        #[command(flatten)]
+        contract: ContractArgs,
+        /// The OTLP-JSON lines files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How to print the report.
+        #[arg(long, value_enum, default_value_t = check::Format::Text)]
+        format: check::Format,
+        /// Least share (0-1) of everything the contract declares that must be seen.
+        #[arg(long, value_parser = parse_ratio)]
+        min_coverage: Option<f64>,
+        /// Least share (0-1) of each declared span, metric and event group.
+        #[arg(long, value_parser = parse_ratio)]
+        min_group_coverage: Option<f64>,
+    },
+    /// Telemetry contract tools.
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ContractCommand {
+    /// Generate production artifacts from a contract: an OpenTelemetry Collector
+    /// configuration (otel-collector.yaml), Prometheus alerting rules (alerts.yaml) and a
+    /// Grafana dashboard (dashboard.json). Without --contract: the reference
+    /// marketplace's.
+    Generate {
+        /// The contract folder (default: the reference marketplace's, built in).
+        #[arg(long, value_name = "DIR")]
+        contract: Option<PathBuf>,
+        /// Registries the contract depends on.
+        #[arg(long, value_name = "DIR")]
+        dependency: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The tracing backend's OTLP/gRPC endpoint in the Collector configuration.
+        #[arg(long, default_value = "jaeger:4317")]
+        tracing_backend: String,
+        /// Where the Collector's file exporter writes.
+        #[arg(long, default_value = "/var/lib/otelcol/telemetry.jsonl")]
+        file: String,
+        /// The service name the Collector inserts when a sender gave none.
+        #[arg(long, default_value = "ggen-p2p")]
+        service_name: String,
+        /// The dashboard's title.
+        #[arg(long, default_value = "P2P marketplace")]
+        title: String,
+    },
+}
+
+/// A telemetry contract to check against.
+#[derive(Debug, clap::Args)]
+struct ContractArgs {
+    /// A telemetry contract: a folder of Weaver registry YAML files.
+    #[arg(long, value_name = "DIR")]
+    contract: Option<PathBuf>,
+    /// A registry the contract depends on (e.g. semantic-conventions' model/); repeatable.
+    #[arg(long, value_name = "DIR", requires = "contract")]
+    dependency: Vec<PathBuf>,
+}
+
+impl ContractArgs {
+    /// The contract, if one was given; an error message if it does not load.
+    fn load(&self) -> Result<Option<Contract>, String> {
+        let Some(folder) = &self.contract else {
+            return Ok(None);
+        };
+        load_contract(folder, &self.dependency).map(Some)
+    }
+}
+
+fn load_contract(folder: &PathBuf, dependencies: &[PathBuf]) -> Result<Contract, String> {
+    let loader = dependencies
+        .iter()
+        .fold(Contract::loader(), |loader, d| loader.dependency(d));
+    loader.load(folder).map_err(|e| e.to_string())
+}
+
+/// Parses a share between 0 and 1.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!(
+            "{text:?} is not a share between 0 and 1 (e.g. 0.8)"
+        )),
+    }
 }
 
 /// Parses `1048576`, `512KiB`, `64MiB` or `1GiB`.
@@ -151,46 +255,136 @@ fn validate(nodes: usize, out: PathBuf, otlp_endpoint: Option<String>) -> ExitCo
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(Command::Serve {
-        grpc,
-        http,
-        allow_non_loopback,
-        out,
-        exit_after_spans,
-        timeout,
-        span_capacity,
-        span_byte_capacity,
-        keep_last,
-        shutdown_grace,
-        idle_timeout,
-        header_read_timeout,
-    }) = cli.command
-    else {
-        return validate(cli.nodes, cli.out, cli.otlp_endpoint);
-    };
-    let options = serve::Options {
-        grpc,
-        http,
-        allow_non_loopback,
-        out,
-        exit_after_spans,
-        timeout: timeout.map(Duration::from_secs),
-        span_capacity,
-        span_byte_capacity,
-        keep_last,
-        shutdown_grace,
-        idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
-        header_read_timeout: (!header_read_timeout.is_zero()).then_some(header_read_timeout),
-    };
-    let Some(runtime) = runtime() else {
-        return ExitCode::from(2);
-    };
-    match runtime.block_on(serve::run(&options, std::io::stdout())) {
-        Ok(serve::Outcome::TimedOut) => ExitCode::from(1),
-        Ok(_) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
+    match cli.command {
+        None => validate(cli.nodes, cli.out, cli.otlp_endpoint),
+        Some(Command::Check {
+            contract,
+            files,
+            format,
+            min_coverage,
+            min_group_coverage,
+        }) => {
+            let contract = match contract.load() {
+                Ok(Some(contract)) => contract,
+                Ok(None) => {
+                    eprintln!("error: check needs --contract DIR");
+                    return ExitCode::from(2);
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = check::Options {
+                contract,
+                files,
+                format,
+                gate: CoverageGate {
+                    minimum_overall: min_coverage,
+                    minimum_per_group: min_group_coverage,
+                },
+            };
+            match check::run(&options, &mut std::io::stdout()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Some(Command::Contract {
+            command:
+                ContractCommand::Generate {
+                    contract,
+                    dependency,
+                    out,
+                    tracing_backend,
+                    file,
+                    service_name,
+                    title,
+                },
+        }) => {
+            let contract = match &contract {
+                Some(folder) => load_contract(folder, &dependency),
+                None => p2p_otel_marketplace::contract().map_err(|e| e.to_string()),
+            };
+            let contract = match contract {
+                Ok(contract) => contract,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = generate::CollectorOptions {
+                tracing_backend,
+                file,
+                service_name,
+                ..generate::CollectorOptions::default()
+            };
+            match generate::write_all(&contract, &out, &options, &title) {
+                Ok(paths) => {
+                    for path in paths {
+                        println!("wrote {}", path.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: cannot write into {}: {error}", out.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Some(Command::Serve {
+            grpc,
+            http,
+            allow_non_loopback,
+            out,
+            exit_after_spans,
+            timeout,
+            span_capacity,
+            span_byte_capacity,
+            keep_last,
+            shutdown_grace,
+            idle_timeout,
+            header_read_timeout,
+            contract,
+        }) => {
+            let contract = match contract.load() {
+                Ok(contract) => contract,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = serve::Options {
+                grpc,
+                http,
+                allow_non_loopback,
+                out,
+                exit_after_spans,
+                timeout: timeout.map(Duration::from_secs),
+                span_capacity,
+                span_byte_capacity,
+                keep_last,
+                shutdown_grace,
+                idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
+                header_read_timeout: (!header_read_timeout.is_zero())
+                    .then_some(header_read_timeout),
+                contract,
+            };
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(2);
+            };
+            match runtime.block_on(serve::run(&options, std::io::stdout())) {
+                Ok(finished) if finished.outcome == serve::Outcome::TimedOut => ExitCode::from(1),
+                Ok(finished) if finished.violations => ExitCode::from(1),
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

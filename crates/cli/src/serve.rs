@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use p2p_otel_testkit::contract::{Checker, Contract, Finding};
 use p2p_otel_testkit::model::{TraceId, Value};
 use p2p_otel_testkit::receiver::{Config, Counter, OtlpReceiver, ReceiverError};
 
@@ -45,6 +46,17 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
     /// How long an OTLP/HTTP client may take to send its headers (`None`: no limit).
     pub header_read_timeout: Option<Duration>,
+    /// A contract to check every finished trace against, and the metrics and logs at exit.
+    pub contract: Option<Contract>,
+}
+
+/// How `serve` ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Why it stopped.
+    pub outcome: Outcome,
+    /// Whether a contract finding was a violation.
+    pub violations: bool,
 }
 
 /// Why `serve` stopped.
@@ -93,7 +105,7 @@ fn service_of(trace: &p2p_otel_testkit::tree::Trace) -> String {
 pub async fn run(
     options: &Options,
     out: impl std::io::Write + Send + 'static,
-) -> Result<Outcome, ServeError> {
+) -> Result<Finished, ServeError> {
     for addr in [options.grpc, options.http] {
         if !options.allow_non_loopback && !addr.ip().is_loopback() {
             return Err(ServeError::NotLoopback(addr));
@@ -147,6 +159,7 @@ pub async fn run(
         }
     };
     tokio::pin!(deadline);
+    let mut checker = options.contract.as_ref().map(Contract::checker);
     let mut printed: HashSet<TraceId> = HashSet::new();
     let mut pending: VecDeque<TraceId> = VecDeque::new();
     let outcome = loop {
@@ -170,7 +183,7 @@ pub async fn run(
             touched = watch.changed(), if pending.is_empty() => pending.extend(touched),
             () = std::future::ready(()), if !pending.is_empty() => {
                 let slice = pending.len().min(PRINT_SLICE);
-                report_finished(&receiver, pending.drain(..slice), &mut printed, &mut out);
+                report_finished(&receiver, pending.drain(..slice), &mut printed, &mut out, checker.as_mut());
                 tokio::task::yield_now().await;
             }
         }
@@ -180,15 +193,58 @@ pub async fn run(
     let stopped = receiver.stop().await;
     if outcome == Outcome::EnoughSpans {
         // Everything acknowledged is announced by now: print the traces it finished.
-        report_finished(&receiver, pending.drain(..), &mut printed, &mut out);
+        report_finished(
+            &receiver,
+            pending.drain(..),
+            &mut printed,
+            &mut out,
+            checker.as_mut(),
+        );
         while let Ok(touched) = tokio::time::timeout(Duration::ZERO, watch.changed()).await {
-            report_finished(&receiver, touched, &mut printed, &mut out);
+            report_finished(&receiver, touched, &mut printed, &mut out, checker.as_mut());
         }
     }
     summary(&receiver, &outcome, options, &out, patience).await;
+    let violations = match checker {
+        Some(checker) => contract_summary(&receiver, checker, &printed, &mut out, patience).await,
+        None => false,
+    };
     out.finish(patience).await;
     stopped?;
-    Ok(outcome)
+    Ok(Finished {
+        outcome,
+        violations,
+    })
+}
+
+fn finding_line(finding: &Finding) -> String {
+    format!("finding {finding}\n")
+}
+
+/// Checks what was not checked as it arrived (traces that never completed, metrics,
+/// logs), prints those findings and the contract's summary; returns whether any finding
+/// is a violation.
+async fn contract_summary(
+    receiver: &OtlpReceiver,
+    mut checker: Checker<'_>,
+    checked: &HashSet<TraceId>,
+    out: &mut Printer,
+    patience: Duration,
+) -> bool {
+    let all = receiver.traces();
+    let mut new = Vec::new();
+    for trace in all.traces() {
+        if !checked.contains(&trace.trace_id()) {
+            new.extend(checker.check_trace(trace, &all));
+        }
+    }
+    new.extend(checker.check_metrics(&receiver.metric_points()));
+    new.extend(checker.check_logs(&receiver.log_records()));
+    let report = checker.finish();
+    let mut text: String = new.iter().map(finding_line).collect();
+    text.push_str(&format!("contract: {report}"));
+    out.line(text, patience).await;
+    report.has_violations()
 }
 
 /// Prints one line per touched trace that is complete (a root, no missing parent) and
@@ -198,6 +254,7 @@ fn report_finished(
     touched: impl IntoIterator<Item = TraceId>,
     printed: &mut HashSet<TraceId>,
     out: &mut Printer,
+    mut checker: Option<&mut Checker<'_>>,
 ) {
     for trace_id in touched {
         if printed.contains(&trace_id) {
@@ -225,6 +282,11 @@ fn report_finished(
             service_of(trace),
             trace.len()
         ));
+        if let Some(checker) = checker.as_deref_mut() {
+            for finding in checker.check_trace(trace, &set) {
+                out.trace_line(finding_line(&finding));
+            }
+        }
     }
 }
 

@@ -34,7 +34,8 @@ use p2p_otel_testkit::{SpanSource, WaitError};
 
 use crate::{
     registry, silent_peer, start_mesh, wait_ready, Config, MarketplaceError, P2PRegistry, Package,
-    Query, Registry, RegistryNode, KAD_PROTOCOL, PACKAGES_TOPIC, REGISTRY_PROTOCOL,
+    PackageId, Query, Registry, RegistryNode, Version, KAD_PROTOCOL, PACKAGES_TOPIC,
+    REGISTRY_PROTOCOL,
 };
 
 /// The `service.name` every scenario node exports under.
@@ -925,13 +926,84 @@ async fn timeout_body(
 /// Scenarios 1–6, all at once on `receiver` (each reads only its own nodes), in the
 /// plan's order; `nodes` sizes the bootstrap and the distributed search (at least 3).
 pub async fn all(receiver: &OtlpReceiver, nodes: usize) -> Vec<Run> {
-    let (one, two, three, four, five, six) = tokio::join!(
+    let (one, two, three, four, five, six, rest) = tokio::join!(
         bootstrap(receiver, nodes),
         publish(receiver),
         search(receiver),
         distributed_search(receiver, nodes),
         silent_peer_reputation(receiver),
         timeout(receiver),
+        lifecycle(receiver),
     );
-    vec![one, two, three, four, five, six]
+    vec![one, two, three, four, five, six, rest]
+}
+
+/// Beyond the plan's six scenarios, the rest of the registry's API — get, list versions,
+/// exists, delete — so that a run covers every span the contract declares: each operation
+/// succeeds and emits its span, a read the local index cannot answer asks the DHT
+/// (`dht_get`), and a delete stores a tombstone and announces it.
+pub async fn lifecycle(receiver: &OtlpReceiver) -> Run {
+    let mut checks = Checks::default();
+    let result = lifecycle_body(receiver, &mut checks).await;
+    finish(
+        "the rest of the API: get, list versions, exists and delete emit their spans",
+        "9.3",
+        checks,
+        result,
+    )
+}
+
+async fn lifecycle_body(
+    receiver: &OtlpReceiver,
+    checks: &mut Checks,
+) -> Result<TraceSet, ScenarioError> {
+    let mut o = Observed::start(receiver, 3, 7, Config::for_tests()).await?;
+    o.ready().await?;
+    let id: PackageId = "acme/life".parse()?;
+    let version: Version = "1.0.0".parse()?;
+    checks.ok(
+        "the publish succeeds",
+        o.nodes[0]
+            .publish(package("acme/life", "A lifecycle")?)
+            .await,
+    );
+    o.mesh
+        .wait_until("both peers to receive the announcement", WAIT, |s| {
+            s[1].observations.packages == 1 && s[2].observations.packages == 1
+        })
+        .await?;
+    let got = o.nodes[1].get_package_version(&id, &version).await;
+    checks.that(
+        "get returns the published version",
+        got.as_ref().is_ok_and(|p| p.id == id),
+        format!("{:?}", got.map(|p| p.id)),
+    );
+    let versions = o.nodes[2].list_versions(&id).await;
+    checks.that(
+        "list_versions lists it",
+        versions.as_ref().is_ok_and(|v| v.contains(&version)),
+        format!("{versions:?}"),
+    );
+    let absent = o.nodes[2].exists(&"acme/none".parse()?).await;
+    checks.that(
+        "exists says no for a package nobody published (after asking the DHT)",
+        matches!(absent, Ok(false)),
+        format!("{absent:?}"),
+    );
+    checks.ok("the delete succeeds", o.nodes[0].delete(&id).await);
+    let names = [
+        "p2p_get",
+        "p2p_list_versions",
+        "p2p_exists",
+        "p2p_delete",
+        "dht_get",
+    ];
+    let traces = o
+        .wait("a span of every operation and a DHT read", |spans| {
+            names.iter().all(|n| spans.iter().any(|s| s.name == *n))
+        })
+        .await?;
+    contract_and_service(checks, &traces);
+    o.shutdown().await;
+    Ok(traces)
 }

@@ -129,7 +129,7 @@ pub(super) fn contract(receiver: &OtlpReceiver) -> (Check, Option<ContractReport
         )
         .gate(CoverageGate::default().per_group(COVERAGE_PER_GROUP));
     let (spans, points, logs) = report.samples();
-    let count = |level| report.at_level(level).map(|f| f.occurrences).sum::<u64>();
+    let count = |level| report.at_level(level).count();
     let mut evidence = format!(
         "{spans} span(s), {points} metric point(s), {logs} log record(s): {} violation(s), {} improvement(s), {} information; coverage {:.1} % (each group at least {:.0} %)",
         count(Level::Violation),
