@@ -508,8 +508,20 @@ async fn the_validation_run_passes_and_writes_every_report() {
     assert!(checks.len() >= 10);
     assert!(checks.iter().all(|c| c["passed"] == true));
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    assert_eq!(junit.matches("<testcase ").count(), checks.len());
+    let (plan, contract) = junit
+        .split_once("<testsuite name=\"p2p-otel-contract\"")
+        .unwrap_or_else(|| panic!("no contract suite in {junit}"));
+    assert_eq!(plan.matches("<testcase ").count(), checks.len());
+    // A test case per span and metric the contract declares.
+    assert_eq!(contract.matches("<testcase ").count(), 27, "{contract}");
     assert!(!junit.contains("<failure"));
+    let statistics = &report["contract"]["statistics"];
+    assert_eq!(statistics["advice_level_counts"]["violation"], serde_json::Value::Null);
+    assert!(statistics["registry_coverage"].as_f64().is_some_and(|c| c > 0.8), "{statistics}");
+    assert!(stdout.contains("coverage") && stdout.contains("span p2p_publish"), "{stdout}");
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(markdown.contains("## Telemetry contract"), "{markdown}");
+    check_the_validation_files(&out).await;
     let html = std::fs::read_to_string(out.join("traces.html")).unwrap();
     assert!(html.contains("p2p_publish") && html.contains("handle_dht_query"));
     assert!(
@@ -553,5 +565,174 @@ async fn the_validation_forwards_everything_to_an_external_collector() {
     assert!(!external
         .metric_points_named("p2p_operations_total")
         .is_empty());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+fn contract_dir() -> String {
+    format!("{}/../marketplace/contract", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn kit_data(path: &str) -> String {
+    format!("{}/../../tests/data/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn check(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(BIN)
+        .arg("check")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `check` passes on what the validation exported, and fails — naming the span, the
+/// attribute and the fix — once `package_id` is removed from a successful publish.
+async fn check_the_validation_files(out: &std::path::Path) {
+    let contract = contract_dir();
+    let traces = out.join("otlp/traces.jsonl");
+    let metrics = out.join("otlp/metrics.jsonl");
+    let files = [traces.to_str().unwrap(), metrics.to_str().unwrap()];
+    let (code, stdout, stderr) = check(&[&["--contract", &contract][..], &files[..]].concat()).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.ends_with("CONTRACT KEPT\n"), "{stdout}");
+
+    let mut removed = false;
+    let broken: Vec<String> = std::fs::read_to_string(&traces)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut request: serde_json::Value = serde_json::from_str(line).unwrap();
+            for resource in request["resourceSpans"].as_array_mut().unwrap() {
+                for scope in resource["scopeSpans"].as_array_mut().unwrap() {
+                    for span in scope["spans"].as_array_mut().unwrap() {
+                        if !removed && span["name"] == "p2p_publish" && span["status"]["code"] != 2 {
+                            span["attributes"]
+                                .as_array_mut()
+                                .unwrap()
+                                .retain(|a| a["key"] != "package_id");
+                            removed = true;
+                        }
+                    }
+                }
+            }
+            request.to_string()
+        })
+        .collect();
+    assert!(removed, "no successful p2p_publish in {}", traces.display());
+    let broken_file = out.join("broken.jsonl");
+    std::fs::write(&broken_file, broken.join("\n")).unwrap();
+    let broken_file = broken_file.to_str().unwrap();
+    let (code, stdout, _) = check(&["--contract", &contract, broken_file]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("violation required_attribute_not_present span p2p_publish: required attribute package_id is not present on span p2p_publish: add `package_id = …` to the span's fields"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("CONTRACT VIOLATED\n"), "{stdout}");
+
+    let (code, json, _) = check(&["--contract", &contract, "--format", "json", broken_file]).await;
+    assert_eq!(code, Some(1));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["statistics"]["advice_level_counts"]["violation"], 1);
+    let (_, junit, _) = check(&["--contract", &contract, "--format", "junit", broken_file]).await;
+    assert!(junit.contains("<testcase classname=\"contract\" name=\"span p2p_publish\">\n      <failure"), "{junit}");
+
+    // Metrics alone cover no span: the gate says so.
+    let (code, stdout, _) = check(&["--contract", &contract, "--min-group-coverage", "0.5", files[1]]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("coverage_below_minimum contract p2p_publish"), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_with_a_broken_contract_or_file_exits_2_naming_it() {
+    let dir = temp_dir("bad-contract");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("spans.yaml"),
+        "groups:\n  - id: span.a\n    type: span\n    span_kind: client\n    attributes:\n      - ref: nowhere\n",
+    )
+    .unwrap();
+    let file = dir.join("empty.jsonl");
+    std::fs::write(&file, "").unwrap();
+    let (code, _, stderr) = check(&["--contract", dir.to_str().unwrap(), file.to_str().unwrap()]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("spans.yaml:6: ref: no attribute \"nowhere\""), "{stderr}");
+    let (code, _, stderr) = check(&["--contract", &contract_dir(), dir.join("missing.jsonl").to_str().unwrap()]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot read") && stderr.contains("missing.jsonl"), "{stderr}");
+    let (code, _, stderr) = check(&["--contract", &contract_dir(), "--min-coverage", "2", file.to_str().unwrap()]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("not a share between 0 and 1"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_contract_prints_findings_as_traces_finish() {
+    let out = temp_dir("serve-contract");
+    let contract = kit_data("contract");
+    let semconv = kit_data("semconv/model");
+    let mut child = serve_on_loopback(
+        &out,
+        &["--contract", &contract, "--dependency", &semconv, "--exit-after-spans", "1", "--timeout", "30"],
+    );
+    let (grpc, http, mut stdout) = endpoints(&mut child).await;
+    let telemetry = Telemetry::builder_for_endpoints(Protocol::Grpc, grpc, http)
+        .resource_attribute("service.name", "shop")
+        .build()
+        .unwrap();
+    // A payment without its checkout, and a method the contract does not know.
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        tracing::info_span!("pay", otel.kind = "client", shop.order.id = "o-1", shop.payment.method = "iou")
+            .in_scope(|| {});
+    });
+    telemetry.flush().await.unwrap();
+    telemetry.shutdown().await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("serve exits after 1 span")
+        .unwrap();
+    let mut printed = String::new();
+    while stdout.read_line(&mut printed).await.unwrap() > 0 {}
+    assert_eq!(status.code(), Some(1), "violations exit 1:\n{printed}");
+    let trace_line = printed.find("trace ").unwrap_or_else(|| panic!("{printed}"));
+    let finding = printed
+        .find("finding violation undefined_enum_variant span pay: attribute shop.payment.method on span pay is \"iou\"")
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(trace_line < finding, "the finding follows its trace's line:\n{printed}");
+    assert!(printed.contains("finding violation unexpected_parent span pay"), "{printed}");
+    assert!(printed.contains("contract: checked 1 span(s)"), "{printed}");
+    assert!(printed.contains("coverage"), "{printed}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test]
+async fn contract_generate_writes_the_collector_config_alerts_and_dashboard() {
+    let out = temp_dir("generate");
+    let output = Command::new(BIN)
+        .args(["contract", "generate", "--out", out.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let alerts = std::fs::read_to_string(out.join("alerts.yaml")).unwrap();
+    for expected in [
+        "alert: P2POperationErrorRateHigh",
+        "rate(p2p_operations_total{status=\"error\"}[5m])",
+        "alert: P2POperationLatencyHigh",
+        "histogram_quantile(0.95, sum by (le, operation) (rate(p2p_operation_duration_ms_bucket[5m])))",
+    ] {
+        assert!(alerts.contains(expected), "{expected} not in {alerts}");
+    }
+    let collector = std::fs::read_to_string(out.join("otel-collector.yaml")).unwrap();
+    assert!(collector.contains("add_metric_suffixes: false"), "{collector}");
+    assert!(collector.contains("value: \"ggen-p2p\""), "{collector}");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("dashboard.json")).unwrap()).unwrap();
+    assert_eq!(dashboard["panels"].as_array().map(Vec::len), Some(14));
     let _ = std::fs::remove_dir_all(&out);
 }
