@@ -7,7 +7,13 @@
 //! - the full path: spans created with the OpenTelemetry API on a node's `Telemetry`,
 //!   batched by opentelemetry_sdk, exported by opentelemetry-otlp over gRPC, stored.
 //!
-//! Target: (a) ≥ 500,000 spans/s on the 2-core reference machine and ≥ 3× (b).
+//! - checking against a telemetry contract: the reference marketplace's
+//!   (`crates/marketplace/contract`), on marketplace-shaped traces (a publish with its DHT
+//!   write, announcement and a remote reception; a search with a remote handler), side by
+//!   side with ingesting the same spans.
+//!
+//! Targets: (a) ≥ 500,000 spans/s on the 2-core reference machine and ≥ 3× (b); the
+//! contract check ≥ 1,000,000 spans/s on one core.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,9 +24,13 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fake_opentelemetry_collector::FakeCollectorServer;
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use p2p_otel_testkit::model::{spans_to_otlp, Resource, SpanId, SpanRecord, TraceId, Value};
+use p2p_otel_testkit::contract::Contract;
+use p2p_otel_testkit::model::{
+    spans_to_otlp, ParentRef, Resource, SpanId, SpanKind, SpanRecord, TraceId, Value,
+};
 use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
+use p2p_otel_testkit::TraceSet;
 use prost::Message;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -397,9 +407,217 @@ fn store_growth(c: &mut Criterion) {
     }
 }
 
+/// A node's resource, as the marketplace's nodes export it.
+fn marketplace_node(instance: &str) -> Arc<Resource> {
+    let mut resource = Resource::default();
+    for (key, value) in [
+        ("service.name", "ggen-p2p"),
+        ("service.version", "0.1.0"),
+        ("service.instance.id", instance),
+    ] {
+        resource.attributes.insert(key.into(), value.into());
+    }
+    Arc::new(resource)
+}
+
+/// Seven spans per step: a publish (DHT write, announcement, a remote reception) and a
+/// search (a request, a remote handler), attributes as the marketplace records them.
+fn marketplace_spans(steps: u64) -> Vec<SpanRecord> {
+    let (a, b) = (marketplace_node("node-a"), marketplace_node("node-b"));
+    let mut spans = Vec::new();
+    for step in 0..steps {
+        for (tag, tree) in [
+            (
+                1u8,
+                vec![
+                    (
+                        "p2p_publish",
+                        SpanKind::Internal,
+                        None,
+                        &a,
+                        vec![
+                            ("operation", Value::from("publish")),
+                            ("peer_id", "node-a".into()),
+                            ("package_id", "acme/tool".into()),
+                            ("package_version", "1.0.0".into()),
+                            ("dht_replication", Value::Int(3)),
+                            ("gossipsub_peers", Value::Int(2)),
+                        ],
+                    ),
+                    (
+                        "dht_put",
+                        SpanKind::Client,
+                        Some((0, false)),
+                        &a,
+                        vec![
+                            ("operation", "store_package".into()),
+                            ("package_id", "acme/tool".into()),
+                            ("dht_key", "/ggen/pkg/acme/tool/1.0.0".into()),
+                            ("dht_replication", Value::Int(3)),
+                            ("dht_query_id", "QueryId(7)".into()),
+                        ],
+                    ),
+                    (
+                        "gossipsub_announce",
+                        SpanKind::Producer,
+                        Some((0, false)),
+                        &a,
+                        vec![
+                            ("operation", "announce_package".into()),
+                            ("topic", "/ggen/packages/v1".into()),
+                            ("message_id", "m-1".into()),
+                            ("subscriber_count", Value::Int(2)),
+                        ],
+                    ),
+                    (
+                        "gossipsub_receive",
+                        SpanKind::Consumer,
+                        Some((2, true)),
+                        &b,
+                        vec![
+                            ("operation", "receive_announcement".into()),
+                            ("peer_id", "node-b".into()),
+                            ("topic", "/ggen/packages/v1".into()),
+                            ("message_id", "m-1".into()),
+                            ("propagation_ms", Value::Double(1.2)),
+                            ("package_id", "acme/tool".into()),
+                        ],
+                    ),
+                ],
+            ),
+            (
+                2u8,
+                vec![
+                    (
+                        "p2p_search",
+                        SpanKind::Internal,
+                        None,
+                        &a,
+                        vec![
+                            ("operation", Value::from("search")),
+                            ("peer_id", "node-a".into()),
+                            ("query_text", "tool".into()),
+                            ("query_limit", Value::Int(10)),
+                            ("local_results", Value::Int(1)),
+                            ("remote_results", Value::Int(1)),
+                            ("cache_hit", Value::Bool(false)),
+                            ("total_latency_ms", Value::Double(2.5)),
+                        ],
+                    ),
+                    (
+                        "send_request",
+                        SpanKind::Client,
+                        Some((0, false)),
+                        &a,
+                        vec![
+                            ("operation", "remote_search".into()),
+                            ("target_peer", "node-b".into()),
+                        ],
+                    ),
+                    (
+                        "handle_dht_query",
+                        SpanKind::Server,
+                        Some((1, true)),
+                        &b,
+                        vec![
+                            ("operation", "handle_search".into()),
+                            ("peer_id", "node-b".into()),
+                            ("query_text", "tool".into()),
+                            ("results", Value::Int(1)),
+                            ("remote_peer", "node-a".into()),
+                        ],
+                    ),
+                ],
+            ),
+        ] {
+            let mut trace = [0u8; 16];
+            trace[..8].copy_from_slice(&step.to_be_bytes());
+            trace[8] = tag;
+            let id = |i: usize| {
+                let mut bytes = [0u8; 8];
+                bytes[..6].copy_from_slice(&step.to_be_bytes()[2..]);
+                bytes[6] = tag;
+                bytes[7] = i as u8 + 1;
+                SpanId::from_bytes(bytes)
+            };
+            for (i, (name, kind, parent, resource, attributes)) in tree.into_iter().enumerate() {
+                let mut span = SpanRecord::new(TraceId::from_bytes(trace), id(i), name);
+                span.kind = kind;
+                span.parent = parent.map(|(p, remote)| ParentRef {
+                    span_id: id(p),
+                    remote: Some(remote),
+                });
+                span.start_unix_nanos = 1_700_000_000_000_000_000 + step * 100 + i as u64;
+                span.end_unix_nanos = Some(span.start_unix_nanos + 50);
+                span.resource = Arc::clone(resource);
+                span.attributes
+                    .extend(attributes.into_iter().map(|(k, v)| (k.to_owned(), v)));
+                spans.push(span);
+            }
+        }
+    }
+    spans
+}
+
+/// Spans checked per second against the reference contract, beside ingesting the same
+/// spans into the receiver over gRPC, in one run.
+fn contract_check(c: &mut Criterion) {
+    let contract = Contract::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/marketplace/contract"
+    ))
+    .expect("the reference contract");
+    let spans = marketplace_spans(585);
+    let count = spans.len();
+    let traces = TraceSet::new(spans.clone());
+    // Nothing to find: the bench measures checking, not reporting.
+    assert!(!contract.check(&traces, &[], &[]).has_violations());
+    let batches: Vec<Bytes> = spans
+        .chunks(count.div_ceil(BATCHES_PER_ITERATION))
+        .map(|chunk| {
+            Bytes::from(
+                ExportTraceServiceRequest {
+                    resource_spans: spans_to_otlp(chunk),
+                }
+                .encode_to_vec(),
+            )
+        })
+        .collect();
+    let runtime = Runtime::new().expect("a tokio runtime");
+    let receiver = runtime
+        .block_on(OtlpReceiver::start(Config::default()))
+        .expect("receiver");
+    let channel = connect(&runtime, receiver.grpc_endpoint());
+    let mut group = c.benchmark_group("contract_check_vs_ingest");
+    group.throughput(Throughput::Elements(count as u64));
+    group.bench_function("a_ingest_grpc", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let (receiver, channel, batches) = (&receiver, channel.clone(), &batches);
+            async move {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iters {
+                    receiver.clear();
+                    let start = Instant::now();
+                    send_all(&channel, batches).await;
+                    receiver
+                        .wait_for_span_count(count, TIMEOUT)
+                        .await
+                        .expect("every span stored");
+                    elapsed += start.elapsed();
+                }
+                elapsed
+            }
+        })
+    });
+    group.bench_function("b_check_reference_contract", |b| {
+        b.iter(|| contract.check(&traces, &[], &[]))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(8));
-    targets = ingestion, store_growth
+    targets = ingestion, store_growth, contract_check
 }
 criterion_main!(benches);

@@ -31,7 +31,15 @@ const RENDERED_TRACES: usize = 3;
 pub struct Checker<'a> {
     contract: &'a Contract,
     findings: Vec<Finding>,
-    by_key: HashMap<(&'static str, String, String), usize>,
+    by_key: HashMap<(&'static str, Level, String, String), usize>,
+    /// The finding each absent attribute of each group became, for a failed span and
+    /// not: the common case (an optional attribute absent on every span) counts without
+    /// building a key.
+    absent_findings: Vec<Vec<[Option<usize>; 2]>>,
+    /// Scratch: which of a group's attributes the sample being checked carries.
+    present: Vec<bool>,
+    /// Occurrences of violations so far.
+    violations: u64,
     samples: Vec<u64>,
     seen: Vec<Vec<bool>>,
     spans: u64,
@@ -59,6 +67,13 @@ impl<'a> Checker<'a> {
                 .groups
                 .iter()
                 .map(|g| vec![false; g.attributes.len()])
+                .collect(),
+            present: Vec::new(),
+            violations: 0,
+            absent_findings: contract
+                .groups
+                .iter()
+                .map(|g| vec![[None; 2]; g.attributes.len()])
                 .collect(),
             spans: 0,
             metric_points: 0,
@@ -92,11 +107,7 @@ impl<'a> Checker<'a> {
     }
 
     fn violations(&self) -> u64 {
-        self.findings
-            .iter()
-            .filter(|f| f.level == Level::Violation)
-            .map(|f| f.occurrences)
-            .sum()
+        self.violations
     }
 
     fn check_span(&mut self, span: SpanRef<'_>, traces: &TraceSet) {
@@ -292,6 +303,10 @@ impl<'a> Checker<'a> {
     ) {
         let contract = self.contract;
         let group: &ResolvedGroup = &contract.groups[index];
+        // Which declared attributes this sample carries, by position in the group.
+        let mut present = std::mem::take(&mut self.present);
+        present.clear();
+        present.resize(group.attributes.len(), false);
         for (key, value) in attributes {
             let used = group
                 .attribute_index
@@ -301,6 +316,7 @@ impl<'a> Checker<'a> {
             let def = match used {
                 Some(at) => {
                     self.seen[index][at] = true;
+                    present[at] = true;
                     &group.attributes[at].def
                 }
                 None => match contract.attribute(key) {
@@ -319,12 +335,7 @@ impl<'a> Checker<'a> {
             self.check_value(sample, def, key, value);
         }
         for (at, used) in group.attributes.iter().enumerate() {
-            if attributes.contains_key(&used.def.key) {
-                continue;
-            }
-            if matches!(used.def.attribute_type, AttributeType::Template(_))
-                && attributes.keys().any(|k| under_template(k, &used.def.key))
-            {
+            if present[at] {
                 continue;
             }
             if let Some(found) = resource.and_then(|r| r.attributes.get(&used.def.key)) {
@@ -332,22 +343,32 @@ impl<'a> Checker<'a> {
                 self.check_value(sample, &used.def, &used.def.key, found);
                 continue;
             }
-            self.absent(sample, used, group, unrecorded.contains(&used.def.key));
+            self.absent(sample, (index, at), used, group, unrecorded);
         }
+        self.present = present;
     }
 
     fn absent(
         &mut self,
         sample: &Sample<'_>,
+        (index, at): (usize, usize),
         used: &AttributeUse,
         group: &ResolvedGroup,
-        unrecorded: bool,
+        unrecorded: &std::collections::BTreeSet<String>,
     ) {
         // A failed span may miss what it never got (the message id of an announcement
         // that was never sent): `on_error` says what it must carry instead.
         let failed = sample
             .span
             .is_some_and(|s| s.record().status.code == StatusCode::Error);
+        if let Some(finding) = self.absent_findings[index][at][usize::from(failed)] {
+            self.findings[finding].occurrences += 1;
+            if self.findings[finding].level == Level::Violation {
+                self.violations += 1;
+            }
+            return;
+        }
+        let unrecorded = unrecorded.contains(&used.def.key);
         let (id, level) = match &used.requirement {
             Requirement::Required if failed => {
                 ("required_attribute_not_present", Level::Information)
@@ -371,7 +392,7 @@ impl<'a> Checker<'a> {
         } else {
             String::new()
         };
-        self.report(
+        let finding = self.report(
             sample,
             id,
             level,
@@ -400,6 +421,7 @@ impl<'a> Checker<'a> {
                 ])
             },
         );
+        self.absent_findings[index][at][usize::from(failed)] = Some(finding);
     }
 
     fn check_value(&mut self, sample: &Sample<'_>, def: &AttributeDef, key: &str, value: &Value) {
@@ -541,15 +563,19 @@ impl<'a> Checker<'a> {
         detail: String,
         message: impl FnOnce() -> String,
         context: impl FnOnce() -> BTreeMap<String, String>,
-    ) {
+    ) -> usize {
         let key = (
             id,
+            level,
             format!("{}/{}", sample.signal_type, sample.signal_name),
             detail,
         );
+        if level == Level::Violation {
+            self.violations += 1;
+        }
         if let Some(&at) = self.by_key.get(&key) {
             self.findings[at].occurrences += 1;
-            return;
+            return at;
         }
         let span = sample.span.map(|span| {
             let record = span.record();
@@ -583,6 +609,7 @@ impl<'a> Checker<'a> {
             span,
             occurrences: 1,
         });
+        self.findings.len() - 1
     }
 
     /// The report: findings sorted, coverage per group.

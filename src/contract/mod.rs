@@ -78,7 +78,7 @@ mod structure;
 pub use check::Checker;
 pub use findings::{Coverage, CoverageGate, Finding, GroupCoverage, Level, Report, SpanLocation};
 
-use model::{AttributeDef, GroupKind, ResolvedGroup};
+use model::{AttributeDef, GroupKind, NameMap, ResolvedGroup};
 
 /// A loaded contract: the registry's attributes and the signals to check.
 #[derive(Clone, Debug)]
@@ -87,9 +87,9 @@ pub struct Contract {
     /// Template attributes (`template[T]`), matched by prefix.
     templates: Vec<AttributeDef>,
     groups: Vec<ResolvedGroup>,
-    spans: HashMap<String, usize>,
-    metrics: HashMap<String, usize>,
-    events: HashMap<String, usize>,
+    spans: NameMap<usize>,
+    metrics: NameMap<usize>,
+    events: NameMap<usize>,
 }
 
 /// A problem in a contract's files.
@@ -261,9 +261,9 @@ fn build(sources: &[resolve::Source]) -> Result<Contract, ContractError> {
             .collect(),
         attributes: resolved.attributes,
         groups: Vec::new(),
-        spans: HashMap::new(),
-        metrics: HashMap::new(),
-        events: HashMap::new(),
+        spans: NameMap::default(),
+        metrics: NameMap::default(),
+        events: NameMap::default(),
     };
     contract.groups = resolved
         .groups

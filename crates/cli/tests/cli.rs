@@ -516,9 +516,20 @@ async fn the_validation_run_passes_and_writes_every_report() {
     assert_eq!(contract.matches("<testcase ").count(), 27, "{contract}");
     assert!(!junit.contains("<failure"));
     let statistics = &report["contract"]["statistics"];
-    assert_eq!(statistics["advice_level_counts"]["violation"], serde_json::Value::Null);
-    assert!(statistics["registry_coverage"].as_f64().is_some_and(|c| c > 0.8), "{statistics}");
-    assert!(stdout.contains("coverage") && stdout.contains("span p2p_publish"), "{stdout}");
+    assert_eq!(
+        statistics["advice_level_counts"]["violation"],
+        serde_json::Value::Null
+    );
+    assert!(
+        statistics["registry_coverage"]
+            .as_f64()
+            .is_some_and(|c| c > 0.8),
+        "{statistics}"
+    );
+    assert!(
+        stdout.contains("coverage") && stdout.contains("span p2p_publish"),
+        "{stdout}"
+    );
     let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(markdown.contains("## Telemetry contract"), "{markdown}");
     check_the_validation_files(&out).await;
@@ -597,7 +608,8 @@ async fn check_the_validation_files(out: &std::path::Path) {
     let traces = out.join("otlp/traces.jsonl");
     let metrics = out.join("otlp/metrics.jsonl");
     let files = [traces.to_str().unwrap(), metrics.to_str().unwrap()];
-    let (code, stdout, stderr) = check(&[&["--contract", &contract][..], &files[..]].concat()).await;
+    let (code, stdout, stderr) =
+        check(&[&["--contract", &contract][..], &files[..]].concat()).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.ends_with("CONTRACT KEPT\n"), "{stdout}");
 
@@ -610,7 +622,8 @@ async fn check_the_validation_files(out: &std::path::Path) {
             for resource in request["resourceSpans"].as_array_mut().unwrap() {
                 for scope in resource["scopeSpans"].as_array_mut().unwrap() {
                     for span in scope["spans"].as_array_mut().unwrap() {
-                        if !removed && span["name"] == "p2p_publish" && span["status"]["code"] != 2 {
+                        if !removed && span["name"] == "p2p_publish" && span["status"]["code"] != 2
+                        {
                             span["attributes"]
                                 .as_array_mut()
                                 .unwrap()
@@ -640,12 +653,27 @@ async fn check_the_validation_files(out: &std::path::Path) {
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["statistics"]["advice_level_counts"]["violation"], 1);
     let (_, junit, _) = check(&["--contract", &contract, "--format", "junit", broken_file]).await;
-    assert!(junit.contains("<testcase classname=\"contract\" name=\"span p2p_publish\">\n      <failure"), "{junit}");
+    assert!(
+        junit.contains(
+            "<testcase classname=\"contract\" name=\"span p2p_publish\">\n      <failure"
+        ),
+        "{junit}"
+    );
 
     // Metrics alone cover no span: the gate says so.
-    let (code, stdout, _) = check(&["--contract", &contract, "--min-group-coverage", "0.5", files[1]]).await;
+    let (code, stdout, _) = check(&[
+        "--contract",
+        &contract,
+        "--min-group-coverage",
+        "0.5",
+        files[1],
+    ])
+    .await;
     assert_eq!(code, Some(1), "{stdout}");
-    assert!(stdout.contains("coverage_below_minimum contract p2p_publish"), "{stdout}");
+    assert!(
+        stdout.contains("coverage_below_minimum contract p2p_publish"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -659,13 +687,32 @@ async fn check_with_a_broken_contract_or_file_exits_2_naming_it() {
     .unwrap();
     let file = dir.join("empty.jsonl");
     std::fs::write(&file, "").unwrap();
-    let (code, _, stderr) = check(&["--contract", dir.to_str().unwrap(), file.to_str().unwrap()]).await;
+    let (code, _, stderr) =
+        check(&["--contract", dir.to_str().unwrap(), file.to_str().unwrap()]).await;
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("spans.yaml:6: ref: no attribute \"nowhere\""), "{stderr}");
-    let (code, _, stderr) = check(&["--contract", &contract_dir(), dir.join("missing.jsonl").to_str().unwrap()]).await;
+    assert!(
+        stderr.contains("spans.yaml:6: ref: no attribute \"nowhere\""),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(&[
+        "--contract",
+        &contract_dir(),
+        dir.join("missing.jsonl").to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("cannot read") && stderr.contains("missing.jsonl"), "{stderr}");
-    let (code, _, stderr) = check(&["--contract", &contract_dir(), "--min-coverage", "2", file.to_str().unwrap()]).await;
+    assert!(
+        stderr.contains("cannot read") && stderr.contains("missing.jsonl"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(&[
+        "--contract",
+        &contract_dir(),
+        "--min-coverage",
+        "2",
+        file.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(code, Some(2));
     assert!(stderr.contains("not a share between 0 and 1"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -678,7 +725,16 @@ async fn serve_with_a_contract_prints_findings_as_traces_finish() {
     let semconv = kit_data("semconv/model");
     let mut child = serve_on_loopback(
         &out,
-        &["--contract", &contract, "--dependency", &semconv, "--exit-after-spans", "1", "--timeout", "30"],
+        &[
+            "--contract",
+            &contract,
+            "--dependency",
+            &semconv,
+            "--exit-after-spans",
+            "1",
+            "--timeout",
+            "30",
+        ],
     );
     let (grpc, http, mut stdout) = endpoints(&mut child).await;
     let telemetry = Telemetry::builder_for_endpoints(Protocol::Grpc, grpc, http)
@@ -687,8 +743,13 @@ async fn serve_with_a_contract_prints_findings_as_traces_finish() {
         .unwrap();
     // A payment without its checkout, and a method the contract does not know.
     tracing::dispatcher::with_default(telemetry.dispatch(), || {
-        tracing::info_span!("pay", otel.kind = "client", shop.order.id = "o-1", shop.payment.method = "iou")
-            .in_scope(|| {});
+        tracing::info_span!(
+            "pay",
+            otel.kind = "client",
+            shop.order.id = "o-1",
+            shop.payment.method = "iou"
+        )
+        .in_scope(|| {});
     });
     telemetry.flush().await.unwrap();
     telemetry.shutdown().await.unwrap();
@@ -699,12 +760,20 @@ async fn serve_with_a_contract_prints_findings_as_traces_finish() {
     let mut printed = String::new();
     while stdout.read_line(&mut printed).await.unwrap() > 0 {}
     assert_eq!(status.code(), Some(1), "violations exit 1:\n{printed}");
-    let trace_line = printed.find("trace ").unwrap_or_else(|| panic!("{printed}"));
+    let trace_line = printed
+        .find("trace ")
+        .unwrap_or_else(|| panic!("{printed}"));
     let finding = printed
         .find("finding violation undefined_enum_variant span pay: attribute shop.payment.method on span pay is \"iou\"")
         .unwrap_or_else(|| panic!("{printed}"));
-    assert!(trace_line < finding, "the finding follows its trace's line:\n{printed}");
-    assert!(printed.contains("finding violation unexpected_parent span pay"), "{printed}");
+    assert!(
+        trace_line < finding,
+        "the finding follows its trace's line:\n{printed}"
+    );
+    assert!(
+        printed.contains("finding violation unexpected_parent span pay"),
+        "{printed}"
+    );
     assert!(printed.contains("contract: checked 1 span(s)"), "{printed}");
     assert!(printed.contains("coverage"), "{printed}");
     let _ = std::fs::remove_dir_all(&out);
@@ -718,7 +787,11 @@ async fn contract_generate_writes_the_collector_config_alerts_and_dashboard() {
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let alerts = std::fs::read_to_string(out.join("alerts.yaml")).unwrap();
     for expected in [
         "alert: P2POperationErrorRateHigh",
@@ -729,10 +802,14 @@ async fn contract_generate_writes_the_collector_config_alerts_and_dashboard() {
         assert!(alerts.contains(expected), "{expected} not in {alerts}");
     }
     let collector = std::fs::read_to_string(out.join("otel-collector.yaml")).unwrap();
-    assert!(collector.contains("add_metric_suffixes: false"), "{collector}");
+    assert!(
+        collector.contains("add_metric_suffixes: false"),
+        "{collector}"
+    );
     assert!(collector.contains("value: \"ggen-p2p\""), "{collector}");
     let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("dashboard.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("dashboard.json")).unwrap())
+            .unwrap();
     assert_eq!(dashboard["panels"].as_array().map(Vec::len), Some(14));
     let _ = std::fs::remove_dir_all(&out);
 }
