@@ -175,13 +175,11 @@ impl<'a> Checker<'a> {
         let record = span.record();
         let name = &record.name;
         let parent = span.parent();
-        if structure.root {
-            if record.parent.is_some() {
-                let found = parent_name(parent_span(span));
-                self.report(sample, "unexpected_parent", Level::Violation, found.clone(), || {
-                    format!("span {name} must be a root, but its parent is {found}: start it outside any span (or with `parent: None`)")
-                }, || context(&[("expected", "no parent".into()), ("found", found.clone())]));
-            }
+        if structure.root && record.parent.is_some() {
+            let found = parent_name(parent);
+            self.report(sample, "unexpected_parent", Level::Violation, found.clone(), || {
+                format!("span {name} must be a root, but its parent is {found}: start it outside any span (or with `parent: None`)")
+            }, || context(&[("expected", "no parent".into()), ("found", found.clone())]));
         }
         if !structure.parent.is_empty() {
             let ok = parent.is_some_and(|p| {
@@ -678,10 +676,6 @@ fn instance(resource: &Resource) -> Option<&str> {
         .attributes
         .get("service.instance.id")
         .and_then(Value::as_str)
-}
-
-fn parent_span<'s>(span: SpanRef<'s>) -> Option<SpanRef<'s>> {
-    span.parent()
 }
 
 fn parent_name(parent: Option<SpanRef<'_>>) -> String {
