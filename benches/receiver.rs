@@ -175,6 +175,29 @@ async fn send_all(channel: &Channel, batches: &[Bytes]) {
     }
 }
 
+/// Times `iters` rounds of sending `batches` (`spans` spans in all) into an emptied
+/// receiver, each until every span is stored and visible to a waiter.
+async fn ingest(
+    receiver: &OtlpReceiver,
+    channel: Channel,
+    batches: &[Bytes],
+    spans: usize,
+    iters: u64,
+) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..iters {
+        receiver.clear();
+        let start = Instant::now();
+        send_all(&channel, batches).await;
+        receiver
+            .wait_for_span_count(spans, TIMEOUT)
+            .await
+            .expect("every span stored");
+        elapsed += start.elapsed();
+    }
+    elapsed
+}
+
 fn ingestion(c: &mut Criterion) {
     let runtime = Runtime::new().expect("a tokio runtime");
     let batches = batches();
@@ -187,21 +210,13 @@ fn ingestion(c: &mut Criterion) {
     let channel = connect(&runtime, receiver.grpc_endpoint());
     group.bench_function("a_otlp_receiver", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
-            let (receiver, channel, batches) = (&receiver, channel.clone(), &batches);
-            async move {
-                let mut elapsed = Duration::ZERO;
-                for _ in 0..iters {
-                    receiver.clear();
-                    let start = Instant::now();
-                    send_all(&channel, batches).await;
-                    receiver
-                        .wait_for_span_count(SPANS_PER_ITERATION, TIMEOUT)
-                        .await
-                        .expect("every span stored");
-                    elapsed += start.elapsed();
-                }
-                elapsed
-            }
+            ingest(
+                &receiver,
+                channel.clone(),
+                &batches,
+                SPANS_PER_ITERATION,
+                iters,
+            )
         })
     });
 
@@ -591,23 +606,8 @@ fn contract_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("contract_check_vs_ingest");
     group.throughput(Throughput::Elements(count as u64));
     group.bench_function("a_ingest_grpc", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (receiver, channel, batches) = (&receiver, channel.clone(), &batches);
-            async move {
-                let mut elapsed = Duration::ZERO;
-                for _ in 0..iters {
-                    receiver.clear();
-                    let start = Instant::now();
-                    send_all(&channel, batches).await;
-                    receiver
-                        .wait_for_span_count(count, TIMEOUT)
-                        .await
-                        .expect("every span stored");
-                    elapsed += start.elapsed();
-                }
-                elapsed
-            }
-        })
+        b.to_async(&runtime)
+            .iter_custom(|iters| ingest(&receiver, channel.clone(), &batches, count, iters))
     });
     group.bench_function("b_check_reference_contract", |b| {
         b.iter(|| contract.check(&traces, &[], &[]))

@@ -133,16 +133,7 @@ impl<'a> Checker<'a> {
         };
         let group = &contract.groups[index];
         self.samples[index] += 1;
-        if let Some(why) = &group.deprecated {
-            self.report(
-                &sample,
-                "deprecated",
-                Level::Violation,
-                String::new(),
-                || format!("span {} is deprecated: {why}", record.name),
-                BTreeMap::new,
-            );
-        }
+        self.deprecated_signal(&sample, group);
         if let GroupKind::Span { kind: Some(kind) } = group.kind {
             if record.kind != kind {
                 self.report(
@@ -287,6 +278,25 @@ impl<'a> Checker<'a> {
                     }, || context(&[("attribute_key", key.clone())]));
                 }
             }
+        }
+    }
+
+    /// A `deprecated` violation when the sample's group is deprecated.
+    fn deprecated_signal(&mut self, sample: &Sample<'_>, group: &ResolvedGroup) {
+        if let Some(why) = &group.deprecated {
+            self.report(
+                sample,
+                "deprecated",
+                Level::Violation,
+                String::new(),
+                || {
+                    format!(
+                        "{} {} is deprecated: {why}",
+                        sample.signal_type, sample.signal_name
+                    )
+                },
+                || context(&[("deprecation", why.clone())]),
+            );
         }
     }
 
@@ -509,16 +519,7 @@ impl<'a> Checker<'a> {
                     }, || context(&[("expected", unit.clone()), ("found", point.unit.clone())]));
                 }
             }
-            if let Some(why) = &group.deprecated {
-                self.report(
-                    &sample,
-                    "deprecated",
-                    Level::Violation,
-                    String::new(),
-                    || format!("metric {} is deprecated: {why}", point.name),
-                    BTreeMap::new,
-                );
-            }
+            self.deprecated_signal(&sample, group);
             self.check_attributes(index, &sample, &point.attributes, None, &Default::default());
         }
         self.findings[first_new..].to_vec()

@@ -185,23 +185,15 @@ struct Rule {
     annotations: std::collections::BTreeMap<String, String>,
 }
 
-/// A metric or label name as Prometheus stores it: what is not a letter, digit or `_`
-/// becomes `_` (the Collector's Prometheus exporter and the kit's `/metrics` do the same).
+/// A metric or label name as Prometheus stores it: what is not a letter, digit, `_` or
+/// `:` becomes `_` (the Collector's Prometheus exporter and the kit's `/metrics` do the
+/// same).
+///
+/// ```
+/// assert_eq!(p2p_otel_testkit::contract::generate::prometheus_name("shop.orders"), "shop_orders");
+/// ```
 pub fn prometheus_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
+    crate::receiver::prometheus::sanitize(name)
 }
 
 fn label_list(labels: &[String]) -> String {

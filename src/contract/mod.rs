@@ -19,7 +19,45 @@
 //! What Weaver's format cannot say — trace structure (children with counts and kinds, a
 //! parent, a remote parent on another node, events, the attributes an Error span must
 //! carry) and alerts — is written under a group's `annotations`, which Weaver keeps
-//! without interpreting; the `structure` module's documentation shows both.
+//! without interpreting:
+//!
+//! ```yaml
+//! - id: span.p2p_publish
+//!   type: span
+//!   span_kind: internal
+//!   annotations:
+//!     structure:
+//!       root: true                 # no parent
+//!       children:                  # checked on spans whose status is not Error
+//!         - span: dht_put          # a child of this name…
+//!           min: 1                 # …at least once (default 1)
+//!           max: 1                 # …at most once (default: no limit)
+//!           kind: client           # the child's span kind
+//!       events: [package_stored]   # span events it must carry
+//!       on_error: [error_type]     # attributes an Error span must carry
+//! - id: span.handle_dht_query
+//!   type: span
+//!   span_kind: server
+//!   annotations:
+//!     structure:
+//!       parent: {span: send_request, kind: client}   # or a name, or a list of either
+//!       remote_parent: true        # the parent is on another node (context propagated)
+//! - id: metric.p2p_operations_total
+//!   type: metric
+//!   metric_name: p2p_operations_total
+//!   instrument: counter
+//!   annotations:
+//!     alerts:                      # for `generate::prometheus_rules`
+//!       - alert: P2POperationErrorRateHigh
+//!         error_rate: {status: error}   # on a counter: the share of the increase with these labels
+//!         by: [operation]               # computed per operation
+//!         above: 0.05
+//!         for: 5m                       # also: window (5m), severity (warning), summary
+//!       # on a histogram: `quantile: 0.95` and `above` in the metric's unit
+//! ```
+//!
+//! A span whose status is Error may miss a required attribute it never got: that is
+//! information, not a violation; `on_error` says what it must carry instead.
 //!
 //! A span group's span name is its `name:`, else its id without the `span.` prefix; a
 //! metric group's is its `metric_name:`.

@@ -2,35 +2,7 @@
 //! alerts on metric groups — written under a group's `annotations`, which Weaver keeps
 //! but does not interpret.
 //!
-//! ```yaml
-//! - id: span.p2p_publish
-//!   type: span
-//!   span_kind: internal
-//!   annotations:
-//!     structure:
-//!       root: true                 # no parent
-//!       children:                  # checked on spans whose status is not Error
-//!         - span: dht_put          # a child of this name…
-//!           min: 1                 # …at least once (default 1)
-//!           max: 1                 # …at most once (default: no limit)
-//!           kind: internal         # the child's span kind
-//!       events: [package_stored]   # span events it must carry
-//!       on_error: [error_type]     # attributes an Error span must carry
-//! - id: span.handle_dht_query
-//!   annotations:
-//!     structure:
-//!       parent: send_request       # its direct parent, or {span: send_request, kind: client},
-//!                                  # or a list of alternatives
-//!       remote_parent: true        # the parent is on another node (context propagated)
-//! - id: metric.p2p_operations_total
-//!   type: metric
-//!   annotations:
-//!     alerts:
-//!       - alert: P2PHighErrorRate
-//!         error_rate: {status: error}   # share of the counter's increase with these labels
-//!         above: 0.05
-//!         for: 5m
-//! ```
+//! The syntax is documented, with an example, on the `contract` module.
 
 use serde::Deserialize;
 use serde_yaml_ng::Value as Yaml;

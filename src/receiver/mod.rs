@@ -38,7 +38,7 @@ mod grpc;
 mod http;
 mod http_server;
 mod ingest;
-mod prometheus;
+pub(crate) mod prometheus;
 mod signal;
 mod span_store;
 mod trace_watch;

@@ -14,7 +14,9 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn sanitize(name: &str) -> String {
+/// A metric or label name as Prometheus accepts it: what is not a letter, digit, `_` or
+/// `:` becomes `_`, and a leading digit gets a `_` before it.
+pub(crate) fn sanitize(name: &str) -> String {
     let mut out: String = name
         .chars()
         .map(|c| {

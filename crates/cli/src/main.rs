@@ -233,6 +233,12 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// Exit code 2 for an error before any work: printed to stderr.
+fn configuration_error(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(2)
+}
+
 fn validate(nodes: usize, out: PathBuf, otlp_endpoint: Option<String>) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
@@ -246,96 +252,105 @@ fn validate(nodes: usize, out: PathBuf, otlp_endpoint: Option<String>) -> ExitCo
     match runtime.block_on(validate::run(&options, &mut stdout)) {
         Ok(report) if report.passed() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
+        Err(error) => configuration_error(error),
+    }
+}
+
+fn check(
+    contract: &ContractArgs,
+    files: Vec<PathBuf>,
+    format: check::Format,
+    gate: CoverageGate,
+) -> ExitCode {
+    let contract = match contract.load() {
+        Ok(Some(contract)) => contract,
+        Ok(None) => return configuration_error("check needs --contract DIR"),
+        Err(error) => return configuration_error(error),
+    };
+    let options = check::Options {
+        contract,
+        files,
+        format,
+        gate,
+    };
+    match check::run(&options, &mut std::io::stdout()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => configuration_error(error),
+    }
+}
+
+fn generate(command: ContractCommand) -> ExitCode {
+    let ContractCommand::Generate {
+        contract,
+        dependency,
+        out,
+        tracing_backend,
+        file,
+        service_name,
+        title,
+    } = command;
+    let contract = match &contract {
+        Some(folder) => load_contract(folder, &dependency),
+        None => p2p_otel_marketplace::contract().map_err(|e| e.to_string()),
+    };
+    let contract = match contract {
+        Ok(contract) => contract,
+        Err(error) => return configuration_error(error),
+    };
+    let options = generate::CollectorOptions {
+        tracing_backend,
+        file,
+        service_name,
+        ..generate::CollectorOptions::default()
+    };
+    match generate::write_all(&contract, &out, &options, &title) {
+        Ok(paths) => {
+            for path in paths {
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
         }
+        Err(error) => configuration_error(format!("cannot write into {}: {error}", out.display())),
+    }
+}
+
+fn serve(options: serve::Options) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
+    };
+    match runtime.block_on(serve::run(&options, std::io::stdout())) {
+        Ok(finished) if finished.outcome == serve::Outcome::TimedOut => ExitCode::from(1),
+        Ok(finished) if finished.violations => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => configuration_error(error),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        None => validate(cli.nodes, cli.out, cli.otlp_endpoint),
-        Some(Command::Check {
+    let command = match cli.command {
+        None => return validate(cli.nodes, cli.out, cli.otlp_endpoint),
+        Some(command) => command,
+    };
+    match command {
+        Command::Check {
             contract,
             files,
             format,
             min_coverage,
             min_group_coverage,
-        }) => {
-            let contract = match contract.load() {
-                Ok(Some(contract)) => contract,
-                Ok(None) => {
-                    eprintln!("error: check needs --contract DIR");
-                    return ExitCode::from(2);
-                }
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
-            };
-            let options = check::Options {
-                contract,
-                files,
-                format,
-                gate: CoverageGate {
-                    minimum_overall: min_coverage,
-                    minimum_per_group: min_group_coverage,
-                },
-            };
-            match check::run(&options, &mut std::io::stdout()) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Some(Command::Contract {
-            command:
-                ContractCommand::Generate {
-                    contract,
-                    dependency,
-                    out,
-                    tracing_backend,
-                    file,
-                    service_name,
-                    title,
-                },
-        }) => {
-            let contract = match &contract {
-                Some(folder) => load_contract(folder, &dependency),
-                None => p2p_otel_marketplace::contract().map_err(|e| e.to_string()),
-            };
-            let contract = match contract {
-                Ok(contract) => contract,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
-            };
-            let options = generate::CollectorOptions {
-                tracing_backend,
-                file,
-                service_name,
-                ..generate::CollectorOptions::default()
-            };
-            match generate::write_all(&contract, &out, &options, &title) {
-                Ok(paths) => {
-                    for path in paths {
-                        println!("wrote {}", path.display());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("error: cannot write into {}: {error}", out.display());
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Some(Command::Serve {
+        } => check(
+            &contract,
+            files,
+            format,
+            CoverageGate {
+                minimum_overall: min_coverage,
+                minimum_per_group: min_group_coverage,
+            },
+        ),
+        Command::Contract { command } => generate(command),
+        Command::Serve {
             grpc,
             http,
             allow_non_loopback,
@@ -349,15 +364,8 @@ fn main() -> ExitCode {
             idle_timeout,
             header_read_timeout,
             contract,
-        }) => {
-            let contract = match contract.load() {
-                Ok(contract) => contract,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
-            };
-            let options = serve::Options {
+        } => match contract.load() {
+            Ok(contract) => serve(serve::Options {
                 grpc,
                 http,
                 allow_non_loopback,
@@ -372,19 +380,8 @@ fn main() -> ExitCode {
                 header_read_timeout: (!header_read_timeout.is_zero())
                     .then_some(header_read_timeout),
                 contract,
-            };
-            let Some(runtime) = runtime() else {
-                return ExitCode::from(2);
-            };
-            match runtime.block_on(serve::run(&options, std::io::stdout())) {
-                Ok(finished) if finished.outcome == serve::Outcome::TimedOut => ExitCode::from(1),
-                Ok(finished) if finished.violations => ExitCode::from(1),
-                Ok(_) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+            }),
+            Err(error) => configuration_error(error),
+        },
     }
 }
