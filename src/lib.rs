@@ -60,6 +60,7 @@ pub mod contract;
 #[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod model;
+pub mod process;
 pub mod propagation;
 pub mod receiver;
 mod source;

@@ -29,7 +29,7 @@ mod node;
 mod topology;
 mod transport;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,6 +233,8 @@ pub struct Builder {
     idle_timeout: Duration,
     timeout: Duration,
     dispatch: Option<Arc<DispatchFactory>>,
+    listen: Vec<Multiaddr>,
+    keypairs: BTreeMap<usize, libp2p::identity::Keypair>,
 }
 
 impl fmt::Debug for Builder {
@@ -242,6 +244,7 @@ impl fmt::Debug for Builder {
             .field("seed", &self.seed)
             .field("security", &self.security)
             .field("discovery", &self.discovery)
+            .field("listen", &self.listen)
             .finish_non_exhaustive()
     }
 }
@@ -257,7 +260,41 @@ impl Builder {
             idle_timeout: Duration::from_secs(3600),
             timeout: Duration::from_secs(5),
             dispatch: None,
+            listen: vec![Multiaddr::empty().with(libp2p::multiaddr::Protocol::Memory(0))],
+            keypairs: BTreeMap::new(),
         }
+    }
+
+    /// Where every node listens: by default the memory transport (`/memory/0`); TCP and
+    /// QUIC addresses such as `/ip4/127.0.0.1/tcp/0` and `/ip4/127.0.0.1/udp/0/quic-v1`
+    /// give nodes that other processes reach over the real wire (port 0: the OS picks one,
+    /// [`Mesh::listen_addrs`] tells which). Memory and network addresses cannot be mixed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use p2p_otel_testkit::mesh::{self, Passive};
+    ///
+    /// let mesh = mesh::Builder::new(1)
+    ///     .listen_on(vec!["/ip4/127.0.0.1/tcp/0".parse()?, "/ip4/127.0.0.1/udp/0/quic-v1".parse()?])
+    ///     .start(|_| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
+    ///     .await?;
+    /// let addrs = mesh.listen_addrs(0)?;
+    /// assert!(addrs.iter().any(|a| a.to_string().contains("/tcp/")));
+    /// assert!(addrs.iter().any(|a| a.to_string().ends_with("/quic-v1")));
+    /// mesh.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn listen_on(mut self, addrs: Vec<Multiaddr>) -> Self {
+        self.listen = addrs;
+        self
+    }
+
+    /// Node `index`'s identity, instead of the one derived from the seed (a node process
+    /// started from a key file keeps its peer id across restarts).
+    pub fn keypair(mut self, index: usize, keypair: libp2p::identity::Keypair) -> Self {
+        self.keypairs.insert(index, keypair);
+        self
     }
 
     /// The seed of the nodes' keypairs: the same seed gives the same peer ids.
@@ -326,8 +363,26 @@ impl Builder {
             blocked: BTreeSet::new(),
             changes: Arc::new(watch::Sender::new(0)),
         };
+        let memory = mesh
+            .config
+            .listen
+            .iter()
+            .filter(|a| transport::is_memory(a))
+            .count();
+        if mesh.config.listen.is_empty() || (memory > 0 && memory < mesh.config.listen.len()) {
+            return Err(MeshError::Listen {
+                index: 0,
+                source: cause(format!(
+                    "listen addresses {:?}: give memory addresses or network ones, not both and not none",
+                    mesh.config.listen
+                )),
+            });
+        }
         for index in 0..mesh.config.nodes {
-            let keypair = transport::seeded_keypair(mesh.config.seed, index)?;
+            let keypair = match mesh.config.keypairs.get(&index) {
+                Some(keypair) => keypair.clone(),
+                None => transport::seeded_keypair(mesh.config.seed, index)?,
+            };
             let context = NodeContext {
                 index,
                 peer_id: keypair.public().to_peer_id(),
@@ -456,6 +511,15 @@ where
             .ok_or(MeshError::NodeStopped { index })
     }
 
+    /// Every address node `index` listens on (a TCP and a QUIC one, say), as bound.
+    pub fn listen_addrs(&self, index: usize) -> Result<Vec<Multiaddr>, MeshError> {
+        let slot = self.slot(index)?;
+        if slot.addr.is_none() {
+            return Err(MeshError::NodeStopped { index });
+        }
+        Ok(slot.state.borrow().listen_addrs.clone())
+    }
+
     /// A handle for sending node `index` commands.
     pub fn node(&self, index: usize) -> Result<NodeHandle<N::Command>, MeshError> {
         let sender = self
@@ -491,7 +555,7 @@ where
             .transpose()?;
         let context = self.slots[index].context.clone();
         let (behaviour, mut logic) = (self.constructor)(&context)?;
-        let transport = transport::memory_transport(&context.keypair, security)?;
+        let transport = transport::transport(&context.keypair, security, &self.config.listen)?;
         let neighbours = match self.config.discovery {
             Discovery::Off => Some(allow_block_list::Behaviour::default()),
             Discovery::Open => None,
@@ -506,37 +570,60 @@ where
         })
         .with_idle_connection_timeout(idle);
         let mut swarm = Swarm::new(transport, behaviour, context.peer_id, config);
-        let listen: Multiaddr =
-            "/memory/0"
-                .parse()
-                .map_err(|e: libp2p::multiaddr::Error| MeshError::Listen {
+        let mut waiting = std::collections::HashSet::new();
+        for listen in &self.config.listen {
+            let id = swarm
+                .listen_on(listen.clone())
+                .map_err(|e| MeshError::Listen {
                     index,
-                    source: cause(e),
+                    source: cause(format!("{listen}: {e}")),
                 })?;
-        swarm.listen_on(listen).map_err(|e| MeshError::Listen {
-            index,
-            source: cause(e),
-        })?;
-        let first_address = async {
-            loop {
+            waiting.insert(id);
+        }
+        // One address per listener (a listener on 0.0.0.0 may report several).
+        let mut addrs = Vec::new();
+        let all_addresses = async {
+            while !waiting.is_empty() {
                 match swarm.select_next_some().await {
-                    SwarmEvent::NewListenAddr { address, .. } => return address,
+                    SwarmEvent::NewListenAddr {
+                        listener_id,
+                        address,
+                    } => {
+                        waiting.remove(&listener_id);
+                        addrs.push(address);
+                    }
+                    SwarmEvent::ListenerClosed {
+                        listener_id,
+                        reason: Err(error),
+                        ..
+                    }
+                    | SwarmEvent::ListenerError { listener_id, error }
+                        if waiting.contains(&listener_id) =>
+                    {
+                        return Err(cause(error));
+                    }
                     other => logic.on_swarm_event(&mut swarm, other),
                 }
             }
+            Ok(())
         };
-        let addr = tokio::time::timeout(timeout, first_address)
+        tokio::time::timeout(timeout, all_addresses)
             .await
             .map_err(|_| MeshError::Listen {
                 index,
                 source: cause(format!("no listen address within {timeout:?}")),
-            })?;
+            })?
+            .map_err(|source| MeshError::Listen { index, source })?;
+        let addr = addrs.first().cloned().ok_or_else(|| MeshError::Listen {
+            index,
+            source: cause("no listen address"),
+        })?;
         let (control, commands) = mpsc::channel(1024);
         let (stop, stopped) = oneshot::channel();
         let slot = &mut self.slots[index];
         slot.state.send_modify(|state| {
             state.alive = true;
-            state.listen_addrs = vec![addr.clone()];
+            state.listen_addrs = addrs;
         });
         self.changes
             .send_modify(|version| *version = version.wrapping_add(1));
@@ -717,6 +804,24 @@ where
             .await?;
         }
         Ok(())
+    }
+
+    /// Blocks (or unblocks) `peers` on node `index` — any peers, in this mesh or outside
+    /// it (nodes in other processes): libp2p's block list closes their connections and
+    /// refuses new ones until they are unblocked.
+    pub async fn block_peers(
+        &self,
+        index: usize,
+        peers: Vec<PeerId>,
+        blocked: bool,
+    ) -> Result<(), MeshError> {
+        self.control(index, |reply| Control::PeerList {
+            list: PeerList::Blocked,
+            peers,
+            add: blocked,
+            reply,
+        })
+        .await
     }
 
     /// Splits the mesh into `groups`: every pair of nodes in different groups blocks the

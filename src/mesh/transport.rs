@@ -1,6 +1,6 @@
-//! How a mesh node is put together: seeded identity, memory transport with noise (or
-//! plaintext) and yamux, and an executor that keeps the node's tracing dispatch on every
-//! task libp2p spawns.
+//! How a mesh node is put together: seeded identity, the memory transport — or TCP and
+//! QUIC, for nodes that talk across processes — with noise (or plaintext) and yamux, and
+//! an executor that keeps the node's tracing dispatch on every task libp2p spawns.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,8 +8,10 @@ use std::pin::Pin;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, MemoryTransport};
 use libp2p::core::upgrade::Version;
+use libp2p::futures::future::Either;
 use libp2p::identity::Keypair;
-use libp2p::{noise, plaintext, yamux, PeerId, Transport};
+use libp2p::multiaddr::Protocol;
+use libp2p::{noise, plaintext, yamux, Multiaddr, PeerId, Transport};
 use tracing::instrument::WithSubscriber;
 use tracing::Dispatch;
 
@@ -41,7 +43,46 @@ pub(crate) fn seeded_keypair(seed: u64, index: usize) -> Result<Keypair, MeshErr
     Keypair::ed25519_from_bytes(bytes).map_err(|e| MeshError::Identity(super::cause(e)))
 }
 
-pub(crate) fn memory_transport(
+/// The transport for nodes listening on `listen`: the memory transport for `/memory/…`
+/// addresses, else TCP (noise or plaintext, yamux) beside QUIC (its own TLS and streams).
+pub(crate) fn transport(
+    keypair: &Keypair,
+    security: Security,
+    listen: &[Multiaddr],
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
+    if listen.iter().all(is_memory) {
+        return memory_transport(keypair, security);
+    }
+    let tcp = libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1);
+    let tcp = match security {
+        Security::Noise => tcp
+            .authenticate(
+                noise::Config::new(keypair).map_err(|e| MeshError::Identity(super::cause(e)))?,
+            )
+            .multiplex(yamux::Config::default())
+            .boxed(),
+        Security::Plaintext => tcp
+            .authenticate(plaintext::Config::new(keypair))
+            .multiplex(yamux::Config::default())
+            .boxed(),
+    };
+    let quic = libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(keypair));
+    Ok(tcp
+        .or_transport(quic)
+        .map(|either, _| match either {
+            Either::Left((peer, muxer)) => (peer, muxer),
+            Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
+        })
+        .boxed())
+}
+
+/// Whether `addr` is a memory-transport address.
+pub(crate) fn is_memory(addr: &Multiaddr) -> bool {
+    matches!(addr.iter().next(), Some(Protocol::Memory(_)))
+}
+
+fn memory_transport(
     keypair: &Keypair,
     security: Security,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {

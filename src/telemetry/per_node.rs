@@ -45,10 +45,29 @@ impl PerNode {
     /// Telemetry exporting with `protocol` to `receiver`; service `unknown_service`
     /// until [`service`](Self::service) names it.
     pub fn new(protocol: Protocol, receiver: &OtlpReceiver) -> Self {
+        Self::for_endpoints(protocol, receiver.grpc_endpoint(), receiver.http_endpoint())
+    }
+
+    /// Telemetry exporting with `protocol` to any OTLP endpoints (a Collector, `serve` in
+    /// another process): `grpc_endpoint` such as `http://127.0.0.1:4317`, `http_endpoint`
+    /// a base URL such as `http://127.0.0.1:4318`.
+    ///
+    /// ```
+    /// use p2p_otel_testkit::telemetry::{PerNode, Protocol};
+    /// let telemetry = PerNode::for_endpoints(Protocol::HttpProtobuf, "http://127.0.0.1:4317", "http://127.0.0.1:4318")
+    ///     .service("ggen-p2p", "0.1.0")
+    ///     .resource_attribute("process.pid", i64::from(std::process::id()));
+    /// # drop(telemetry);
+    /// ```
+    pub fn for_endpoints(
+        protocol: Protocol,
+        grpc_endpoint: impl Into<String>,
+        http_endpoint: impl Into<String>,
+    ) -> Self {
         PerNode {
             protocol,
-            grpc_endpoint: receiver.grpc_endpoint(),
-            http_endpoint: receiver.http_endpoint(),
+            grpc_endpoint: grpc_endpoint.into(),
+            http_endpoint: http_endpoint.into(),
             service_name: "unknown_service".to_owned(),
             service_version: String::new(),
             scope: None,

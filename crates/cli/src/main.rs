@@ -11,6 +11,7 @@ use p2p_otel_testkit::contract::{generate, Contract, CoverageGate};
 use p2p_otel_testkit::receiver::DEFAULT_SPAN_CAPACITY;
 
 mod check;
+mod node;
 mod printer;
 mod serve;
 mod validate;
@@ -118,11 +119,71 @@ enum Command {
         #[arg(long, value_parser = parse_ratio)]
         min_group_coverage: Option<f64>,
     },
+    /// Run one reference-marketplace node as its own process.
+    ///
+    /// Listens on TCP and QUIC (loopback, ports the OS picks, by default), exports its
+    /// telemetry over OTLP with `service.instance.id` = its peer id and `process.pid`,
+    /// and serves a control API (HTTP/JSON: GET /state; POST /bootstrap, /publish,
+    /// /search, /get, /list_versions, /exists, /delete, /block, /unblock). Prints
+    /// `node peer_id=… control=http://… listen=… pid=…` once ready. SIGTERM stops it
+    /// cleanly, flushing its telemetry. Exit code 2 when it cannot start.
+    Node {
+        /// A listen address; repeatable.
+        #[arg(long, value_name = "MULTIADDR", default_values = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"])]
+        listen: Vec<String>,
+        /// The identity, a protobuf-encoded keypair (created if missing): a node restarted
+        /// from it keeps its peer id.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// Without --key-file, the seed the identity is derived from.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A peer to bootstrap from, `/ip4/…/tcp/…/p2p/<peer id>`; repeatable.
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+        /// Where to export telemetry: `http://host:4317` for gRPC, `http://host:4318` for
+        /// HTTP. Without it the node exports nothing.
+        #[arg(long)]
+        otlp_endpoint: Option<String>,
+        /// The OTLP protocol.
+        #[arg(long, value_enum, default_value_t = OtlpProtocol::Grpc)]
+        otlp_protocol: OtlpProtocol,
+        /// The control API's address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        control: SocketAddr,
+        /// Accept a non-loopback control address (other machines can then drive the node).
+        #[arg(long)]
+        allow_non_loopback: bool,
+        /// Timings: production's, or the tests' (fast gossip heartbeat, no cache).
+        #[arg(long, value_enum, default_value_t = node::Profile::Production)]
+        profile: node::Profile,
+    },
     /// Telemetry contract tools.
     Contract {
         #[command(subcommand)]
         command: ContractCommand,
     },
+}
+
+/// OTLP's transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OtlpProtocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies.
+    HttpJson,
+}
+
+impl From<OtlpProtocol> for p2p_otel_testkit::telemetry::Protocol {
+    fn from(protocol: OtlpProtocol) -> Self {
+        match protocol {
+            OtlpProtocol::Grpc => Self::Grpc,
+            OtlpProtocol::HttpProtobuf => Self::HttpProtobuf,
+            OtlpProtocol::HttpJson => Self::HttpJson,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,9 +294,20 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Exit code 2 for an error before any work: printed to stderr.
-fn configuration_error(error: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {error}");
+/// Exit code 2 for an error before any work: printed to stderr with its causes.
+fn configuration_error(error: impl Into<Box<dyn std::error::Error>>) -> ExitCode {
+    let error = error.into();
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        let text = source.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = source.source();
+    }
+    eprintln!("error: {message}");
     ExitCode::from(2)
 }
 
@@ -327,6 +399,31 @@ fn serve(options: serve::Options) -> ExitCode {
     }
 }
 
+/// Parses multiaddrs, naming the one that is not.
+fn multiaddrs(texts: &[String]) -> Result<Vec<p2p_otel_testkit::libp2p::Multiaddr>, String> {
+    texts
+        .iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e| format!("{t:?} is not a multiaddr: {e}"))
+        })
+        .collect()
+}
+
+fn run_node(options: Result<node::Options, String>) -> ExitCode {
+    let options = match options {
+        Ok(options) => options,
+        Err(error) => return configuration_error(error),
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
+    };
+    match runtime.block_on(node::run(&options, &mut std::io::stdout())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => configuration_error(error),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match cli.command {
@@ -350,6 +447,29 @@ fn main() -> ExitCode {
             },
         ),
         Command::Contract { command } => generate(command),
+        Command::Node {
+            listen,
+            key_file,
+            seed,
+            bootstrap,
+            otlp_endpoint,
+            otlp_protocol,
+            control,
+            allow_non_loopback,
+            profile,
+        } => run_node((|| {
+            Ok(node::Options {
+                listen: multiaddrs(&listen)?,
+                key_file,
+                seed,
+                bootstrap: multiaddrs(&bootstrap)?,
+                otlp_endpoint,
+                otlp_protocol: otlp_protocol.into(),
+                control,
+                allow_non_loopback,
+                profile,
+            })
+        })()),
         Command::Serve {
             grpc,
             http,

@@ -1,0 +1,452 @@
+//! Marketplace nodes as real OS processes (`p2p-otel-testkit node`) over TCP and QUIC,
+//! started and driven with the kit's `process::NodeProcess`, their telemetry collected by
+//! a receiver in the test: the distributed search as one trace across three processes,
+//! a node killed with `kill -9` and restarted from its key file with no acknowledged
+//! publish lost, a binary that fails to start, a control API that refuses bad input and
+//! keeps serving, and no process left behind.
+
+use std::time::Duration;
+
+use p2p_otel_testkit::model::Value;
+use p2p_otel_testkit::process::{NodeProcess, ProcessError};
+use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+use p2p_otel_testkit::tree::{ChildOrder, RenderSettings};
+use p2p_otel_testkit::SpanSource;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_p2p-otel-testkit");
+const READY: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug)]
+enum Wire {
+    Tcp,
+    Quic,
+}
+
+impl Wire {
+    fn listen(self) -> &'static str {
+        match self {
+            Wire::Tcp => "/ip4/127.0.0.1/tcp/0",
+            Wire::Quic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        }
+    }
+}
+
+/// `POST url` with a JSON body, outside any `NodeProcess` (for a request racing a kill).
+async fn post_url(url: String, body: serde_json::Value) -> Result<serde_json::Value, String> {
+    use opentelemetry_http::HttpClient;
+    let client = opentelemetry_http::hyper::HyperClient::with_default_connector(
+        Duration::from_secs(30),
+        None,
+    );
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(bytes::Bytes::from(body.to_string()))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .send_bytes(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("{}", response.status()));
+    }
+    serde_json::from_slice(response.body()).map_err(|e| e.to_string())
+}
+
+/// A node process with the test timings, exporting to `receiver`.
+async fn node(receiver: &OtlpReceiver, wire: Wire, identity: &[&str]) -> NodeProcess {
+    let endpoint = receiver.grpc_endpoint();
+    let mut args = vec![
+        "node",
+        "--listen",
+        wire.listen(),
+        "--profile",
+        "test",
+        "--otlp-endpoint",
+        &endpoint,
+    ];
+    args.extend_from_slice(identity);
+    NodeProcess::spawn(BIN, &args, READY)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `node`'s dialable address: its listen address with its peer id.
+fn address(node: &NodeProcess) -> String {
+    format!(
+        "{}/p2p/{}",
+        node.field("listen")
+            .unwrap_or_default()
+            .split(',')
+            .next()
+            .unwrap_or_default(),
+        node.field("peer_id").unwrap_or_default()
+    )
+}
+
+/// Three nodes, 1 and 2 bootstrapped from 0.
+async fn three(receiver: &OtlpReceiver, wire: Wire) -> Vec<NodeProcess> {
+    let mut nodes = Vec::new();
+    for seed in ["1", "2", "3"] {
+        nodes.push(node(receiver, wire, &["--seed", seed]).await);
+    }
+    let first = address(&nodes[0]);
+    for node in &nodes[1..] {
+        let answer = node
+            .post("/bootstrap", &json!({ "peers": [first] }))
+            .await
+            .unwrap();
+        assert!(
+            answer["connected"].as_u64().is_some_and(|n| n >= 1),
+            "{answer}"
+        );
+    }
+    nodes
+}
+
+fn pids_in(trace: &p2p_otel_testkit::tree::Trace) -> std::collections::BTreeSet<i64> {
+    trace
+        .spans()
+        .filter_map(|s| {
+            s.record()
+                .resource
+                .attributes
+                .get("process.pid")
+                .and_then(Value::as_i64)
+        })
+        .collect()
+}
+
+/// Scenario 4 across processes: node 1 and node 2 publish, node 0 searches; the search
+/// is one trace holding spans of three processes, the handlers under remote parents.
+async fn distributed_search(wire: Wire) -> String {
+    let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+    let nodes = three(&receiver, wire).await;
+    for (node, id) in [(&nodes[1], "acme/one"), (&nodes[2], "acme/two")] {
+        node.post(
+            "/publish",
+            &json!({ "id": id, "version": "1.0.0", "title": "acme tool" }),
+        )
+        .await
+        .unwrap();
+    }
+    // Every node indexed both announcements: the counts in the tree are then the same
+    // in every run.
+    for node in &nodes {
+        node.post(
+            "/wait",
+            &json!({ "packages": 2, "timeout_ms": WAIT.as_millis() as u64 }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let found = nodes[0]
+        .post("/search", &json!({ "text": "acme" }))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = found["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{found}");
+    let traces = receiver
+        .wait_until("a search trace with both remote handlers", WAIT, |spans| {
+            let handlers = spans
+                .iter()
+                .filter(|s| s.name == "handle_dht_query")
+                .count();
+            handlers == 2 && spans.iter().any(|s| s.name == "p2p_search")
+        })
+        .await
+        .unwrap();
+    let search = traces
+        .find_named("p2p_search")
+        .first()
+        .map(|s| s.trace().trace_id())
+        .unwrap();
+    let trace = traces.trace(search).unwrap();
+    let pids = pids_in(trace);
+    let expected: std::collections::BTreeSet<i64> =
+        nodes.iter().map(|n| i64::from(n.pid())).collect();
+    assert_eq!(pids, expected, "spans from every process:\n{traces}");
+    for handler in trace.spans().filter(|s| s.name() == "handle_dht_query") {
+        assert_eq!(handler.record().parent.and_then(|p| p.remote), Some(true));
+        assert_eq!(handler.parent().map(|p| p.name()), Some("send_request"));
+    }
+    let contract = p2p_otel_marketplace::contract().unwrap();
+    let spans: Vec<_> = trace.spans().map(|s| s.record().clone()).collect();
+    contract
+        .check(&p2p_otel_testkit::TraceSet::new(spans.clone()), &[], &[])
+        .assert_no_violations()
+        .unwrap();
+    let settings = RenderSettings::default()
+        .nodes(
+            nodes
+                .iter()
+                .map(|n| n.field("peer_id").unwrap_or_default().to_owned()),
+        )
+        .redact_key("process.pid")
+        .child_order(ChildOrder::Name);
+    p2p_otel_testkit::TraceSet::new(spans).render_with(&settings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_across_three_processes_over_tcp_is_one_trace() {
+    let rendered = distributed_search(Wire::Tcp).await;
+    insta::assert_snapshot!("distributed_search_across_processes", rendered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_across_three_processes_over_quic_is_one_trace() {
+    let rendered = distributed_search(Wire::Quic).await;
+    // The same tree over either transport.
+    insta::assert_snapshot!("distributed_search_across_processes", rendered);
+}
+
+/// Waits, on the node's side, until it has at least `peers` connections.
+async fn connected(node: &NodeProcess, peers: u64) {
+    node.post(
+        "/wait",
+        &json!({ "connected_peers": peers, "timeout_ms": WAIT.as_millis() as u64 }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_publish_restarts_from_its_key_file_and_nothing_acknowledged_is_lost() {
+    let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("p2p-otel-processes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("node-1.key");
+    let key = key.to_str().unwrap();
+    let mut nodes = vec![node(&receiver, Wire::Tcp, &["--seed", "1"]).await];
+    nodes.push(node(&receiver, Wire::Tcp, &["--key-file", key]).await);
+    nodes.push(node(&receiver, Wire::Tcp, &["--seed", "3"]).await);
+    let first = address(&nodes[0]);
+    for node in &nodes[1..] {
+        node.post("/bootstrap", &json!({ "peers": [first] }))
+            .await
+            .unwrap();
+    }
+    let peer_before = nodes[1].field("peer_id").unwrap_or_default().to_owned();
+    let acknowledged = nodes[1]
+        .post(
+            "/publish",
+            &json!({ "id": "acme/kept", "version": "1.0.0", "title": "kept" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(acknowledged["published"], "acme/kept@1.0.0");
+    // A publish in flight when the node dies: acknowledged or not, as it happens.
+    let url = format!("{}/publish", nodes[1].field("control").unwrap_or_default());
+    let in_flight = tokio::spawn(post_url(
+        url,
+        json!({ "id": "acme/racing", "version": "1.0.0", "title": "racing" }),
+    ));
+    tokio::task::yield_now().await;
+    let status = nodes[1].kill().await.unwrap();
+    assert!(!status.success(), "kill -9 is not a clean exit: {status}");
+    let racing_acknowledged = in_flight.await.unwrap().is_ok();
+    nodes[1] = node(&receiver, Wire::Tcp, &["--key-file", key]).await;
+    assert_eq!(
+        nodes[1].field("peer_id"),
+        Some(peer_before.as_str()),
+        "the key file keeps the identity"
+    );
+    nodes[1]
+        .post("/bootstrap", &json!({ "peers": [first] }))
+        .await
+        .unwrap();
+    connected(&nodes[0], 2).await;
+    // The acknowledged publish was replicated before its answer: a search finds it.
+    let found = nodes[2]
+        .post("/search", &json!({ "text": "kept" }))
+        .await
+        .unwrap();
+    assert!(found.to_string().contains("acme/kept"), "{found}");
+    if racing_acknowledged {
+        let found = nodes[2]
+            .post("/search", &json!({ "text": "racing" }))
+            .await
+            .unwrap();
+        assert!(
+            found.to_string().contains("acme/racing"),
+            "acknowledged, then lost: {found}"
+        );
+    }
+    // And the traces show the node's death: a peer's request that got no answer, or the
+    // restarted node's fresh bootstrap — at least one bootstrap per start of node 1.
+    let bootstraps = receiver
+        .wait_until("two bootstraps of node 1", WAIT, |spans| {
+            spans
+                .iter()
+                .filter(|s| {
+                    s.name == "p2p_bootstrap"
+                        && s.resource.attributes.get("service.instance.id")
+                            == Some(&Value::from(peer_before.as_str()))
+                })
+                .count()
+                >= 2
+        })
+        .await
+        .unwrap();
+    let pids: std::collections::BTreeSet<_> = bootstraps
+        .find_named("p2p_bootstrap")
+        .iter()
+        .filter(|s| s.attribute("service.instance.id") == Some(&Value::from(peer_before.as_str())))
+        .filter_map(|s| s.attribute("process.pid").and_then(Value::as_i64))
+        .collect();
+    assert_eq!(pids.len(), 2, "one identity, two processes: {pids:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_node_binary_that_fails_to_start_is_a_clear_error_quoting_its_stderr() {
+    let error = NodeProcess::spawn(BIN, ["node", "--listen", "/dns4/nowhere/tcp/0"], READY)
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, ProcessError::Exited { .. }), "{message}");
+    assert!(message.contains("p2p-otel-testkit exited"), "{message}");
+    assert!(
+        message.contains("/dns4/nowhere/tcp/0"),
+        "the node's own error is quoted: {message}"
+    );
+    let error = NodeProcess::spawn("/no/such/node-binary", ["node"], READY)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot start /no/such/node-binary"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_control_requests_get_a_4xx_and_the_node_keeps_serving() {
+    let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+    let node = node(&receiver, Wire::Tcp, &["--seed", "9"]).await;
+    let raw = |method: &'static str, path: &'static str, body: Vec<u8>| {
+        let url = format!("{}{path}", node.field("control").unwrap_or_default());
+        async move {
+            let client = opentelemetry_http::hyper::HyperClient::with_default_connector(
+                Duration::from_secs(10),
+                None,
+            );
+            let request = http::Request::builder()
+                .method(method)
+                .uri(url)
+                .header("content-type", "application/json")
+                .body(bytes::Bytes::from(body))
+                .unwrap();
+            use opentelemetry_http::HttpClient;
+            let response = client.send_bytes(request).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            (
+                response.status().as_u16(),
+                body["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST",
+            "/search",
+            b"{\"text\":".to_vec(),
+            400,
+            "Failed to parse the request body as JSON",
+        ),
+        (
+            "POST",
+            "/publish",
+            b"{\"id\":\"acme/x\"}".to_vec(),
+            422,
+            "missing field `version`",
+        ),
+        (
+            "POST",
+            "/publish",
+            b"{\"id\":\"NOT VALID\",\"version\":\"1.0.0\"}".to_vec(),
+            400,
+            "invalid package id",
+        ),
+        (
+            "POST",
+            "/frobnicate",
+            b"{}".to_vec(),
+            404,
+            "no such operation",
+        ),
+        ("GET", "/publish", Vec::new(), 405, "wrong method"),
+        (
+            "POST",
+            "/search",
+            vec![b' '; 70 * 1024],
+            413,
+            "length limit exceeded",
+        ),
+        (
+            "POST",
+            "/block",
+            b"{\"peers\":[\"not-a-peer\"]}".to_vec(),
+            400,
+            "is not a peer id",
+        ),
+        (
+            "POST",
+            "/bootstrap",
+            b"{\"peers\":[\"/ip4/127.0.0.1/tcp/1\"]}".to_vec(),
+            400,
+            "does not end in /p2p/",
+        ),
+    ];
+    for (method, path, body, status, says) in cases {
+        let (got, message) = raw(method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {message}");
+        assert!(
+            message.contains(says),
+            "{method} {path}: {message:?} should say {says:?}"
+        );
+    }
+    let state = node.get("/state").await.unwrap();
+    assert_eq!(state["pid"], node.pid());
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_node_process_outlives_a_failing_test() {
+    let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+    let endpoint = receiver.grpc_endpoint();
+    // A test body that starts a node and then fails.
+    let (started, pid) = tokio::sync::oneshot::channel();
+    let failing = tokio::spawn(async move {
+        let node = NodeProcess::spawn(
+            BIN,
+            ["node", "--profile", "test", "--otlp-endpoint", &endpoint],
+            READY,
+        )
+        .await
+        .unwrap();
+        assert!(alive(node.pid()));
+        let _ = started.send((node.pid(), node.exited()));
+        panic!("the test fails with node {} running", node.pid());
+    });
+    assert!(failing.await.unwrap_err().is_panic());
+    let (pid, exited) = pid.await.unwrap();
+    // Dropped while unwinding: killed; its end is awaited, not polled for.
+    tokio::time::timeout(WAIT, exited)
+        .await
+        .unwrap_or_else(|_| panic!("node {pid} outlived its test"));
+    assert!(!alive(pid), "node {pid} outlived its test");
+}

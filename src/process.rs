@@ -1,0 +1,375 @@
+//! Nodes as child processes: your node binary, started by a test, waited for honestly,
+//! driven over its control API, killed — and never outliving the test.
+//!
+//! The protocol a node binary follows: once ready, it prints one line on stdout that
+//! starts with `node ` and carries `key=value` fields (the reference marketplace's
+//! `p2p-otel-testkit node` prints `node peer_id=… control=http://… listen=… pid=…`).
+//! [`NodeProcess::spawn`] waits for that line — not a sleep — and fails with the
+//! binary's name and its stderr if it exits first or stays silent too long. Dropping a
+//! [`NodeProcess`] kills the child (also when a test panics).
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), p2p_otel_testkit::process::ProcessError> {
+//! use std::time::Duration;
+//! use p2p_otel_testkit::process::NodeProcess;
+//!
+//! let node = NodeProcess::spawn("target/debug/my-node", ["--seed", "1"], Duration::from_secs(20)).await?;
+//! let state = node.get("/state").await?;
+//! println!("{} is {}", node.field("peer_id").unwrap_or("?"), state);
+//! node.post("/publish", &serde_json::json!({"id": "acme/tool", "version": "1.0.0"})).await?;
+//! node.terminate().await?; // SIGTERM, then wait for a clean exit
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use opentelemetry_http::HttpClient;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How much of a child's stderr is kept for error messages (the end of it).
+const STDERR_KEPT: usize = 8 * 1024;
+
+/// Why a node process did not start, answer or stop as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The binary could not be started at all.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The binary.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It exited before printing its ready line.
+    #[error("{program} exited ({status}) before it was ready; its stderr:\n{stderr}")]
+    Exited {
+        /// The binary.
+        program: String,
+        /// How it ended.
+        status: String,
+        /// The end of what it wrote on stderr.
+        stderr: String,
+    },
+    /// It printed no ready line in time.
+    #[error(
+        "{program} printed no `node …` ready line within {after:?}; its stderr so far:\n{stderr}"
+    )]
+    NotReady {
+        /// The binary.
+        program: String,
+        /// How long it was given.
+        after: Duration,
+        /// The end of what it wrote on stderr.
+        stderr: String,
+    },
+    /// Its ready line has no `control=` field, so it cannot be driven.
+    #[error("{program}'s ready line has no control= field: {line:?}")]
+    NoControl {
+        /// The binary.
+        program: String,
+        /// The line.
+        line: String,
+    },
+    /// A control request failed, or was answered with an error status.
+    #[error("{method} {url}: {message}")]
+    Control {
+        /// GET or POST.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The transport error, or the status and the node's answer.
+        message: String,
+    },
+    /// Waiting for it to end failed.
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        /// The binary.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A node running as a child process of the test.
+#[derive(Debug)]
+pub struct NodeProcess {
+    program: String,
+    /// `None` once dropped (the kill and the reaping move to a task).
+    child: Option<Child>,
+    pid: u32,
+    fields: BTreeMap<String, String>,
+    stderr: Arc<Mutex<String>>,
+    client: opentelemetry_http::hyper::HyperClient,
+    /// Becomes `true` once the child ended and was reaped.
+    reaped: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Keeps the last `STDERR_KEPT` bytes of the child's stderr.
+fn keep_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let kept = Arc::new(Mutex::new(String::new()));
+    if let Some(mut stderr) = child.stderr.take() {
+        let sink = Arc::clone(&kept);
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 4096];
+            while let Ok(read) = stderr.read(&mut buffer).await {
+                if read == 0 {
+                    break;
+                }
+                let mut text = crate::store::lock(&sink);
+                text.push_str(&String::from_utf8_lossy(&buffer[..read]));
+                if text.len() > STDERR_KEPT {
+                    let cut = text.len() - STDERR_KEPT;
+                    let cut = (cut..text.len())
+                        .find(|&i| text.is_char_boundary(i))
+                        .unwrap_or(text.len());
+                    text.drain(..cut);
+                }
+            }
+        });
+    }
+    kept
+}
+
+/// The `key=value` fields of a ready line.
+fn fields(line: &str) -> BTreeMap<String, String> {
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+impl NodeProcess {
+    /// Starts `program` with `args` and waits up to `ready_within` for its ready line.
+    pub async fn spawn<I, S>(
+        program: impl AsRef<OsStr>,
+        args: I,
+        ready_within: Duration,
+    ) -> Result<NodeProcess, ProcessError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let name = program.as_ref().to_string_lossy().into_owned();
+        let mut child = Command::new(program.as_ref())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ProcessError::Spawn {
+                program: name.clone(),
+                source,
+            })?;
+        let pid = child.id().unwrap_or_default();
+        let stderr = keep_stderr(&mut child);
+        let stdout = child.stdout.take();
+        let ready = async {
+            let mut lines = BufReader::new(stdout?).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("node ") {
+                    // Keep draining stdout, so a chatty node never blocks on a full pipe.
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    return Some(line);
+                }
+            }
+            None
+        };
+        let line = match tokio::time::timeout(ready_within, ready).await {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                // stdout closed: the child is ending; give stderr a moment to be read.
+                let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map_or_else(|| "status unknown".to_owned(), |s| s.to_string());
+                tokio::task::yield_now().await;
+                return Err(ProcessError::Exited {
+                    program: name,
+                    status,
+                    stderr: crate::store::lock(&stderr).clone(),
+                });
+            }
+            Err(_) => {
+                let _ = child.start_kill();
+                return Err(ProcessError::NotReady {
+                    program: name,
+                    after: ready_within,
+                    stderr: crate::store::lock(&stderr).clone(),
+                });
+            }
+        };
+        let fields = fields(&line);
+        if !fields.contains_key("control") {
+            let _ = child.start_kill();
+            return Err(ProcessError::NoControl {
+                program: name,
+                line,
+            });
+        }
+        Ok(NodeProcess {
+            program: name,
+            child: Some(child),
+            pid,
+            fields,
+            stderr,
+            client: opentelemetry_http::hyper::HyperClient::with_default_connector(
+                Duration::from_secs(60),
+                None,
+            ),
+            reaped: Arc::new(tokio::sync::watch::channel(false).0),
+        })
+    }
+
+    /// Resolves once the process has ended and was reaped — also after this
+    /// `NodeProcess` was dropped, which kills it: how a test checks, without polling, that
+    /// no node outlives it.
+    pub fn exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut reaped = self.reaped.subscribe();
+        async move {
+            let _ = reaped.wait_for(|gone| *gone).await;
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// A field of its ready line (`peer_id`, `control`, `listen`, …).
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+
+    /// The end of what it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        crate::store::lock(&self.stderr).clone()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}{path}",
+            self.field("control")
+                .unwrap_or_default()
+                .trim_end_matches('/')
+        )
+    }
+
+    async fn request(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<serde_json::Value, ProcessError> {
+        let url = self.url(path);
+        let failed = |message: String| ProcessError::Control {
+            method,
+            url: url.clone(),
+            message,
+        };
+        let request = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| failed(e.to_string()))?;
+        let response = self
+            .client
+            .send_bytes(request)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        let text = String::from_utf8_lossy(response.body()).into_owned();
+        if !status.is_success() {
+            return Err(failed(format!("{status}: {text}")));
+        }
+        serde_json::from_str(&text).map_err(|e| failed(format!("not JSON ({e}): {text}")))
+    }
+
+    /// `GET path` on its control API: the JSON answer, or an error with the status and
+    /// the node's message.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, ProcessError> {
+        self.request("GET", path, Bytes::new()).await
+    }
+
+    /// `POST path` with a JSON body on its control API.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ProcessError> {
+        self.request("POST", path, Bytes::from(body.to_string()))
+            .await
+    }
+
+    /// `kill -9`: no clean-up, no flush — a crash. Waits until it is gone.
+    pub async fn kill(&mut self) -> Result<ExitStatus, ProcessError> {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+        self.wait().await
+    }
+
+    /// SIGTERM, then waits for it to end (a node flushes its telemetry first).
+    pub async fn terminate(&mut self) -> Result<ExitStatus, ProcessError> {
+        #[cfg(unix)]
+        {
+            // The shell's builtin `kill`: no procps binary needed.
+            let sent = Command::new("sh")
+                .args(["-c", &format!("kill -TERM {}", self.pid)])
+                .status()
+                .await;
+            if !sent.is_ok_and(|s| s.success()) {
+                if let Some(child) = &mut self.child {
+                    let _ = child.start_kill();
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+        self.wait().await
+    }
+
+    async fn wait(&mut self) -> Result<ExitStatus, ProcessError> {
+        let waited = match &mut self.child {
+            Some(child) => child.wait().await,
+            None => Err(std::io::Error::other("the process handle was given up")),
+        };
+        let status = waited.map_err(|source| ProcessError::Wait {
+            program: self.program.clone(),
+            source,
+        })?;
+        let _ = self.reaped.send(true);
+        Ok(status)
+    }
+}
+
+impl Drop for NodeProcess {
+    /// Kills the child (a test that panics drops its nodes while unwinding) and reaps it
+    /// on the runtime, so [`exited`](NodeProcess::exited) resolves once it is gone.
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = child.start_kill();
+        let reaped = Arc::clone(&self.reaped);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = child.wait().await;
+                let _ = reaped.send(true);
+            });
+        }
+    }
+}
