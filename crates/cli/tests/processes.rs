@@ -450,3 +450,77 @@ async fn no_node_process_outlives_a_failing_test() {
         .unwrap_or_else(|_| panic!("node {pid} outlived its test"));
     assert!(!alive(pid), "node {pid} outlived its test");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_through_the_control_api_shows_in_the_traces_and_heals_without_loss() {
+    let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+    let nodes = three(&receiver, Wire::Tcp).await;
+    connected(&nodes[0], 2).await;
+    let peer = |i: usize| nodes[i].field("peer_id").unwrap_or_default().to_owned();
+    // Node 2 on one side, nodes 0 and 1 on the other: each side blocks the other.
+    nodes[2]
+        .post("/block", &json!({ "peers": [peer(0), peer(1)] }))
+        .await
+        .unwrap();
+    for node in &nodes[..2] {
+        node.post("/block", &json!({ "peers": [peer(2)] }))
+            .await
+            .unwrap();
+    }
+    // Alone, node 2 cannot replicate a publish: refused, and an Error span says why.
+    let alone = nodes[2]
+        .post(
+            "/publish",
+            &json!({ "id": "acme/alone", "version": "1.0.0" }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        alone.to_string().contains("502") || alone.to_string().contains("504"),
+        "{alone}"
+    );
+    let acknowledged = nodes[0]
+        .post(
+            "/publish",
+            &json!({ "id": "acme/split", "version": "1.0.0", "title": "split" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(acknowledged["published"], "acme/split@1.0.0");
+    let failed = receiver
+        .wait_until("node 2's failed publish", WAIT, |spans| {
+            spans.iter().any(|s| {
+                s.name == "p2p_publish"
+                    && s.status.code == p2p_otel_testkit::model::StatusCode::Error
+                    && s.attributes.get("package_id") == Some(&Value::from("acme/alone"))
+            })
+        })
+        .await
+        .unwrap();
+    let span = failed
+        .find_named("p2p_publish")
+        .into_iter()
+        .find(|s| s.attribute("package_id") == Some(&Value::from("acme/alone")))
+        .unwrap();
+    assert!(span.attribute("error_type").is_some(), "{failed}");
+    // Healed: node 2 rejoins and finds what was acknowledged while it was away.
+    nodes[2]
+        .post("/unblock", &json!({ "peers": [peer(0), peer(1)] }))
+        .await
+        .unwrap();
+    for node in &nodes[..2] {
+        node.post("/unblock", &json!({ "peers": [peer(2)] }))
+            .await
+            .unwrap();
+    }
+    nodes[2]
+        .post("/bootstrap", &json!({ "peers": [address(&nodes[0])] }))
+        .await
+        .unwrap();
+    connected(&nodes[2], 1).await;
+    let found = nodes[2]
+        .post("/search", &json!({ "text": "split" }))
+        .await
+        .unwrap();
+    assert!(found.to_string().contains("acme/split"), "{found}");
+}
