@@ -51,22 +51,13 @@ pub(crate) fn transport(
     listen: &[Multiaddr],
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
     if listen.iter().all(is_memory) {
-        return memory_transport(keypair, security);
+        return secured(MemoryTransport::default(), keypair, security);
     }
-    let tcp = libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
-        .upgrade(Version::V1);
-    let tcp = match security {
-        Security::Noise => tcp
-            .authenticate(
-                noise::Config::new(keypair).map_err(|e| MeshError::Identity(super::cause(e)))?,
-            )
-            .multiplex(yamux::Config::default())
-            .boxed(),
-        Security::Plaintext => tcp
-            .authenticate(plaintext::Config::new(keypair))
-            .multiplex(yamux::Config::default())
-            .boxed(),
-    };
+    let tcp = secured(
+        libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true)),
+        keypair,
+        security,
+    )?;
     let quic = libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(keypair));
     Ok(tcp
         .or_transport(quic)
@@ -82,11 +73,20 @@ pub(crate) fn is_memory(addr: &Multiaddr) -> bool {
     matches!(addr.iter().next(), Some(Protocol::Memory(_)))
 }
 
-fn memory_transport(
+/// A stream transport (memory, TCP) with noise (or plaintext) and yamux on top.
+fn secured<T>(
+    base: T,
     keypair: &Keypair,
     security: Security,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
-    let base = MemoryTransport::default().upgrade(Version::V1);
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError>
+where
+    T: Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
+    let base = base.upgrade(Version::V1);
     Ok(match security {
         Security::Noise => base
             .authenticate(
