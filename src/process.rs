@@ -8,16 +8,27 @@
 //! binary's name and its stderr if it exits first or stays silent too long. Dropping a
 //! [`NodeProcess`] kills the child (also when a test panics).
 //!
-//! ```no_run
-//! # async fn f() -> Result<(), p2p_otel_testkit::process::ProcessError> {
-//! use std::time::Duration;
-//! use p2p_otel_testkit::process::NodeProcess;
+//! With a real node: `NodeProcess::spawn("target/debug/my-node", ["--seed", "1"], timeout)`,
+//! then `node.post("/publish", &json)` and `node.get("/state")` on its control API. Here,
+//! a shell stands in for a node binary:
 //!
-//! let node = NodeProcess::spawn("target/debug/my-node", ["--seed", "1"], Duration::from_secs(20)).await?;
-//! let state = node.get("/state").await?;
-//! println!("{} is {}", node.field("peer_id").unwrap_or("?"), state);
-//! node.post("/publish", &serde_json::json!({"id": "acme/tool", "version": "1.0.0"})).await?;
-//! node.terminate().await?; // SIGTERM, then wait for a clean exit
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), p2p_otel_testkit::process::ProcessError> {
+//! use std::time::Duration;
+//! use p2p_otel_testkit::process::{NodeProcess, ProcessError};
+//!
+//! let script = "echo starting; echo 'node peer_id=12D3KooW control=http://127.0.0.1:9'; exec sleep 60";
+//! let mut node = NodeProcess::spawn("sh", ["-c", script], Duration::from_secs(10)).await?;
+//! assert_eq!(node.field("peer_id"), Some("12D3KooW"));
+//! assert!(!node.kill().await?.success()); // kill -9
+//!
+//! // A binary that fails before it is ready: the error quotes its stderr.
+//! let error = NodeProcess::spawn("sh", ["-c", "echo 'no key file' >&2; exit 2"], Duration::from_secs(10))
+//!     .await
+//!     .unwrap_err();
+//! assert!(matches!(error, ProcessError::Exited { .. }));
+//! assert!(error.to_string().contains("no key file"));
 //! # Ok(()) }
 //! ```
 
@@ -112,12 +123,13 @@ pub struct NodeProcess {
     reaped: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// Keeps the last `STDERR_KEPT` bytes of the child's stderr.
-fn keep_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+/// Keeps the last `STDERR_KEPT` bytes of the child's stderr; the task ends at its EOF.
+fn keep_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Option<tokio::task::JoinHandle<()>>) {
     let kept = Arc::new(Mutex::new(String::new()));
+    let mut reader = None;
     if let Some(mut stderr) = child.stderr.take() {
         let sink = Arc::clone(&kept);
-        tokio::spawn(async move {
+        reader = Some(tokio::spawn(async move {
             let mut buffer = [0u8; 4096];
             while let Ok(read) = stderr.read(&mut buffer).await {
                 if read == 0 {
@@ -133,9 +145,9 @@ fn keep_stderr(child: &mut Child) -> Arc<Mutex<String>> {
                     text.drain(..cut);
                 }
             }
-        });
+        }));
     }
-    kept
+    (kept, reader)
 }
 
 /// The `key=value` fields of a ready line.
@@ -171,7 +183,7 @@ impl NodeProcess {
                 source,
             })?;
         let pid = child.id().unwrap_or_default();
-        let stderr = keep_stderr(&mut child);
+        let (stderr, stderr_reader) = keep_stderr(&mut child);
         let stdout = child.stdout.take();
         let ready = async {
             let mut lines = BufReader::new(stdout?).lines();
@@ -187,13 +199,16 @@ impl NodeProcess {
         let line = match tokio::time::timeout(ready_within, ready).await {
             Ok(Some(line)) => line,
             Ok(None) => {
-                // stdout closed: the child is ending; give stderr a moment to be read.
+                // stdout closed: the child is ending. Its status, and all of its stderr
+                // (the reader ends at EOF), bounded in time.
                 let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
                     .await
                     .ok()
                     .and_then(Result::ok)
                     .map_or_else(|| "status unknown".to_owned(), |s| s.to_string());
-                tokio::task::yield_now().await;
+                if let Some(reader) = stderr_reader {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+                }
                 return Err(ProcessError::Exited {
                     program: name,
                     status,
