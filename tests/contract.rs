@@ -748,3 +748,36 @@ fn collector_file_exporter_lines_mixing_signals_are_read_and_checked() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_weaver_manifest_names_the_dependencies_as_weaver_reads_them() {
+    let dir = std::env::temp_dir().join(format!("p2p-otel-manifest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["registry.yaml", "spans.yaml", "metrics.yaml"] {
+        std::fs::copy(data("contract").join(file), dir.join(file)).unwrap();
+    }
+    let manifest = format!(
+        "name: shop\nsemconv_version: 0.1.0\nschema_base_url: https://example.com/schemas/\ndependencies:\n  - name: otel\n    registry_path: {}\n",
+        data("semconv/model").display()
+    );
+    std::fs::write(dir.join("manifest.yaml"), manifest).unwrap();
+    // No `.dependency(..)`: the manifest says where `server.address` and `error.type` are.
+    let contract = Contract::load(&dir).unwrap();
+    let shop = Shop::good();
+    contract
+        .check(&TraceSet::new(shop.spans), &shop.metrics, &shop.logs)
+        .assert_no_violations()
+        .unwrap();
+    std::fs::write(
+        dir.join("manifest.yaml"),
+        "dependencies:\n  - name: otel\n    registry_path: https://github.com/open-telemetry/semantic-conventions.git[model]\n",
+    )
+    .unwrap();
+    let error = Contract::load(&dir).unwrap_err().to_string();
+    assert!(
+        error.contains("manifest.yaml:3: dependency \"otel\" is fetched from https://"),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -203,13 +203,22 @@ impl ContractLoader {
     }
 
     /// Loads every `.yaml`/`.yml` file under `folder` (recursively, in path order), with
-    /// the dependencies.
+    /// the dependencies — those given to [`dependency`](Self::dependency), and those a
+    /// Weaver manifest in the folder (`manifest.yaml` or `registry_manifest.yaml`) names
+    /// with a local `registry_path` (relative to the folder), so one folder loads the same
+    /// way here and in `weaver registry check`.
     pub fn load(&self, folder: impl AsRef<Path>) -> Result<Contract, ContractError> {
+        let folder = folder.as_ref();
         let mut sources = Vec::new();
-        for dependency in &self.dependencies {
-            read_folder(dependency, true, &mut sources)?;
+        for dependency in self
+            .dependencies
+            .iter()
+            .cloned()
+            .chain(manifest_dependencies(folder)?)
+        {
+            read_folder(&dependency, true, &mut sources)?;
         }
-        read_folder(folder.as_ref(), false, &mut sources)?;
+        read_folder(folder, false, &mut sources)?;
         build(&sources)
     }
 
@@ -230,6 +239,64 @@ impl ContractLoader {
         }));
         build(&sources)
     }
+}
+
+/// The local registries a Weaver manifest in `folder` depends on.
+fn manifest_dependencies(folder: &Path) -> Result<Vec<PathBuf>, ContractError> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        #[serde(default)]
+        dependencies: Vec<Dependency>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Dependency {
+        #[serde(default)]
+        name: String,
+        registry_path: Option<String>,
+    }
+    let Some(path) = ["manifest.yaml", "registry_manifest.yaml"]
+        .iter()
+        .map(|name| folder.join(name))
+        .find(|path| path.is_file())
+    else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ContractError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let problem = |line: usize, message: String| {
+        ContractError::Invalid(vec![Problem {
+            path: path.display().to_string(),
+            line,
+            column: 0,
+            message,
+        }])
+    };
+    let manifest: Manifest = serde_yaml_ng::from_str(&text).map_err(|e| {
+        problem(
+            e.location().map_or(0, |at| at.line()),
+            format!("not a registry manifest: {e}"),
+        )
+    })?;
+    let mut folders = Vec::new();
+    for dependency in manifest.dependencies {
+        let Some(registry) = dependency.registry_path else {
+            continue;
+        };
+        if registry.contains("://") {
+            let line = files::line_of(&text, 1, "registry_path", &registry);
+            return Err(problem(
+                line,
+                format!(
+                    "dependency {:?} is fetched from {registry}: this loader reads local folders — download it and give its folder as registry_path, or with `dependency`/--dependency",
+                    dependency.name
+                ),
+            ));
+        }
+        folders.push(folder.join(registry));
+    }
+    Ok(folders)
 }
 
 fn read_folder(
