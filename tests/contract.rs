@@ -554,6 +554,10 @@ fn load_errors_name_the_file_the_line_and_the_fix() {
             "a.yaml:1: unknown file_format \"definition/3\"",
         ),
         ("groups: [\n", "a.yaml:2"),
+        (
+            "file_format: definition/2\nmetrics:\n  - name: m\n    instrument: counter\n    unit: \"1\"\n    stability: development\n    requirement_level: required\n",
+            "a.yaml:7: metric m: requirement_level \"required\" — a definition/2 signal is `recommended` or `opt_in`",
+        ),
     ];
     for (yaml, expected) in cases {
         let found = problems(&[("a.yaml", yaml)]);

@@ -82,7 +82,8 @@ pub(super) struct V2Signal {
     pub kind: Option<String>,
     pub instrument: Option<String>,
     pub unit: Option<String>,
-    pub requirement_level: Option<IgnoredAny>,
+    /// A signal's own level: `recommended` or `opt_in` (Weaver's rule).
+    pub requirement_level: Option<String>,
     pub stability: Option<String>,
     #[serde(default)]
     pub brief: String,

@@ -213,6 +213,7 @@ impl Resolver<'_> {
                 Some(Yaml::String(name)) => name.clone(),
                 _ => id.clone(),
             };
+            self.check_signal_level(file, ("span", "type", &id), &signal);
             groups.push(v2_group(format!("span.{id}"), "span", name, signal));
         }
         for (kind, list) in [("metric", registry.metrics), ("event", registry.events)] {
@@ -226,6 +227,7 @@ impl Resolver<'_> {
                     );
                     continue;
                 };
+                self.check_signal_level(file, (kind, "name", &name), &signal);
                 let mut group = v2_group(format!("{kind}.{name}"), kind, name.clone(), signal);
                 if kind == "metric" {
                     group.metric_name = Some(name);
@@ -258,6 +260,30 @@ impl Resolver<'_> {
                 dependency,
             });
         }
+    }
+
+    /// A definition/2 signal's own `requirement_level` is `recommended` or `opt_in`, as
+    /// Weaver's schema says (`required` belongs to attributes).
+    fn check_signal_level(
+        &mut self,
+        file: usize,
+        (kind, field, value): (&str, &str, &str),
+        signal: &files::V2Signal,
+    ) {
+        let Some(level) = &signal.requirement_level else {
+            return;
+        };
+        if level == "recommended" || level == "opt_in" {
+            return;
+        }
+        let text = self.text(file);
+        let from = files::line_of(text, 1, field, value);
+        let line = files::line_of(text, from, "requirement_level", level);
+        self.problem(
+            file,
+            line,
+            format!("{kind} {value}: requirement_level {level:?} — a definition/2 signal is `recommended` or `opt_in` (Weaver's rule; `required` belongs to attributes)"),
+        );
     }
 
     fn group_line(&self, file: usize, id: &str) -> usize {
