@@ -94,20 +94,16 @@ impl<'a> Checker<'a> {
     /// Checks one trace (of `traces`, whose render settings name the nodes).
     pub fn check_trace(&mut self, trace: &Trace, traces: &TraceSet) -> Vec<Finding> {
         let first_new = self.findings.len();
-        let violations_before = self.violations();
+        let violations_before = self.violations;
         for span in trace.spans() {
             self.check_span(span, traces);
         }
-        if self.violations() > violations_before && self.rendered.len() < RENDERED_TRACES {
+        if self.violations > violations_before && self.rendered.len() < RENDERED_TRACES {
             let one = TraceSet::new(trace.spans().map(|s| s.record().clone()))
                 .with_render_settings(traces.render_settings());
             self.rendered.push(one.render());
         }
         self.findings[first_new..].to_vec()
-    }
-
-    fn violations(&self) -> u64 {
-        self.violations
     }
 
     fn check_span(&mut self, span: SpanRef<'_>, traces: &TraceSet) {

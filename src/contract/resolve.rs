@@ -27,7 +27,6 @@ struct Located {
     group: Group,
     file: usize,
     line: usize,
-    dependency: bool,
 }
 
 pub(super) struct Resolved {
@@ -72,11 +71,11 @@ pub(super) fn resolve(sources: &[Source]) -> Result<Resolved, Vec<Problem>> {
     }
     let mut groups = Vec::new();
     for index in 0..resolver.groups.len() {
-        let attributes = resolver.attributes_of(index, &mut Vec::new());
-        let located = &resolver.groups[index];
-        if located.dependency {
+        // A dependency's groups are resolved only as far as the contract's use them.
+        if sources[resolver.groups[index].file].dependency {
             continue;
         }
+        let attributes = resolver.attributes_of(index, &mut Vec::new());
         if let Some(group) = resolver.signal(index, attributes) {
             groups.push(group);
         }
@@ -171,7 +170,6 @@ impl Resolver<'_> {
 
     /// Collects a file's groups and attribute definitions.
     fn read(&mut self, file: usize, registry: RegistryFile) {
-        let dependency = self.sources[file].dependency;
         match registry.file_format.as_deref() {
             None | Some("definition/2") => {}
             Some(other) => {
@@ -253,12 +251,7 @@ impl Resolver<'_> {
                 continue;
             }
             self.by_id.insert(group.id.clone(), self.groups.len());
-            self.groups.push(Located {
-                group,
-                file,
-                line,
-                dependency,
-            });
+            self.groups.push(Located { group, file, line });
         }
     }
 
