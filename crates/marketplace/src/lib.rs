@@ -43,6 +43,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod codec;
+mod condition;
 mod handle;
 mod index;
 mod instrumentation;
@@ -63,6 +64,7 @@ use libp2p::{Multiaddr, PeerId};
 use p2p_otel_testkit::mesh::{Mesh, MeshError, NodeContext};
 
 pub use codec::{RegistryCodec, Wire};
+pub use condition::NodeCondition;
 pub use handle::P2PRegistry;
 pub use instrumentation::TraceContext;
 pub use model::{Package, PackageId, PackageMetadata, Query, Version};
@@ -73,13 +75,26 @@ pub use protocol::{
 };
 pub use registry::{LocalRegistry, Registry};
 pub use reputation::{PeerStats, Reputation};
-pub use silent::{silent_peer, SilentPeer};
+pub use silent::{silent_peer, silent_peer_listening, SilentPeer};
 
 /// The largest package accepted by default (its JSON encoding), 256 KiB.
 pub const DEFAULT_MAX_PACKAGE_BYTES: usize = 256 * 1024;
 
 /// Errors of the marketplace. Every variant is a distinct, typed outcome.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// It crosses process boundaries as JSON — `{"kind": "timeout", "detail": {"operation":
+/// …, "after": …}}` — so a driver of a node process gets back the error the node had.
+///
+/// ```
+/// use p2p_otel_marketplace::MarketplaceError;
+/// let error = MarketplaceError::NotFound("acme/tool".into());
+/// let json = serde_json::to_value(&error)?;
+/// assert_eq!(json["kind"], "not_found");
+/// assert_eq!(serde_json::from_value::<MarketplaceError>(json)?, error);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum MarketplaceError {
     /// A package id was not `namespace/name` with valid characters.
     #[error("invalid package id {0:?}: expected namespace/name of a-z, 0-9, '-', '_' (1-64 each)")]

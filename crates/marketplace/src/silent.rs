@@ -56,10 +56,29 @@ pub async fn silent_peer(
     seed: u64,
     security: Security,
 ) -> Result<Mesh<SilentPeer>, MeshError> {
+    silent_on(
+        protocol,
+        mesh::Builder::new(1).seed(seed).security(security),
+    )
+    .await
+}
+
+/// The same peer on real transports: listening on `listen` (TCP and QUIC multiaddrs such
+/// as `/ip4/127.0.0.1/tcp/0`), for nodes that run as their own processes.
+pub async fn silent_peer_listening(
+    protocol: &'static str,
+    seed: u64,
+    listen: Vec<Multiaddr>,
+) -> Result<Mesh<SilentPeer>, MeshError> {
+    silent_on(protocol, mesh::Builder::new(1).seed(seed).listen_on(listen)).await
+}
+
+async fn silent_on(
+    protocol: &'static str,
+    builder: mesh::Builder,
+) -> Result<Mesh<SilentPeer>, MeshError> {
     // Dialed by nodes of another mesh: it must accept peers it was not connected to.
-    mesh::Builder::new(1)
-        .seed(seed)
-        .security(security)
+    builder
         .discovery(mesh::Discovery::Open)
         .start(move |_| {
             Ok((

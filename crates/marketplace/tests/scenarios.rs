@@ -7,8 +7,8 @@ mod common;
 use p2p_otel_testkit::contract::Report;
 use std::time::Duration;
 
-use p2p_otel_marketplace::scenarios::{self, Observed, Run};
-use p2p_otel_marketplace::{self as marketplace, Config, Package, Query, Registry};
+use p2p_otel_marketplace::scenarios::{self, InProcess, Observed, Run};
+use p2p_otel_marketplace::{self as marketplace, Config, Package, Query};
 use p2p_otel_testkit::model::{PointValue, Value};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 use p2p_otel_testkit::SpanSource;
@@ -38,46 +38,55 @@ async fn scenario_1_bootstrap() {
     let receiver = receiver().await;
     assert_scenario(
         "scenario_1_bootstrap",
-        &scenarios::bootstrap(&receiver, 3).await,
+        &scenarios::bootstrap(&InProcess, &receiver, 3).await,
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_2_publish_with_both_children() {
     let receiver = receiver().await;
-    assert_scenario("scenario_2_publish", &scenarios::publish(&receiver).await);
+    assert_scenario(
+        "scenario_2_publish",
+        &scenarios::publish(&InProcess, &receiver).await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_3_search_and_a_cache_hit_on_repeat() {
     let receiver = receiver().await;
-    assert_scenario("scenario_3_search", &scenarios::search(&receiver).await);
+    assert_scenario(
+        "scenario_3_search",
+        &scenarios::search(&InProcess, &receiver).await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_4_distributed_search_is_one_trace_across_three_nodes() {
     let receiver = receiver().await;
-    let run = scenarios::distributed_search(&receiver, 3).await;
+    let run = scenarios::distributed_search(&InProcess, &receiver, 3).await;
     assert_scenario("scenario_4_distributed_search", &run);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_5_a_silent_peer_loses_reputation_and_gets_fewer_queries() {
     let receiver = receiver().await;
-    let run = scenarios::silent_peer_reputation(&receiver).await;
+    let run = scenarios::silent_peer_reputation(&InProcess, &receiver).await;
     assert_scenario("scenario_5_silent_peer", &run);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_6_an_unreachable_dht_peer_ends_in_a_timeout_error_span() {
     let receiver = receiver().await;
-    assert_scenario("scenario_6_timeout", &scenarios::timeout(&receiver).await);
+    assert_scenario(
+        "scenario_6_timeout",
+        &scenarios::timeout(&InProcess, &receiver).await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenarios_sharing_one_receiver_read_only_their_own_nodes() {
     let receiver = receiver().await;
-    let runs = scenarios::all(&receiver, 3).await;
+    let runs = scenarios::all(&InProcess, &receiver, 3).await;
     for run in &runs {
         assert!(run.passed(), "{run}");
     }
@@ -153,25 +162,30 @@ async fn integration_checks_health_counts_files_and_metrics() {
     o.ready().await.unwrap();
     let mut counts = vec![accepted(o.receiver)];
     let peers = vec![o.peer(1).unwrap()];
-    o.nodes[0].bootstrap_from(peers).await.unwrap();
-    o.telemetry.flush().await.unwrap();
+    o.bootstrap(0, peers).await.unwrap();
+    o.flush().await.unwrap();
     o.receiver
         .wait_for_complete_trace("p2p_bootstrap", WAIT)
         .await
         .unwrap();
     counts.push(accepted(o.receiver));
-    o.nodes[0]
+    o.node(0)
+        .unwrap()
         .publish(package("acme/tool", "A tool"))
         .await
         .unwrap();
-    o.telemetry.flush().await.unwrap();
+    o.flush().await.unwrap();
     o.receiver
         .wait_for_complete_trace("p2p_publish", WAIT)
         .await
         .unwrap();
     counts.push(accepted(o.receiver));
-    o.nodes[2].search(&Query::text("tool")).await.unwrap();
-    o.telemetry.flush().await.unwrap();
+    o.node(2)
+        .unwrap()
+        .search(&Query::text("tool"))
+        .await
+        .unwrap();
+    o.flush().await.unwrap();
     o.receiver
         .wait_for_complete_trace("p2p_search", WAIT)
         .await
@@ -238,20 +252,30 @@ async fn the_contract_holds_for_every_span_and_metric_of_a_full_workload() {
     let id: marketplace::PackageId = "acme/all".parse().unwrap();
     let version: marketplace::Version = "1.0.0".parse().unwrap();
     let peers = vec![o.peer(1).unwrap()];
-    o.nodes[0].bootstrap_from(peers).await.unwrap();
-    o.nodes[0]
+    o.bootstrap(0, peers).await.unwrap();
+    o.node(0)
+        .unwrap()
         .publish(package("acme/all", "everything"))
         .await
         .unwrap();
-    o.nodes[1].search(&Query::text("all")).await.unwrap();
-    o.nodes[2].get_package_version(&id, &version).await.unwrap();
-    o.nodes[2].list_versions(&id).await.unwrap();
-    o.nodes[2]
+    o.node(1)
+        .unwrap()
+        .search(&Query::text("all"))
+        .await
+        .unwrap();
+    o.node(2)
+        .unwrap()
+        .get_package_version(&id, &version)
+        .await
+        .unwrap();
+    o.node(2).unwrap().list_versions(&id).await.unwrap();
+    o.node(2)
+        .unwrap()
         .exists(&"acme/none".parse().unwrap())
         .await
         .unwrap();
-    o.nodes[0].delete(&id).await.unwrap();
-    o.telemetry.flush().await.unwrap();
+    o.node(0).unwrap().delete(&id).await.unwrap();
+    o.flush().await.unwrap();
     let names = [
         "p2p_bootstrap",
         "p2p_publish",

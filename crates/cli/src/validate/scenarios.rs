@@ -56,7 +56,7 @@ pub(super) async fn health(receiver: &OtlpReceiver) -> Check {
 /// export over OTLP to `receiver`; each becomes a check with its evidence. Then checks
 /// what holds across all of them: the service named, no orphans, context propagation.
 pub(super) async fn run(receiver: &OtlpReceiver, nodes: usize) -> Vec<Check> {
-    let mut checks: Vec<Check> = scenarios::all(receiver, nodes)
+    let mut checks: Vec<Check> = scenarios::all(&scenarios::InProcess, receiver, nodes)
         .await
         .into_iter()
         .map(|run| Check {
