@@ -97,6 +97,10 @@ pub enum ProcessError {
         url: String,
         /// The transport error, or the status and the node's answer.
         message: String,
+        /// The node's answer when it answered with an error status and a JSON body (the
+        /// reference node's `{"error": …, "kind": …}`), for a driver that maps it back
+        /// to a typed error.
+        answer: Option<serde_json::Value>,
     },
     /// Waiting for it to end failed.
     #[error("waiting for {program}: {source}")]
@@ -291,6 +295,7 @@ impl NodeProcess {
             method,
             url: url.clone(),
             message,
+            answer: None,
         };
         let request = http::Request::builder()
             .method(method)
@@ -306,7 +311,12 @@ impl NodeProcess {
         let status = response.status();
         let text = String::from_utf8_lossy(response.body()).into_owned();
         if !status.is_success() {
-            return Err(failed(format!("{status}: {text}")));
+            return Err(ProcessError::Control {
+                method,
+                url: url.clone(),
+                message: format!("{status}: {text}"),
+                answer: serde_json::from_str(&text).ok(),
+            });
         }
         serde_json::from_str(&text).map_err(|e| failed(format!("not JSON ({e}): {text}")))
     }

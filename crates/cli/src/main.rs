@@ -37,6 +37,14 @@ struct Cli {
     /// (e.g. http://127.0.0.1:4317 of a real Collector or Jaeger).
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// Run every node as its own OS process (this binary's `node`) on loopback, N nodes
+    /// in the bootstrap and distributed-search scenarios (at least 3). No process
+    /// outlives the run, whether it passes, fails or is interrupted.
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
+    /// The wire between node processes.
+    #[arg(long, value_enum, default_value_t = validate::Transport::Tcp, requires = "processes")]
+    transport: validate::Transport,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +165,18 @@ enum Command {
         /// Timings: production's, or the tests' (fast gossip heartbeat, no cache).
         #[arg(long, value_enum, default_value_t = node::Profile::Production)]
         profile: node::Profile,
+        /// Kademlia query timeout in milliseconds (the profile's by default: 30000).
+        #[arg(long, value_name = "MS")]
+        query_timeout_ms: Option<u64>,
+        /// Remote search request timeout in milliseconds (the profile's by default: 10000).
+        #[arg(long, value_name = "MS")]
+        request_timeout_ms: Option<u64>,
+        /// How many peers a search asks (the profile's by default: 3).
+        #[arg(long, value_name = "N")]
+        search_fanout: Option<usize>,
+        /// How long search results are cached, in milliseconds (production 30000, test 0).
+        #[arg(long, value_name = "MS")]
+        cache_ttl_ms: Option<u64>,
     },
     /// Telemetry contract tools.
     Contract {
@@ -311,21 +331,42 @@ fn configuration_error(error: impl Into<Box<dyn std::error::Error>>) -> ExitCode
     ExitCode::from(2)
 }
 
-fn validate(nodes: usize, out: PathBuf, otlp_endpoint: Option<String>) -> ExitCode {
+fn validate(cli: Cli) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
     };
     let options = validate::Options {
-        nodes,
-        out,
-        otlp_endpoint,
+        nodes: cli.processes.unwrap_or(cli.nodes),
+        out: cli.out,
+        otlp_endpoint: cli.otlp_endpoint,
+        processes: cli.processes.map(|_| cli.transport),
     };
     let mut stdout = std::io::stdout();
-    match runtime.block_on(validate::run(&options, &mut stdout)) {
+    match runtime.block_on(validate::run(&options, &mut stdout, interrupted())) {
         Ok(report) if report.passed() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
+        Err(error @ validate::ValidateError::Interrupted { .. }) => {
+            eprintln!("{error}");
+            ExitCode::from(130)
+        }
         Err(error) => configuration_error(error),
     }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn check(
@@ -427,7 +468,7 @@ fn run_node(options: Result<node::Options, String>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match cli.command {
-        None => return validate(cli.nodes, cli.out, cli.otlp_endpoint),
+        None => return validate(cli),
         Some(command) => command,
     };
     match command {
@@ -457,6 +498,10 @@ fn main() -> ExitCode {
             control,
             allow_non_loopback,
             profile,
+            query_timeout_ms,
+            request_timeout_ms,
+            search_fanout,
+            cache_ttl_ms,
         } => run_node((|| {
             Ok(node::Options {
                 listen: multiaddrs(&listen)?,
@@ -468,6 +513,12 @@ fn main() -> ExitCode {
                 control,
                 allow_non_loopback,
                 profile,
+                overrides: node::Overrides {
+                    query_timeout: query_timeout_ms.map(Duration::from_millis),
+                    request_timeout: request_timeout_ms.map(Duration::from_millis),
+                    search_fanout,
+                    cache_ttl: cache_ttl_ms.map(Duration::from_millis),
+                },
             })
         })()),
         Command::Serve {

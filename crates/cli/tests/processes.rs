@@ -524,3 +524,121 @@ async fn a_partition_through_the_control_api_shows_in_the_traces_and_heals_witho
         .unwrap();
     assert!(found.to_string().contains("acme/split"), "{found}");
 }
+
+/// The `pid=` of every `node pid=…` line in `text`.
+fn node_pids(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("node pid="))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// `validate --processes 3` over `transport`: every check passes, the distributed
+/// search is one trace across three processes, and no node process is left.
+async fn validate_across_processes(transport: &str) {
+    let out = std::env::temp_dir().join(format!(
+        "p2p-otel-validate-{transport}-{}",
+        std::process::id()
+    ));
+    let output = tokio::process::Command::new(BIN)
+        .args(["--processes", "3", "--transport", transport, "--out"])
+        .arg(&out)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let across = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("one trace across 3 processes"))
+        })
+        .unwrap_or_else(|| panic!("no cross-process check in {report}"));
+    assert_eq!(across["passed"], true, "{across}");
+    let processes = report["processes"].as_array().unwrap();
+    let pids = node_pids(&stdout);
+    assert_eq!(processes.len(), pids.len(), "{stdout}");
+    assert!(processes.len() >= 3 + 3, "{processes:?}");
+    assert!(
+        processes
+            .iter()
+            .all(|p| p["listen"]
+                .as_str()
+                .is_some_and(|l| l.contains(match transport {
+                    "quic" => "/quic-v1",
+                    _ => "/tcp/",
+                }))),
+        "{processes:?}"
+    );
+    let left: Vec<u32> = pids.into_iter().filter(|&pid| alive(pid)).collect();
+    assert!(left.is_empty(), "node processes outlived the run: {left:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_across_three_processes_over_tcp_passes_and_leaves_none() {
+    validate_across_processes("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_across_three_processes_over_quic_passes_and_leaves_none() {
+    validate_across_processes("quic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_validation_stops_every_node_process() {
+    let out = std::env::temp_dir().join(format!("p2p-otel-interrupted-{}", std::process::id()));
+    let mut validate = tokio::process::Command::new(BIN)
+        .args(["--processes", "3", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        validate.stdout.take().unwrap(),
+    ));
+    // Interrupted once three node processes are up (read from its output, not timed).
+    let mut pids = Vec::new();
+    while pids.len() < 3 {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("validate announced no node process in time")
+            .unwrap()
+            .expect("validate ended before starting three node processes");
+        pids.extend(node_pids(&line));
+    }
+    assert!(pids.iter().all(|&pid| alive(pid)), "{pids:?}");
+    let pid = validate.id().unwrap();
+    let sent = tokio::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {pid}")])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    // Keep reading, so the pipe never blocks it, until it ends.
+    while let Ok(Some(line)) = lines.next_line().await {
+        pids.extend(node_pids(&line));
+    }
+    let status = tokio::time::timeout(WAIT, validate.wait())
+        .await
+        .expect("validate did not stop after Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let left: Vec<u32> = pids.into_iter().filter(|&pid| alive(pid)).collect();
+    assert!(left.is_empty(), "node processes outlived Ctrl-C: {left:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}

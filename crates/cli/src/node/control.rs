@@ -7,17 +7,24 @@
 //! |---|---|---|
 //! | `GET /state` | | peer id, pid, listen addresses, connected peers, packages |
 //! | `POST /bootstrap` | `{"peers": ["/ip4/…/tcp/…/p2p/12D3…"]}` | `{"connected": n}` |
-//! | `POST /publish` | `{"id": "acme/tool", "version": "1.0.0", "title": "A tool"}` | `{"published": "acme/tool@1.0.0"}` |
-//! | `POST /search` | `{"text": "tool", "limit": 10}` | `{"packages": [{"id", "version", "title"}]}` |
+//! | `POST /publish` | `{"id": "acme/tool", "version": "1.0.0", "title": "A tool"}` (optional: `metadata`, `dependencies`) | `{"published": "acme/tool@1.0.0"}` |
+//! | `POST /search` | `{"text": "tool", "limit": 10}` (optional: `categories`, `tags`, `offset`) | `{"packages": [{"id", "version", "metadata", "dependencies", "title"}]}` |
 //! | `POST /get` | `{"id": "acme/tool", "version": "1.0.0"}` | `{"package": {…}}` |
 //! | `POST /list_versions` | `{"id": "acme/tool"}` | `{"versions": ["1.0.0"]}` |
 //! | `POST /exists` | `{"id": "acme/tool"}` | `{"exists": true}` |
 //! | `POST /delete` | `{"id": "acme/tool"}` | `{"deleted": "acme/tool"}` |
 //! | `POST /block`, `POST /unblock` | `{"peers": ["12D3…"]}` | `{"blocked": n}` / `{"unblocked": n}` |
 //! | `POST /wait` | `{"connected_peers": 2, "packages": 1, "timeout_ms": 10000}` | the state once it holds, or 504 with the state |
+//! | `POST /flush` | `{}` | `{"flushed": true}` once its spans and metrics are exported |
 //!
 //! `/wait` is how a driver waits honestly: the node answers when its own state — which
-//! wakes it on every change — satisfies the condition, never by being polled.
+//! wakes it on every change — satisfies the condition, never by being polled. Its fields
+//! are lower bounds, all optional but `timeout_ms`: `connected_peers`, `packages`,
+//! `topic_peers`, `mesh_peers`, `routing_peers`, and `connected_to` (peer ids).
+//!
+//! A failed operation answers `{"error": "…", "kind": "timeout", "detail": {…}}`: the
+//! message, and the node's `MarketplaceError` as JSON, so a driver gets the typed error
+//! back.
 
 use std::sync::Arc;
 
@@ -31,10 +38,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use p2p_otel_marketplace::{
-    MarketplaceError, P2PRegistry, Package, PackageId, Query, Registry, RegistryNode, Version,
+    MarketplaceError, NodeCondition, P2PRegistry, Package, PackageId, PackageMetadata, Query,
+    Registry, RegistryNode, Version,
 };
 use p2p_otel_testkit::libp2p::{Multiaddr, PeerId};
 use p2p_otel_testkit::mesh::Mesh;
+use p2p_otel_testkit::telemetry::PerNode;
 
 /// The largest request body the API reads.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -43,6 +52,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct Node {
     pub mesh: Mesh<RegistryNode>,
     pub registry: P2PRegistry,
+    pub telemetry: Option<PerNode>,
 }
 
 type Shared = State<Arc<Node>>;
@@ -78,7 +88,11 @@ fn failed(error: MarketplaceError) -> Answer {
         MarketplaceError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_GATEWAY,
     };
-    Answer(status, json!({ "error": error.to_string() }))
+    let mut body = serde_json::to_value(&error).unwrap_or_else(|_| json!({}));
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("error".to_owned(), json!(error.to_string()));
+    }
+    Answer(status, body)
 }
 
 /// The body, or a 400 (or 413, 415) saying why it is not what the route reads.
@@ -98,6 +112,14 @@ struct Wait {
     connected_peers: usize,
     #[serde(default)]
     packages: usize,
+    #[serde(default)]
+    topic_peers: usize,
+    #[serde(default)]
+    mesh_peers: usize,
+    #[serde(default)]
+    routing_peers: usize,
+    #[serde(default)]
+    connected_to: Vec<String>,
     timeout_ms: u64,
 }
 
@@ -112,8 +134,12 @@ struct Peers {
 struct Publish {
     id: String,
     version: String,
+    /// Sets `metadata.title` (and is all most callers give).
+    title: Option<String>,
     #[serde(default)]
-    title: String,
+    metadata: Option<PackageMetadata>,
+    #[serde(default)]
+    dependencies: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -121,7 +147,12 @@ struct Publish {
 struct Search {
     #[serde(default)]
     text: String,
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
     limit: Option<usize>,
+    offset: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -137,19 +168,20 @@ struct IdVersion {
     version: String,
 }
 
+/// A package as the API answers it: the whole package, and its title at the top for
+/// whoever reads the answer by eye.
 #[derive(Serialize)]
-struct PackageView {
-    id: String,
-    version: String,
-    title: String,
+struct PackageView<'p> {
+    #[serde(flatten)]
+    package: &'p Package,
+    title: &'p str,
 }
 
-impl From<&Package> for PackageView {
-    fn from(package: &Package) -> Self {
+impl<'p> From<&'p Package> for PackageView<'p> {
+    fn from(package: &'p Package) -> Self {
         PackageView {
-            id: package.id.to_string(),
-            version: package.version.to_string(),
-            title: package.metadata.title.clone(),
+            package,
+            title: &package.metadata.title,
         }
     }
 }
@@ -221,17 +253,22 @@ async fn wait(State(node): Shared, request: Result<Json<Wait>, JsonRejection>) -
                 LONGEST_WAIT.as_secs()
             )));
         }
-        let what = format!(
-            "{} connected peer(s) and {} package(s)",
-            request.connected_peers, request.packages
-        );
+        let condition = NodeCondition {
+            connected_peers: request.connected_peers,
+            packages: request.packages,
+            topic_peers: request.topic_peers,
+            mesh_peers: request.mesh_peers,
+            routing_peers: request.routing_peers,
+            connected_to: request
+                .connected_to
+                .iter()
+                .map(|p| peer_id(p))
+                .collect::<Result<_, _>>()?,
+        };
         let waited = node
             .mesh
-            .wait_until(&what, timeout, |states| {
-                states.first().is_some_and(|s| {
-                    s.connected.len() >= request.connected_peers
-                        && s.observations.packages >= request.packages
-                })
+            .wait_until(&condition.to_string(), timeout, |states| {
+                states.first().is_some_and(|s| condition.holds(s))
             })
             .await;
         match waited {
@@ -243,6 +280,21 @@ async fn wait(State(node): Shared, request: Result<Json<Wait>, JsonRejection>) -
         }
     };
     run.await.unwrap_or_else(|answer| answer)
+}
+
+async fn flush(State(node): Shared) -> Answer {
+    let Some(telemetry) = &node.telemetry else {
+        return ok(
+            json!({ "flushed": false, "why": "the node exports nothing (no --otlp-endpoint)" }),
+        );
+    };
+    match telemetry.flush().await {
+        Ok(()) => ok(json!({ "flushed": true })),
+        Err(error) => Answer(
+            StatusCode::BAD_GATEWAY,
+            json!({ "error": format!("cannot export: {error}") }),
+        ),
+    }
 }
 
 async fn bootstrap(State(node): Shared, request: Result<Json<Peers>, JsonRejection>) -> Answer {
@@ -261,11 +313,27 @@ async fn bootstrap(State(node): Shared, request: Result<Json<Peers>, JsonRejecti
 async fn publish(State(node): Shared, request: Result<Json<Publish>, JsonRejection>) -> Answer {
     let run = async {
         let request = body(request)?;
-        let package = Package::new(
-            package_id(&request.id)?,
-            version(&request.version)?,
-            request.title,
-        );
+        let mut metadata = request.metadata.unwrap_or_default();
+        if let Some(title) = request.title {
+            if !metadata.title.is_empty() && metadata.title != title {
+                return Err(bad_request(format!(
+                    "title {title:?} and metadata.title {:?} differ: give one",
+                    metadata.title
+                )));
+            }
+            metadata.title = title;
+        }
+        let dependencies = request
+            .dependencies
+            .into_iter()
+            .map(|(id, requirement)| Ok((package_id(&id)?, requirement)))
+            .collect::<Result<_, Answer>>()?;
+        let package = Package {
+            id: package_id(&request.id)?,
+            version: version(&request.version)?,
+            metadata,
+            dependencies,
+        };
         let published = format!("{}@{}", package.id, package.version);
         node.registry.publish(package).await.map_err(failed)?;
         Ok(ok(json!({ "published": published })))
@@ -277,8 +345,11 @@ async fn search(State(node): Shared, request: Result<Json<Search>, JsonRejection
     let run = async {
         let request = body(request)?;
         let query = Query {
+            text: request.text,
+            categories: request.categories,
+            tags: request.tags,
             limit: request.limit,
-            ..Query::text(request.text)
+            offset: request.offset,
         };
         let found = node.registry.search(&query).await.map_err(failed)?;
         let packages: Vec<PackageView> = found.iter().map(PackageView::from).collect();
@@ -366,7 +437,7 @@ async fn unblock(State(node): Shared, request: Result<Json<Peers>, JsonRejection
     block_or_unblock(&node, request, false).await
 }
 
-const ROUTES: &str = "GET /state; POST /wait, /bootstrap, /publish, /search, /get, /list_versions, /exists, /delete, /block, /unblock";
+const ROUTES: &str = "GET /state; POST /wait, /flush, /bootstrap, /publish, /search, /get, /list_versions, /exists, /delete, /block, /unblock";
 
 async fn unknown() -> Answer {
     Answer(
@@ -387,6 +458,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/state", get(state))
         .route("/wait", post(wait))
+        .route("/flush", post(flush))
         .route("/bootstrap", post(bootstrap))
         .route("/publish", post(publish))
         .route("/search", post(search))

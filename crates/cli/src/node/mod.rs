@@ -53,6 +53,40 @@ pub struct Options {
     pub allow_non_loopback: bool,
     /// Timings.
     pub profile: Profile,
+    /// What overrides the profile's timings.
+    pub overrides: Overrides,
+}
+
+/// Settings that override the profile's, for scenarios that provoke a timeout or need a
+/// cache (`validate --processes` sets them as the in-process scenarios do).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Kademlia query timeout.
+    pub query_timeout: Option<Duration>,
+    /// Remote search request timeout.
+    pub request_timeout: Option<Duration>,
+    /// How many peers a search asks.
+    pub search_fanout: Option<usize>,
+    /// How long search results are cached.
+    pub cache_ttl: Option<Duration>,
+}
+
+impl Options {
+    /// The node's settings: the profile's, then the overrides.
+    pub fn config(&self) -> Config {
+        let base = match self.profile {
+            Profile::Production => Config::default(),
+            Profile::Test => Config::for_tests(),
+        };
+        let o = &self.overrides;
+        Config {
+            query_timeout: o.query_timeout.unwrap_or(base.query_timeout),
+            request_timeout: o.request_timeout.unwrap_or(base.request_timeout),
+            search_fanout: o.search_fanout.unwrap_or(base.search_fanout),
+            cache_ttl: o.cache_ttl.unwrap_or(base.cache_ttl),
+            ..base
+        }
+    }
 }
 
 /// Why a node could not start or stopped badly.
@@ -142,10 +176,7 @@ pub async fn run(options: &Options, out: &mut impl std::io::Write) -> Result<(),
     #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(NodeError::Signal)?;
-    let config = match options.profile {
-        Profile::Production => Config::default(),
-        Profile::Test => Config::for_tests(),
-    };
+    let config = options.config();
     let telemetry = options.otlp_endpoint.as_ref().map(|endpoint| {
         PerNode::for_endpoints(options.otlp_protocol, endpoint.clone(), endpoint.clone())
             .service(SERVICE, env!("CARGO_PKG_VERSION"))
@@ -187,7 +218,11 @@ pub async fn run(options: &Options, out: &mut impl std::io::Write) -> Result<(),
         std::process::id()
     );
     let _ = out.flush();
-    let node = Arc::new(control::Node { mesh, registry });
+    let node = Arc::new(control::Node {
+        mesh,
+        registry,
+        telemetry,
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server =
         axum::serve(listener, control::router(Arc::clone(&node))).with_graceful_shutdown(async {
@@ -205,9 +240,19 @@ pub async fn run(options: &Options, out: &mut impl std::io::Write) -> Result<(),
     let _ = stop.send(());
     // Requests in flight get a few seconds; then the node stops whatever they do.
     let _ = tokio::time::timeout(Duration::from_secs(5), served).await;
-    if let Ok(node) = Arc::try_unwrap(node) {
-        node.mesh.shutdown().await;
-    }
+    // The node's last spans (its shutdown's) are exported too.
+    let telemetry = match Arc::try_unwrap(node) {
+        Ok(node) => {
+            node.mesh.shutdown().await;
+            node.telemetry
+        }
+        Err(shared) => {
+            if let Some(telemetry) = &shared.telemetry {
+                telemetry.flush().await?;
+            }
+            None
+        }
+    };
     if let Some(telemetry) = telemetry {
         telemetry.flush().await?;
     }

@@ -4,8 +4,11 @@
 
 mod forward;
 mod html;
+mod processes;
 mod reports;
 mod scenarios;
+
+pub use processes::Transport;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use p2p_otel_marketplace::scenarios::{InProcess, Launcher};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 
 /// What the validation run was asked to do.
@@ -24,6 +28,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Also forward everything received to this external OTLP/gRPC collector.
     pub otlp_endpoint: Option<String>,
+    /// Run every node as its own process of this binary (`node`), over this transport.
+    pub processes: Option<Transport>,
 }
 
 impl Default for Options {
@@ -32,8 +38,24 @@ impl Default for Options {
             nodes: 3,
             out: PathBuf::from("target/p2p-otel-validation"),
             otlp_endpoint: None,
+            processes: None,
         }
     }
+}
+
+/// A node process of the run, and what it exported.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessRow {
+    /// Its process id.
+    pub pid: u32,
+    /// Its peer id.
+    pub peer_id: String,
+    /// The address it listened on.
+    pub listen: String,
+    /// Spans received from it (by `process.pid`).
+    pub spans: usize,
+    /// Metric points received from it.
+    pub metric_points: usize,
 }
 
 /// One success criterion of the plan, checked with evidence.
@@ -56,6 +78,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Spans received, by service.
     pub spans_by_service: std::collections::BTreeMap<String, u64>,
+    /// The node processes, with `--processes`: a row per process.
+    pub processes: Vec<ProcessRow>,
     /// Wall time of the run, milliseconds.
     pub duration_ms: u128,
     /// The rendered trace trees.
@@ -92,6 +116,15 @@ pub enum ValidateError {
     /// The receiver could not start.
     #[error(transparent)]
     Receiver(#[from] receiver::ReceiverError),
+    /// This binary's path, which node processes run, is unknown.
+    #[error("cannot find this binary to start node processes: {0}")]
+    Binary(#[source] std::io::Error),
+    /// Interrupted (Ctrl-C, SIGTERM) before the report: every node process was stopped.
+    #[error("interrupted: no report written; node processes still running: {left:?}")]
+    Interrupted {
+        /// Node processes that did not end in time (none, normally).
+        left: Vec<u32>,
+    },
 }
 
 fn output(path: &Path) -> impl Fn(std::io::Error) -> ValidateError + '_ {
@@ -101,8 +134,17 @@ fn output(path: &Path) -> impl Fn(std::io::Error) -> ValidateError + '_ {
     }
 }
 
-/// Runs the validation, printing progress to `out`, and writes the reports.
-pub async fn run(options: &Options, out: &mut impl Write) -> Result<Report, ValidateError> {
+/// How long the run waits for its node processes to end once it stopped them.
+const PROCESSES_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs the validation, printing progress to `out`, and writes the reports. When
+/// `interrupted` resolves first, the scenarios stop, every node process is killed and
+/// reaped, and the run ends with [`ValidateError::Interrupted`].
+pub async fn run(
+    options: &Options,
+    out: &mut impl Write,
+    interrupted: impl std::future::Future<Output = ()>,
+) -> Result<Report, ValidateError> {
     let started = Instant::now();
     let step = |out: &mut dyn Write, n: usize, what: &str| {
         let _ = writeln!(out, "[{n}/6] {what}");
@@ -128,15 +170,63 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Report, Vali
     step(out, 3, "check receiver health");
     let mut checks = vec![scenarios::health(&receiver).await];
 
-    step(
-        out,
-        4,
-        &format!(
-            "run scenarios 1-6 on a {}-node memory mesh exporting over OTLP",
-            options.nodes.max(3)
-        ),
-    );
-    checks.extend(scenarios::run(&receiver, options.nodes.max(3)).await);
+    let nodes = options.nodes.max(3);
+    let launcher = match options.processes {
+        Some(transport) => {
+            let binary = std::env::current_exe().map_err(ValidateError::Binary)?;
+            step(
+                out,
+                4,
+                &format!("run scenarios 1-6 on node processes over {transport:?} ({nodes} in scenarios 1 and 4) exporting over OTLP"),
+            );
+            // Each process as it starts, so whoever runs this sees what to look for.
+            let announce = Box::new(|started: &processes::Started| {
+                println!(
+                    "      node pid={} peer_id={} listen={}",
+                    started.pid, started.peer_id, started.listen
+                );
+            });
+            Some(processes::Processes::new(binary, transport, announce))
+        }
+        None => {
+            step(
+                out,
+                4,
+                &format!("run scenarios 1-6 on a {nodes}-node memory mesh exporting over OTLP"),
+            );
+            None
+        }
+    };
+    let on: &dyn Launcher = match &launcher {
+        Some(processes) => processes,
+        None => &InProcess,
+    };
+    let ran = {
+        let scenarios = scenarios::run(on, &receiver, nodes, launcher.is_some());
+        tokio::select! {
+            checks = scenarios => Some(checks),
+            () = interrupted => None,
+        }
+    };
+    // The scenarios are over (or dropped, which kills their processes): wait until every
+    // process is gone, so none outlives the run.
+    let left = match &launcher {
+        Some(processes) => processes.all_ended(PROCESSES_END_WITHIN).await,
+        None => Vec::new(),
+    };
+    let Some(ran) = ran else {
+        let _ = receiver.shutdown().await;
+        return Err(ValidateError::Interrupted { left });
+    };
+    checks.extend(ran);
+    if !left.is_empty() {
+        checks.push(Check {
+            section: "9.2",
+            name: "every node process ended with the run".to_owned(),
+            passed: false,
+            evidence: format!("still running: {left:?}"),
+        });
+    }
 
     step(out, 5, "verify exported telemetry");
     checks.extend(scenarios::verify(&receiver, &otlp_dir));
@@ -151,6 +241,10 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Result<Report, Vali
     let report = Report {
         checks,
         spans_by_service: scenarios::spans_by_service(&receiver),
+        processes: launcher
+            .as_ref()
+            .map(|l| scenarios::per_process(&receiver, &l.started()))
+            .unwrap_or_default(),
         duration_ms: started.elapsed().as_millis(),
         traces: traces.render(),
         contract: contract

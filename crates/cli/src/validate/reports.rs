@@ -65,6 +65,15 @@ fn markdown(report: &Report) -> String {
     for (service, count) in &report.spans_by_service {
         md.push_str(&format!("- {service}: {count}\n"));
     }
+    if !report.processes.is_empty() {
+        md.push_str("\n## Node processes\n\n| pid | peer id | listen | spans | metric points |\n|---|---|---|---|---|\n");
+        for p in &report.processes {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                p.pid, p.peer_id, p.listen, p.spans, p.metric_points
+            ));
+        }
+    }
     md.push_str(&format!(
         "\n## Telemetry contract\n\n```text\n{}```\n",
         report.contract_text
@@ -103,6 +112,14 @@ pub(super) fn terminal(report: &Report, out: &mut impl Write) {
     }
     for (service, count) in &report.spans_by_service {
         let _ = writeln!(out, "  spans from {service}: {count}");
+    }
+    if !report.processes.is_empty() {
+        let with_spans = report.processes.iter().filter(|p| p.spans > 0).count();
+        let _ = writeln!(
+            out,
+            "  node processes: {} started, {with_spans} exported spans (report.md lists each)",
+            report.processes.len()
+        );
     }
     let coverage = report
         .contract_text

@@ -2,14 +2,16 @@
 //! a [`Check`] with the evidence that decided it. Checks read only what the receiver
 //! got over OTLP, never command output.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_http::HttpClient;
 
-use super::Check;
+use super::processes::Started;
+use super::{Check, ProcessRow};
+use p2p_otel_marketplace::scenarios::Launcher;
 use p2p_otel_marketplace::{self as marketplace, scenarios};
 use p2p_otel_testkit::contract::{CoverageGate, Level, Report as ContractReport};
 use p2p_otel_testkit::model::Value;
@@ -52,12 +54,20 @@ pub(super) async fn health(receiver: &OtlpReceiver) -> Check {
     }
 }
 
-/// Runs scenarios 1–6 (plan §3), defined in the marketplace crate, on meshes whose nodes
-/// export over OTLP to `receiver`; each becomes a check with its evidence. Then checks
-/// what holds across all of them: the service named, no orphans, context propagation.
-pub(super) async fn run(receiver: &OtlpReceiver, nodes: usize) -> Vec<Check> {
-    let mut checks: Vec<Check> = scenarios::all(&scenarios::InProcess, receiver, nodes)
-        .await
+/// Runs scenarios 1–6 (plan §3), defined in the marketplace crate, on nodes started by
+/// `on` that export over OTLP to `receiver`; each becomes a check with its evidence. Then
+/// checks what holds across all of them: the service named, no orphans, context
+/// propagation — and with node `processes`, that the distributed search is one trace
+/// across as many processes as it has nodes.
+pub(super) async fn run(
+    on: &dyn Launcher,
+    receiver: &OtlpReceiver,
+    nodes: usize,
+    processes: bool,
+) -> Vec<Check> {
+    let runs = scenarios::all(on, receiver, nodes).await;
+    let across = processes.then(|| across_processes(&runs[3].traces, nodes));
+    let mut checks: Vec<Check> = runs
         .into_iter()
         .map(|run| Check {
             section: run.section,
@@ -109,7 +119,61 @@ pub(super) async fn run(receiver: &OtlpReceiver, nodes: usize) -> Vec<Check> {
         remote >= 1 && propagated >= 1,
         format!("{propagated} gossip reception(s) under their announcement; {remote} remote search handler(s) in their search's trace"),
     ));
+    checks.extend(across);
     checks
+}
+
+/// The `process.pid` of every span.
+fn pids(traces: &TraceSet) -> BTreeSet<i64> {
+    traces
+        .spans()
+        .filter_map(|s| s.record().resource.attributes.get("process.pid"))
+        .filter_map(Value::as_i64)
+        .collect()
+}
+
+/// With node processes: scenario 4's search is one trace holding spans of `nodes`
+/// distinct processes.
+fn across_processes(search: &TraceSet, nodes: usize) -> Check {
+    let pids = pids(search);
+    check(
+        "9.3",
+        &format!("the distributed search is one trace across {nodes} processes"),
+        search.traces().len() == 1 && pids.len() == nodes,
+        format!(
+            "{} trace(s); spans from process.pid {:?}",
+            search.traces().len(),
+            pids
+        ),
+    )
+}
+
+/// A row per node process: what the receiver got from it.
+pub(super) fn per_process(receiver: &OtlpReceiver, started: &[Started]) -> Vec<ProcessRow> {
+    let traces = receiver.traces();
+    let points = receiver.metric_points();
+    started
+        .iter()
+        .map(|process| {
+            let pid = Value::from(i64::from(process.pid));
+            ProcessRow {
+                pid: process.pid,
+                peer_id: process.peer_id.clone(),
+                listen: process.listen.clone(),
+                spans: traces
+                    .spans()
+                    .filter(|s| s.record().resource.attributes.get("process.pid") == Some(&pid))
+                    .count(),
+                metric_points: points
+                    .iter()
+                    .filter(|p| {
+                        p.attribute("service.instance.id")
+                            == Some(&Value::from(process.peer_id.as_str()))
+                    })
+                    .count(),
+            }
+        })
+        .collect()
 }
 
 /// 9.3: everything received keeps the marketplace's contract — spans, metrics and logs —

@@ -1002,7 +1002,7 @@ async fn lifecycle_body(
     receiver: &OtlpReceiver,
     checks: &mut Checks,
 ) -> Result<TraceSet, ScenarioError> {
-    let mut o = Observed::start_on(on, receiver, 3, 7, Config::for_tests()).await?;
+    let mut o = Observed::start_on(on, receiver, 3, 13, Config::for_tests()).await?;
     o.ready().await?;
     let id: PackageId = "acme/life".parse()?;
     let version: Version = "1.0.0".parse()?;
