@@ -122,7 +122,7 @@ pub struct NodeProcess {
     pid: u32,
     fields: BTreeMap<String, String>,
     stderr: Arc<Mutex<String>>,
-    client: opentelemetry_http::hyper::HyperClient,
+    control: Control,
     /// Becomes `true` once the child ended and was reaped.
     reaped: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -236,16 +236,14 @@ impl NodeProcess {
                 line,
             });
         }
+        let control = Control::new(fields.get("control").cloned().unwrap_or_default());
         Ok(NodeProcess {
             program: name,
             child: Some(child),
             pid,
             fields,
             stderr,
-            client: opentelemetry_http::hyper::HyperClient::with_default_connector(
-                Duration::from_secs(60),
-                None,
-            ),
+            control,
             reaped: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
@@ -275,56 +273,15 @@ impl NodeProcess {
         crate::store::lock(&self.stderr).clone()
     }
 
-    fn url(&self, path: &str) -> String {
-        format!(
-            "{}{path}",
-            self.field("control")
-                .unwrap_or_default()
-                .trim_end_matches('/')
-        )
-    }
-
-    async fn request(
-        &self,
-        method: &'static str,
-        path: &str,
-        body: Bytes,
-    ) -> Result<serde_json::Value, ProcessError> {
-        let url = self.url(path);
-        let failed = |message: String| ProcessError::Control {
-            method,
-            url: url.clone(),
-            message,
-            answer: None,
-        };
-        let request = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .map_err(|e| failed(e.to_string()))?;
-        let response = self
-            .client
-            .send_bytes(request)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let status = response.status();
-        let text = String::from_utf8_lossy(response.body()).into_owned();
-        if !status.is_success() {
-            return Err(ProcessError::Control {
-                method,
-                url: url.clone(),
-                message: format!("{status}: {text}"),
-                answer: serde_json::from_str(&text).ok(),
-            });
-        }
-        serde_json::from_str(&text).map_err(|e| failed(format!("not JSON ({e}): {text}")))
+    /// Its control API.
+    pub fn control(&self) -> &Control {
+        &self.control
     }
 
     /// `GET path` on its control API: the JSON answer, or an error with the status and
     /// the node's message.
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, ProcessError> {
-        self.request("GET", path, Bytes::new()).await
+        self.control.get(path).await
     }
 
     /// `POST path` with a JSON body on its control API.
@@ -333,8 +290,7 @@ impl NodeProcess {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ProcessError> {
-        self.request("POST", path, Bytes::from(body.to_string()))
-            .await
+        self.control.post(path, body).await
     }
 
     /// `kill -9`: no clean-up, no flush — a crash. Waits until it is gone.
@@ -378,6 +334,91 @@ impl NodeProcess {
         })?;
         let _ = self.reaped.send(true);
         Ok(status)
+    }
+}
+
+/// A node's control API (HTTP/JSON) at a base URL — a child's, or a node started
+/// elsewhere that a driver reaches over the network.
+///
+/// ```
+/// use p2p_otel_testkit::process::Control;
+/// let node = Control::new("http://10.0.0.2:7000/");
+/// assert_eq!(node.base_url(), "http://10.0.0.2:7000");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Control {
+    base: String,
+    client: opentelemetry_http::hyper::HyperClient,
+}
+
+impl Control {
+    /// The control API at `base_url` (`http://host:port`). Requests time out after 60 s:
+    /// a `/wait` says how long it waits, and nothing else takes long.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Control {
+            base: base_url.into().trim_end_matches('/').to_owned(),
+            client: opentelemetry_http::hyper::HyperClient::with_default_connector(
+                Duration::from_secs(60),
+                None,
+            ),
+        }
+    }
+
+    /// Its base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn request(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<serde_json::Value, ProcessError> {
+        let url = format!("{}{path}", self.base);
+        let failed = |message: String| ProcessError::Control {
+            method,
+            url: url.clone(),
+            message,
+            answer: None,
+        };
+        let request = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| failed(e.to_string()))?;
+        let response = self
+            .client
+            .send_bytes(request)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        let text = String::from_utf8_lossy(response.body()).into_owned();
+        if !status.is_success() {
+            return Err(ProcessError::Control {
+                method,
+                url: url.clone(),
+                message: format!("{status}: {text}"),
+                answer: serde_json::from_str(&text).ok(),
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| failed(format!("not JSON ({e}): {text}")))
+    }
+
+    /// `GET path`: the JSON answer, or an error with the status and the node's message.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, ProcessError> {
+        self.request("GET", path, Bytes::new()).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ProcessError> {
+        self.request("POST", path, Bytes::from(body.to_string()))
+            .await
     }
 }
 

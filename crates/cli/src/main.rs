@@ -23,20 +23,30 @@ mod validate;
 /// checks of the plan's success criteria — and write report.json, junit.xml,
 /// report.md, traces.html and the OTLP-JSON files. Exit 0 only if every check passes.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    validate: ValidateArgs,
+}
+
+/// The validation run's options (with or without the `validate` subcommand).
+#[derive(Debug, clap::Args)]
+struct ValidateArgs {
     /// Nodes in the validation mesh (at least 3).
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Output folder for the reports (recreated).
     #[arg(long, default_value = "target/p2p-otel-validation")]
     out: PathBuf,
-    /// Also forward everything received to this external OTLP/gRPC collector
-    /// (e.g. http://127.0.0.1:4317 of a real Collector or Jaeger).
+    /// Also forward everything received to this external collector (e.g.
+    /// http://127.0.0.1:4317 of a real Collector or Jaeger for gRPC, :4318 for HTTP).
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// The protocol --otlp-endpoint speaks.
+    #[arg(long, value_enum, default_value_t = validate::Forwarding::Grpc, requires = "otlp_endpoint")]
+    otlp_protocol: validate::Forwarding,
     /// Run every node as its own OS process (this binary's `node`) on loopback, N nodes
     /// in the bootstrap and distributed-search scenarios (at least 3). No process
     /// outlives the run, whether it passes, fails or is interrupted.
@@ -45,10 +55,27 @@ struct Cli {
     /// The wire between node processes.
     #[arg(long, value_enum, default_value_t = validate::Transport::Tcp, requires = "processes")]
     transport: validate::Transport,
+    /// Drive a testnet's nodes, started elsewhere, instead of starting any: a file with
+    /// one control URL (http://host:port) or node ready line per line, or `-` for
+    /// standard input (read after the receiver's endpoints are printed). The nodes, or a
+    /// Collector in front of them, must export to this run's receiver (--receiver-grpc).
+    #[arg(long, value_name = "FILE", conflicts_with = "processes")]
+    nodes_from: Option<validate::NodeList>,
+    /// The embedded receiver's OTLP/gRPC address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    receiver_grpc: SocketAddr,
+    /// The embedded receiver's OTLP/HTTP address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    receiver_http: SocketAddr,
+    /// Accept non-loopback receiver addresses (nodes on other machines send to it).
+    #[arg(long)]
+    allow_non_loopback: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the validation (what running without a subcommand does).
+    Validate(ValidateArgs),
     /// Run the embedded OTLP receiver as a local collector for other processes.
     ///
     /// Prints a line per finished trace, writes OTLP-JSON lines files, and on Ctrl-C or
@@ -331,7 +358,7 @@ fn configuration_error(error: impl Into<Box<dyn std::error::Error>>) -> ExitCode
     ExitCode::from(2)
 }
 
-fn validate(cli: Cli) -> ExitCode {
+fn validate(cli: ValidateArgs) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
     };
@@ -339,7 +366,11 @@ fn validate(cli: Cli) -> ExitCode {
         nodes: cli.processes.unwrap_or(cli.nodes),
         out: cli.out,
         otlp_endpoint: cli.otlp_endpoint,
+        otlp_protocol: cli.otlp_protocol,
         processes: cli.processes.map(|_| cli.transport),
+        nodes_from: cli.nodes_from,
+        receiver_addrs: (cli.receiver_grpc, cli.receiver_http),
+        allow_non_loopback: cli.allow_non_loopback,
     };
     let mut stdout = std::io::stdout();
     match runtime.block_on(validate::run(&options, &mut stdout, interrupted())) {
@@ -468,10 +499,11 @@ fn run_node(options: Result<node::Options, String>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match cli.command {
-        None => return validate(cli),
+        None => return validate(cli.validate),
         Some(command) => command,
     };
     match command {
+        Command::Validate(args) => validate(args),
         Command::Check {
             contract,
             files,

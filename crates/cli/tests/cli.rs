@@ -542,24 +542,31 @@ async fn the_validation_run_passes_and_writes_every_report() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_validation_forwards_everything_to_an_external_collector() {
+/// One validation run forwarding to a fresh receiver over `protocol`; everything
+/// arrives there.
+async fn forward_over(protocol: &str) {
     let external = p2p_otel_testkit::receiver::OtlpReceiver::start(Default::default())
         .await
         .unwrap();
-    let out = temp_dir("forward");
+    let endpoint = match protocol {
+        "grpc" => external.grpc_endpoint(),
+        _ => external.http_endpoint(),
+    };
+    let out = temp_dir(&format!("forward-{protocol}"));
     let output = Command::new(BIN)
         .args([
             "--out",
             out.to_str().unwrap(),
             "--otlp-endpoint",
-            &external.grpc_endpoint(),
+            &endpoint,
+            "--otlp-protocol",
+            protocol,
         ])
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    assert!(output.status.success(), "{protocol}: {stdout}");
     assert!(
         stdout.contains("PASS [9.2] everything forwarded to the external collector"),
         "{stdout}"
@@ -571,12 +578,27 @@ async fn the_validation_forwards_everything_to_an_external_collector() {
         "p2p_search",
         "handle_dht_query",
     ] {
-        assert!(!traces.find_named(name).is_empty(), "{name} not forwarded");
+        assert!(
+            !traces.find_named(name).is_empty(),
+            "{name} not forwarded over {protocol}"
+        );
     }
+    // Exactly what the run received: the report's count.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let received = report["spans_by_service"]["ggen-p2p"].as_u64().unwrap();
+    assert_eq!(traces.span_count() as u64, received, "{protocol}");
     assert!(!external
         .metric_points_named("p2p_operations_total")
         .is_empty());
     let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_validation_forwards_everything_to_an_external_collector_over_grpc_and_http() {
+    for protocol in ["grpc", "http-protobuf", "http-json"] {
+        forward_over(protocol).await;
+    }
 }
 
 fn contract_dir() -> String {

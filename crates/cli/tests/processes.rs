@@ -541,7 +541,14 @@ async fn validate_across_processes(transport: &str) {
         std::process::id()
     ));
     let output = tokio::process::Command::new(BIN)
-        .args(["--processes", "3", "--transport", transport, "--out"])
+        .args([
+            "validate",
+            "--processes",
+            "3",
+            "--transport",
+            transport,
+            "--out",
+        ])
         .arg(&out)
         .kill_on_drop(true)
         .output()
@@ -640,5 +647,93 @@ async fn an_interrupted_validation_stops_every_node_process() {
     assert_eq!(status.code(), Some(130), "{status}");
     let left: Vec<u32> = pids.into_iter().filter(|&pid| alive(pid)).collect();
     assert!(left.is_empty(), "node processes outlived Ctrl-C: {left:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_drives_a_testnet_started_elsewhere() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let out = std::env::temp_dir().join(format!("p2p-otel-testnet-{}", std::process::id()));
+    let mut validate = tokio::process::Command::new(BIN)
+        .args(["validate", "--nodes-from", "-", "--out"])
+        .arg(&out)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(validate.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    // The receiver's endpoint, from the run's own output.
+    let endpoint = loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("no receiver endpoint printed")
+            .unwrap()
+            .expect("validate ended before printing its receiver");
+        printed.push(line.clone());
+        if let Some(grpc) = line.trim().strip_prefix("grpc=") {
+            break grpc.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // A testnet of production nodes: the first one, then two bootstrapping from it.
+    let start = |extra: Vec<String>| {
+        let mut args = vec![
+            "node".to_owned(),
+            "--listen".to_owned(),
+            "/ip4/127.0.0.1/tcp/0".to_owned(),
+            "--otlp-endpoint".to_owned(),
+            endpoint.clone(),
+        ];
+        args.extend(extra);
+        NodeProcess::spawn(BIN, args, READY)
+    };
+    let first = start(vec!["--seed".into(), "71".into()]).await.unwrap();
+    let mut nodes = vec![first];
+    for seed in ["72", "73"] {
+        let bootstrap = address(&nodes[0]);
+        let node = start(vec![
+            "--seed".into(),
+            seed.into(),
+            "--bootstrap".into(),
+            bootstrap,
+        ])
+        .await
+        .unwrap();
+        nodes.push(node);
+    }
+    let list: String = nodes
+        .iter()
+        .map(|n| format!("# pid {}\n{}\n", n.pid(), n.control().base_url()))
+        .collect();
+    let mut stdin = validate.stdin.take().unwrap();
+    stdin.write_all(list.as_bytes()).await.unwrap();
+    drop(stdin);
+    while let Ok(Some(line)) = lines.next_line().await {
+        printed.push(line);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(120), validate.wait())
+        .await
+        .expect("validate did not finish")
+        .unwrap();
+    let printed = printed.join("\n");
+    assert!(status.success(), "{status}\n{printed}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for expected in [
+        "every listed node answers its control API",
+        "a package published on one node reaches every other",
+        "the search is one trace across processes, remote parents preserved",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    assert!(printed.contains("VALIDATION PASSED"), "{printed}");
     let _ = std::fs::remove_dir_all(&out);
 }

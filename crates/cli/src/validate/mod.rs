@@ -7,10 +7,13 @@ mod html;
 mod processes;
 mod reports;
 mod scenarios;
+mod testnet;
 
+pub use forward::Forwarding;
 pub use processes::Transport;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,10 +29,18 @@ pub struct Options {
     pub nodes: usize,
     /// Output folder (recreated).
     pub out: PathBuf,
-    /// Also forward everything received to this external OTLP/gRPC collector.
+    /// Also forward everything received to this external collector.
     pub otlp_endpoint: Option<String>,
+    /// How: OTLP/gRPC or OTLP/HTTP.
+    pub otlp_protocol: Forwarding,
     /// Run every node as its own process of this binary (`node`), over this transport.
     pub processes: Option<Transport>,
+    /// Drive a testnet's nodes, started elsewhere, instead of starting any.
+    pub nodes_from: Option<NodeList>,
+    /// The embedded receiver's gRPC and HTTP addresses (port 0: the OS picks).
+    pub receiver_addrs: (SocketAddr, SocketAddr),
+    /// Accept non-loopback receiver addresses.
+    pub allow_non_loopback: bool,
 }
 
 impl Default for Options {
@@ -38,7 +49,14 @@ impl Default for Options {
             nodes: 3,
             out: PathBuf::from("target/p2p-otel-validation"),
             otlp_endpoint: None,
+            otlp_protocol: Forwarding::Grpc,
             processes: None,
+            nodes_from: None,
+            receiver_addrs: (
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            ),
+            allow_non_loopback: false,
         }
     }
 }
@@ -119,6 +137,26 @@ pub enum ValidateError {
     /// This binary's path, which node processes run, is unknown.
     #[error("cannot find this binary to start node processes: {0}")]
     Binary(#[source] std::io::Error),
+    /// A receiver address that is not loopback, without the flag that allows it.
+    #[error("refusing to bind the receiver on {0}: not a loopback address (pass --allow-non-loopback for nodes on other machines)")]
+    NotLoopback(SocketAddr),
+    /// The node list could not be read.
+    #[error("cannot read the node list from {list}: {source}")]
+    ReadNodeList {
+        /// Where it was read from.
+        list: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node list is not a list of control endpoints.
+    #[error("node list {list}: {message}")]
+    NodeList {
+        /// Where it was read from.
+        list: String,
+        /// What is wrong, with the line.
+        message: String,
+    },
     /// Interrupted (Ctrl-C, SIGTERM) before the report: every node process was stopped.
     #[error("interrupted: no report written; node processes still running: {left:?}")]
     Interrupted {
@@ -134,42 +172,18 @@ fn output(path: &Path) -> impl Fn(std::io::Error) -> ValidateError + '_ {
     }
 }
 
-/// How long the run waits for its node processes to end once it stopped them.
-const PROCESSES_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// The least share of each declared span and metric group (the signal and its
+/// attributes) the scenarios must show.
+const COVERAGE_PER_GROUP: f64 = 0.5;
 
-/// Runs the validation, printing progress to `out`, and writes the reports. When
-/// `interrupted` resolves first, the scenarios stop, every node process is killed and
-/// reaped, and the run ends with [`ValidateError::Interrupted`].
-pub async fn run(
+/// Scenarios 1–6 on nodes in this process, or on node processes with `--processes`;
+/// the checks, and a row per node process.
+async fn scenarios_on_nodes(
     options: &Options,
+    receiver: &OtlpReceiver,
     out: &mut impl Write,
     interrupted: impl std::future::Future<Output = ()>,
-) -> Result<Report, ValidateError> {
-    let started = Instant::now();
-    let step = |out: &mut dyn Write, n: usize, what: &str| {
-        let _ = writeln!(out, "[{n}/6] {what}");
-        let _ = out.flush();
-    };
-    step(out, 1, "fresh output folder");
-    if options.out.exists() {
-        std::fs::remove_dir_all(&options.out).map_err(output(&options.out))?;
-    }
-    std::fs::create_dir_all(&options.out).map_err(output(&options.out))?;
-
-    step(out, 2, "start the embedded OTLP receiver (gRPC + HTTP)");
-    let otlp_dir = options.out.join("otlp");
-    let receiver =
-        OtlpReceiver::start(receiver::Config::default().with_json_lines_dir(&otlp_dir)).await?;
-    let _ = writeln!(
-        out,
-        "      grpc={} http={}",
-        receiver.grpc_endpoint(),
-        receiver.http_endpoint()
-    );
-
-    step(out, 3, "check receiver health");
-    let mut checks = vec![scenarios::health(&receiver).await];
-
+) -> Result<(Vec<Check>, Vec<ProcessRow>), ValidateError> {
     let nodes = options.nodes.max(3);
     let launcher = match options.processes {
         Some(transport) => {
@@ -202,7 +216,7 @@ pub async fn run(
         None => &InProcess,
     };
     let ran = {
-        let scenarios = scenarios::run(on, &receiver, nodes, launcher.is_some());
+        let scenarios = scenarios::run(on, receiver, nodes, launcher.is_some());
         tokio::select! {
             checks = scenarios => Some(checks),
             () = interrupted => None,
@@ -214,11 +228,9 @@ pub async fn run(
         Some(processes) => processes.all_ended(PROCESSES_END_WITHIN).await,
         None => Vec::new(),
     };
-    let Some(ran) = ran else {
-        let _ = receiver.shutdown().await;
+    let Some(mut checks) = ran else {
         return Err(ValidateError::Interrupted { left });
     };
-    checks.extend(ran);
     if !left.is_empty() {
         checks.push(Check {
             section: "9.2",
@@ -227,13 +239,164 @@ pub async fn run(
             evidence: format!("still running: {left:?}"),
         });
     }
+    let rows = launcher
+        .as_ref()
+        .map(|l| scenarios::per_process(receiver, &l.started()))
+        .unwrap_or_default();
+    Ok((checks, rows))
+}
+
+/// `--nodes-from`: the testnet's checks on nodes started elsewhere.
+async fn testnet(
+    list: &NodeList,
+    receiver: &OtlpReceiver,
+    out: &mut impl Write,
+    interrupted: impl std::future::Future<Output = ()>,
+) -> Result<(Vec<Check>, Vec<ProcessRow>), ValidateError> {
+    step(
+        out,
+        4,
+        &format!(
+            "drive the testnet's nodes listed in {list}; they (or a Collector) export to the receiver above"
+        ),
+    );
+    let exercised = async {
+        let text = list.read().await?;
+        let nodes = testnet::endpoints(&text).map_err(|message| ValidateError::NodeList {
+            list: list.to_string(),
+            message,
+        })?;
+        Ok(testnet::run(receiver, nodes).await)
+    };
+    tokio::select! {
+        checks = exercised => checks.map(|c| (c, Vec::new())),
+        () = interrupted => Err(ValidateError::Interrupted { left: Vec::new() }),
+    }
+}
+
+/// Where `--nodes-from` reads the nodes' control endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeList {
+    /// A file.
+    File(PathBuf),
+    /// Standard input, to its end (`-`): a driver starts the nodes once it has read the
+    /// receiver's endpoint, then writes their ready lines.
+    Stdin,
+}
+
+impl NodeList {
+    async fn read(&self) -> Result<String, ValidateError> {
+        let failed = |source| ValidateError::ReadNodeList {
+            list: self.to_string(),
+            source,
+        };
+        let list = self.clone();
+        let read = tokio::task::spawn_blocking(move || match list {
+            NodeList::File(path) => std::fs::read_to_string(path),
+            NodeList::Stdin => std::io::read_to_string(std::io::stdin()),
+        });
+        match read.await {
+            Ok(read) => read.map_err(failed),
+            Err(joined) => Err(failed(std::io::Error::other(joined))),
+        }
+    }
+}
+
+impl std::fmt::Display for NodeList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeList::File(path) => write!(f, "{}", path.display()),
+            NodeList::Stdin => f.write_str("standard input"),
+        }
+    }
+}
+
+impl std::str::FromStr for NodeList {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "-" => NodeList::Stdin,
+            path => NodeList::File(PathBuf::from(path)),
+        })
+    }
+}
+
+fn step(out: &mut impl Write, n: usize, what: &str) {
+    let _ = writeln!(out, "[{n}/6] {what}");
+    let _ = out.flush();
+}
+
+/// How long the run waits for its node processes to end once it stopped them.
+const PROCESSES_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs the validation, printing progress to `out`, and writes the reports. When
+/// `interrupted` resolves first, the scenarios stop, every node process is killed and
+/// reaped, and the run ends with [`ValidateError::Interrupted`].
+pub async fn run(
+    options: &Options,
+    out: &mut impl Write,
+    interrupted: impl std::future::Future<Output = ()>,
+) -> Result<Report, ValidateError> {
+    let started = Instant::now();
+    step(out, 1, "fresh output folder");
+    if options.out.exists() {
+        std::fs::remove_dir_all(&options.out).map_err(output(&options.out))?;
+    }
+    std::fs::create_dir_all(&options.out).map_err(output(&options.out))?;
+
+    step(out, 2, "start the embedded OTLP receiver (gRPC + HTTP)");
+    let otlp_dir = options.out.join("otlp");
+    let (grpc, http) = options.receiver_addrs;
+    for addr in [grpc, http] {
+        if !options.allow_non_loopback && !addr.ip().is_loopback() {
+            return Err(ValidateError::NotLoopback(addr));
+        }
+    }
+    let receiver = OtlpReceiver::start(
+        receiver::Config::default()
+            .with_grpc_addr(grpc)
+            .with_http_addr(http)
+            .with_json_lines_dir(&otlp_dir),
+    )
+    .await?;
+    let _ = writeln!(
+        out,
+        "      grpc={} http={}",
+        receiver.grpc_endpoint(),
+        receiver.http_endpoint()
+    );
+
+    step(out, 3, "check receiver health");
+    let mut checks = vec![scenarios::health(&receiver).await];
+
+    let exercised = match &options.nodes_from {
+        Some(list) => testnet(list, &receiver, out, interrupted).await,
+        None => scenarios_on_nodes(options, &receiver, out, interrupted).await,
+    };
+    let (ran, processes) = match exercised {
+        Ok(exercised) => exercised,
+        Err(error) => {
+            let _ = receiver.shutdown().await;
+            return Err(error);
+        }
+    };
+    checks.extend(ran);
 
     step(out, 5, "verify exported telemetry");
-    checks.extend(scenarios::verify(&receiver, &otlp_dir));
-    let (contract_check, contract) = scenarios::contract(&receiver);
+    // A testnet's nodes have their own history: what the scenarios provoke (errors, every
+    // operation) may not be there, so only the contract's violations count.
+    let per_group = match options.nodes_from {
+        Some(_) => None,
+        None => {
+            checks.extend(scenarios::verify(&receiver, &otlp_dir));
+            Some(COVERAGE_PER_GROUP)
+        }
+    };
+    let (contract_check, contract) = scenarios::contract(&receiver, per_group);
     checks.push(contract_check);
     if let Some(endpoint) = &options.otlp_endpoint {
-        checks.push(forward::forward(endpoint, &otlp_dir).await);
+        checks.push(forward::forward(endpoint, options.otlp_protocol, &otlp_dir).await);
     }
 
     step(out, 6, "report");
@@ -241,10 +404,7 @@ pub async fn run(
     let report = Report {
         checks,
         spans_by_service: scenarios::spans_by_service(&receiver),
-        processes: launcher
-            .as_ref()
-            .map(|l| scenarios::per_process(&receiver, &l.started()))
-            .unwrap_or_default(),
+        processes,
         duration_ms: started.elapsed().as_millis(),
         traces: traces.render(),
         contract: contract

@@ -787,11 +787,12 @@ async fn silent_peer_body(
     checks: &mut Checks,
 ) -> Result<TraceSet, ScenarioError> {
     // About timeouts: the silent peer never answers, so the timeout is what the scenario
-    // provokes. Not too short, though: the good peer must answer within it even on a
-    // loaded machine (at 500 ms it did not, and lost reputation too).
+    // provokes — and what the whole validation run waits for, its longest scenario. Not
+    // too short, though: the good peer must answer within it even on a loaded machine
+    // (at 500 ms it did not, and lost reputation too); 2 s is four times that.
     let config = Config {
         search_fanout: 1,
-        request_timeout: Duration::from_secs(3),
+        request_timeout: Duration::from_secs(2),
         ..Config::for_tests()
     };
     let mut o = Observed::start_on(on, receiver, 2, 9, config).await?;
