@@ -439,3 +439,120 @@ impl Drop for NodeProcess {
         }
     }
 }
+
+/// Several node processes started together: each ready before [`spawn`](Self::spawn)
+/// returns (started in parallel), driven one by one or all at once, stopped together —
+/// and, like a [`NodeProcess`], killed when dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), p2p_otel_testkit::process::ProcessError> {
+/// use std::time::Duration;
+/// use p2p_otel_testkit::process::ProcessGroup;
+///
+/// // Your node binary and its flags per node; a shell stands in for it here.
+/// let group = ProcessGroup::spawn(
+///     "sh",
+///     3,
+///     |i| ["-c".to_owned(), format!("echo 'node index={i} control=http://127.0.0.1:9'; exec sleep 60")],
+///     Duration::from_secs(10),
+/// )
+/// .await?;
+/// assert_eq!(group.len(), 3);
+/// assert_eq!(group.node(2).and_then(|n| n.field("index")), Some("2"));
+/// let pids = group.pids();
+/// let still_running = group.stop(Duration::from_secs(5)).await; // SIGTERM, then kill -9
+/// assert!(still_running.is_empty(), "{still_running:?} of {pids:?}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ProcessGroup {
+    nodes: Vec<NodeProcess>,
+}
+
+impl ProcessGroup {
+    /// Starts `count` processes of `program`, node `i` with `args(i)`, and waits up to
+    /// `ready_within` for each one's ready line. If one fails, the others are killed and
+    /// its error (naming the binary, quoting its stderr) is returned.
+    pub async fn spawn<I, S>(
+        program: impl AsRef<OsStr>,
+        count: usize,
+        mut args: impl FnMut(usize) -> I,
+        ready_within: Duration,
+    ) -> Result<ProcessGroup, ProcessError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let program = program.as_ref();
+        let starts = (0..count).map(|i| {
+            let args: Vec<std::ffi::OsString> =
+                args(i).into_iter().map(|a| a.as_ref().to_owned()).collect();
+            NodeProcess::spawn(program, args, ready_within)
+        });
+        let nodes = futures::future::try_join_all(starts).await?;
+        Ok(ProcessGroup { nodes })
+    }
+
+    /// How many processes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Process `index`.
+    pub fn node(&self, index: usize) -> Option<&NodeProcess> {
+        self.nodes.get(index)
+    }
+
+    /// Every process, in order.
+    pub fn nodes(&self) -> &[NodeProcess] {
+        &self.nodes
+    }
+
+    /// Every process id, in order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(NodeProcess::pid).collect()
+    }
+
+    /// `POST path` with `body` to every process at once; the answers in order, or the
+    /// first error.
+    pub async fn post_all(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<serde_json::Value>, ProcessError> {
+        futures::future::try_join_all(self.nodes.iter().map(|n| n.post(path, body))).await
+    }
+
+    /// SIGTERM to every process (a node flushes its telemetry and stops), then `kill -9`
+    /// to any still running after `grace`; waits until all are gone. Returns the pids
+    /// that had to be killed.
+    pub async fn stop(self, grace: Duration) -> Vec<u32> {
+        let stops = self.nodes.into_iter().map(|mut node| async move {
+            let pid = node.pid();
+            match tokio::time::timeout(grace, node.terminate()).await {
+                Ok(_) => None,
+                Err(_) => {
+                    let _ = node.kill().await;
+                    Some(pid)
+                }
+            }
+        });
+        futures::future::join_all(stops)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+impl From<Vec<NodeProcess>> for ProcessGroup {
+    fn from(nodes: Vec<NodeProcess>) -> Self {
+        ProcessGroup { nodes }
+    }
+}

@@ -18,7 +18,7 @@ use p2p_otel_marketplace::{
 use p2p_otel_testkit::libp2p::multiaddr::Protocol;
 use p2p_otel_testkit::libp2p::{Multiaddr, PeerId};
 use p2p_otel_testkit::mesh::Mesh;
-use p2p_otel_testkit::process::{NodeProcess, ProcessError};
+use p2p_otel_testkit::process::{Control, NodeProcess, ProcessError, ProcessGroup};
 use p2p_otel_testkit::receiver::OtlpReceiver;
 
 /// The wire between node processes.
@@ -78,6 +78,9 @@ impl std::fmt::Debug for Processes {
 /// How long a node process may take to print its ready line.
 const READY: Duration = Duration::from_secs(30);
 
+/// How long a node process may take to flush and stop after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 impl Processes {
     /// A launcher of `binary`'s `node` subcommand over `transport`; `on_start` hears of
     /// each process once it is ready.
@@ -114,49 +117,46 @@ impl Processes {
         started
     }
 
-    async fn spawn(
-        &self,
-        endpoint: &str,
-        seed: u64,
-        config: &Config,
-    ) -> Result<RemoteNode, ScenarioError> {
+    /// The `node` flags of a scenario node with `config`'s settings.
+    fn args(&self, endpoint: &str, seed: u64, config: &Config) -> Vec<String> {
         let millis = |d: Duration| d.as_millis().to_string();
-        let args = [
-            "node".to_owned(),
-            "--listen".to_owned(),
-            self.transport.listen().to_string(),
-            "--seed".to_owned(),
-            seed.to_string(),
-            "--profile".to_owned(),
-            "test".to_owned(),
-            "--otlp-endpoint".to_owned(),
-            endpoint.to_owned(),
-            "--query-timeout-ms".to_owned(),
-            millis(config.query_timeout),
-            "--request-timeout-ms".to_owned(),
-            millis(config.request_timeout),
-            "--search-fanout".to_owned(),
-            config.search_fanout.to_string(),
-            "--cache-ttl-ms".to_owned(),
-            millis(config.cache_ttl),
-        ];
-        let process = NodeProcess::spawn(&self.binary, &args, READY)
-            .await
-            .map_err(driver)?;
-        if let Ok(mut exits) = self.exits.lock() {
-            exits.push(Box::pin(process.exited()));
-        }
-        let node = RemoteNode::new(process)?;
+        [
+            "node",
+            "--listen",
+            &self.transport.listen().to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--profile",
+            "test",
+            "--otlp-endpoint",
+            endpoint,
+            "--query-timeout-ms",
+            &millis(config.query_timeout),
+            "--request-timeout-ms",
+            &millis(config.request_timeout),
+            "--search-fanout",
+            &config.search_fanout.to_string(),
+            "--cache-ttl-ms",
+            &millis(config.cache_ttl),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// Notes a started process: announced, listed for the report, its end awaited.
+    fn record(&self, process: &NodeProcess, node: &RemoteNode) {
         let started = Started {
-            pid: node.process.pid(),
+            pid: process.pid(),
             peer_id: node.peer.to_string(),
             listen: node.addr.to_string(),
         };
         (self.on_start)(&started);
+        if let Ok(mut exits) = self.exits.lock() {
+            exits.push(Box::pin(process.exited()));
+        }
         if let Ok(mut all) = self.started.lock() {
             all.push(started);
         }
-        Ok(node)
     }
 }
 
@@ -189,9 +189,24 @@ impl Launcher for Processes {
         let endpoint = receiver.grpc_endpoint();
         // Seeds apart per scenario: scenario 5's nodes never share an identity with
         // scenario 8's.
-        let spawns = (0..nodes).map(|i| self.spawn(&endpoint, seed * 1000 + i as u64, config));
-        let nodes = futures::future::try_join_all(spawns).await?;
-        Ok(Box::new(ProcessNetwork { nodes }))
+        let group = ProcessGroup::spawn(
+            &self.binary,
+            nodes,
+            |i| self.args(&endpoint, seed * 1000 + i as u64, config),
+            READY,
+        )
+        .await
+        .map_err(driver)?;
+        let mut remotes = Vec::new();
+        for process in group.nodes() {
+            let node = RemoteNode::new(process)?;
+            self.record(process, &node);
+            remotes.push(node);
+        }
+        Ok(Box::new(ProcessNetwork {
+            group,
+            nodes: remotes,
+        }))
     }
 
     async fn silent_peer(
@@ -203,16 +218,16 @@ impl Launcher for Processes {
     }
 }
 
-/// A node process and its control API, as a [`Registry`].
+/// A node process's control API, as a [`Registry`].
 #[derive(Debug)]
 struct RemoteNode {
-    process: NodeProcess,
+    control: Control,
     peer: PeerId,
     addr: Multiaddr,
 }
 
 impl RemoteNode {
-    fn new(process: NodeProcess) -> Result<Self, ScenarioError> {
+    fn new(process: &NodeProcess) -> Result<Self, ScenarioError> {
         let pid = process.pid();
         let peer: PeerId = process
             .field("peer_id")
@@ -234,7 +249,7 @@ impl RemoteNode {
                 })
             })?;
         Ok(RemoteNode {
-            process,
+            control: process.control().clone(),
             peer,
             addr,
         })
@@ -246,7 +261,7 @@ impl RemoteNode {
         path: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, MarketplaceError> {
-        self.process
+        self.control
             .post(path, &body)
             .await
             .map_err(|error| match &error {
@@ -329,6 +344,7 @@ impl Registry for RemoteNode {
 /// A scenario's node processes.
 #[derive(Debug)]
 struct ProcessNetwork {
+    group: ProcessGroup,
     nodes: Vec<RemoteNode>,
 }
 
@@ -415,7 +431,7 @@ impl Network for ProcessNetwork {
             "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         });
         self.node(node)?
-            .process
+            .control
             .post("/wait", &body)
             .await
             .map(drop)
@@ -423,20 +439,16 @@ impl Network for ProcessNetwork {
     }
 
     async fn flush(&self) -> Result<(), ScenarioError> {
-        let empty = json!({});
-        let flushes = self.nodes.iter().map(|n| n.process.post("/flush", &empty));
-        futures::future::try_join_all(flushes)
+        self.group
+            .post_all("/flush", &json!({}))
             .await
             .map(drop)
             .map_err(driver)
     }
 
     async fn shutdown(self: Box<Self>) {
-        // SIGTERM: each node flushes its last spans and stops; a node that does not is
-        // killed when dropped.
-        let stops = self.nodes.into_iter().map(|mut n| async move {
-            let _ = n.process.terminate().await;
-        });
-        futures::future::join_all(stops).await;
+        // SIGTERM: each node flushes its last spans and stops; one that does not in time
+        // is killed.
+        let _ = self.group.stop(STOP_GRACE).await;
     }
 }
