@@ -594,13 +594,11 @@ async fn validate_across_processes(transport: &str) {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// One transport after the other: each run starts 16 processes, and two at once on two
+/// cores beside the other tests is a load no user's machine sees.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validate_across_three_processes_over_tcp_passes_and_leaves_none() {
+async fn validate_across_three_processes_over_tcp_and_quic_passes_and_leaves_none() {
     validate_across_processes("tcp").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validate_across_three_processes_over_quic_passes_and_leaves_none() {
     validate_across_processes("quic").await;
 }
 
