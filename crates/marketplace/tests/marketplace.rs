@@ -569,17 +569,23 @@ mod scale {
         discovery: Discovery,
         walkers: usize,
     ) -> Mesh<RegistryNode> {
-        let config = Config::for_tests();
+        // Not a test of timeouts: a 64-node mesh in one process on two busy cores takes
+        // ten times its idle time, so its lookups get four times production's 30 s.
+        let config = Config {
+            query_timeout: Duration::from_secs(120),
+            ..Config::for_tests()
+        };
+        let node_config = config.clone();
         let mut mesh = mesh::Builder::new(nodes)
             .seed(15)
             .security(Security::Plaintext)
             .discovery(discovery)
-            .start(marketplace::node_constructor(move |_| config.clone()))
+            .start(marketplace::node_constructor(move |_| node_config.clone()))
             .await
             .unwrap();
         mesh.connect_topology(topology, WAIT).await.unwrap();
         gossip_ready(&mesh).await;
-        let walks = handles(&mesh, &Config::for_tests());
+        let walks = handles(&mesh, &config);
         let walks = &walks[..walkers];
         for (index, outcome) in futures::future::join_all(walks.iter().map(|n| n.bootstrap()))
             .await
@@ -608,7 +614,10 @@ mod scale {
             degree: 4,
             seed: 64,
         };
-        let mesh = bootstrapped(64, topology, Discovery::Off, 64).await;
+        // A quarter of the nodes walk: each walk dials every peer it hears of, so 16
+        // walkers try every node many times over — and 64 at once (2 s idle, 22 s with
+        // the cores busy) reached the 30 s query timeout in the concurrent soak.
+        let mesh = bootstrapped(64, topology, Discovery::Off, 16).await;
         let expected = neighbours(&mesh, topology);
         for state in mesh.states() {
             assert_eq!(
