@@ -48,10 +48,10 @@ struct ValidateArgs {
     #[arg(long, value_enum, default_value_t = validate::Forwarding::Grpc, requires = "otlp_endpoint")]
     otlp_protocol: validate::Forwarding,
     /// Run every node as its own OS process (this binary's `node`) on loopback, N nodes
-    /// in the bootstrap and distributed-search scenarios (at least 3). No process
-    /// outlives the run, whether it passes, fails or is interrupted.
-    #[arg(long, value_name = "N")]
-    processes: Option<usize>,
+    /// (3 to 64) in the bootstrap and distributed-search scenarios; the other scenarios
+    /// add 13. No process outlives the run, whether it passes, fails or is interrupted.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(3..=64))]
+    processes: Option<u16>,
     /// The wire between node processes.
     #[arg(long, value_enum, default_value_t = validate::Transport::Tcp, requires = "processes")]
     transport: validate::Transport,
@@ -363,7 +363,7 @@ fn validate(cli: ValidateArgs) -> ExitCode {
         return ExitCode::from(2);
     };
     let options = validate::Options {
-        nodes: cli.processes.unwrap_or(cli.nodes),
+        nodes: cli.processes.map_or(cli.nodes, usize::from),
         out: cli.out,
         otlp_endpoint: cli.otlp_endpoint,
         otlp_protocol: cli.otlp_protocol,

@@ -405,6 +405,34 @@ async fn bad_control_requests_get_a_4xx_and_the_node_keeps_serving() {
             400,
             "does not end in /p2p/",
         ),
+        (
+            "POST",
+            "/publish",
+            b"{\"id\":\"acme/x\",\"version\":\"1.0.0\",\"title\":\"a\",\"metadata\":{\"title\":\"b\",\"description\":\"\",\"categories\":[],\"tags\":[],\"license\":\"\",\"authors\":[]}}".to_vec(),
+            400,
+            "differ: give one",
+        ),
+        (
+            "POST",
+            "/publish",
+            b"{\"id\":\"acme/x\",\"version\":\"1.0.0\",\"dependencies\":[[\"NOT VALID\",\"^1\"]]}".to_vec(),
+            400,
+            "invalid package id",
+        ),
+        (
+            "POST",
+            "/wait",
+            b"{\"connected_to\":[\"nobody\"],\"timeout_ms\":10}".to_vec(),
+            400,
+            "is not a peer id",
+        ),
+        (
+            "POST",
+            "/search",
+            b"{\"text\":\"x\",\"sort\":\"name\"}".to_vec(),
+            422,
+            "unknown field `sort`",
+        ),
     ];
     for (method, path, body, status, says) in cases {
         let (got, message) = raw(method, path, body).await;
@@ -733,5 +761,38 @@ async fn validate_drives_a_testnet_started_elsewhere() {
         assert!(names.contains(&expected), "{expected} missing: {names:?}");
     }
     assert!(printed.contains("VALIDATION PASSED"), "{printed}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_refuses_bad_process_and_testnet_options_clearly() {
+    let out = std::env::temp_dir().join(format!("p2p-otel-refused-{}", std::process::id()));
+    let out = out.to_str().unwrap().to_owned();
+    let run = |args: Vec<&str>| {
+        let mut command = tokio::process::Command::new(BIN);
+        command.args(args).args(["--out", &out]);
+        async move {
+            let output = command.output().await.unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, stderr) = run(vec!["validate", "--processes", "1000"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("1000 is not in 3..=64"), "{stderr}");
+    let (code, stderr) = run(vec!["validate", "--receiver-grpc", "0.0.0.0:0"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--allow-non-loopback"), "{stderr}");
+    let (code, stderr) = run(vec!["validate", "--nodes-from", "/nonexistent/nodes.txt"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the node list from /nonexistent/nodes.txt"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(vec!["validate", "--processes", "3", "--nodes-from", "x"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
     let _ = std::fs::remove_dir_all(&out);
 }

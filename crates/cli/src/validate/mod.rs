@@ -339,6 +339,12 @@ pub async fn run(
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<Report, ValidateError> {
     let started = Instant::now();
+    let (grpc, http) = options.receiver_addrs;
+    for addr in [grpc, http] {
+        if !options.allow_non_loopback && !addr.ip().is_loopback() {
+            return Err(ValidateError::NotLoopback(addr));
+        }
+    }
     step(out, 1, "fresh output folder");
     if options.out.exists() {
         std::fs::remove_dir_all(&options.out).map_err(output(&options.out))?;
@@ -347,12 +353,6 @@ pub async fn run(
 
     step(out, 2, "start the embedded OTLP receiver (gRPC + HTTP)");
     let otlp_dir = options.out.join("otlp");
-    let (grpc, http) = options.receiver_addrs;
-    for addr in [grpc, http] {
-        if !options.allow_non_loopback && !addr.ip().is_loopback() {
-            return Err(ValidateError::NotLoopback(addr));
-        }
-    }
     let receiver = OtlpReceiver::start(
         receiver::Config::default()
             .with_grpc_addr(grpc)
