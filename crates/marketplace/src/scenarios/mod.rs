@@ -691,7 +691,13 @@ async fn distributed_search_body(
     nodes: usize,
     checks: &mut Checks,
 ) -> Result<TraceSet, ScenarioError> {
-    let mut o = Observed::start_on(on, receiver, nodes, 8, Config::for_tests()).await?;
+    // The search asks every other node (the default fan-out, 3, would leave nodes out of
+    // a mesh of more than 4).
+    let config = Config {
+        search_fanout: nodes - 1,
+        ..Config::for_tests()
+    };
+    let mut o = Observed::start_on(on, receiver, nodes, 8, config).await?;
     o.ready().await?;
     for i in 1..nodes {
         o.node(i)?
