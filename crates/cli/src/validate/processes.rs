@@ -356,8 +356,9 @@ impl ProcessNetwork {
     }
 }
 
-fn dialable(node: &RemoteNode) -> String {
-    format!("{}/p2p/{}", node.addr, node.peer)
+/// `addr/p2p/peer`: what a bootstrap dials.
+fn dialable(peer: &PeerId, addr: &Multiaddr) -> String {
+    format!("{addr}/p2p/{peer}")
 }
 
 #[async_trait::async_trait]
@@ -385,7 +386,7 @@ impl Network for ProcessNetwork {
         };
         let peers: Vec<String> = peers
             .iter()
-            .map(|(peer, addr)| format!("{addr}/p2p/{peer}"))
+            .map(|(peer, addr)| dialable(peer, addr))
             .collect();
         let answer = node.call("/bootstrap", json!({ "peers": peers })).await?;
         decode(&answer["connected"])
@@ -395,19 +396,21 @@ impl Network for ProcessNetwork {
         // Node i dials every node before it: every pair connected once, through the
         // production path (a bootstrap from addresses).
         for i in 1..self.nodes.len() {
-            let earlier: Vec<String> = self.nodes[..i].iter().map(dialable).collect();
+            let earlier: Vec<String> = self.nodes[..i]
+                .iter()
+                .map(|n| dialable(&n.peer, &n.addr))
+                .collect();
             self.nodes[i]
                 .call("/bootstrap", json!({ "peers": earlier }))
                 .await?;
         }
-        let ready = NodeCondition {
-            connected_peers: self.nodes.len().saturating_sub(1),
-            ..NodeCondition::ready()
-        };
-        let ready = if self.nodes.len() > 1 {
-            ready
-        } else {
-            NodeCondition::default()
+        // A lone node has nobody to route to or mesh with.
+        let ready = match self.nodes.len() {
+            0 | 1 => NodeCondition::default(),
+            n => NodeCondition {
+                connected_peers: n - 1,
+                ..NodeCondition::ready()
+            },
         };
         for i in 0..self.nodes.len() {
             self.wait_for(i, &ready, timeout).await?;

@@ -16,7 +16,7 @@ use p2p_otel_marketplace::{self as marketplace, scenarios};
 use p2p_otel_testkit::contract::{CoverageGate, Level, Report as ContractReport};
 use p2p_otel_testkit::model::Value;
 use p2p_otel_testkit::receiver::OtlpReceiver;
-use p2p_otel_testkit::tree::{expect, TraceSet};
+use p2p_otel_testkit::tree::{expect, SpanRef, TraceSet};
 
 fn check(section: &'static str, name: &str, passed: bool, evidence: impl Into<String>) -> Check {
     Check {
@@ -124,9 +124,8 @@ pub(super) async fn run(
 }
 
 /// The `process.pid` of every span.
-fn pids(traces: &TraceSet) -> BTreeSet<i64> {
-    traces
-        .spans()
+pub(super) fn pids<'a>(spans: impl Iterator<Item = SpanRef<'a>>) -> BTreeSet<i64> {
+    spans
         .filter_map(|s| s.record().resource.attributes.get("process.pid"))
         .filter_map(Value::as_i64)
         .collect()
@@ -135,7 +134,7 @@ fn pids(traces: &TraceSet) -> BTreeSet<i64> {
 /// With node processes: scenario 4's search is one trace holding spans of `nodes`
 /// distinct processes.
 fn across_processes(search: &TraceSet, nodes: usize) -> Check {
-    let pids = pids(search);
+    let pids = pids(search.spans());
     check(
         "9.3",
         &format!("the distributed search is one trace across {nodes} processes"),

@@ -256,11 +256,7 @@ fn one_trace(traces: &TraceSet, query: &Value) -> (bool, String) {
             _ => None,
         })
         .collect();
-    let pids: BTreeSet<i64> = trace
-        .spans()
-        .filter_map(|s| s.record().resource.attributes.get("process.pid"))
-        .filter_map(Value::as_i64)
-        .collect();
+    let pids = super::scenarios::pids(trace.spans());
     let handlers = trace
         .spans()
         .filter(|s| s.name() == "handle_dht_query")
