@@ -204,6 +204,10 @@ enum Command {
         /// How long search results are cached, in milliseconds (production 30000, test 0).
         #[arg(long, value_name = "MS")]
         cache_ttl_ms: Option<u64>,
+        /// How often the node compares its index with a peer's and catches up on missed
+        /// announcements, in milliseconds; 0 turns it off (production 10000, test 2000).
+        #[arg(long, value_name = "MS")]
+        sync_interval_ms: Option<u64>,
     },
     /// Telemetry contract tools.
     Contract {
@@ -534,6 +538,7 @@ fn main() -> ExitCode {
             request_timeout_ms,
             search_fanout,
             cache_ttl_ms,
+            sync_interval_ms,
         } => run_node((|| {
             Ok(node::Options {
                 listen: multiaddrs(&listen)?,
@@ -550,6 +555,7 @@ fn main() -> ExitCode {
                     request_timeout: request_timeout_ms.map(Duration::from_millis),
                     search_fanout,
                     cache_ttl: cache_ttl_ms.map(Duration::from_millis),
+                    sync_interval: sync_interval_ms.map(Duration::from_millis),
                 },
             })
         })()),

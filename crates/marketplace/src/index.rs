@@ -105,6 +105,11 @@ impl LocalIndex {
             .unwrap_or_default()
     }
 
+    /// Every stored version of every package.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Package> {
+        self.packages.values().flat_map(BTreeMap::values)
+    }
+
     pub(crate) fn contains(&self, id: &PackageId) -> bool {
         self.packages.contains_key(id)
     }

@@ -163,6 +163,10 @@ pub struct Config {
     /// for a full table up front — 256 buckets of this many entries, about 1 MB per node
     /// at 20 — whatever the table holds.
     pub routing_bucket_size: usize,
+    /// How often the node compares its index with a peer's and catches up on what it
+    /// missed (gossip repairs a missed announcement only for a few seconds);
+    /// `Duration::ZERO` turns catch-up off.
+    pub sync_interval: Duration,
     /// Where the node records the plan's metrics (`p2p_operations_total`, …); none by
     /// default. Give each node its own (see [`PerNode`](p2p_otel_testkit::telemetry::PerNode)).
     pub meter: Option<opentelemetry::metrics::Meter>,
@@ -182,14 +186,15 @@ impl Default for Config {
             max_dht_records: 65_536,
             gossip_heartbeat: Duration::from_secs(1),
             routing_bucket_size: libp2p::kad::K_VALUE.get(),
+            sync_interval: Duration::from_secs(10),
             meter: None,
         }
     }
 }
 
 impl Config {
-    /// For tests on the memory transport: a fast gossip heartbeat (50 ms) and no result
-    /// cache, so tests see each change at once — but the production timeouts (30 s DHT
+    /// For tests on the memory transport: a fast gossip heartbeat (50 ms), catch-up every
+    /// 2 s, and no result cache, so tests see each change at once — but the production timeouts (30 s DHT
     /// queries, 10 s requests): a busy CI machine must not turn a slow answer into a
     /// failure. A test about timeouts sets a short one itself and provokes it with a
     /// fault (a silent peer), never by hoping the machine is fast.
@@ -204,6 +209,7 @@ impl Config {
             cache_ttl: Duration::ZERO,
             gossip_heartbeat: Duration::from_millis(50),
             routing_bucket_size: 8,
+            sync_interval: Duration::from_secs(2),
             ..Config::default()
         }
     }

@@ -26,6 +26,13 @@ pub enum RegistryRequest {
         /// `traceparent` / `tracestate` of the caller's request span.
         trace: TraceContext,
     },
+    /// Catch-up: "this is the digest of what I know; if yours differs, send me your
+    /// index". See [`RegistryResponse::Index`].
+    Sync {
+        /// The asker's index digest: the sum of the FNV-1a hashes of its package versions
+        /// and tombstones, so equal indexes have equal digests.
+        digest: u64,
+    },
 }
 
 /// A peer's answer.
@@ -35,6 +42,20 @@ pub enum RegistryResponse {
     Hits(Vec<Package>),
     /// The request was refused (it was malformed); the reason.
     Rejected(String),
+    /// The answer to a [`RegistryRequest::Sync`] whose digest equals the peer's own.
+    InSync,
+    /// The answer to a [`RegistryRequest::Sync`] whose digest differs: the peer's index,
+    /// merged by the asker under the same last-writer-wins rules as announcements.
+    Index {
+        /// Every package version the peer holds, with the time its package was last
+        /// published (newest first).
+        packages: Vec<(Package, u64)>,
+        /// Every deleted package the peer knows of, with the time of the delete.
+        tombstones: Vec<(PackageId, u64)>,
+        /// False when packages were left out to keep the answer under the response
+        /// limit (the oldest ones).
+        complete: bool,
+    },
 }
 
 /// A gossipsub message on the packages topic.
@@ -80,4 +101,34 @@ pub(crate) fn version_key(id: &PackageId, version: &Version) -> RecordKey {
 /// The index record listing a package's versions.
 pub(crate) fn index_key(id: &PackageId) -> RecordKey {
     RecordKey::new(&format!("/ggen/index/{id}"))
+}
+
+/// A digest of a node's index that two nodes holding the same package versions and
+/// tombstones compute alike, whatever order they learned them in: the sum of each entry's
+/// FNV-1a hash. Stable across builds and platforms (it crosses the wire).
+pub(crate) fn index_digest<'a>(
+    versions: impl IntoIterator<Item = (&'a PackageId, &'a Version)>,
+    tombstones: impl IntoIterator<Item = (&'a PackageId, u64)>,
+) -> u64 {
+    fn fnv1a(parts: &[&[u8]]) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for part in parts {
+            for byte in part.iter().chain(&[0xff]) {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        hash
+    }
+    let versions = versions.into_iter().map(|(id, version)| {
+        fnv1a(&[
+            b"v",
+            id.to_string().as_bytes(),
+            version.to_string().as_bytes(),
+        ])
+    });
+    let tombstones = tombstones
+        .into_iter()
+        .map(|(id, at)| fnv1a(&[b"d", id.to_string().as_bytes(), &at.to_be_bytes()]));
+    versions.chain(tombstones).fold(0, u64::wrapping_add)
 }

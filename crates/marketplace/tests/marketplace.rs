@@ -354,6 +354,55 @@ mod resilience {
         );
     }
 
+    /// Gossip repairs a missed announcement only while it is in the sender's gossip
+    /// window; catch-up repairs it whenever. The fault: the publisher's gossip heartbeat is
+    /// an hour, so it never offers (IHAVE) the announcement to a node that joins later —
+    /// only catch-up can bring it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_that_missed_an_announcement_catches_up_from_a_peer() {
+        let config = Config::for_tests();
+        let per_node = config.clone();
+        let mut mesh = mesh::Builder::new(3)
+            .seed(9)
+            .security(Security::Plaintext)
+            .start(marketplace::node_constructor(move |ctx| Config {
+                gossip_heartbeat: if ctx.index == 0 {
+                    Duration::from_secs(3600)
+                } else {
+                    per_node.gossip_heartbeat
+                },
+                ..per_node.clone()
+            }))
+            .await
+            .unwrap();
+        mesh.connect(0, 1).await.unwrap();
+        mesh.wait_until("nodes 0 and 1 to route and subscribe", WAIT, |states| {
+            states[..2].iter().all(|s| {
+                s.observations.kad_routing_peers >= 1 && s.observations.gossip_topic_peers >= 1
+            })
+        })
+        .await
+        .unwrap();
+        let nodes = handles(&mesh, &config);
+        nodes[0]
+            .publish(package("acme/missed", "1.0.0", "Announced before you came"))
+            .await
+            .unwrap();
+        indexed(&mesh, &[1], 1).await;
+        assert_eq!(mesh.states()[2].observations.packages, 0);
+
+        mesh.connect(2, 0).await.unwrap();
+        mesh.wait_until("node 2 to catch up", WAIT, |states| {
+            states[2].observations.packages == 1
+        })
+        .await
+        .unwrap();
+        let late = mesh.states()[2].observations;
+        assert_eq!(late.packages_caught_up, 1, "{late:?}");
+        let hits = nodes[2].search(&Query::text("missed")).await.unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_killed_publisher_leaves_its_package_findable_and_rejoins_with_its_identity() {
         let config = Config {

@@ -69,6 +69,8 @@ pub struct Overrides {
     pub search_fanout: Option<usize>,
     /// How long search results are cached.
     pub cache_ttl: Option<Duration>,
+    /// How often the node catches up with a peer's index (zero: never).
+    pub sync_interval: Option<Duration>,
 }
 
 impl Options {
@@ -84,6 +86,7 @@ impl Options {
             request_timeout: o.request_timeout.unwrap_or(base.request_timeout),
             search_fanout: o.search_fanout.unwrap_or(base.search_fanout),
             cache_ttl: o.cache_ttl.unwrap_or(base.cache_ttl),
+            sync_interval: o.sync_interval.unwrap_or(base.sync_interval),
             ..base
         }
     }

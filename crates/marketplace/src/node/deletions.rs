@@ -30,6 +30,21 @@ impl Deletions {
         self.deleted_at.contains_key(id)
     }
 
+    /// When `id` was last published, as far as this node knows.
+    pub(super) fn published_at(&self, id: &PackageId) -> Option<u64> {
+        self.published_at.get(id).copied()
+    }
+
+    /// When `id` was deleted, if it is.
+    pub(super) fn deleted_at(&self, id: &PackageId) -> Option<u64> {
+        self.deleted_at.get(id).copied()
+    }
+
+    /// Every deleted package (not published again since) and when it was deleted.
+    pub(super) fn tombstones(&self) -> impl Iterator<Item = (&PackageId, u64)> {
+        self.deleted_at.iter().map(|(id, &at)| (id, at))
+    }
+
     /// Records a publish issued at `at`. False when a delete issued at the same time or
     /// later is known: the publish is stale and must not be indexed.
     pub(super) fn publish(&mut self, id: &PackageId, at: u64) -> bool {

@@ -142,6 +142,14 @@ pub struct RegistryNode {
     metrics: Option<Instruments>,
     /// Approximate bytes held by the search cache.
     cache_bytes: usize,
+    /// When the next catch-up request is due (see `sync`).
+    sync_due: Instant,
+    /// Which subscribed peer the next catch-up asks, counting round.
+    sync_turn: usize,
+    /// Catch-up requests in flight (at most one).
+    syncs: HashSet<OutboundRequestId>,
+    /// Package versions learned by catch-up rather than by gossip.
+    caught_up: u64,
 }
 
 pub(crate) fn build(
@@ -223,6 +231,7 @@ pub(crate) fn build(
         rr,
         identify,
     };
+    let sync_due = Instant::now() + config.sync_interval;
     let node = RegistryNode {
         config,
         topic,
@@ -241,6 +250,10 @@ pub(crate) fn build(
         peer_id: peer_id.to_string(),
         metrics: None,
         cache_bytes: 0,
+        sync_due,
+        sync_turn: 0,
+        syncs: HashSet::new(),
+        caught_up: 0,
     };
     let node = RegistryNode {
         metrics: node.config.meter.as_ref().map(Instruments::new),
@@ -303,6 +316,7 @@ mod deletions;
 mod ops;
 mod reads;
 mod search;
+mod sync;
 mod writes;
 
 /// What a marketplace node reports to the mesh's waits after every event.
@@ -319,6 +333,8 @@ pub struct Observations {
     pub gossip_mesh_peers: usize,
     /// Peers subscribed to the packages topic.
     pub gossip_topic_peers: usize,
+    /// Package versions it learned by catch-up (a peer's index) rather than by gossip.
+    pub packages_caught_up: u64,
 }
 
 impl Node for RegistryNode {
@@ -363,6 +379,9 @@ impl Node for RegistryNode {
                             Wire::Valid(RegistryRequest::Search { query, trace }) => {
                                 self.on_inbound_search(query, &trace, &peer)
                             }
+                            Wire::Valid(RegistryRequest::Sync { digest }) => {
+                                self.on_sync_request(digest)
+                            }
                             // Counted and refused; the node carries on.
                             Wire::Malformed(reason) => {
                                 self.malformed += 1;
@@ -378,12 +397,25 @@ impl Node for RegistryNode {
                     request_response::Message::Response {
                         request_id,
                         response,
+                    } if self.is_sync(&request_id) => {
+                        if let Wire::Valid(answer) = response {
+                            self.on_sync_answer(answer);
+                        }
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
                     } => {
                         let answer = match response {
                             Wire::Valid(RegistryResponse::Hits(hits)) => Ok(hits),
                             Wire::Valid(RegistryResponse::Rejected(reason)) => Err(
                                 MarketplaceError::Network(format!("request rejected: {reason}")),
                             ),
+                            Wire::Valid(
+                                RegistryResponse::InSync | RegistryResponse::Index { .. },
+                            ) => Err(MarketplaceError::Malformed(
+                                "a catch-up answer to a search".to_owned(),
+                            )),
                             Wire::Malformed(reason) => {
                                 self.malformed += 1;
                                 Err(MarketplaceError::Malformed(reason))
@@ -392,6 +424,9 @@ impl Node for RegistryNode {
                         self.on_search_answer(request_id, answer);
                     }
                 },
+                // A failed catch-up is dropped: the next turn asks another peer.
+                request_response::Event::OutboundFailure { request_id, .. }
+                    if self.is_sync(&request_id) => {}
                 request_response::Event::OutboundFailure {
                     request_id, error, ..
                 } => {
@@ -521,11 +556,18 @@ impl Node for RegistryNode {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.pending.values().map(|op| op.deadline).min()
+        let operations = self.pending.values().map(|op| op.deadline).min();
+        match (operations, self.next_sync()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    fn on_deadline(&mut self, _swarm: &mut NodeSwarm<Behaviour>) {
+    fn on_deadline(&mut self, swarm: &mut NodeSwarm<Behaviour>) {
         let now = Instant::now();
+        if self.next_sync().is_some_and(|due| due <= now) {
+            self.sync(swarm);
+        }
         let expired: Vec<u64> = self
             .pending
             .iter()
@@ -564,6 +606,7 @@ impl Node for RegistryNode {
             malformed_messages: self.malformed,
             gossip_mesh_peers: app.gossipsub.mesh_peers(&self.topic.hash()).count(),
             gossip_topic_peers: self.gossip_peers(swarm),
+            packages_caught_up: self.caught_up,
         };
     }
 }

@@ -211,21 +211,37 @@ impl RegistryNode {
         }
         match announcement {
             Announcement::Published { package, .. } => {
-                if check_size(&package, self.config.max_package_bytes).is_err() {
-                    self.malformed += 1;
-                } else if self.deletions.publish(&package.id, issued_at) {
-                    self.index.insert(*package);
-                    self.clear_cache();
-                }
+                self.apply_published(*package, issued_at);
             }
-            // A delete issued before a publish this node already knows is stale: the
-            // announcements crossed.
             Announcement::Deleted { id, .. } => {
-                if self.deletions.delete(&id, issued_at) {
-                    self.index.remove(&id);
-                    self.clear_cache();
-                }
+                self.apply_deleted(&id, issued_at);
             }
         }
+    }
+
+    /// Indexes a version published at `issued_at`, unless it is too large (counted as
+    /// malformed) or a later delete is known. Whether it was indexed.
+    pub(super) fn apply_published(&mut self, package: Package, issued_at: u64) -> bool {
+        if check_size(&package, self.config.max_package_bytes).is_err() {
+            self.malformed += 1;
+            return false;
+        }
+        if !self.deletions.publish(&package.id, issued_at) {
+            return false;
+        }
+        self.index.insert(package);
+        self.clear_cache();
+        true
+    }
+
+    /// Removes a package deleted at `issued_at`, unless a later publish is known (the
+    /// announcements crossed: the delete is stale). Whether it was removed.
+    pub(super) fn apply_deleted(&mut self, id: &PackageId, issued_at: u64) -> bool {
+        if !self.deletions.delete(id, issued_at) {
+            return false;
+        }
+        self.index.remove(id);
+        self.clear_cache();
+        true
     }
 }
