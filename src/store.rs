@@ -143,15 +143,6 @@ impl<T> Store<T> {
         self.notifier.notify();
     }
 
-    pub(crate) fn push(&self, item: T) {
-        self.lock().push(item);
-        self.notify();
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Waits until `condition` returns `Some` over all stored items, re-checking on every
     /// change. On timeout, `describe` renders what did arrive into the error.
     ///

@@ -8,41 +8,17 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::captured::{CapturedSpan, Extras};
-use super::open::OpenEntry;
+use super::open::Pending;
 use super::visitor::FieldVisitor;
 use super::wire;
 use super::{lock, SpanCaptureLayer};
 use crate::model::{Attributes, SpanEvent, SpanId, SpanLink, TraceId, Value};
-
-/// Per-span state kept in the registry's extensions while the span is open.
-#[derive(Debug)]
-struct Pending {
-    span: CapturedSpan,
-    /// The last enter or exit, for busy/idle accounting.
-    last_transition: Instant,
-    /// Where the capture tracks it among the open spans.
-    open_slot: usize,
-}
 
 impl<S> Layer<S> for SpanCaptureLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        // The registry has already resolved explicit parents, contextual parents and
-        // explicit roots. A parent without our state (filtered out of this layer) is
-        // skipped in favour of its nearest captured ancestor.
-        let parent = span.scope().skip(1).find_map(|ancestor| {
-            ancestor
-                .extensions()
-                .get::<Pending>()
-                .map(|p| (p.span.trace_id, p.span.span_id))
-        });
-        let (trace_id, parent) = match parent {
-            Some((trace_id, span_id)) => (trace_id, Some(span_id)),
-            None => (self.ids.trace_id(), None),
-        };
         let metadata = attrs.metadata();
         let mut fields = Vec::with_capacity(metadata.fields().len());
         let mut extras: Option<Box<Extras>> = self.track_busy_idle.then(|| {
@@ -58,33 +34,49 @@ where
         let recorded = visitor.visited;
         let span_id = self.ids.span_id();
         let now = Instant::now();
-        let open_slot = lock(&self.shared.open).insert(OpenEntry {
-            trace_id,
-            span_id,
-            metadata,
-        });
-        span.extensions_mut().insert(Pending {
-            span: CapturedSpan {
-                trace_id,
-                span_id,
-                parent,
-                remote_parent: false,
-                metadata,
-                fields,
-                recorded,
-                start: now,
-                end: None,
-                extras,
+        let mut spans = lock(&self.shared.spans);
+        let open = &mut spans.open;
+        // The registry has already resolved explicit parents, contextual parents and
+        // explicit roots. A parent the capture did not see (filtered out of this layer)
+        // is skipped in favour of its nearest captured ancestor.
+        let parent = if attrs.is_root() {
+            None
+        } else {
+            ctx.span(id).and_then(|span| {
+                span.scope().skip(1).find_map(|ancestor| {
+                    open.get(&ancestor.id())
+                        .map(|p| (p.span.trace_id, p.span.span_id))
+                })
+            })
+        };
+        let (trace_id, parent) = match parent {
+            Some((trace_id, span_id)) => (trace_id, Some(span_id)),
+            None => (self.ids.trace_id(), None),
+        };
+        open.insert(
+            id,
+            Pending {
+                span: CapturedSpan {
+                    trace_id,
+                    span_id,
+                    parent,
+                    remote_parent: false,
+                    metadata,
+                    fields,
+                    recorded,
+                    start: now,
+                    end: None,
+                    extras,
+                },
+                last_transition: now,
             },
-            last_transition: now,
-            open_slot,
-        });
+        );
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        let Some(pending) = extensions.get_mut::<Pending>() else {
+    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+        let mut spans = lock(&self.shared.spans);
+        let open = &mut spans.open;
+        let Some(pending) = open.get_mut(id) else {
             return;
         };
         let captured = &mut pending.span;
@@ -94,20 +86,15 @@ where
         captured.recorded |= visitor.visited;
     }
 
-    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        let Some(cause) = ctx.span(follows) else {
-            return;
-        };
-        let Some((trace_id, span_id)) = cause
-            .extensions()
-            .get::<Pending>()
-            .map(|p| (p.span.trace_id, p.span.span_id))
+    fn on_follows_from(&self, id: &Id, follows: &Id, _ctx: Context<'_, S>) {
+        let mut spans = lock(&self.shared.spans);
+        let open = &mut spans.open;
+        let Some((trace_id, span_id)) =
+            open.get(follows).map(|p| (p.span.trace_id, p.span.span_id))
         else {
             return;
         };
-        let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        if let Some(pending) = extensions.get_mut::<Pending>() {
+        if let Some(pending) = open.get_mut(id) {
             pending.span.extras_mut().links.push(SpanLink {
                 trace_id,
                 span_id,
@@ -132,8 +119,8 @@ where
         };
         match ctx.event_span(event) {
             Some(span) => {
-                let mut extensions = span.extensions_mut();
-                if let Some(pending) = extensions.get_mut::<Pending>() {
+                let mut spans = lock(&self.shared.spans);
+                if let Some(pending) = spans.open.get_mut(&span.id()) {
                     if *metadata.level() == Level::ERROR {
                         pending.span.error_event();
                     }
@@ -144,29 +131,28 @@ where
         }
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         if self.track_busy_idle {
-            account(id, ctx, |(_, idle)| idle);
+            self.account(id, |(_, idle)| idle);
         }
     }
 
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         if self.track_busy_idle {
-            account(id, ctx, |(busy, _)| busy);
+            self.account(id, |(busy, _)| busy);
         }
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
+    fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
+        let now = Instant::now();
+        let mut spans = lock(&self.shared.spans);
         let Some(Pending {
             span: mut captured,
             last_transition,
-            open_slot,
-        }) = span.extensions_mut().remove::<Pending>()
+        }) = spans.open.remove(&id)
         else {
             return;
         };
-        let now = Instant::now();
         if let Some((_, idle)) = captured
             .extras
             .as_deref_mut()
@@ -175,35 +161,35 @@ where
             *idle += now.saturating_duration_since(last_transition);
         }
         captured.end = Some(now);
-        lock(&self.shared.open).remove(open_slot);
         if let Some(token) = self.wire_token {
             if let Some(exported) = wire::take(token) {
                 exported.apply_to(&mut captured);
             }
         }
-        self.shared.closed.push(captured);
+        spans.closed.push(captured);
+        drop(spans);
+        self.shared.changed.notify();
     }
 }
 
-/// Adds the time since the span's last enter or exit to the bucket `pick` chooses: idle
-/// time on enter, busy time on exit.
-fn account<S>(id: &Id, ctx: Context<'_, S>, pick: fn(&mut (Duration, Duration)) -> &mut Duration)
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let Some(span) = ctx.span(id) else { return };
-    let mut extensions = span.extensions_mut();
-    if let Some(pending) = extensions.get_mut::<Pending>() {
-        let now = Instant::now();
-        if let Some(buckets) = pending
-            .span
-            .extras
-            .as_deref_mut()
-            .and_then(|extras| extras.busy_idle.as_mut())
-        {
-            *pick(buckets) += now.saturating_duration_since(pending.last_transition);
+impl SpanCaptureLayer {
+    /// Adds the time since the span's last enter or exit to the bucket `pick` chooses:
+    /// idle time on enter, busy time on exit.
+    fn account(&self, id: &Id, pick: fn(&mut (Duration, Duration)) -> &mut Duration) {
+        let mut spans = lock(&self.shared.spans);
+        let open = &mut spans.open;
+        if let Some(pending) = open.get_mut(id) {
+            let now = Instant::now();
+            if let Some(buckets) = pending
+                .span
+                .extras
+                .as_deref_mut()
+                .and_then(|extras| extras.busy_idle.as_mut())
+            {
+                *pick(buckets) += now.saturating_duration_since(pending.last_transition);
+            }
+            pending.last_transition = now;
         }
-        pending.last_transition = now;
     }
 }
 
@@ -211,10 +197,9 @@ where
 /// kit sees it.
 fn with_pending<R>(span: &tracing::Span, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
     span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        let span = registry.span(id)?;
-        let mut extensions = span.extensions_mut();
-        extensions.get_mut::<Pending>().map(f)
+        let layer = dispatch.downcast_ref::<SpanCaptureLayer>()?;
+        let mut spans = lock(&layer.shared.spans);
+        spans.open.get_mut(id).map(f)
     })
     .flatten()
 }

@@ -47,7 +47,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::model::{Resource, Scope, SpanEvent, SpanId, SpanRecord, TraceId, Value};
 use crate::source::SpanSource;
-use crate::store::{lock, Store, WaitError};
+use crate::store::{lock, Notifier, WaitError};
 use crate::tree::TraceSet;
 
 use captured::{CapturedSpan, Clock};
@@ -161,9 +161,9 @@ impl Builder {
     /// not filter: compose it with a filter, or use [`dispatch`](Self::dispatch).
     pub fn build(self) -> (SpanCaptureLayer, CaptureHandle) {
         let shared = Arc::new(Shared {
-            closed: Store::default(),
+            spans: Mutex::new(Spans::default()),
+            changed: Notifier::default(),
             converted: Mutex::new(Vec::new()),
-            open: Mutex::new(OpenSpans::default()),
             events_outside_spans: Mutex::new(Vec::new()),
             clock: Clock::new(),
             resource: Arc::new(self.resource),
@@ -217,15 +217,25 @@ pub struct OpenSpan {
 
 #[derive(Debug)]
 struct Shared {
-    /// Closed spans in compact form, in closing order.
-    closed: Store<CapturedSpan>,
+    /// Open spans, and closed ones in compact form.
+    spans: Mutex<Spans>,
+    /// Notified when a span closes (or the capture is cleared).
+    changed: Notifier,
     /// `closed[..converted.len()]` turned into the span model; extended when read.
     converted: Mutex<Vec<SpanRecord>>,
-    open: Mutex<OpenSpans>,
     events_outside_spans: Mutex<Vec<SpanEvent>>,
     clock: Clock,
     resource: Arc<Resource>,
     scope: Arc<Scope>,
+}
+
+/// What the layer writes, under one lock, so that a closing span leaves the open table
+/// and joins the closed ones in one step (one lock to start a span, one to close it).
+#[derive(Debug, Default)]
+struct Spans {
+    open: OpenSpans,
+    /// Closed spans, in the order they closed.
+    closed: Vec<CapturedSpan>,
 }
 
 impl Shared {
@@ -253,13 +263,13 @@ pub struct CaptureHandle {
 impl CaptureHandle {
     /// Every closed span, in the order the spans closed.
     pub fn spans(&self) -> Vec<SpanRecord> {
-        let closed = self.shared.closed.lock();
-        self.shared.converted(&closed).clone()
+        let spans = lock(&self.shared.spans);
+        self.shared.converted(&spans.closed).clone()
     }
 
     /// How many spans have closed.
     pub fn len(&self) -> usize {
-        self.shared.closed.len()
+        lock(&self.shared.spans).closed.len()
     }
 
     /// Whether no span has closed yet.
@@ -275,7 +285,8 @@ impl CaptureHandle {
     /// Spans that were created and have not closed (yet). A span still open when a test
     /// ends was leaked or is held by a task that never finished.
     pub fn open_spans(&self) -> Vec<OpenSpan> {
-        let mut open: Vec<OpenSpan> = lock(&self.shared.open)
+        let mut open: Vec<OpenSpan> = lock(&self.shared.spans)
+            .open
             .iter()
             .map(|open| OpenSpan {
                 trace_id: open.trace_id,
@@ -295,11 +306,11 @@ impl CaptureHandle {
     /// Forgets every closed span and outside event (open spans stay tracked).
     pub fn clear(&self) {
         {
-            let mut closed = self.shared.closed.lock();
-            closed.clear();
+            let mut spans = lock(&self.shared.spans);
+            spans.closed.clear();
             lock(&self.shared.converted).clear();
         }
-        self.shared.closed.notify();
+        self.shared.changed.notify();
         lock(&self.shared.events_outside_spans).clear();
     }
 }
@@ -316,15 +327,24 @@ impl SpanSource for CaptureHandle {
         mut condition: impl FnMut(&[SpanRecord]) -> bool + Send + 'a,
     ) -> impl std::future::Future<Output = Result<TraceSet, WaitError>> + Send + 'a {
         let shared = &self.shared;
-        shared.closed.wait_until(
-            "span(s)",
-            expected,
+        shared.changed.wait_until(
             timeout,
-            move |closed| {
-                let converted = shared.converted(closed);
+            move || {
+                let spans = lock(&shared.spans);
+                let converted = shared.converted(&spans.closed);
                 condition(&converted).then(|| TraceSet::new(converted.clone()))
             },
-            |closed| TraceSet::new(shared.converted(closed).clone()).render(),
+            move || {
+                let spans = lock(&shared.spans);
+                let converted = shared.converted(&spans.closed);
+                WaitError::Timeout {
+                    expected: expected.to_owned(),
+                    waited: timeout,
+                    arrived: converted.len(),
+                    unit: "span(s)",
+                    rendered: TraceSet::new(converted.clone()).render(),
+                }
+            },
         )
     }
 }

@@ -1,86 +1,75 @@
-//! The spans a capture layer has seen start and not yet close, for
-//! [`CaptureHandle::open_spans`](super::CaptureHandle::open_spans): slots reused through
-//! a free list, so starting and closing a span costs no hashing and, once warm, no
-//! allocation.
+//! The spans a capture layer has seen start and not yet close, with their capture state,
+//! by tracing span id: one table under one lock, in place of the registry's per-span
+//! extensions (a boxed value in a type-keyed map, behind a lock of its own, per span) plus
+//! a separate list of open spans. Starting or closing a span costs one lock and no
+//! allocation once the table is warm.
 
-use tracing::Metadata;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
 
-use crate::model::{SpanId, TraceId};
+use tracing::span::Id;
 
-/// One open span.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct OpenEntry {
-    pub(super) trace_id: TraceId,
-    pub(super) span_id: SpanId,
-    pub(super) metadata: &'static Metadata<'static>,
+use super::captured::CapturedSpan;
+
+/// A span's capture state while it is open.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) span: CapturedSpan,
+    /// The last enter or exit, for busy/idle accounting.
+    pub(super) last_transition: Instant,
 }
 
-/// Open spans by slot.
+/// Open spans by tracing span id.
 #[derive(Debug, Default)]
 pub(super) struct OpenSpans {
-    slots: Vec<Option<OpenEntry>>,
-    free: Vec<usize>,
+    spans: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
 }
 
 impl OpenSpans {
-    /// Tracks a span; the slot it returns is what [`remove`](Self::remove) takes.
-    pub(super) fn insert(&mut self, entry: OpenEntry) -> usize {
-        match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot] = Some(entry);
-                slot
-            }
-            None => {
-                self.slots.push(Some(entry));
-                self.slots.len() - 1
-            }
-        }
+    /// Tracks a span that just started.
+    pub(super) fn insert(&mut self, id: &Id, pending: Pending) {
+        self.spans.insert(id.into_u64(), pending);
     }
 
-    /// Stops tracking the span in `slot`.
-    pub(super) fn remove(&mut self, slot: usize) {
-        if let Some(entry) = self.slots.get_mut(slot) {
-            if entry.take().is_some() {
-                self.free.push(slot);
-            }
-        }
+    /// The state of an open span.
+    pub(super) fn get(&self, id: &Id) -> Option<&Pending> {
+        self.spans.get(&id.into_u64())
+    }
+
+    /// The state of an open span, to change it.
+    pub(super) fn get_mut(&mut self, id: &Id) -> Option<&mut Pending> {
+        self.spans.get_mut(&id.into_u64())
+    }
+
+    /// Stops tracking a span that closed; its state.
+    pub(super) fn remove(&mut self, id: &Id) -> Option<Pending> {
+        self.spans.remove(&id.into_u64())
     }
 
     /// Every open span, in no particular order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &OpenEntry> {
-        self.slots.iter().flatten()
+    pub(super) fn iter(&self) -> impl Iterator<Item = &CapturedSpan> {
+        self.spans.values().map(|pending| &pending.span)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Tracing span ids are distinct integers (the registry's slot and generation): one
+/// multiplication spreads them, where SipHash would cost more than the rest of the lookup.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
 
-    #[test]
-    fn slots_are_reused_and_removed_spans_are_not_listed() {
-        static CALLSITE: tracing::callsite::DefaultCallsite =
-            tracing::callsite::DefaultCallsite::new(&META);
-        static META: Metadata<'static> = tracing::metadata!(
-            name: "op",
-            target: "t",
-            level: tracing::Level::INFO,
-            fields: &[],
-            callsite: &CALLSITE,
-            kind: tracing::metadata::Kind::SPAN,
-        );
-        let entry = |n: u8| OpenEntry {
-            trace_id: TraceId::from_bytes([n; 16]),
-            span_id: SpanId::from_bytes([n; 8]),
-            metadata: &META,
-        };
-        let mut open = OpenSpans::default();
-        let (a, b) = (open.insert(entry(1)), open.insert(entry(2)));
-        open.remove(a);
-        open.remove(a);
-        assert_eq!(open.insert(entry(3)), a);
-        open.remove(b);
-        let ids: Vec<SpanId> = open.iter().map(|e| e.span_id).collect();
-        assert_eq!(ids, vec![SpanId::from_bytes([3; 8])]);
-        assert_eq!(open.free, vec![b]);
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

@@ -30,6 +30,17 @@ pub(super) trait FieldSink {
         self.put(name, value);
     }
 
+    /// Stores a scalar value already in compact form (an integer, a double, a bool): a
+    /// sink that keeps compact values stores it without building a [`Value`].
+    fn put_scalar(&mut self, name: &'static str, value: CompactValue, first: bool) {
+        let value = value.to_value();
+        if first {
+            self.append(name, value);
+        } else {
+            self.put(name, value);
+        }
+    }
+
     /// Stores a string value, borrowed: a sink that can keep it without a `String` does.
     fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
         let value = Value::Str(text.to_owned());
@@ -55,6 +66,10 @@ impl FieldSink for Vec<(&'static str, CompactValue)> {
 
     fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
         self.put_compact(name, CompactValue::text(text), first);
+    }
+
+    fn put_scalar(&mut self, name: &'static str, value: CompactValue, first: bool) {
+        self.put_compact(name, value, first);
     }
 }
 
@@ -123,6 +138,18 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
         self.sink.put_text(field.name(), text, self.first_record);
     }
 
+    /// An integer, double or bool: straight into the sink when it is a plain attribute.
+    fn record_scalar(&mut self, field: &Field, compact: CompactValue, value: Value) {
+        if !self.is_attribute(field.name()) {
+            return self.record(field, value);
+        }
+        if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
+            self.visited |= bit;
+        }
+        self.sink
+            .put_scalar(field.name(), compact, self.first_record);
+    }
+
     fn record(&mut self, field: &Field, value: Value) {
         if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
             self.visited |= bit;
@@ -185,11 +212,11 @@ fn wide_int(value: impl ToString) -> Value {
 
 impl<S: FieldSink> Visit for FieldVisitor<'_, S> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.record(field, Value::Double(value));
+        self.record_scalar(field, CompactValue::Double(value), Value::Double(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record(field, Value::Int(value));
+        self.record_scalar(field, CompactValue::Int(value), Value::Int(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -205,7 +232,7 @@ impl<S: FieldSink> Visit for FieldVisitor<'_, S> {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.record(field, Value::Bool(value));
+        self.record_scalar(field, CompactValue::Bool(value), Value::Bool(value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
