@@ -5,7 +5,8 @@
 //!   and (b) fake-opentelemetry-collector, drained concurrently by a task (its read side
 //!   polls a bounded channel, which is part of what is compared);
 //! - the full path: spans created with the OpenTelemetry API on a node's `Telemetry`,
-//!   batched by opentelemetry_sdk, exported by opentelemetry-otlp over gRPC, stored.
+//!   batched by opentelemetry_sdk, exported by opentelemetry-otlp over gRPC, stored —
+//!   with gzip (the kit's default) and without (like for like with the ingest group).
 //!
 //! - checking against a telemetry contract: the reference marketplace's
 //!   (`crates/marketplace/contract`), on marketplace-shaped traces (a publish with its DHT
@@ -265,35 +266,43 @@ fn ingestion(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("full_path_otlp_batch_exporter");
     group.throughput(Throughput::Elements(SPANS_PER_ITERATION as u64));
-    let telemetry = runtime.block_on(async {
-        Telemetry::builder(Protocol::Grpc, &receiver)
-            .resource_attribute("service.name", "ggen-p2p")
-            .build()
-            .expect("telemetry")
-    });
-    let tracer = telemetry.tracer_provider().tracer("bench");
-    group.bench_function("grpc_otel_api_to_receiver", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (receiver, telemetry, tracer) = (&receiver, &telemetry, &tracer);
-            async move {
-                let mut elapsed = Duration::ZERO;
-                for _ in 0..iters {
-                    receiver.clear();
-                    let start = Instant::now();
-                    for _ in 0..SPANS_PER_ITERATION {
-                        tracer.in_span("p2p_search", |_| {});
+    // Gzip on (the kit's default, as production exporters send) and off (like for like
+    // with the ingest group's uncompressed batches).
+    for (name, gzip) in [
+        ("grpc_otel_api_to_receiver", true),
+        ("grpc_otel_api_to_receiver_no_gzip", false),
+    ] {
+        let telemetry = runtime.block_on(async {
+            Telemetry::builder(Protocol::Grpc, &receiver)
+                .resource_attribute("service.name", "ggen-p2p")
+                .gzip(gzip)
+                .build()
+                .expect("telemetry")
+        });
+        let tracer = telemetry.tracer_provider().tracer("bench");
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let (receiver, telemetry, tracer) = (&receiver, &telemetry, &tracer);
+                async move {
+                    let mut elapsed = Duration::ZERO;
+                    for _ in 0..iters {
+                        receiver.clear();
+                        let start = Instant::now();
+                        for _ in 0..SPANS_PER_ITERATION {
+                            tracer.in_span("p2p_search", |_| {});
+                        }
+                        telemetry.flush().await.expect("flush");
+                        receiver
+                            .wait_for_span_count(SPANS_PER_ITERATION, TIMEOUT)
+                            .await
+                            .expect("every span stored");
+                        elapsed += start.elapsed();
                     }
-                    telemetry.flush().await.expect("flush");
-                    receiver
-                        .wait_for_span_count(SPANS_PER_ITERATION, TIMEOUT)
-                        .await
-                        .expect("every span stored");
-                    elapsed += start.elapsed();
+                    elapsed
                 }
-                elapsed
-            }
-        })
-    });
+            })
+        });
+    }
     group.finish();
 }
 
