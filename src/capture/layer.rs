@@ -75,8 +75,7 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
         let mut spans = lock(&self.shared.spans);
-        let open = &mut spans.open;
-        let Some(pending) = open.get_mut(id) else {
+        let Some(pending) = spans.open.get_mut(id) else {
             return;
         };
         let captured = &mut pending.span;
@@ -177,8 +176,7 @@ impl SpanCaptureLayer {
     /// idle time on enter, busy time on exit.
     fn account(&self, id: &Id, pick: fn(&mut (Duration, Duration)) -> &mut Duration) {
         let mut spans = lock(&self.shared.spans);
-        let open = &mut spans.open;
-        if let Some(pending) = open.get_mut(id) {
+        if let Some(pending) = spans.open.get_mut(id) {
             let now = Instant::now();
             if let Some(buckets) = pending
                 .span

@@ -110,25 +110,40 @@ pub(crate) fn index_digest<'a>(
     versions: impl IntoIterator<Item = (&'a PackageId, &'a Version)>,
     tombstones: impl IntoIterator<Item = (&'a PackageId, u64)>,
 ) -> u64 {
-    fn fnv1a(parts: &[&[u8]]) -> u64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for part in parts {
-            for byte in part.iter().chain(&[0xff]) {
-                hash ^= u64::from(*byte);
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
+    /// FNV-1a over parts written in turn, each followed by a 0xff separator; ids and
+    /// versions are written through `Display`, without a `String` each.
+    struct Fnv1a(u64);
+    impl Fnv1a {
+        fn new() -> Self {
+            Fnv1a(0xcbf2_9ce4_8422_2325)
+        }
+        fn bytes(&mut self, bytes: &[u8]) {
+            for byte in bytes {
+                self.0 ^= u64::from(*byte);
+                self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
             }
         }
-        hash
+        fn part(mut self, part: impl std::fmt::Display) -> Self {
+            // Writing into the hash cannot fail.
+            let _ = std::fmt::Write::write_fmt(&mut self, format_args!("{part}"));
+            self.bytes(&[0xff]);
+            self
+        }
     }
-    let versions = versions.into_iter().map(|(id, version)| {
-        fnv1a(&[
-            b"v",
-            id.to_string().as_bytes(),
-            version.to_string().as_bytes(),
-        ])
-    });
-    let tombstones = tombstones
+    impl std::fmt::Write for Fnv1a {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            self.bytes(text.as_bytes());
+            Ok(())
+        }
+    }
+    let versions = versions
         .into_iter()
-        .map(|(id, at)| fnv1a(&[b"d", id.to_string().as_bytes(), &at.to_be_bytes()]));
+        .map(|(id, version)| Fnv1a::new().part("v").part(id).part(version).0);
+    let tombstones = tombstones.into_iter().map(|(id, at)| {
+        let mut hash = Fnv1a::new().part("d").part(id);
+        hash.bytes(&at.to_be_bytes());
+        hash.bytes(&[0xff]);
+        hash.0
+    });
     versions.chain(tombstones).fold(0, u64::wrapping_add)
 }

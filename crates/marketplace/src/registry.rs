@@ -32,11 +32,16 @@ pub trait Registry: Send + Sync {
     }
 }
 
+/// A package's encoded (JSON) size.
+pub(crate) fn encoded_size(package: &Package) -> Result<usize, MarketplaceError> {
+    serde_json::to_vec(package)
+        .map(|json| json.len())
+        .map_err(|e| MarketplaceError::Malformed(e.to_string()))
+}
+
 /// Checks a package's encoded size against `limit`.
 pub(crate) fn check_size(package: &Package, limit: usize) -> Result<(), MarketplaceError> {
-    let size = serde_json::to_vec(package)
-        .map_err(|e| MarketplaceError::Malformed(e.to_string()))?
-        .len();
+    let size = encoded_size(package)?;
     if size > limit {
         return Err(MarketplaceError::PackageTooLarge { size, limit });
     }

@@ -556,11 +556,8 @@ impl Node for RegistryNode {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let operations = self.pending.values().map(|op| op.deadline).min();
-        match (operations, self.next_sync()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let operations = self.pending.values().map(|op| op.deadline);
+        operations.chain(self.next_sync()).min()
     }
 
     fn on_deadline(&mut self, swarm: &mut NodeSwarm<Behaviour>) {

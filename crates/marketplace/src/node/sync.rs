@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::{Behaviour, RegistryNode};
 use crate::codec::Wire;
 use crate::protocol::{index_digest, RegistryRequest, RegistryResponse};
+use crate::registry::encoded_size;
 use crate::Package;
 use p2p_otel_testkit::mesh::NodeSwarm;
 
@@ -32,15 +33,7 @@ impl RegistryNode {
         if !self.syncs.is_empty() {
             return;
         }
-        let topic = self.topic.hash();
-        let mut peers: Vec<PeerId> = swarm
-            .behaviour()
-            .app
-            .gossipsub
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&&topic))
-            .map(|(peer, _)| *peer)
-            .collect();
+        let mut peers: Vec<PeerId> = self.topic_peers(swarm).copied().collect();
         if peers.is_empty() {
             return;
         }
@@ -74,14 +67,19 @@ impl RegistryNode {
             .map(|p| (p.clone(), self.deletions.published_at(&p.id).unwrap_or(0)))
             .collect();
         packages.sort_by_key(|(_, published_at)| std::cmp::Reverse(*published_at));
+        // Sized until the budget is reached, not beyond.
         let mut bytes = 0usize;
-        let total = packages.len();
-        packages.retain(|(package, _)| {
-            bytes += serde_json::to_vec(package).map_or(usize::MAX, |json| json.len());
-            bytes <= INDEX_ANSWER_BUDGET
-        });
+        let fits = packages
+            .iter()
+            .take_while(|(package, _)| {
+                bytes = bytes.saturating_add(encoded_size(package).unwrap_or(usize::MAX));
+                bytes <= INDEX_ANSWER_BUDGET
+            })
+            .count();
+        let complete = fits == packages.len();
+        packages.truncate(fits);
         RegistryResponse::Index {
-            complete: packages.len() == total,
+            complete,
             packages,
             tombstones: self
                 .deletions

@@ -4,15 +4,23 @@
 use super::*;
 
 impl RegistryNode {
-    pub(super) fn gossip_peers(&self, swarm: &NodeSwarm<Behaviour>) -> usize {
+    /// Peers subscribed to the packages topic.
+    pub(super) fn topic_peers<'s>(
+        &self,
+        swarm: &'s NodeSwarm<Behaviour>,
+    ) -> impl Iterator<Item = &'s PeerId> + 's {
         let topic = self.topic.hash();
         swarm
             .behaviour()
             .app
             .gossipsub
             .all_peers()
-            .filter(|(_, topics)| topics.contains(&&topic))
-            .count()
+            .filter(move |(_, topics)| topics.contains(&&topic))
+            .map(|(peer, _)| peer)
+    }
+
+    pub(super) fn gossip_peers(&self, swarm: &NodeSwarm<Behaviour>) -> usize {
+        self.topic_peers(swarm).count()
     }
 
     /// Publishes an announcement in a `gossipsub_announce` span (a child of `parent`).
