@@ -61,6 +61,12 @@ struct ValidateArgs {
     /// Collector in front of them, must export to this run's receiver (--receiver-grpc).
     #[arg(long, value_name = "FILE", conflicts_with = "processes")]
     nodes_from: Option<validate::NodeList>,
+    /// Give healthy nodes N times the usual time: the scenarios' waits and scenario 5's
+    /// request timeout, which the good peer races while the silent peer times out. For a
+    /// loaded machine (a CI runner with parallel jobs, a debug build); the run takes
+    /// about 2 s longer per step of N.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60), conflicts_with = "nodes_from")]
+    time_scale: u32,
     /// The embedded receiver's OTLP/gRPC address.
     #[arg(long, default_value = "127.0.0.1:0")]
     receiver_grpc: SocketAddr,
@@ -373,6 +379,7 @@ fn validate(cli: ValidateArgs) -> ExitCode {
         otlp_protocol: cli.otlp_protocol,
         processes: cli.processes.map(|_| cli.transport),
         nodes_from: cli.nodes_from,
+        time_scale: cli.time_scale,
         receiver_addrs: (cli.receiver_grpc, cli.receiver_http),
         allow_non_loopback: cli.allow_non_loopback,
     };

@@ -9,6 +9,11 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_p2p-otel-testkit");
 
+/// A validation run in these tests runs beside every other test binary, in a debug build:
+/// healthy nodes get three times the usual time (scenario 5's good peer, 6 s instead of
+/// 2 s), while the silent peer still times out.
+const BUSY_MACHINE: [&str; 2] = ["--time-scale", "3"];
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("p2p-otel-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -476,6 +481,7 @@ async fn the_validation_run_passes_and_writes_every_report() {
     let out = temp_dir("validate");
     let output = Command::new(BIN)
         .args(["--out", out.to_str().unwrap()])
+        .args(BUSY_MACHINE)
         .output()
         .await
         .unwrap();
@@ -562,6 +568,7 @@ async fn forward_over(protocol: &str) {
             "--otlp-protocol",
             protocol,
         ])
+        .args(BUSY_MACHINE)
         .output()
         .await
         .unwrap();

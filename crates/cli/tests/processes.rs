@@ -575,6 +575,8 @@ async fn validate_across_processes(transport: &str, n: usize) {
             &n.to_string(),
             "--transport",
             transport,
+            "--time-scale",
+            "3",
         ])
         .arg("--out")
         .arg(&out)
@@ -793,6 +795,12 @@ async fn validate_refuses_bad_process_and_testnet_options_clearly() {
         "{stderr}"
     );
     let (code, stderr) = run(vec!["validate", "--processes", "3", "--nodes-from", "x"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    let (code, stderr) = run(vec!["validate", "--time-scale", "0"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("0 is not in 1..=60"), "{stderr}");
+    let (code, stderr) = run(vec!["validate", "--time-scale", "2", "--nodes-from", "x"]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
     let _ = std::fs::remove_dir_all(&out);

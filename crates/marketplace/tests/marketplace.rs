@@ -609,6 +609,11 @@ mod scale {
 
     use super::*;
 
+    /// How long these meshes of 64 nodes and more may take to connect, get ready and
+    /// answer: not tests of timeouts, and on two cores shared with other test binaries
+    /// a 64-node connect took over 30 s (2 s idle).
+    const LONG: Duration = Duration::from_secs(120);
+
     /// A marketplace mesh on `topology`, ready, after its first `walkers` nodes have run
     /// a Kademlia bootstrap: the walk that, left to dial what it learns, turns a sparse
     /// mesh into nearly all-to-all.
@@ -621,7 +626,7 @@ mod scale {
         // Not a test of timeouts: a 64-node mesh in one process on two busy cores takes
         // ten times its idle time, so its lookups get four times production's 30 s.
         let config = Config {
-            query_timeout: Duration::from_secs(120),
+            query_timeout: LONG,
             ..Config::for_tests()
         };
         let node_config = config.clone();
@@ -629,11 +634,12 @@ mod scale {
             .seed(15)
             .security(Security::Plaintext)
             .discovery(discovery)
+            .timeout(LONG)
             .start(marketplace::node_constructor(move |_| node_config.clone()))
             .await
             .unwrap();
-        mesh.connect_topology(topology, WAIT).await.unwrap();
-        gossip_ready(&mesh).await;
+        mesh.connect_topology(topology, LONG).await.unwrap();
+        marketplace::wait_ready(&mesh, LONG).await.unwrap();
         let walks = handles(&mesh, &config);
         let walks = &walks[..walkers];
         for (index, outcome) in futures::future::join_all(walks.iter().map(|n| n.bootstrap()))
@@ -695,7 +701,7 @@ mod scale {
         let states = mesh
             .wait_until(
                 "Kademlia to connect a node beyond its edges",
-                WAIT,
+                LONG,
                 |states| {
                     states
                         .iter()
@@ -725,7 +731,6 @@ mod scale {
     /// pipelines would measure the exporters, not the mesh).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_large_mesh_publishes_searches_partitions_and_heals() {
-        const LONG: Duration = Duration::from_secs(120);
         let started = Instant::now();
         let captures: Arc<Mutex<Vec<Option<CaptureHandle>>>> =
             Arc::new(Mutex::new(vec![None; NODES]));

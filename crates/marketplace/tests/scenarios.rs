@@ -18,6 +18,10 @@ use p2p_otel_testkit::TraceSet;
 /// busy machine slows a test down instead of failing it.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The scenarios' nodes, in this process, given three times the usual time: this binary
+/// runs beside every other on a CI runner's cores, in a debug build.
+const ON: InProcess = InProcess::with_time_scale(3);
+
 async fn receiver() -> OtlpReceiver {
     OtlpReceiver::start(receiver::Config::default())
         .await
@@ -38,7 +42,7 @@ async fn scenario_1_bootstrap() {
     let receiver = receiver().await;
     assert_scenario(
         "scenario_1_bootstrap",
-        &scenarios::bootstrap(&InProcess, &receiver, 3).await,
+        &scenarios::bootstrap(&ON, &receiver, 3).await,
     );
 }
 
@@ -47,7 +51,7 @@ async fn scenario_2_publish_with_both_children() {
     let receiver = receiver().await;
     assert_scenario(
         "scenario_2_publish",
-        &scenarios::publish(&InProcess, &receiver).await,
+        &scenarios::publish(&ON, &receiver).await,
     );
 }
 
@@ -56,21 +60,21 @@ async fn scenario_3_search_and_a_cache_hit_on_repeat() {
     let receiver = receiver().await;
     assert_scenario(
         "scenario_3_search",
-        &scenarios::search(&InProcess, &receiver).await,
+        &scenarios::search(&ON, &receiver).await,
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_4_distributed_search_is_one_trace_across_three_nodes() {
     let receiver = receiver().await;
-    let run = scenarios::distributed_search(&InProcess, &receiver, 3).await;
+    let run = scenarios::distributed_search(&ON, &receiver, 3).await;
     assert_scenario("scenario_4_distributed_search", &run);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_5_a_silent_peer_loses_reputation_and_gets_fewer_queries() {
     let receiver = receiver().await;
-    let run = scenarios::silent_peer_reputation(&InProcess, &receiver).await;
+    let run = scenarios::silent_peer_reputation(&ON, &receiver).await;
     assert_scenario("scenario_5_silent_peer", &run);
 }
 
@@ -79,14 +83,14 @@ async fn scenario_6_an_unreachable_dht_peer_ends_in_a_timeout_error_span() {
     let receiver = receiver().await;
     assert_scenario(
         "scenario_6_timeout",
-        &scenarios::timeout(&InProcess, &receiver).await,
+        &scenarios::timeout(&ON, &receiver).await,
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenarios_sharing_one_receiver_read_only_their_own_nodes() {
     let receiver = receiver().await;
-    let runs = scenarios::all(&InProcess, &receiver, 3).await;
+    let runs = scenarios::all(&ON, &receiver, 3).await;
     for run in &runs {
         assert!(run.passed(), "{run}");
     }

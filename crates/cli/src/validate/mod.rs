@@ -37,6 +37,9 @@ pub struct Options {
     pub processes: Option<Transport>,
     /// Drive a testnet's nodes, started elsewhere, instead of starting any.
     pub nodes_from: Option<NodeList>,
+    /// How many times the usual time healthy nodes are given (see
+    /// [`Launcher::time_scale`]); at least 1.
+    pub time_scale: u32,
     /// The embedded receiver's gRPC and HTTP addresses (port 0: the OS picks).
     pub receiver_addrs: (SocketAddr, SocketAddr),
     /// Accept non-loopback receiver addresses.
@@ -52,6 +55,7 @@ impl Default for Options {
             otlp_protocol: Forwarding::Grpc,
             processes: None,
             nodes_from: None,
+            time_scale: 1,
             receiver_addrs: (
                 SocketAddr::from(([127, 0, 0, 1], 0)),
                 SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -200,7 +204,10 @@ async fn scenarios_on_nodes(
                     started.pid, started.peer_id, started.listen
                 );
             });
-            Some(processes::Processes::new(binary, transport, announce))
+            Some(
+                processes::Processes::new(binary, transport, announce)
+                    .time_scale(options.time_scale),
+            )
         }
         None => {
             step(
@@ -211,9 +218,10 @@ async fn scenarios_on_nodes(
             None
         }
     };
+    let in_process = InProcess::with_time_scale(options.time_scale);
     let on: &dyn Launcher = match &launcher {
         Some(processes) => processes,
-        None => &InProcess,
+        None => &in_process,
     };
     let ran = {
         let scenarios = scenarios::run(on, receiver, nodes, launcher.is_some());

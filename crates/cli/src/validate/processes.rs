@@ -63,6 +63,7 @@ pub struct Processes {
     /// Resolves once each process started has ended and been reaped.
     exits: Mutex<Vec<futures::future::BoxFuture<'static, ()>>>,
     on_start: OnStart,
+    time_scale: u32,
 }
 
 impl std::fmt::Debug for Processes {
@@ -71,6 +72,7 @@ impl std::fmt::Debug for Processes {
             .field("binary", &self.binary)
             .field("transport", &self.transport)
             .field("started", &self.started)
+            .field("time_scale", &self.time_scale)
             .finish_non_exhaustive()
     }
 }
@@ -91,7 +93,15 @@ impl Processes {
             started: Arc::default(),
             exits: Mutex::default(),
             on_start,
+            time_scale: 1,
         }
+    }
+
+    /// Gives the nodes `factor` times the usual time (see [`Launcher::time_scale`]; 0
+    /// counts as 1).
+    pub fn time_scale(mut self, factor: u32) -> Self {
+        self.time_scale = factor.max(1);
+        self
     }
 
     /// Waits, up to `limit`, until every process started has ended and been reaped
@@ -215,6 +225,10 @@ impl Launcher for Processes {
         seed: u64,
     ) -> Result<Mesh<SilentPeer>, ScenarioError> {
         Ok(silent_peer_listening(protocol, seed, vec![self.transport.listen()]).await?)
+    }
+
+    fn time_scale(&self) -> u32 {
+        self.time_scale
     }
 }
 

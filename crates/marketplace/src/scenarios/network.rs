@@ -78,6 +78,14 @@ pub trait Launcher: Send + Sync + fmt::Debug {
         protocol: &'static str,
         seed: u64,
     ) -> Result<Mesh<SilentPeer>, ScenarioError>;
+
+    /// How many times the usual time healthy nodes are given: the scenarios' waits and
+    /// scenario 5's request timeout, the one deadline a healthy peer races against a
+    /// provoked fault. 1 by default; a loaded machine (a CI runner with parallel jobs, a
+    /// debug build) sets more, so a slow healthy node is not mistaken for a faulty one.
+    fn time_scale(&self) -> u32 {
+        1
+    }
 }
 
 /// Nodes in this process: one mesh on the memory transport, with noise, free to dial
@@ -91,13 +99,36 @@ pub trait Launcher: Send + Sync + fmt::Debug {
 /// use p2p_otel_testkit::receiver::{Config as ReceiverConfig, OtlpReceiver};
 ///
 /// let receiver = OtlpReceiver::start(ReceiverConfig::default()).await?;
-/// let network = InProcess.start(&receiver, 2, 1, &Config::for_tests()).await?;
+/// let network = InProcess::default()
+///     .start(&receiver, 2, 1, &Config::for_tests())
+///     .await?;
 /// assert_eq!(network.peer_ids().len(), 2);
 /// network.shutdown().await;
+///
+/// // On a loaded machine, healthy nodes get three times the usual time.
+/// assert_eq!(InProcess::with_time_scale(3).time_scale(), 3);
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct InProcess;
+#[derive(Clone, Copy, Debug)]
+pub struct InProcess {
+    time_scale: u32,
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        InProcess { time_scale: 1 }
+    }
+}
+
+impl InProcess {
+    /// Nodes in this process, given `factor` times the usual time (see
+    /// [`Launcher::time_scale`]; 0 counts as 1).
+    pub const fn with_time_scale(factor: u32) -> Self {
+        InProcess {
+            time_scale: if factor == 0 { 1 } else { factor },
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl Launcher for InProcess {
@@ -134,6 +165,10 @@ impl Launcher for InProcess {
         seed: u64,
     ) -> Result<Mesh<SilentPeer>, ScenarioError> {
         Ok(silent_peer(protocol, seed, Security::Noise).await?)
+    }
+
+    fn time_scale(&self) -> u32 {
+        self.time_scale
     }
 }
 
