@@ -1,5 +1,6 @@
 //! The `Layer` implementation: what happens on each tracing callback.
 
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use tracing::span::{Attributes as SpanAttributes, Id, Record};
@@ -64,7 +65,7 @@ where
                     metadata,
                     fields,
                     recorded,
-                    start: now,
+                    start: self.shared.clock.offset(now),
                     end: None,
                     extras,
                 },
@@ -159,7 +160,7 @@ where
         {
             *idle += now.saturating_duration_since(last_transition);
         }
-        captured.end = Some(now);
+        captured.end = NonZeroU64::new(self.shared.clock.offset(now).max(1));
         if let Some(token) = self.wire_token {
             if let Some(exported) = wire::take(token) {
                 exported.apply_to(&mut captured);

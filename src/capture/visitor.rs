@@ -5,7 +5,7 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 
-use super::captured::Extras;
+use super::captured::{Extras, Fields};
 use crate::model::compact_value::CompactValue;
 use crate::model::{Attributes, SpanKind, Status, StatusCode, Value};
 
@@ -23,75 +23,77 @@ pub(super) struct SpanOverrides {
 /// Where visited fields go.
 pub(super) trait FieldSink {
     /// Stores a value, replacing an earlier one for the same field.
-    fn put(&mut self, name: &'static str, value: Value);
+    fn put(&mut self, field: &Field, value: Value);
 
     /// Stores a value known to be the field's first.
-    fn append(&mut self, name: &'static str, value: Value) {
-        self.put(name, value);
+    fn append(&mut self, field: &Field, value: Value) {
+        self.put(field, value);
     }
 
     /// Stores a scalar value already in compact form (an integer, a double, a bool): a
     /// sink that keeps compact values stores it without building a [`Value`].
-    fn put_scalar(&mut self, name: &'static str, value: CompactValue, first: bool) {
+    fn put_scalar(&mut self, field: &Field, value: CompactValue, first: bool) {
         let value = value.to_value();
         if first {
-            self.append(name, value);
+            self.append(field, value);
         } else {
-            self.put(name, value);
+            self.put(field, value);
         }
     }
 
     /// Stores a string value, borrowed: a sink that can keep it without a `String` does.
-    fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
+    fn put_text(&mut self, field: &Field, text: &str, first: bool) {
         let value = Value::Str(text.to_owned());
         if first {
-            self.append(name, value);
+            self.append(field, value);
         } else {
-            self.put(name, value);
+            self.put(field, value);
         }
     }
 }
 
-/// A span's fields while it is open: field names are `'static` and short strings inline,
-/// so most fields allocate nothing on the hot path. A later record of the same field
-/// replaces the value.
-impl FieldSink for Vec<(&'static str, CompactValue)> {
-    fn put(&mut self, name: &'static str, value: Value) {
-        self.put_compact(name, CompactValue::from(value), false);
+/// A span's fields while it is open: each under its index in the span's field set (one
+/// byte, where a name would take sixteen) and short strings inline, so most fields
+/// allocate nothing on the hot path. A later record of the same field replaces the value.
+impl FieldSink for Fields {
+    fn put(&mut self, field: &Field, value: Value) {
+        self.put_compact(field, CompactValue::from(value), false);
     }
 
-    fn append(&mut self, name: &'static str, value: Value) {
-        self.push((name, CompactValue::from(value)));
+    fn append(&mut self, field: &Field, value: Value) {
+        self.put_compact(field, CompactValue::from(value), true);
     }
 
-    fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
-        self.put_compact(name, CompactValue::text(text), first);
+    fn put_text(&mut self, field: &Field, text: &str, first: bool) {
+        self.put_compact(field, CompactValue::text(text), first);
     }
 
-    fn put_scalar(&mut self, name: &'static str, value: CompactValue, first: bool) {
-        self.put_compact(name, value, first);
+    fn put_scalar(&mut self, field: &Field, value: CompactValue, first: bool) {
+        self.put_compact(field, value, first);
     }
 }
 
 trait PutCompact {
-    fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool);
+    fn put_compact(&mut self, field: &Field, value: CompactValue, first: bool);
 }
 
-impl PutCompact for Vec<(&'static str, CompactValue)> {
-    fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool) {
+impl PutCompact for Fields {
+    fn put_compact(&mut self, field: &Field, value: CompactValue, first: bool) {
+        // A field set holds at most 32 fields (tracing's limit), so an index fits a byte.
+        let index = u8::try_from(field.index()).unwrap_or(u8::MAX);
         if first {
-            return self.push((name, value));
+            return self.push((index, value));
         }
-        match self.iter_mut().find(|(key, _)| *key == name) {
+        match self.iter_mut().find(|(key, _)| *key == index) {
             Some((_, slot)) => *slot = value,
-            None => self.push((name, value)),
+            None => self.push((index, value)),
         }
     }
 }
 
 impl FieldSink for Attributes {
-    fn put(&mut self, name: &'static str, value: Value) {
-        self.insert(name.to_owned(), value);
+    fn put(&mut self, field: &Field, value: Value) {
+        self.insert(field.name().to_owned(), value);
     }
 }
 
@@ -135,7 +137,7 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
         if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
             self.visited |= bit;
         }
-        self.sink.put_text(field.name(), text, self.first_record);
+        self.sink.put_text(field, text, self.first_record);
     }
 
     /// An integer, double or bool: straight into the sink when it is a plain attribute.
@@ -146,8 +148,7 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
         if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
             self.visited |= bit;
         }
-        self.sink
-            .put_scalar(field.name(), compact, self.first_record);
+        self.sink.put_scalar(field, compact, self.first_record);
     }
 
     fn record(&mut self, field: &Field, value: Value) {
@@ -187,9 +188,9 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
             }
         }
         if self.first_record {
-            self.sink.append(name, value);
+            self.sink.append(field, value);
         } else {
-            self.sink.put(name, value);
+            self.sink.put(field, value);
         }
     }
 }
