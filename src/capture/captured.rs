@@ -1,12 +1,10 @@
 //! The compact form a span takes while open and in the capture store, and its conversion
 //! into the span model when a test reads it.
 //!
-//! Keeping keys as indices in the span's field set, times as nanoseconds from the
-//! capture's clock base and the never-recorded fields as a bitmask keeps allocation,
-//! memory and clock reads off the instrumented code's hot path; the work of building
-//! [`SpanRecord`]s is done once per span, when (and if) it is read.
+//! Keeping keys as `&'static str`, times as `Instant`s and the never-recorded fields as a
+//! bitmask keeps allocation and clock reads off the instrumented code's hot path; the
+//! work of building [`SpanRecord`]s is done once per span, when (and if) it is read.
 
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,18 +36,8 @@ impl Clock {
     }
 
     pub(super) fn unix_nanos(&self, at: Instant) -> u64 {
-        self.unix_nanos_at(self.offset(at))
-    }
-
-    /// Nanoseconds from the base to `at` (0 before it): eight bytes where an `Instant`
-    /// takes sixteen.
-    pub(super) fn offset(&self, at: Instant) -> u64 {
-        nanos_u64(at.saturating_duration_since(self.base_instant))
-    }
-
-    /// Unix time of an [`offset`](Clock::offset).
-    pub(super) fn unix_nanos_at(&self, offset: u64) -> u64 {
-        self.base_unix_nanos.saturating_add(offset)
+        self.base_unix_nanos
+            .saturating_add(nanos_u64(at.saturating_duration_since(self.base_instant)))
     }
 }
 
@@ -57,9 +45,8 @@ fn nanos_u64(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A span's recorded fields, in recording order, each under its index in the span's
-/// field set.
-pub(super) type Fields = Vec<(u8, CompactValue)>;
+/// A span's recorded fields, in recording order.
+pub(super) type Fields = Vec<(&'static str, CompactValue)>;
 
 /// A span as the capture keeps it. `F` holds its fields: a buffer of its own while the
 /// span is open ([`Fields`], the default), a range of the closed spans' shared buffer
@@ -75,10 +62,8 @@ pub(super) struct CapturedSpan<F = Fields> {
     pub(super) fields: F,
     /// Bit `i` set: the field with index `i` has been recorded (at creation or later).
     pub(super) recorded: u64,
-    /// Nanoseconds from the capture's [`Clock`] base to the start.
-    pub(super) start: u64,
-    /// The same to the end, once closed (at least 1: a span cannot end at the base).
-    pub(super) end: Option<NonZeroU64>,
+    pub(super) start: Instant,
+    pub(super) end: Option<Instant>,
     /// What most spans lack, boxed so that a plain span stays small.
     pub(super) extras: Option<Box<Extras>>,
 }
@@ -139,23 +124,19 @@ impl<F> CapturedSpan<F> {
             .unwrap_or(self.metadata.name())
     }
 
-    /// The span in the span model, its recorded fields being `fields` (index in the field
-    /// set, value).
-    pub(super) fn to_record<'a>(
+    /// The span in the span model, its recorded fields being `fields`.
+    pub(super) fn to_record(
         &self,
-        fields: impl Iterator<Item = (u8, &'a CompactValue)>,
+        fields: &[(&'static str, CompactValue)],
         clock: &Clock,
         resource: &Arc<Resource>,
         scope: &Arc<Scope>,
     ) -> SpanRecord {
         let none = Extras::default();
         let extras = self.extras.as_deref().unwrap_or(&none);
-        let field_set = self.metadata.fields();
         let mut attributes: Attributes = fields
-            .filter_map(|(index, value)| {
-                let field = field_set.iter().nth(usize::from(index))?;
-                Some((field.name().to_owned(), value.to_value()))
-            })
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.to_value()))
             .collect();
         if let Some((busy, idle)) = extras.busy_idle {
             let nanos_i64 =
@@ -177,8 +158,8 @@ impl<F> CapturedSpan<F> {
             attributes,
             events: extras.events.clone(),
             links: extras.links.clone(),
-            start_unix_nanos: clock.unix_nanos_at(self.start),
-            end_unix_nanos: self.end.map(|end| clock.unix_nanos_at(end.get())),
+            start_unix_nanos: clock.unix_nanos(self.start),
+            end_unix_nanos: self.end.map(|end| clock.unix_nanos(end)),
             resource: Arc::clone(resource),
             scope: Arc::clone(scope),
             unrecorded_fields: self

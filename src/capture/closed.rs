@@ -1,35 +1,28 @@
 //! The spans a capture layer has seen close, in the order they closed. Their fields sit
-//! side by side in buffers shared by all, so a closed span keeps no allocation of its
+//! side by side in one buffer shared by all, so a closed span keeps no allocation of its
 //! own: the buffer a span filled while open goes back to the allocator when it closes,
 //! and the next span to start reuses it while it is still warm.
 
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::captured::{CapturedSpan, Clock};
-use crate::model::compact_value::CompactValue;
+use super::captured::{CapturedSpan, Clock, Fields};
 use crate::model::{Resource, Scope, SpanRecord};
 
-/// Closed spans, each with the range of `keys` and `values` that holds its fields: a
-/// field costs its value and one byte.
+/// Closed spans, each with the range of `fields` that holds its fields.
 #[derive(Debug, Default)]
 pub(super) struct ClosedSpans {
     spans: Vec<CapturedSpan<Range<usize>>>,
-    /// Each field's index in its span's field set.
-    keys: Vec<u8>,
-    values: Vec<CompactValue>,
+    fields: Fields,
 }
 
 impl ClosedSpans {
     /// Keeps a span that just closed.
     pub(super) fn push(&mut self, span: CapturedSpan) {
-        let start = self.keys.len();
-        let (mut span, fields) = span.with_fields(start..start);
-        for (key, value) in fields {
-            self.keys.push(key);
-            self.values.push(value);
-        }
-        span.fields.end = self.keys.len();
+        let start = self.fields.len();
+        let (mut span, mut fields) = span.with_fields(start..start);
+        self.fields.append(&mut fields);
+        span.fields.end = self.fields.len();
         self.spans.push(span);
     }
 
@@ -41,8 +34,7 @@ impl ClosedSpans {
     /// Forgets every closed span, keeping the memory for the next ones.
     pub(super) fn clear(&mut self) {
         self.spans.clear();
-        self.keys.clear();
-        self.values.clear();
+        self.fields.clear();
     }
 
     /// The spans from the `from`-th on, in the span model.
@@ -58,9 +50,7 @@ impl ClosedSpans {
             .unwrap_or_default()
             .iter()
             .map(move |span| {
-                let keys = self.keys.get(span.fields.clone()).unwrap_or_default();
-                let values = self.values.get(span.fields.clone()).unwrap_or_default();
-                let fields = keys.iter().copied().zip(values);
+                let fields = self.fields.get(span.fields.clone()).unwrap_or_default();
                 span.to_record(fields, clock, resource, scope)
             })
     }

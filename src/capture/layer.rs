@@ -1,6 +1,5 @@
 //! The `Layer` implementation: what happens on each tracing callback.
 
-use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use tracing::span::{Attributes as SpanAttributes, Id, Record};
@@ -65,7 +64,7 @@ where
                     metadata,
                     fields,
                     recorded,
-                    start: self.shared.clock.offset(now),
+                    start: now,
                     end: None,
                     extras,
                 },
@@ -160,7 +159,7 @@ where
         {
             *idle += now.saturating_duration_since(last_transition);
         }
-        captured.end = NonZeroU64::new(self.shared.clock.offset(now).max(1));
+        captured.end = Some(now);
         if let Some(token) = self.wire_token {
             if let Some(exported) = wire::take(token) {
                 exported.apply_to(&mut captured);

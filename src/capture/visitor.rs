@@ -5,7 +5,7 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 
-use super::captured::{Extras, Fields};
+use super::captured::Extras;
 use crate::model::compact_value::CompactValue;
 use crate::model::{Attributes, SpanKind, Status, StatusCode, Value};
 
@@ -23,77 +23,75 @@ pub(super) struct SpanOverrides {
 /// Where visited fields go.
 pub(super) trait FieldSink {
     /// Stores a value, replacing an earlier one for the same field.
-    fn put(&mut self, field: &Field, value: Value);
+    fn put(&mut self, name: &'static str, value: Value);
 
     /// Stores a value known to be the field's first.
-    fn append(&mut self, field: &Field, value: Value) {
-        self.put(field, value);
+    fn append(&mut self, name: &'static str, value: Value) {
+        self.put(name, value);
     }
 
     /// Stores a scalar value already in compact form (an integer, a double, a bool): a
     /// sink that keeps compact values stores it without building a [`Value`].
-    fn put_scalar(&mut self, field: &Field, value: CompactValue, first: bool) {
+    fn put_scalar(&mut self, name: &'static str, value: CompactValue, first: bool) {
         let value = value.to_value();
         if first {
-            self.append(field, value);
+            self.append(name, value);
         } else {
-            self.put(field, value);
+            self.put(name, value);
         }
     }
 
     /// Stores a string value, borrowed: a sink that can keep it without a `String` does.
-    fn put_text(&mut self, field: &Field, text: &str, first: bool) {
+    fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
         let value = Value::Str(text.to_owned());
         if first {
-            self.append(field, value);
+            self.append(name, value);
         } else {
-            self.put(field, value);
+            self.put(name, value);
         }
     }
 }
 
-/// A span's fields while it is open: each under its index in the span's field set (one
-/// byte, where a name would take sixteen) and short strings inline, so most fields
-/// allocate nothing on the hot path. A later record of the same field replaces the value.
-impl FieldSink for Fields {
-    fn put(&mut self, field: &Field, value: Value) {
-        self.put_compact(field, CompactValue::from(value), false);
+/// A span's fields while it is open: field names are `'static` and short strings inline,
+/// so most fields allocate nothing on the hot path. A later record of the same field
+/// replaces the value.
+impl FieldSink for Vec<(&'static str, CompactValue)> {
+    fn put(&mut self, name: &'static str, value: Value) {
+        self.put_compact(name, CompactValue::from(value), false);
     }
 
-    fn append(&mut self, field: &Field, value: Value) {
-        self.put_compact(field, CompactValue::from(value), true);
+    fn append(&mut self, name: &'static str, value: Value) {
+        self.push((name, CompactValue::from(value)));
     }
 
-    fn put_text(&mut self, field: &Field, text: &str, first: bool) {
-        self.put_compact(field, CompactValue::text(text), first);
+    fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
+        self.put_compact(name, CompactValue::text(text), first);
     }
 
-    fn put_scalar(&mut self, field: &Field, value: CompactValue, first: bool) {
-        self.put_compact(field, value, first);
+    fn put_scalar(&mut self, name: &'static str, value: CompactValue, first: bool) {
+        self.put_compact(name, value, first);
     }
 }
 
 trait PutCompact {
-    fn put_compact(&mut self, field: &Field, value: CompactValue, first: bool);
+    fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool);
 }
 
-impl PutCompact for Fields {
-    fn put_compact(&mut self, field: &Field, value: CompactValue, first: bool) {
-        // A field set holds at most 32 fields (tracing's limit), so an index fits a byte.
-        let index = u8::try_from(field.index()).unwrap_or(u8::MAX);
+impl PutCompact for Vec<(&'static str, CompactValue)> {
+    fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool) {
         if first {
-            return self.push((index, value));
+            return self.push((name, value));
         }
-        match self.iter_mut().find(|(key, _)| *key == index) {
+        match self.iter_mut().find(|(key, _)| *key == name) {
             Some((_, slot)) => *slot = value,
-            None => self.push((index, value)),
+            None => self.push((name, value)),
         }
     }
 }
 
 impl FieldSink for Attributes {
-    fn put(&mut self, field: &Field, value: Value) {
-        self.insert(field.name().to_owned(), value);
+    fn put(&mut self, name: &'static str, value: Value) {
+        self.insert(name.to_owned(), value);
     }
 }
 
@@ -137,7 +135,7 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
         if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
             self.visited |= bit;
         }
-        self.sink.put_text(field, text, self.first_record);
+        self.sink.put_text(field.name(), text, self.first_record);
     }
 
     /// An integer, double or bool: straight into the sink when it is a plain attribute.
@@ -148,7 +146,8 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
         if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
             self.visited |= bit;
         }
-        self.sink.put_scalar(field, compact, self.first_record);
+        self.sink
+            .put_scalar(field.name(), compact, self.first_record);
     }
 
     fn record(&mut self, field: &Field, value: Value) {
@@ -188,9 +187,9 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
             }
         }
         if self.first_record {
-            self.sink.append(field, value);
+            self.sink.append(name, value);
         } else {
-            self.sink.put(field, value);
+            self.sink.put(name, value);
         }
     }
 }
