@@ -45,21 +45,15 @@ fn nanos_u64(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A span's recorded fields, in recording order.
-pub(super) type Fields = Vec<(&'static str, CompactValue)>;
-
-/// A span as the capture keeps it. `F` holds its fields: a buffer of its own while the
-/// span is open ([`Fields`], the default), a range of the closed spans' shared buffer
-/// once closed.
 #[derive(Debug)]
-pub(super) struct CapturedSpan<F = Fields> {
+pub(super) struct CapturedSpan {
     pub(super) trace_id: TraceId,
     pub(super) span_id: SpanId,
     pub(super) parent: Option<SpanId>,
     /// Whether the parent lives on another node (its context was propagated).
     pub(super) remote_parent: bool,
     pub(super) metadata: &'static Metadata<'static>,
-    pub(super) fields: F,
+    pub(super) fields: Vec<(&'static str, CompactValue)>,
     /// Bit `i` set: the field with index `i` has been recorded (at creation or later).
     pub(super) recorded: u64,
     pub(super) start: Instant,
@@ -78,36 +72,7 @@ pub(super) struct Extras {
     pub(super) busy_idle: Option<(Duration, Duration)>,
 }
 
-impl<F> CapturedSpan<F> {
-    /// The same span with `fields` as its field storage; the storage it had.
-    pub(super) fn with_fields<G>(self, fields: G) -> (CapturedSpan<G>, F) {
-        let CapturedSpan {
-            trace_id,
-            span_id,
-            parent,
-            remote_parent,
-            metadata,
-            fields: had,
-            recorded,
-            start,
-            end,
-            extras,
-        } = self;
-        let span = CapturedSpan {
-            trace_id,
-            span_id,
-            parent,
-            remote_parent,
-            metadata,
-            fields,
-            recorded,
-            start,
-            end,
-            extras,
-        };
-        (span, had)
-    }
-
+impl CapturedSpan {
     /// The rarer parts, created on first use.
     pub(super) fn extras_mut(&mut self) -> &mut Extras {
         self.extras.get_or_insert_with(Box::default)
@@ -124,17 +89,16 @@ impl<F> CapturedSpan<F> {
             .unwrap_or(self.metadata.name())
     }
 
-    /// The span in the span model, its recorded fields being `fields`.
     pub(super) fn to_record(
         &self,
-        fields: &[(&'static str, CompactValue)],
         clock: &Clock,
         resource: &Arc<Resource>,
         scope: &Arc<Scope>,
     ) -> SpanRecord {
         let none = Extras::default();
         let extras = self.extras.as_deref().unwrap_or(&none);
-        let mut attributes: Attributes = fields
+        let mut attributes: Attributes = self
+            .fields
             .iter()
             .map(|(key, value)| ((*key).to_owned(), value.to_value()))
             .collect();

@@ -33,7 +33,6 @@
 //! ```
 
 mod captured;
-mod closed;
 mod ids;
 mod layer;
 mod open;
@@ -51,8 +50,7 @@ use crate::source::SpanSource;
 use crate::store::{lock, Notifier, WaitError};
 use crate::tree::TraceSet;
 
-use captured::Clock;
-use closed::ClosedSpans;
+use captured::{CapturedSpan, Clock};
 use ids::IdGenerator;
 pub(crate) use layer::{ids_of, set_remote_parent};
 use open::OpenSpans;
@@ -237,16 +235,20 @@ struct Shared {
 struct Spans {
     open: OpenSpans,
     /// Closed spans, in the order they closed.
-    closed: ClosedSpans,
+    closed: Vec<CapturedSpan>,
 }
 
 impl Shared {
     /// Brings the converted records up to date with `closed` (whose lock the caller
     /// holds, so both move together) and returns them.
-    fn converted<'a>(&'a self, closed: &ClosedSpans) -> MutexGuard<'a, Vec<SpanRecord>> {
+    fn converted<'a>(&'a self, closed: &[CapturedSpan]) -> MutexGuard<'a, Vec<SpanRecord>> {
         let mut converted = lock(&self.converted);
         let done = converted.len();
-        converted.extend(closed.records_from(done, &self.clock, &self.resource, &self.scope));
+        converted.extend(
+            closed[done.min(closed.len())..]
+                .iter()
+                .map(|span| span.to_record(&self.clock, &self.resource, &self.scope)),
+        );
         converted
     }
 }
