@@ -196,8 +196,8 @@ impl Config {
     /// For tests on the memory transport: a fast gossip heartbeat (50 ms), catch-up every
     /// 2 s, and no result cache, so tests see each change at once — but the production
     /// timeouts (30 s DHT queries, 10 s requests): a busy CI machine must not turn a slow
-    /// answer into a failure. A test about timeouts sets a short one itself and provokes it with a
-    /// fault (a silent peer), never by hoping the machine is fast.
+    /// answer into a failure. A test about timeouts sets a short one itself and provokes
+    /// it with a fault (a silent peer), never by hoping the machine is fast.
     ///
     /// K-buckets of 8 peers instead of 20: a test mesh's nodes have a handful of
     /// neighbours, fewer than 8 per bucket, so the table holds the same peers in 40 % of

@@ -206,7 +206,7 @@ async fn scenarios_on_nodes(
             });
             Some(
                 processes::Processes::new(binary, transport, announce)
-                    .time_scale(options.time_scale),
+                    .with_time_scale(options.time_scale),
             )
         }
         None => {

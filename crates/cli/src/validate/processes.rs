@@ -99,7 +99,7 @@ impl Processes {
 
     /// Gives the nodes `factor` times the usual time (see [`Launcher::time_scale`]; 0
     /// counts as 1).
-    pub fn time_scale(mut self, factor: u32) -> Self {
+    pub fn with_time_scale(mut self, factor: u32) -> Self {
         self.time_scale = factor.max(1);
         self
     }
