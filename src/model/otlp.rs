@@ -143,14 +143,30 @@ pub(crate) fn visit_otlp_spans(
 }
 
 fn check_span(span: &Span) -> Result<(TraceId, SpanId, Option<ParentRef>), ModelError> {
-    let trace_id = TraceId::from_slice(&span.trace_id)?;
-    let span_id = SpanId::from_slice(&span.span_id)?;
-    let parent = if span.parent_span_id.is_empty() {
+    span_ids_from_otlp(
+        &span.trace_id,
+        &span.span_id,
+        &span.parent_span_id,
+        span.flags,
+    )
+}
+
+/// A span's ids, parent and the parent's remoteness from OTLP's `trace_id`, `span_id`,
+/// `parent_span_id` (empty for a root) and `flags`.
+pub(crate) fn span_ids_from_otlp(
+    trace_id: &[u8],
+    span_id: &[u8],
+    parent_span_id: &[u8],
+    flags: u32,
+) -> Result<(TraceId, SpanId, Option<ParentRef>), ModelError> {
+    let trace_id = TraceId::from_slice(trace_id)?;
+    let span_id = SpanId::from_slice(span_id)?;
+    let parent = if parent_span_id.is_empty() {
         None
     } else {
         Some(ParentRef {
-            span_id: SpanId::from_slice(&span.parent_span_id)?,
-            remote: (span.flags & HAS_IS_REMOTE != 0).then_some(span.flags & IS_REMOTE != 0),
+            span_id: SpanId::from_slice(parent_span_id)?,
+            remote: (flags & HAS_IS_REMOTE != 0).then_some(flags & IS_REMOTE != 0),
         })
     };
     Ok((trace_id, span_id, parent))
@@ -179,11 +195,7 @@ fn checked(
     let status = span
         .status
         .map(|status| Status {
-            code: match status.code {
-                1 => StatusCode::Ok,
-                2 => StatusCode::Error,
-                _ => StatusCode::Unset,
-            },
+            code: status_code_from_otlp(status.code),
             message: status.message,
         })
         .unwrap_or_default();
@@ -202,7 +214,16 @@ fn checked(
     }
 }
 
-fn kind_from_otlp(kind: i32) -> SpanKind {
+/// OTLP's `Status.code`: anything but OK and ERROR is UNSET.
+pub(crate) fn status_code_from_otlp(code: i32) -> StatusCode {
+    match code {
+        1 => StatusCode::Ok,
+        2 => StatusCode::Error,
+        _ => StatusCode::Unset,
+    }
+}
+
+pub(crate) fn kind_from_otlp(kind: i32) -> SpanKind {
     match span::SpanKind::try_from(kind) {
         Ok(span::SpanKind::Server) => SpanKind::Server,
         Ok(span::SpanKind::Client) => SpanKind::Client,

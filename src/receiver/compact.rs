@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
+use super::trace_protobuf::{ParsedAttribute, ParsedRequest, ParsedSpan, ParsedValue};
 use crate::model::compact_value::{attributes_bytes, CompactValue};
 use crate::model::otlp::CheckedSpan;
 use crate::model::{
@@ -240,6 +241,77 @@ impl Interner {
         }
         keep_last_of_each_key(&mut attributes);
         attributes.into_boxed_slice()
+    }
+
+    /// The stored form of every span of a request read from its protobuf bytes: what
+    /// [`Interner::compact_checked`] stores for the same request decoded by prost.
+    pub(crate) fn compact_parsed(&mut self, request: &ParsedRequest<'_>) -> Vec<CompactSpan> {
+        request
+            .spans
+            .iter()
+            .map(|span| self.compact_parsed_span(request, span))
+            .collect()
+    }
+
+    fn compact_parsed_span(
+        &mut self,
+        request: &ParsedRequest<'_>,
+        span: &ParsedSpan<'_>,
+    ) -> CompactSpan {
+        let has_extras =
+            !span.status_message.is_empty() || !span.events.is_empty() || !span.links.is_empty();
+        let extras = has_extras.then(|| {
+            Box::new(Extras {
+                status_message: span.status_message.into(),
+                events: request.events[span.events.clone()]
+                    .iter()
+                    .map(|event| CompactEvent {
+                        name: self.string(event.name),
+                        time_unix_nanos: event.time_unix_nanos,
+                        attributes: self
+                            .parsed_attributes(&request.event_attributes[event.attributes.clone()]),
+                    })
+                    .collect(),
+                links: span.links.clone().into_boxed_slice(),
+            })
+        });
+        CompactSpan {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent: span.parent,
+            kind: span.kind,
+            code: span.code,
+            closed: span.end_unix_nanos.is_some(),
+            name: self.string(span.name),
+            attributes: self.parsed_attributes(&request.attributes[span.attributes.clone()]),
+            extras,
+            start_unix_nanos: span.start_unix_nanos,
+            end_unix_nanos: span.end_unix_nanos.unwrap_or(0),
+            resource: self.resource(&request.resources[span.resource]),
+            scope: self.scope(&request.scopes[span.scope]),
+        }
+    }
+
+    /// Like [`Interner::otlp_attributes`], from borrowed keys and values.
+    fn parsed_attributes(&mut self, parsed: &[ParsedAttribute<'_>]) -> CompactAttributes {
+        let mut attributes: Vec<(Arc<str>, CompactValue)> = Vec::with_capacity(parsed.len());
+        for (key, value) in parsed {
+            if let Some(value) = value {
+                attributes.push((self.string(key), compact_value(*value)));
+            }
+        }
+        keep_last_of_each_key(&mut attributes);
+        attributes.into_boxed_slice()
+    }
+}
+
+fn compact_value(value: ParsedValue<'_>) -> CompactValue {
+    match value {
+        ParsedValue::Str(text) => CompactValue::text(text),
+        ParsedValue::Bool(b) => CompactValue::Bool(b),
+        ParsedValue::Int(n) => CompactValue::Int(n),
+        ParsedValue::Double(x) => CompactValue::Double(x),
+        bytes @ ParsedValue::Bytes(_) => CompactValue::Nested(Box::new(bytes.to_value())),
     }
 }
 

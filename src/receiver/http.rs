@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::ingest::{Rejection, Shared, Transport};
@@ -220,14 +219,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     }
 }
 
-fn decode<T: Message + Default + DeserializeOwned>(
-    format: Format,
-    bytes: &[u8],
-) -> Result<T, HttpError> {
-    if bytes.is_empty() {
-        // An empty request is a valid, empty export in either encoding.
-        return Ok(T::default());
-    }
+fn decode<S: Signal>(format: Format, bytes: Bytes) -> Result<S::Request, HttpError> {
     let invalid = |error: String| {
         HttpError::new(
             StatusCode::BAD_REQUEST,
@@ -235,23 +227,25 @@ fn decode<T: Message + Default + DeserializeOwned>(
             format!("malformed {format:?} request: {error}"),
         )
     };
-    match format {
-        Format::Protobuf => T::decode(bytes).map_err(|e| invalid(e.to_string())),
-        Format::Json => serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string())),
-    }
+    let decoded = match format {
+        Format::Json if !bytes.is_empty() => S::from_json(&bytes).map_err(|e| e.to_string()),
+        // An empty request is a valid, empty export in either encoding.
+        _ => S::from_protobuf(bytes).map_err(|e| e.to_string()),
+    };
+    decoded.map_err(invalid)
 }
 
-/// Decodes a request of type `Req` from headers and body.
-async fn request<Req: Message + Default + DeserializeOwned>(
+/// Reads a request of signal `S` from headers and body.
+async fn request<S: Signal>(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Req, Format), (HttpError, Option<Format>)> {
+) -> Result<(S::Request, Format), (HttpError, Option<Format>)> {
     let format = format_of(headers).map_err(|e| (e, None))?;
     let bytes = read_body(headers, body, shared.config.max_body_bytes)
         .await
         .map_err(|e| (e, Some(format)))?;
-    let request = decode(format, &bytes).map_err(|e| (e, Some(format)))?;
+    let request = decode::<S>(format, bytes).map_err(|e| (e, Some(format)))?;
     Ok((request, format))
 }
 
@@ -261,7 +255,7 @@ async fn export<S: Signal>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (request, format) = match request::<S::Request>(&shared, &headers, body).await {
+    let (request, format) = match request::<S>(&shared, &headers, body).await {
         Ok(decoded) => decoded,
         Err((error, format)) => return error.respond(format),
     };

@@ -323,6 +323,14 @@ impl Shared {
         request: S::Request,
         transport: Transport,
     ) -> Result<S::Response, Rejection> {
+        // Serialized before conversion consumes the request; written once it is stored.
+        let line = self
+            .files
+            .as_ref()
+            .filter(|_| !S::WRITES_ITS_OWN_LINE)
+            .map(|_| S::json_line(&request));
+        // A malformed or invalid request is refused before any injected fault applies.
+        let mut items = S::items(self, request)?;
         let partial = self.apply_fault().await?;
         // Held (never across an await) until the request is stored and written.
         let storing = self
@@ -332,13 +340,6 @@ impl Shared {
         if !*storing {
             return Err(Rejection::Stopped);
         }
-        // Serialized before conversion consumes the request; written once it is stored.
-        let line = self
-            .files
-            .as_ref()
-            .filter(|_| !S::WRITES_ITS_OWN_LINE)
-            .map(|_| JsonLines::line(&request));
-        let mut items = S::items(self, request)?;
         let accepted = self.apply_partial::<S>(&mut items, partial, transport);
         S::admit(self, items, transport)?;
         if let (Some(files), Some(line)) = (&self.files, line) {
@@ -353,16 +354,17 @@ impl Shared {
 mod tests {
     use super::*;
     use crate::model::{SpanId, TraceId};
+    use crate::receiver::signal::TraceRequest;
 
-    fn one_span_request(n: u8) -> ExportTraceServiceRequest {
+    fn one_span_request(n: u8) -> TraceRequest {
         let span = SpanRecord::new(
             TraceId::from_bytes([n; 16]),
             SpanId::from_bytes([n; 8]),
             "op",
         );
-        ExportTraceServiceRequest {
+        TraceRequest::Json(ExportTraceServiceRequest {
             resource_spans: spans_to_otlp(&[span]),
-        }
+        })
     }
 
     #[tokio::test]

@@ -41,6 +41,7 @@ mod ingest;
 pub(crate) mod prometheus;
 mod signal;
 mod span_store;
+mod trace_protobuf;
 mod trace_watch;
 
 use std::net::SocketAddr;
@@ -50,7 +51,6 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsServiceServer;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -377,12 +377,7 @@ impl OtlpReceiver {
                     ) -> ::http::Response<tonic::body::Body>,
             ));
         let grpc = grpc_server
-            .add_service(
-                TraceServiceServer::new(service.clone())
-                    .accept_compressed(CompressionEncoding::Gzip)
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .max_decoding_message_size(limit),
-            )
+            .add_service(grpc::TraceExport::new(Arc::clone(&shared), limit))
             .add_service(
                 MetricsServiceServer::new(service.clone())
                     .accept_compressed(CompressionEncoding::Gzip)

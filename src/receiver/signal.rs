@@ -13,12 +13,14 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
+use bytes::Bytes;
+use prost::Message;
 use serde::Serialize;
 
 use super::compact::CompactSpan;
-use super::file_export::File;
+use super::file_export::{File, JsonLines};
 use super::ingest::{Counter, Rejection, Shared};
+use super::trace_protobuf;
 use super::Config;
 use crate::model::{
     check_metric_ids, log_records_from_otlp, metric_points_from_otlp, LogRecord, MetricPoint,
@@ -28,8 +30,8 @@ use crate::store::Store;
 
 /// One OTLP signal: traces, metrics or logs.
 pub(crate) trait Signal: Send + Sync + 'static {
-    /// The export request, as both transports decode it.
-    type Request: prost::Message + Default + DeserializeOwned + Serialize + Send + 'static;
+    /// The export request, as both transports read it.
+    type Request: Send + 'static;
     /// The export response.
     type Response: prost::Message + Serialize + Send + 'static;
     /// What is stored per request item.
@@ -47,6 +49,14 @@ pub(crate) trait Signal: Send + Sync + 'static {
     /// a duplicate or a refused span never reaches the file); else ingestion writes the
     /// request as it came once it is stored.
     const WRITES_ITS_OWN_LINE: bool = false;
+
+    /// Reads a request from protobuf bytes (traces keep the bytes, read when stored).
+    fn from_protobuf(bytes: Bytes) -> Result<Self::Request, prost::DecodeError>;
+    /// Reads a request from OTLP JSON.
+    fn from_json(bytes: &[u8]) -> Result<Self::Request, serde_json::Error>;
+    /// The request as it came, as an OTLP-JSON line, for the signals that do not write
+    /// their own (`None` counts as a write error).
+    fn json_line(request: &Self::Request) -> Option<Vec<u8>>;
 
     /// Converts a request into items; an invalid request is refused whole.
     fn items(shared: &Shared, request: Self::Request) -> Result<Vec<Self::Item>, Rejection>;
@@ -76,12 +86,25 @@ fn partial<T>(rejected: i64, message: String, make: impl FnOnce(i64, String) -> 
     (rejected > 0 || !message.is_empty()).then(|| make(rejected, message))
 }
 
+/// A request of a signal whose transports decode it with prost and serde.
+fn decoded<T: Message + Default>(bytes: Bytes) -> Result<T, prost::DecodeError> {
+    T::decode(bytes)
+}
+
 /// Spans.
 #[derive(Debug)]
 pub(crate) struct Traces;
 
+/// A trace export request as it came: protobuf bytes, read when stored (straight into the
+/// store's form when they hold what exporters send), or decoded from OTLP JSON.
+#[derive(Debug)]
+pub(crate) enum TraceRequest {
+    Protobuf(Bytes),
+    Json(ExportTraceServiceRequest),
+}
+
 impl Signal for Traces {
-    type Request = ExportTraceServiceRequest;
+    type Request = TraceRequest;
     type Response = ExportTraceServiceResponse;
     type Item = CompactSpan;
     const NAME: &'static str = "span";
@@ -90,10 +113,40 @@ impl Signal for Traces {
     const FILE: File = File::Traces;
     const WRITES_ITS_OWN_LINE: bool = true;
 
-    fn items(shared: &Shared, request: Self::Request) -> Result<Vec<CompactSpan>, Rejection> {
+    fn from_protobuf(bytes: Bytes) -> Result<TraceRequest, prost::DecodeError> {
+        Ok(TraceRequest::Protobuf(bytes))
+    }
+
+    fn from_json(bytes: &[u8]) -> Result<TraceRequest, serde_json::Error> {
+        serde_json::from_slice(bytes).map(TraceRequest::Json)
+    }
+
+    fn json_line(request: &TraceRequest) -> Option<Vec<u8>> {
+        match request {
+            TraceRequest::Protobuf(bytes) => {
+                JsonLines::line(&ExportTraceServiceRequest::decode(bytes.clone()).ok()?)
+            }
+            TraceRequest::Json(request) => JsonLines::line(request),
+        }
+    }
+
+    fn items(shared: &Shared, request: TraceRequest) -> Result<Vec<CompactSpan>, Rejection> {
+        let resource_spans = match request {
+            TraceRequest::Protobuf(bytes) => {
+                if let Some(parsed) = trace_protobuf::parse(&bytes) {
+                    return Ok(shared.spans.compact_parsed(&parsed));
+                }
+                ExportTraceServiceRequest::decode(bytes)
+                    .map_err(|error| {
+                        Rejection::Invalid(format!("malformed Protobuf request: {error}"))
+                    })?
+                    .resource_spans
+            }
+            TraceRequest::Json(request) => request.resource_spans,
+        };
         shared
             .spans
-            .compact_request(request.resource_spans)
+            .compact_request(resource_spans)
             .map_err(|error| Rejection::Invalid(error.to_string()))
     }
 
@@ -133,6 +186,18 @@ impl Signal for Metrics {
     const ACCEPTED: Counter = Counter::AcceptedMetricPoints;
     const REFUSED: Counter = Counter::RefusedMetricPoints;
     const FILE: File = File::Metrics;
+
+    fn from_protobuf(bytes: Bytes) -> Result<ExportMetricsServiceRequest, prost::DecodeError> {
+        decoded(bytes)
+    }
+
+    fn from_json(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    fn json_line(request: &ExportMetricsServiceRequest) -> Option<Vec<u8>> {
+        JsonLines::line(request)
+    }
 
     fn admit(
         shared: &Shared,
@@ -176,6 +241,18 @@ impl Signal for Logs {
     const ACCEPTED: Counter = Counter::AcceptedLogRecords;
     const REFUSED: Counter = Counter::RefusedLogRecords;
     const FILE: File = File::Logs;
+
+    fn from_protobuf(bytes: Bytes) -> Result<ExportLogsServiceRequest, prost::DecodeError> {
+        decoded(bytes)
+    }
+
+    fn from_json(bytes: &[u8]) -> Result<ExportLogsServiceRequest, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    fn json_line(request: &ExportLogsServiceRequest) -> Option<Vec<u8>> {
+        JsonLines::line(request)
+    }
 
     fn admit(
         shared: &Shared,

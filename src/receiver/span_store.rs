@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use super::compact::{CompactSpan, Interner};
+use super::trace_protobuf::ParsedRequest;
 use crate::model::otlp::{span_count, visit_otlp_spans};
 use crate::model::{IdHash, ModelError, Resource, SpanId, SpanRecord, TraceId};
 use crate::store::{lock, Notifier, WaitError};
@@ -310,6 +311,11 @@ impl SpanStore {
             spans.push(interner.compact_checked(span, resource, scope));
         })?;
         Ok(spans)
+    }
+
+    /// The stored form of the spans of a request read from its protobuf bytes.
+    pub(crate) fn compact_parsed(&self, request: &ParsedRequest<'_>) -> Vec<CompactSpan> {
+        lock(&self.interner).compact_parsed(request)
     }
 
     /// Everything held, in bytes: spans, index, and shared names and resources.
