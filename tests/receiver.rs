@@ -1120,6 +1120,27 @@ mod faults {
     }
 
     #[tokio::test]
+    async fn a_malformed_request_is_refused_as_such_and_takes_no_fault() {
+        let receiver = receiver().await;
+        receiver.inject(
+            Fault::Unavailable {
+                retry_after: Duration::from_secs(1),
+            },
+            1,
+        );
+        let (status, _, body) = post(&receiver, "/v1/traces", &[PROTOBUF], vec![0x0a, 0x05]).await;
+        assert_eq!(status, 400, "{body:?}");
+        let (status, message) = grpc_raw(&receiver, &[0x0a, 0x05], false).await;
+        assert_eq!((status.as_str(), message.is_empty()), ("3", false));
+        let body = request_of(&[span(1, 1, "refused")]).encode_to_vec();
+        let (status, ..) = post(&receiver, "/v1/traces", &[PROTOBUF], body).await;
+        assert_eq!(
+            status, 503,
+            "the fault waited for a request it could apply to"
+        );
+    }
+
+    #[tokio::test]
     async fn partial_success_rejects_the_last_items_and_says_so() {
         let receiver = receiver().await;
         receiver.inject(

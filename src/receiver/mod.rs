@@ -106,7 +106,8 @@ pub enum ReceiverError {
     },
 }
 
-/// A fault to inject into the next requests, to test an exporter's retry behaviour.
+/// A fault to inject into the next requests, to test an exporter's retry behaviour. A
+/// malformed or invalid request is refused as such and takes no fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
