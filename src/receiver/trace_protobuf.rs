@@ -117,6 +117,13 @@ fn once(seen: &mut u32, tag: u32) -> Option<()> {
     (*seen & bit == 0).then(|| *seen |= bit)
 }
 
+/// Reads singular field `tag` into `slot` (see [`once`]).
+fn set<T>(seen: &mut u32, tag: u32, slot: &mut T, value: Option<T>) -> Option<()> {
+    once(seen, tag)?;
+    *slot = value?;
+    Some(())
+}
+
 fn expect(wire: WireType, expected: WireType) -> Option<()> {
     (wire == expected).then_some(())
 }
@@ -178,11 +185,12 @@ fn resource_spans<'a>(request: &mut ParsedRequest<'a>, bytes: &'a [u8]) -> Optio
     let mut attributes = Attributes::new();
     let mut seen = 0;
     fields(bytes, |tag, wire, buf| match tag {
-        1 => {
-            once(&mut seen, tag)?;
-            attributes = resource(message(wire, buf)?)?;
-            Some(())
-        }
+        1 => set(
+            &mut seen,
+            tag,
+            &mut attributes,
+            message(wire, buf).and_then(resource),
+        ),
         2 => scope_spans(request, index, message(wire, buf)?),
         3 => once(&mut seen, tag).and(string(wire, buf)).map(|_| ()),
         _ => skip(wire, buf),
@@ -223,11 +231,12 @@ fn scope_spans<'a>(
     let mut scope = Scope::default();
     let mut seen = 0;
     fields(bytes, |tag, wire, buf| match tag {
-        1 => {
-            once(&mut seen, tag)?;
-            scope = instrumentation_scope(message(wire, buf)?)?;
-            Some(())
-        }
+        1 => set(
+            &mut seen,
+            tag,
+            &mut scope,
+            message(wire, buf).and_then(instrumentation_scope),
+        ),
         2 => span(request, resource, index, message(wire, buf)?),
         3 => once(&mut seen, tag).and(string(wire, buf)).map(|_| ()),
         _ => skip(wire, buf),
@@ -241,16 +250,18 @@ fn instrumentation_scope(bytes: &[u8]) -> Option<Scope> {
     let mut scope = Scope::default();
     let mut seen = 0;
     fields(bytes, |tag, wire, buf| match tag {
-        1 => {
-            once(&mut seen, tag)?;
-            scope.name = string(wire, buf)?.to_owned();
-            Some(())
-        }
-        2 => {
-            once(&mut seen, tag)?;
-            scope.version = string(wire, buf)?.to_owned();
-            Some(())
-        }
+        1 => set(
+            &mut seen,
+            tag,
+            &mut scope.name,
+            string(wire, buf).map(str::to_owned),
+        ),
+        2 => set(
+            &mut seen,
+            tag,
+            &mut scope.version,
+            string(wire, buf).map(str::to_owned),
+        ),
         3 => insert(&mut scope.attributes, key_value(message(wire, buf)?)?),
         4 => once(&mut seen, tag).and(varint(wire, buf)).map(|_| ()),
         _ => skip(wire, buf),
@@ -346,16 +357,13 @@ fn status(bytes: &[u8]) -> Option<(i32, &str)> {
     let (mut code, mut message) = (0, "");
     let mut seen = 0;
     fields(bytes, |tag, wire, buf| match tag {
-        2 => {
-            once(&mut seen, tag)?;
-            message = string(wire, buf)?;
-            Some(())
-        }
-        3 => {
-            once(&mut seen, tag)?;
-            code = varint(wire, buf)? as i32;
-            Some(())
-        }
+        2 => set(&mut seen, tag, &mut message, string(wire, buf)),
+        3 => set(
+            &mut seen,
+            tag,
+            &mut code,
+            varint(wire, buf).map(|n| n as i32),
+        ),
         _ => skip(wire, buf),
     })?;
     Some((code, message))
@@ -367,16 +375,8 @@ fn event<'a>(request: &mut ParsedRequest<'a>, bytes: &'a [u8]) -> Option<()> {
     let (mut name, mut time_unix_nanos) = ("", 0);
     let mut seen = 0;
     fields(bytes, |tag, wire, buf| match tag {
-        1 => {
-            once(&mut seen, tag)?;
-            time_unix_nanos = fixed64(wire, buf)?;
-            Some(())
-        }
-        2 => {
-            once(&mut seen, tag)?;
-            name = string(wire, buf)?;
-            Some(())
-        }
+        1 => set(&mut seen, tag, &mut time_unix_nanos, fixed64(wire, buf)),
+        2 => set(&mut seen, tag, &mut name, string(wire, buf)),
         3 => {
             let attribute = key_value(message(wire, buf)?)?;
             request.event_attributes.push(attribute);
@@ -431,16 +431,13 @@ fn key_value(bytes: &[u8]) -> Option<ParsedAttribute<'_>> {
     let (mut key, mut value) = ("", None);
     let mut seen = 0;
     fields(bytes, |tag, wire, buf| match tag {
-        1 => {
-            once(&mut seen, tag)?;
-            key = string(wire, buf)?;
-            Some(())
-        }
-        2 => {
-            once(&mut seen, tag)?;
-            value = any_value(message(wire, buf)?)?;
-            Some(())
-        }
+        1 => set(&mut seen, tag, &mut key, string(wire, buf)),
+        2 => set(
+            &mut seen,
+            tag,
+            &mut value,
+            message(wire, buf).and_then(any_value),
+        ),
         3 => once(&mut seen, tag).and(varint(wire, buf)).map(|_| ()),
         _ => skip(wire, buf),
     })?;
