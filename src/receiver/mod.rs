@@ -310,8 +310,9 @@ pub struct OtlpReceiver {
 /// tonic rejects a request before our services see it in two cases: a message over the
 /// decoding limit gets `OUT_OF_RANGE` (OTLP clients expect `RESOURCE_EXHAUSTED`, which
 /// tonic already uses for an overflowing decompression), and malformed framing — an
-/// undecodable message, corrupt compression, a compressed flag without an encoding, an
-/// unknown flag, a truncated frame — gets `INTERNAL` (OTLP: `INVALID_ARGUMENT`, the
+/// undecodable metrics or logs message (trace messages reach our service undecoded),
+/// corrupt compression, a compressed flag without an encoding, an unknown flag, a
+/// truncated frame — gets `INTERNAL` (OTLP: `INVALID_ARGUMENT`, the
 /// client's error, not retryable). Our services never answer `OUT_OF_RANGE` or
 /// `INTERNAL` themselves, so every such status is tonic's verdict on the request.
 fn tonic_rejections_as_otlp_codes<B>(mut response: ::http::Response<B>) -> ::http::Response<B> {
