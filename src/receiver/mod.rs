@@ -167,6 +167,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTP/2 flow-control window of each gRPC stream.
 const GRPC_WINDOW_BYTES: u32 = 1 << 20;
+/// The largest HTTP/2 frame a client may send (HTTP/2's default is 16 KiB): an exporter's
+/// batch of a few hundred spans arrives in a frame or two instead of a dozen.
+const GRPC_MAX_FRAME_BYTES: u32 = 1 << 20;
 
 /// The default span capacity: 1,000,000 spans.
 pub const DEFAULT_SPAN_CAPACITY: usize = 1_000_000;
@@ -371,6 +374,7 @@ impl OtlpReceiver {
         let mut grpc_server = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(GRPC_WINDOW_BYTES))
             .initial_connection_window_size(Some(4 * GRPC_WINDOW_BYTES))
+            .max_frame_size(Some(GRPC_MAX_FRAME_BYTES))
             .layer(grpc::RequireGrpc::layer())
             .layer(tower::util::MapResponseLayer::new(
                 tonic_rejections_as_otlp_codes::<tonic::body::Body>
