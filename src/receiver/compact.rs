@@ -246,17 +246,21 @@ impl Interner {
     /// The stored form of every span of a request read from its protobuf bytes: what
     /// [`Interner::compact_checked`] stores for the same request decoded by prost.
     pub(crate) fn compact_parsed(&mut self, request: &ParsedRequest<'_>) -> Vec<CompactSpan> {
-        request
-            .spans
-            .iter()
-            .map(|span| self.compact_parsed_span(request, span))
-            .collect()
+        let mut spans: Vec<CompactSpan> = Vec::with_capacity(request.spans.len());
+        for span in &request.spans {
+            let compact = self.compact_parsed_span(request, span, spans.last());
+            spans.push(compact);
+        }
+        spans
     }
 
+    /// `span` stored; `previous`, the request's span before it, lends its interned name
+    /// and keys (see [`Interner::string_like`]).
     fn compact_parsed_span(
         &mut self,
         request: &ParsedRequest<'_>,
         span: &ParsedSpan<'_>,
+        previous: Option<&CompactSpan>,
     ) -> CompactSpan {
         let has_extras =
             !span.status_message.is_empty() || !span.events.is_empty() || !span.links.is_empty();
@@ -268,8 +272,10 @@ impl Interner {
                     .map(|event| CompactEvent {
                         name: self.string(event.name),
                         time_unix_nanos: event.time_unix_nanos,
-                        attributes: self
-                            .parsed_attributes(&request.event_attributes[event.attributes.clone()]),
+                        attributes: self.parsed_attributes(
+                            &request.event_attributes[event.attributes.clone()],
+                            &[],
+                        ),
                     })
                     .collect(),
                 links: span.links.clone().into_boxed_slice(),
@@ -282,8 +288,11 @@ impl Interner {
             kind: span.kind,
             code: span.code,
             closed: span.end_unix_nanos.is_some(),
-            name: self.string(span.name),
-            attributes: self.parsed_attributes(&request.attributes[span.attributes.clone()]),
+            name: self.string_like(span.name, previous.map(|previous| &previous.name)),
+            attributes: self.parsed_attributes(
+                &request.attributes[span.attributes.clone()],
+                previous.map_or(&[], |previous| &previous.attributes),
+            ),
             extras,
             start_unix_nanos: span.start_unix_nanos,
             end_unix_nanos: span.end_unix_nanos.unwrap_or(0),
@@ -292,12 +301,28 @@ impl Interner {
         }
     }
 
-    /// Like [`Interner::otlp_attributes`], from borrowed keys and values.
-    fn parsed_attributes(&mut self, parsed: &[ParsedAttribute<'_>]) -> CompactAttributes {
+    /// `text` interned, as `like` when that is the same text: the spans of a request mostly
+    /// repeat the previous span's name and keys, in the same order, and comparing two short
+    /// strings costs less than a table look-up.
+    fn string_like(&mut self, text: &str, like: Option<&Arc<str>>) -> Arc<str> {
+        match like {
+            Some(interned) if **interned == *text => Arc::clone(interned),
+            _ => self.string(text),
+        }
+    }
+
+    /// Like [`Interner::otlp_attributes`], from borrowed keys and values; `like`, stored
+    /// attributes whose keys are likely the same, position by position.
+    fn parsed_attributes(
+        &mut self,
+        parsed: &[ParsedAttribute<'_>],
+        like: &[(Arc<str>, CompactValue)],
+    ) -> CompactAttributes {
         let mut attributes: Vec<(Arc<str>, CompactValue)> = Vec::with_capacity(parsed.len());
         for (key, value) in parsed {
             if let Some(value) = value {
-                attributes.push((self.string(key), compact_value(*value)));
+                let like = like.get(attributes.len()).map(|(key, _)| key);
+                attributes.push((self.string_like(key, like), compact_value(*value)));
             }
         }
         keep_last_of_each_key(&mut attributes);
@@ -559,6 +584,45 @@ pub(crate) mod tests {
         let (a, b) = (compact(&mut interner, a), compact(&mut interner, b));
         assert!(Arc::ptr_eq(&a.resource, &b.resource));
         assert!(Arc::ptr_eq(&a.name, &b.name));
+    }
+
+    /// Read from protobuf, a span takes its name and keys from the span before it when they
+    /// are the same text, and otherwise from the table: either way, one shared copy.
+    #[test]
+    fn names_and_keys_read_from_protobuf_are_shared_with_the_table() {
+        use prost::Message;
+
+        let mut spans = vec![sample(), sample(), sample()];
+        for span in &mut spans {
+            // Scalars only: an array value is left to prost's path.
+            span.attributes.insert("tags".into(), Value::Bool(true));
+        }
+        spans[1].span_id = SpanId::from_bytes([4; 8]);
+        spans[2].span_id = SpanId::from_bytes([5; 8]);
+        // The third span lacks the first key: its keys are one place off the second's.
+        spans[2].attributes.remove("package_id");
+        let bytes = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+            resource_spans: crate::model::spans_to_otlp(&spans),
+        }
+        .encode_to_vec();
+        let mut interner = Interner::default();
+        let parsed = crate::receiver::trace_protobuf::parse(&bytes).expect("read directly");
+        let stored = interner.compact_parsed(&parsed);
+        let key = |span: usize, name: &str| {
+            let attributes = &stored[span].attributes;
+            let found = attributes.iter().find(|(key, _)| &**key == name);
+            Arc::clone(&found.expect("key stored").0)
+        };
+        for span in 1..3 {
+            assert!(Arc::ptr_eq(&stored[0].name, &stored[span].name));
+            assert!(Arc::ptr_eq(&key(0, "size"), &key(span, "size")));
+        }
+        assert!(Arc::ptr_eq(&key(0, "size"), &interner.string("size")));
+        let records: Vec<SpanRecord> = stored.iter().map(CompactSpan::to_record).collect();
+        assert_eq!(
+            records[2].attributes.keys().collect::<Vec<_>>(),
+            ["size", "tags"]
+        );
     }
 
     #[test]
