@@ -86,11 +86,6 @@ fn partial<T>(rejected: i64, message: String, make: impl FnOnce(i64, String) -> 
     (rejected > 0 || !message.is_empty()).then(|| make(rejected, message))
 }
 
-/// A request of a signal whose transports decode it with prost and serde.
-fn decoded<T: Message + Default>(bytes: Bytes) -> Result<T, prost::DecodeError> {
-    T::decode(bytes)
-}
-
 /// Spans.
 #[derive(Debug)]
 pub(crate) struct Traces;
@@ -188,7 +183,7 @@ impl Signal for Metrics {
     const FILE: File = File::Metrics;
 
     fn from_protobuf(bytes: Bytes) -> Result<ExportMetricsServiceRequest, prost::DecodeError> {
-        decoded(bytes)
+        ExportMetricsServiceRequest::decode(bytes)
     }
 
     fn from_json(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, serde_json::Error> {
@@ -243,7 +238,7 @@ impl Signal for Logs {
     const FILE: File = File::Logs;
 
     fn from_protobuf(bytes: Bytes) -> Result<ExportLogsServiceRequest, prost::DecodeError> {
-        decoded(bytes)
+        ExportLogsServiceRequest::decode(bytes)
     }
 
     fn from_json(bytes: &[u8]) -> Result<ExportLogsServiceRequest, serde_json::Error> {
