@@ -297,15 +297,24 @@ async fn grpc_body(
     encoding: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, String, String) {
+    let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    grpc_call(receiver, export, content_type, encoding, body).await
+}
+
+/// Like [`grpc_body`], to any path.
+async fn grpc_call(
+    receiver: &OtlpReceiver,
+    path: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, String) {
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
-    let mut request = hyper::Request::post(format!(
-        "{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-        receiver.grpc_endpoint()
-    ))
-    .header("content-type", content_type)
-    .header("te", "trailers");
+    let mut request = hyper::Request::post(format!("{}{path}", receiver.grpc_endpoint()))
+        .header("content-type", content_type)
+        .header("te", "trailers");
     if let Some(encoding) = encoding {
         request = request.header("grpc-encoding", encoding);
     }
@@ -484,6 +493,22 @@ mod bad_input {
             let (http, status, detail) =
                 grpc_body(&receiver, "application/grpc", encoding, body).await;
             assert_eq!((http, status.as_str()), (200, "3"), "{case}: {detail}");
+        }
+        still_serving_and_unchanged(&receiver, 0).await;
+    }
+
+    /// A method the trace service does not have, or a service the receiver does not serve,
+    /// is UNIMPLEMENTED, as tonic's generated servers answer.
+    #[tokio::test]
+    async fn unknown_grpc_methods_are_unimplemented() {
+        let receiver = receiver().await;
+        for path in [
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Import",
+            "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
+        ] {
+            let (http, status, _) =
+                grpc_call(&receiver, path, "application/grpc", None, vec![0; 5]).await;
+            assert_eq!((http, status.as_str()), (200, "12"), "{path}");
         }
         still_serving_and_unchanged(&receiver, 0).await;
     }
