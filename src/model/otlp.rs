@@ -122,7 +122,12 @@ pub(crate) fn visit_otlp_spans(
                     span: i,
                     source: Box::new(source),
                 };
-                match check_span(&span) {
+                match span_ids_from_otlp(
+                    &span.trace_id,
+                    &span.span_id,
+                    &span.parent_span_id,
+                    span.flags,
+                ) {
                     Ok((trace_id, span_id, parent)) => {
                         let links = match links_from_otlp(&span) {
                             Ok(links) => links,
@@ -140,15 +145,6 @@ pub(crate) fn visit_otlp_spans(
         }
     }
     Ok(())
-}
-
-fn check_span(span: &Span) -> Result<(TraceId, SpanId, Option<ParentRef>), ModelError> {
-    span_ids_from_otlp(
-        &span.trace_id,
-        &span.span_id,
-        &span.parent_span_id,
-        span.flags,
-    )
 }
 
 /// A span's ids, parent and the parent's remoteness from OTLP's `trace_id`, `span_id`,

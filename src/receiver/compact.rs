@@ -47,6 +47,25 @@ struct Extras {
     links: Box<[SpanLink]>,
 }
 
+impl Extras {
+    /// The rarer parts, boxed; `None` for a span that has none of them (empty parts cost
+    /// no allocation).
+    fn boxed(
+        status_message: Box<str>,
+        events: Box<[CompactEvent]>,
+        links: Box<[SpanLink]>,
+    ) -> Option<Box<Extras>> {
+        let any = !status_message.is_empty() || !events.is_empty() || !links.is_empty();
+        any.then(|| {
+            Box::new(Extras {
+                status_message,
+                events,
+                links,
+            })
+        })
+    }
+}
+
 #[derive(Debug)]
 struct CompactEvent {
     name: Arc<str>,
@@ -196,23 +215,18 @@ impl Interner {
         resource: &Arc<Resource>,
         scope: &Arc<Scope>,
     ) -> CompactSpan {
-        let has_extras =
-            !span.status.message.is_empty() || !span.events.is_empty() || !span.links.is_empty();
-        let extras = has_extras.then(|| {
-            Box::new(Extras {
-                status_message: span.status.message.into_boxed_str(),
-                events: span
-                    .events
-                    .into_iter()
-                    .map(|event| CompactEvent {
-                        name: self.string(&event.name),
-                        time_unix_nanos: event.time_unix_nano,
-                        attributes: self.otlp_attributes(event.attributes),
-                    })
-                    .collect(),
-                links: span.links.into_boxed_slice(),
-            })
-        });
+        let extras = Extras::boxed(
+            span.status.message.into_boxed_str(),
+            span.events
+                .into_iter()
+                .map(|event| CompactEvent {
+                    name: self.string(&event.name),
+                    time_unix_nanos: event.time_unix_nano,
+                    attributes: self.otlp_attributes(event.attributes),
+                })
+                .collect(),
+            span.links.into_boxed_slice(),
+        );
         CompactSpan {
             trace_id: span.trace_id,
             span_id: span.span_id,
@@ -262,25 +276,21 @@ impl Interner {
         span: &ParsedSpan<'_>,
         previous: Option<&CompactSpan>,
     ) -> CompactSpan {
-        let has_extras =
-            !span.status_message.is_empty() || !span.events.is_empty() || !span.links.is_empty();
-        let extras = has_extras.then(|| {
-            Box::new(Extras {
-                status_message: span.status_message.into(),
-                events: request.events[span.events.clone()]
-                    .iter()
-                    .map(|event| CompactEvent {
-                        name: self.string(event.name),
-                        time_unix_nanos: event.time_unix_nanos,
-                        attributes: self.parsed_attributes(
-                            &request.event_attributes[event.attributes.clone()],
-                            &[],
-                        ),
-                    })
-                    .collect(),
-                links: span.links.clone().into_boxed_slice(),
-            })
-        });
+        let extras = Extras::boxed(
+            span.status_message.into(),
+            request.events[span.events.clone()]
+                .iter()
+                .map(|event| CompactEvent {
+                    name: self.string(event.name),
+                    time_unix_nanos: event.time_unix_nanos,
+                    attributes: self.parsed_attributes(
+                        &request.event_attributes[event.attributes.clone()],
+                        &[],
+                    ),
+                })
+                .collect(),
+            span.links.clone().into_boxed_slice(),
+        );
         CompactSpan {
             trace_id: span.trace_id,
             span_id: span.span_id,
@@ -330,13 +340,11 @@ impl Interner {
     }
 }
 
+/// A string is copied straight from the request; anything else is as the model stores it.
 fn compact_value(value: ParsedValue<'_>) -> CompactValue {
     match value {
         ParsedValue::Str(text) => CompactValue::text(text),
-        ParsedValue::Bool(b) => CompactValue::Bool(b),
-        ParsedValue::Int(n) => CompactValue::Int(n),
-        ParsedValue::Double(x) => CompactValue::Double(x),
-        bytes @ ParsedValue::Bytes(_) => CompactValue::Nested(Box::new(bytes.to_value())),
+        other => CompactValue::from(other.to_value()),
     }
 }
 
