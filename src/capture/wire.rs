@@ -2,12 +2,14 @@
 //! the in-process view carries the wire's ids, parent (remote or not), links and status.
 //!
 //! In a [`Telemetry`](crate::telemetry::Telemetry) dispatch the OpenTelemetry layer closes
-//! a span first: its SDK span ends and every span processor's `on_end` runs, synchronously,
-//! on the closing thread. The first processor is a [`WireTap`], which leaves the exported
-//! ids in a thread-local slot; the capture layer's `on_close` runs next on the same thread
-//! and takes them. A token per dispatch keeps two dispatches on one thread apart, and the
-//! span name is checked, so a slot left by another span is never applied.
+//! a span first: its SDK span ends and the provider's span processor runs, synchronously,
+//! on the closing thread. That processor is a [`WireTap`] around the exporting one: it
+//! leaves the exported ids in a thread-local slot before passing the span on; the capture
+//! layer's `on_close` runs next on the same thread and takes them. A token per dispatch
+//! keeps two dispatches on one thread apart, and the span name is checked, so a slot left
+//! by another span is never applied.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,7 +25,7 @@ use crate::model::{Attributes, SpanId, SpanLink, Status, StatusCode, TraceId};
 #[derive(Debug)]
 pub(crate) struct Exported {
     token: u64,
-    name: String,
+    name: Cow<'static, str>,
     trace_id: TraceId,
     span_id: SpanId,
     /// The parent's span id and whether it is remote.
@@ -81,23 +83,26 @@ impl Exported {
     }
 }
 
-/// The span processor that reports each exported span to the capture layer of its
-/// dispatch. Register it before the exporting processor.
+/// The span processor of a [`Telemetry`](crate::telemetry::Telemetry) dispatch: it reports
+/// each ended span to the capture layer of its dispatch, then hands it to the exporting
+/// processor it wraps.
+///
+/// Wrapping rather than sitting beside it keeps the provider at one processor: the SDK
+/// gives a lone processor the ended span as it is, but clones the whole span (name,
+/// attributes, events, links) once per processor when there are several.
 #[derive(Debug)]
-pub(crate) struct WireTap {
+pub(crate) struct WireTap<P> {
     token: u64,
+    exporting: P,
 }
 
-impl WireTap {
-    pub(crate) fn new(token: u64) -> Self {
-        WireTap { token }
+impl<P: SpanProcessor> WireTap<P> {
+    pub(crate) fn new(token: u64, exporting: P) -> Self {
+        WireTap { token, exporting }
     }
-}
 
-impl SpanProcessor for WireTap {
-    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
-
-    fn on_end(&self, span: SpanData) {
+    /// What the capture layer needs of an ended span.
+    fn exported(&self, span: &SpanData) -> Exported {
         let (trace_id, span_id) = ids(&span.span_context);
         let parent = (span.parent_span_id != opentelemetry::trace::SpanId::INVALID).then(|| {
             (
@@ -117,7 +122,7 @@ impl SpanProcessor for WireTap {
                 }
             })
             .collect();
-        let status = match span.status {
+        let status = match &span.status {
             opentelemetry::trace::Status::Unset => Status::default(),
             opentelemetry::trace::Status::Ok => Status {
                 code: StatusCode::Ok,
@@ -125,26 +130,93 @@ impl SpanProcessor for WireTap {
             },
             opentelemetry::trace::Status::Error { description } => Status {
                 code: StatusCode::Error,
-                message: description.into_owned(),
+                message: description.to_string(),
             },
         };
-        let exported = Exported {
+        Exported {
             token: self.token,
-            name: span.name.into_owned(),
+            name: span.name.clone(),
             trace_id,
             span_id,
             parent,
             links,
             status,
-        };
+        }
+    }
+}
+
+impl<P: SpanProcessor> SpanProcessor for WireTap<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.exporting.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        let exported = self.exported(&span);
         ENDED.with(|slot| *slot.borrow_mut() = Some(exported));
+        self.exporting.on_end(span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
+        self.exporting.force_flush()
     }
 
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.exporting.shutdown_with_timeout(timeout)
+    }
+
+    fn shutdown(&self) -> OTelSdkResult {
+        self.exporting.shutdown()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.exporting.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::trace::{BatchSpanProcessor, InMemorySpanExporter, SdkTracerProvider};
+
+    use super::*;
+
+    /// The tap leaves the ids of each ended span for the capture layer, once, and the
+    /// exporting processor it wraps gets the span whole; flush reaches it through the tap.
+    #[test]
+    fn the_tap_reports_each_span_and_passes_it_on_whole() {
+        let exporter = InMemorySpanExporter::default();
+        let token = new_token();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(WireTap::new(
+                token,
+                BatchSpanProcessor::builder(exporter.clone()).build(),
+            ))
+            .build();
+        let mut span = provider.tracer("wire").start("announce");
+        span.set_attribute(KeyValue::new("peers", 2));
+        span.end();
+        assert!(
+            take(new_token()).is_none(),
+            "another dispatch's token finds nothing"
+        );
+        let reported = take(token).expect("the tap reported the span");
+        assert!(take(token).is_none(), "a report is taken once");
+
+        provider
+            .force_flush()
+            .expect("flush reaches the batch processor");
+        let spans = exporter.get_finished_spans().expect("exported spans");
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].name, "announce");
+        assert_eq!(spans[0].attributes, [KeyValue::new("peers", 2)]);
+        assert_eq!(reported.name, "announce");
+        assert_eq!(
+            (reported.trace_id, reported.span_id),
+            ids(&spans[0].span_context)
+        );
+        provider
+            .shutdown()
+            .expect("shutdown reaches the batch processor");
     }
 }

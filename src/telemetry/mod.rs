@@ -213,11 +213,15 @@ impl Builder {
                     .build(),
             )
             .build();
-        // The wire tap first: it hands each exported span's ids to the capture layer.
+        // The wire tap hands each exported span's ids to the capture layer, then the span
+        // to the batch processor it wraps (one processor: the SDK clones a span per
+        // processor when there are several).
         let wire_token = crate::capture::wire::new_token();
         let tracer_provider = SdkTracerProvider::builder()
-            .with_span_processor(crate::capture::wire::WireTap::new(wire_token))
-            .with_span_processor(span_processor)
+            .with_span_processor(crate::capture::wire::WireTap::new(
+                wire_token,
+                span_processor,
+            ))
             .with_sampler(Sampler::AlwaysOn)
             .with_resource(resource.clone())
             .build();
