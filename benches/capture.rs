@@ -4,7 +4,11 @@
 //! (b2) `capture::dispatch()`: (b) behind the capture's level and target filter (`INFO`),
 //!     the set-up tests use — within 10 % of (b) is the target,
 //! (c) registry + tracing-opentelemetry layer + opentelemetry_sdk `InMemorySpanExporter`
-//!     (simple processor, so each span is exported when it ends, as (b) stores it).
+//!     (simple processor, so each span is exported when it ends, as (b) stores it);
+//! (d) a `Telemetry` dispatch, as a node of a mesh runs under: the OpenTelemetry layer,
+//!     the wire tap, the batch processor (exporting over OTLP/gRPC to an embedded receiver
+//!     on the runtime's threads, untimed) and the capture — what each span costs the
+//!     thread that closes it (batches only: the SDK's queue bounds a retained run).
 //! Target: (b) ≤ 1 µs per span and ≥ 3× faster than (c).
 //!
 //! Time is the benchmarking thread's CPU time (user and system, so page faults count),
@@ -22,6 +26,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use p2p_otel_testkit::receiver::{self, OtlpReceiver};
+use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
 use p2p_otel_testkit::SpanCaptureLayer;
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
@@ -74,15 +80,29 @@ fn timed(dispatch: &Dispatch, iters: u64, batch: u64, reset: &dyn Fn()) -> Durat
 }
 
 fn per_span(c: &mut Criterion) {
-    for (group_name, batch) in [
-        ("span_with_5_fields", BATCH),
-        ("span_with_5_fields_retained", u64::MAX),
-    ] {
-        regime(c, group_name, batch);
-    }
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let (receiver, telemetry) = runtime.block_on(async {
+        let receiver = OtlpReceiver::start(receiver::Config::default())
+            .await
+            .expect("receiver");
+        let telemetry = Telemetry::builder(Protocol::Grpc, &receiver)
+            .build()
+            .expect("telemetry");
+        (receiver, telemetry)
+    });
+    regime(
+        c,
+        "span_with_5_fields",
+        BATCH,
+        Some((&runtime, &receiver, &telemetry)),
+    );
+    regime(c, "span_with_5_fields_retained", u64::MAX, None);
 }
 
-fn regime(c: &mut Criterion, group_name: &str, batch: u64) {
+/// The runtime, receiver and telemetry of (d).
+type Exporting<'a> = (&'a tokio::runtime::Runtime, &'a OtlpReceiver, &'a Telemetry);
+
+fn regime(c: &mut Criterion, group_name: &str, batch: u64, exporting: Option<Exporting<'_>>) {
     let mut group = c.benchmark_group(group_name);
 
     let bare = Dispatch::new(tracing_subscriber::registry());
@@ -110,6 +130,18 @@ fn regime(c: &mut Criterion, group_name: &str, batch: u64) {
     group.bench_function("c_registry_otel_in_memory_exporter", |b| {
         b.iter_custom(|iters| timed(&otel, iters, batch, &|| exporter.reset()))
     });
+
+    if let Some((runtime, receiver, telemetry)) = exporting {
+        group.bench_function("d_telemetry_dispatch", |b| {
+            b.iter_custom(|iters| {
+                timed(telemetry.dispatch(), iters, batch, &|| {
+                    runtime.block_on(telemetry.flush()).expect("spans exported");
+                    telemetry.capture().clear();
+                    receiver.clear();
+                })
+            })
+        });
+    }
 
     group.finish();
 }
