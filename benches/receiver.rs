@@ -6,7 +6,9 @@
 //!   polls a bounded channel, which is part of what is compared);
 //! - the full path: spans created with the OpenTelemetry API on a node's `Telemetry`,
 //!   batched by opentelemetry_sdk, exported by opentelemetry-otlp over gRPC, stored —
-//!   with gzip (the kit's default) and without (like for like with the ingest group).
+//!   with gzip (the kit's default) and without (like for like with the ingest group); and
+//!   beside them the SDK's own ceiling: the same spans and batch settings into an exporter
+//!   that discards each batch, so nothing is encoded, sent or stored.
 //!
 //! - checking against a telemetry contract: the reference marketplace's
 //!   (`crates/marketplace/contract`), on marketplace-shaped traces (a publish with its DHT
@@ -25,6 +27,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fake_opentelemetry_collector::FakeCollectorServer;
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+};
 use p2p_otel_testkit::contract::Contract;
 use p2p_otel_testkit::model::{
     spans_to_otlp, ParentRef, Resource, SpanId, SpanKind, SpanRecord, TraceId, Value,
@@ -303,7 +309,49 @@ fn ingestion(c: &mut Criterion) {
             })
         });
     }
+    let discarding = SdkTracerProvider::builder()
+        .with_span_processor(
+            BatchSpanProcessor::builder(DiscardingExporter)
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_max_queue_size(65_536)
+                        .with_max_export_batch_size(512)
+                        .with_scheduled_delay(Duration::from_millis(200))
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let tracer = discarding.tracer("bench");
+    group.bench_function("otel_api_to_discarding_exporter", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let (provider, tracer) = (&discarding, &tracer);
+            async move {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    for _ in 0..SPANS_PER_ITERATION {
+                        tracer.in_span("p2p_search", |_| {});
+                    }
+                    tokio::task::block_in_place(|| provider.force_flush()).expect("flush");
+                    elapsed += start.elapsed();
+                }
+                elapsed
+            }
+        })
+    });
     group.finish();
+}
+
+/// Takes each batch and drops it: the SDK's own ceiling, with nothing encoded or sent.
+#[derive(Debug)]
+struct DiscardingExporter;
+
+impl SpanExporter for DiscardingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        drop(batch);
+        Ok(())
+    }
 }
 
 /// Resident memory of this process, from `/proc/self/statm` (Linux; 0 elsewhere).
