@@ -3,6 +3,7 @@
 //! carried in messages (opentelemetry's `TraceContextPropagator`), and how operation
 //! spans end.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
@@ -179,8 +180,8 @@ impl Instruments {
         self.cache_size.record(cache_bytes as i64, &[]);
     }
 
-    pub(crate) fn peer(&self, peer: &str, score: f64, response_ms: f64, success_rate: f64) {
-        let labels = [KeyValue::new("peer_id", peer.to_owned())];
+    pub(crate) fn peer(&self, peer: Arc<str>, score: f64, response_ms: f64, success_rate: f64) {
+        let labels = [KeyValue::new("peer_id", peer)];
         self.peer_reputation.record(score, &labels);
         self.peer_response_time.record(response_ms, &labels);
         self.peer_success_rate.record(success_rate, &labels);

@@ -25,6 +25,7 @@ use super::registry::check_size;
 use super::reputation::Reputation;
 use super::{Config, MarketplaceError, NodeStats, Package, PackageId, Query, Version};
 use deletions::{unix_micros, Deletions};
+use labels::PeerLabels;
 use p2p_otel_testkit::mesh::{MeshError, Node, NodeContext, NodeEvent, NodeSwarm};
 
 /// The protocols a marketplace node speaks.
@@ -139,6 +140,8 @@ pub struct RegistryNode {
     /// Peers added to Kademlia's routing table.
     kad_peers: HashSet<PeerId>,
     peer_id: String,
+    /// Remote peers' ids as text, for spans and metrics.
+    labels: PeerLabels,
     metrics: Option<Instruments>,
     /// Approximate bytes held by the search cache.
     cache_bytes: usize,
@@ -248,6 +251,7 @@ pub(crate) fn build(
         outbound: HashMap::new(),
         kad_peers: HashSet::new(),
         peer_id: peer_id.to_string(),
+        labels: PeerLabels::default(),
         metrics: None,
         cache_bytes: 0,
         sync_due,
@@ -284,7 +288,7 @@ macro_rules! operation_span {
             $name,
             otel.kind = "internal",
             operation = $operation,
-            peer_id = %$peer,
+            peer_id = $peer.as_str(),
             error = field::Empty,
             error_type = field::Empty,
             error_message = field::Empty,
@@ -313,6 +317,7 @@ macro_rules! step_span {
 }
 
 mod deletions;
+mod labels;
 mod ops;
 mod reads;
 mod search;
@@ -360,6 +365,11 @@ impl Node for RegistryNode {
                 }
                 self.kad_peers.insert(peer_id);
             }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => self.labels.forget(&peer_id),
             SwarmEvent::Behaviour(Mesh::App(BehaviourEvent::Kad(event))) => {
                 self.on_kad(swarm, event)
             }

@@ -18,7 +18,7 @@ impl RegistryNode {
             "dht_get",
             otel.kind = "client",
             operation = "get_record",
-            dht_query_id = %format!("{query:?}"),
+            dht_query_id = ?query,
             dht_key = %String::from_utf8_lossy(key.as_ref()),
             dht_providers = field::Empty,
             dht_closest_peers = field::Empty,
@@ -198,10 +198,10 @@ impl RegistryNode {
             "gossipsub_receive",
             otel.kind = "consumer",
             operation = "receive_announcement",
-            peer_id = %self.peer_id,
-            topic = %self.config.topic,
+            peer_id = self.peer_id.as_str(),
+            topic = self.config.topic.as_str(),
             message_id = %message_id,
-            package_id = %package_id,
+            package_id = package_id.as_str(),
             propagation_ms,
         );
         adopt(&span, trace);

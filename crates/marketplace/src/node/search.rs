@@ -14,8 +14,10 @@ impl RegistryNode {
             "p2p_search",
             "search",
             self.peer_id,
-            query_text = %query.text,
-            query_limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+            query_text = query.text.as_str(),
+            query_limit = query
+                .limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
             local_results = field::Empty,
             remote_results = field::Empty,
             cache_hit = field::Empty,
@@ -53,12 +55,13 @@ impl RegistryNode {
         let mut waiting = HashSet::new();
         let mut requests = Vec::new();
         for peer in peers {
+            let target_peer = self.labels.get(&peer);
             let request_span = step_span!(
                 &span,
                 "send_request",
                 otel.kind = "client",
                 operation = "remote_search",
-                target_peer = %peer,
+                target_peer = &*target_peer,
             );
             let request = RegistryRequest::Search {
                 query: remote_query.clone(),
@@ -169,10 +172,10 @@ impl RegistryNode {
         self.finish_search_if_done(op);
     }
 
-    pub(super) fn report_peer(&self, peer: &PeerId) {
+    pub(super) fn report_peer(&mut self, peer: &PeerId) {
         if let (Some(metrics), Some(stats)) = (&self.metrics, self.reputation.stats(peer)) {
             metrics.peer(
-                &peer.to_string(),
+                self.labels.get(peer),
                 stats.score(),
                 stats.response_ms,
                 stats.success_rate(),
@@ -188,13 +191,14 @@ impl RegistryNode {
         trace: &instrumentation::TraceContext,
         from: &PeerId,
     ) -> RegistryResponse {
+        let remote_peer = self.labels.get(from);
         let span = info_span!(
             "handle_dht_query",
             otel.kind = "server",
             operation = "handle_search",
-            peer_id = %self.peer_id,
-            remote_peer = %from,
-            query_text = %query.text,
+            peer_id = self.peer_id.as_str(),
+            remote_peer = &*remote_peer,
+            query_text = query.text.as_str(),
             results = field::Empty,
         );
         adopt(&span, trace);

@@ -35,7 +35,7 @@ impl RegistryNode {
             "gossipsub_announce",
             otel.kind = "producer",
             operation = "announce_package",
-            topic = %self.config.topic,
+            topic = self.config.topic.as_str(),
             subscriber_count = self.gossip_peers(swarm) as i64,
             message_id = field::Empty,
         );
