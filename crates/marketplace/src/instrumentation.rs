@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use libp2p::gossipsub;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
 use opentelemetry::KeyValue;
 use p2p_otel_testkit::propagation;
@@ -26,6 +27,28 @@ pub(crate) fn inject(span: &Span) -> TraceContext {
 pub(crate) fn adopt(span: &Span, carrier: &TraceContext) {
     // A message without context (sent outside any span) leaves the handler a root.
     let _ = propagation::set_parent(span, carrier);
+}
+
+/// A gossipsub message id as its `Display` prints it (lower-case hex of its bytes), for a
+/// span field: written in a few `write_str` calls where libp2p's formats byte by byte,
+/// and only by a layer that records the field (nothing when telemetry is off).
+pub(crate) struct MessageIdText<'a>(pub(crate) &'a gossipsub::MessageId);
+
+impl std::fmt::Display for MessageIdText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut buffer = [0u8; 64];
+        for chunk in self.0 .0.chunks(buffer.len() / 2) {
+            for (pair, byte) in buffer.chunks_exact_mut(2).zip(chunk) {
+                pair[0] = DIGITS[usize::from(byte >> 4)];
+                pair[1] = DIGITS[usize::from(byte & 0x0f)];
+            }
+            let text =
+                std::str::from_utf8(&buffer[..chunk.len() * 2]).map_err(|_| std::fmt::Error)?;
+            f.write_str(text)?;
+        }
+        Ok(())
+    }
 }
 
 /// The `error_type` attribute for an error.
@@ -185,5 +208,22 @@ impl Instruments {
         self.peer_reputation.record(score, &labels);
         self.peer_response_time.record(response_ms, &labels);
         self.peer_success_rate.record(success_rate, &labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_id_reads_as_libp2p_prints_it() {
+        for bytes in [
+            Vec::new(),
+            vec![0x00, 0x0f, 0xa5, 0xff],
+            (0..=255).collect(),
+        ] {
+            let id = gossipsub::MessageId::new(&bytes);
+            assert_eq!(MessageIdText(&id).to_string(), id.to_string());
+        }
     }
 }

@@ -16,7 +16,7 @@ use tracing::{field, info_span, Span};
 
 use super::codec::{RegistryCodec, Wire};
 use super::index::{rank_all, LocalIndex};
-use super::instrumentation::{self, adopt, inject, record_outcome, Instruments};
+use super::instrumentation::{self, adopt, inject, record_outcome, Instruments, MessageIdText};
 use super::protocol::{
     index_key, version_key, Announcement, IndexRecord, RegistryRequest, RegistryResponse,
     KAD_PROTOCOL, REGISTRY_PROTOCOL,

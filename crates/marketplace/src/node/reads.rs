@@ -200,7 +200,7 @@ impl RegistryNode {
             operation = "receive_announcement",
             peer_id = self.peer_id.as_str(),
             topic = self.config.topic.as_str(),
-            message_id = %message_id,
+            message_id = %MessageIdText(message_id),
             package_id = package_id.as_str(),
             propagation_ms,
         );

@@ -51,7 +51,7 @@ impl RegistryNode {
             .publish(self.topic.clone(), data)
         {
             Ok(id) => {
-                span.record("message_id", id.to_string().as_str());
+                span.record("message_id", field::display(MessageIdText(&id)));
             }
             // Not fatal to the operation (the DHT records replicate on their own), but
             // visible: an announcement nobody received is an error of this span.
