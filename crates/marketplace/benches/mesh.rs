@@ -13,7 +13,9 @@
 //!
 //! - publish + search latency on a ready 3-node mesh, with every node's telemetry
 //!   exporting over OTLP/gRPC to an embedded receiver, and without telemetry: both
-//!   meshes run side by side, their operations interleaved.
+//!   meshes run side by side, their operations interleaved. Before the timings, the
+//!   publish and the search are also timed apart over 1,000 rounds and their medians
+//!   printed (`print_split`), steadier than criterion's figure for the pair.
 //!
 //! Targets: 3 nodes < 100 ms, 256 nodes < 2 s, 1,024 nodes < 10 s and ≤ 2 MB per node,
 //! memory per node flat within 1.5× from 64 to 1,024 nodes, a ready 1,024-node mesh at
@@ -174,6 +176,75 @@ async fn unpublish(publisher: &P2PRegistry, n: u64) {
         .expect("delete");
 }
 
+/// Rounds of [`print_split`] after its warm-up ones.
+const SPLIT_ROUNDS: usize = 1_000;
+
+/// Publish and search timed apart on both meshes, which go first alternating from one
+/// round to the next, and printed as medians over [`SPLIT_ROUNDS`]: criterion's one
+/// figure per function moves by ±10 % between runs on a 2-core machine, where these
+/// medians move by a few µs, and they show which half of the pair the telemetry slows.
+async fn print_split(
+    off: &(P2PRegistry, P2PRegistry),
+    on: &(P2PRegistry, P2PRegistry),
+    counter: &std::sync::atomic::AtomicU64,
+) {
+    #[derive(Default)]
+    struct Timings {
+        publish: Vec<Duration>,
+        search: Vec<Duration>,
+        both: Vec<Duration>,
+    }
+    async fn round(mesh: &(P2PRegistry, P2PRegistry), n: u64, into: &mut Timings) {
+        let package = bench_package(n);
+        let query = Query::text(package.id.to_string().as_str());
+        let start = Instant::now();
+        mesh.0.publish(package).await.expect("publish");
+        let published = Instant::now();
+        mesh.1.search(&query).await.expect("search");
+        let searched = Instant::now();
+        into.publish.push(published - start);
+        into.search.push(searched - published);
+        into.both.push(searched - start);
+    }
+    fn median(samples: &mut [Duration]) -> Duration {
+        samples.sort_unstable();
+        samples[samples.len() / 2]
+    }
+    let warm_up = SPLIT_ROUNDS / 5;
+    let (mut plain, mut observed) = (Timings::default(), Timings::default());
+    for i in 0..warm_up + SPLIT_ROUNDS {
+        if i == warm_up {
+            (plain, observed) = (Timings::default(), Timings::default());
+        }
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if i % 2 == 0 {
+            round(off, n, &mut plain).await;
+            round(on, n, &mut observed).await;
+        } else {
+            round(on, n, &mut observed).await;
+            round(off, n, &mut plain).await;
+        }
+        unpublish(&off.0, n).await;
+        unpublish(&on.0, n).await;
+    }
+    let line = |what: &str, off: &mut Vec<Duration>, on: &mut Vec<Duration>| {
+        let (off, on) = (median(off), median(on));
+        let overhead = (on.as_secs_f64() / off.as_secs_f64() - 1.0) * 100.0;
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        format!(
+            "{what} {:.0} → {:.0} µs ({overhead:+.1} %)",
+            us(off),
+            us(on)
+        )
+    };
+    eprintln!(
+        "publish_and_search_3_nodes split, medians of {SPLIT_ROUNDS} rounds, telemetry off → on: {}; {}; {}",
+        line("publish", &mut plain.publish, &mut observed.publish),
+        line("search", &mut plain.search, &mut observed.search),
+        line("publish + search", &mut plain.both, &mut observed.both),
+    );
+}
+
 /// Both meshes run for the whole group, and every timed operation on one is followed by
 /// an untimed one on the other: the two figures see the same machine, the same background
 /// (heartbeats, exporters) and the same growth of their indexes, so their ratio is the
@@ -201,8 +272,13 @@ fn telemetry_overhead(c: &mut Criterion) {
     };
     let (off, on) = (pair(&plain), pair(&observed));
     let counter = std::sync::atomic::AtomicU64::new(0);
+    // Printed once, inside the first routine: only when the filter selects this group.
+    let mut split_printed = false;
     for (label, timed, other) in [("telemetry_off", &off, &on), ("telemetry_on", &on, &off)] {
         group.bench_function(label, |b| {
+            if !std::mem::replace(&mut split_printed, true) {
+                runtime.block_on(print_split(&off, &on, &counter));
+            }
             b.to_async(&runtime).iter_custom(|iters| {
                 let counter = &counter;
                 async move {
