@@ -2,9 +2,9 @@
 //!
 //! A `PeerId` prints as base58, an encoding quadratic in its length (a few µs for an
 //! Ed25519 id), and a `%peer` span field is printed again by every layer of the node's
-//! dispatch. Spans and metrics naming remote peers take the text from here instead, so
-//! each peer is encoded once while it stays connected, and a node without telemetry
-//! never encodes any.
+//! dispatch, on every span. Spans and metrics naming remote peers take the text from
+//! here instead, so each peer is encoded once while it stays connected (with telemetry
+//! off too: one encoding per peer, where the spans it feeds would print none).
 
 use std::collections::HashMap;
 use std::sync::Arc;
