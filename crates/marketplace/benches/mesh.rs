@@ -159,12 +159,19 @@ fn bench_package(n: u64) -> Package {
     )
 }
 
-/// One publish on `publisher` and a search for it on `searcher`.
-async fn publish_and_search(publisher: &P2PRegistry, searcher: &P2PRegistry, n: u64) {
+/// One publish on `publisher` and a search for it on `searcher`; how long each took.
+async fn publish_and_search(
+    publisher: &P2PRegistry,
+    searcher: &P2PRegistry,
+    n: u64,
+) -> (Duration, Duration) {
     let package = bench_package(n);
     let query = Query::text(package.id.to_string().as_str());
+    let start = Instant::now();
     publisher.publish(package).await.expect("publish");
+    let published = Instant::now();
     searcher.search(&query).await.expect("search");
+    (published - start, published.elapsed())
 }
 
 /// Deletes what [`publish_and_search`] published, so indexes do not grow from one
@@ -195,16 +202,10 @@ async fn print_split(
         both: Vec<Duration>,
     }
     async fn round(mesh: &(P2PRegistry, P2PRegistry), n: u64, into: &mut Timings) {
-        let package = bench_package(n);
-        let query = Query::text(package.id.to_string().as_str());
-        let start = Instant::now();
-        mesh.0.publish(package).await.expect("publish");
-        let published = Instant::now();
-        mesh.1.search(&query).await.expect("search");
-        let searched = Instant::now();
-        into.publish.push(published - start);
-        into.search.push(searched - published);
-        into.both.push(searched - start);
+        let (publish, search) = publish_and_search(&mesh.0, &mesh.1, n).await;
+        into.publish.push(publish);
+        into.search.push(search);
+        into.both.push(publish + search);
     }
     fn median(samples: &mut [Duration]) -> Duration {
         samples.sort_unstable();

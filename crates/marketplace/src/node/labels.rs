@@ -27,8 +27,8 @@ impl PeerLabels {
         )
     }
 
-    /// Drops a peer's text (its last connection closed), so the table stays as small as
-    /// the set of connected peers.
+    /// Drops a peer's text (its last connection closed), so the table holds the peers
+    /// connected, plus any named after its last connection closed until it next leaves.
     pub(super) fn forget(&mut self, peer: &PeerId) {
         self.labels.remove(peer);
     }
