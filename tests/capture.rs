@@ -324,6 +324,54 @@ mod structure {
     }
 
     #[test]
+    fn an_open_span_keeps_its_values_when_the_closed_ones_are_cleared() {
+        let (dispatch, handle) = capture::dispatch();
+        let open = tracing::dispatcher::with_default(&dispatch, || {
+            let before = info_span!("closed_before", n = 1);
+            let open = info_span!("still_open", query_text = "serde", local_results = field::Empty);
+            drop(before);
+            info_span!("closed_after", n = 2).in_scope(|| {});
+            open
+        });
+        assert_eq!(handle.len(), 2);
+        handle.clear();
+        assert!(handle.is_empty());
+        tracing::dispatcher::with_default(&dispatch, || {
+            open.record("local_results", 3);
+            info_span!("after_clear", n = 3).in_scope(|| {});
+        });
+        drop(open);
+        let spans = handle.spans();
+        let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
+        assert_eq!(names, ["after_clear", "still_open"]);
+        assert_eq!(spans[0].attributes["n"], Value::Int(3));
+        assert_eq!(spans[1].attributes["query_text"], Value::from("serde"));
+        assert_eq!(spans[1].attributes["local_results"], Value::Int(3));
+        assert!(spans[1].unrecorded_fields.is_empty());
+    }
+
+    #[test]
+    fn a_span_with_many_fields_keeps_every_one() {
+        let handle = captured(|| {
+            let span = info_span!(
+                "wide",
+                f00 = 0, f01 = 1, f02 = 2, f03 = 3, f04 = 4, f05 = 5, f06 = 6, f07 = 7,
+                f08 = 8, f09 = 9, f10 = 10, f11 = 11, f12 = 12, f13 = 13, f14 = 14,
+                f15 = 15, f16 = 16, f17 = 17, f18 = field::Empty, f19 = "nineteen",
+            );
+            span.record("f18", 18);
+        });
+        let span = only_span(&handle);
+        assert_eq!(span.attributes.len(), 20, "{:?}", span.attributes);
+        for i in 0..18 {
+            assert_eq!(span.attributes[&format!("f{i:02}")], Value::Int(i));
+        }
+        assert_eq!(span.attributes["f18"], Value::Int(18));
+        assert_eq!(span.attributes["f19"], Value::from("nineteen"));
+        assert!(span.unrecorded_fields.is_empty());
+    }
+
+    #[test]
     fn open_spans_are_listed_until_they_close() {
         let (dispatch, handle) = capture::dispatch();
         let span = tracing::dispatcher::with_default(&dispatch, || info_span!("leaked"));

@@ -1,15 +1,17 @@
 //! The compact form a span takes while open and in the capture store, and its conversion
 //! into the span model when a test reads it.
 //!
-//! Keeping keys as `&'static str`, times as `Instant`s and the never-recorded fields as a
-//! bitmask keeps allocation and clock reads off the instrumented code's hot path; the
-//! work of building [`SpanRecord`]s is done once per span, when (and if) it is read.
+//! Values kept by field index (the names are in the span's `'static` metadata), times as
+//! nanoseconds from the capture's clock base and short strings inline keep allocation off
+//! the instrumented code's hot path (one per span with fields) and a retained span small;
+//! the work of building [`SpanRecord`]s is done once per span, when (and if) it is read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::Metadata;
 
+use super::values::FieldValues;
 use super::visitor::SpanOverrides;
 use crate::model::compact_value::CompactValue;
 use crate::model::{
@@ -35,14 +37,22 @@ impl Clock {
         }
     }
 
-    pub(super) fn unix_nanos(&self, at: Instant) -> u64 {
-        self.base_unix_nanos
-            .saturating_add(nanos_u64(at.saturating_duration_since(self.base_instant)))
+    /// Nanoseconds from the clock's base to `at`: what a captured span keeps.
+    pub(super) fn offset(&self, at: Instant) -> u64 {
+        nanos_u64(at.saturating_duration_since(self.base_instant))
+    }
+
+    /// Unix time, in nanoseconds, of an offset from [`Clock::offset`].
+    pub(super) fn unix_nanos(&self, offset: u64) -> u64 {
+        self.base_unix_nanos.saturating_add(offset)
     }
 }
 
 fn nanos_u64(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+    duration
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(duration.subsec_nanos()))
 }
 
 #[derive(Debug)]
@@ -53,11 +63,13 @@ pub(super) struct CapturedSpan {
     /// Whether the parent lives on another node (its context was propagated).
     pub(super) remote_parent: bool,
     pub(super) metadata: &'static Metadata<'static>,
-    pub(super) fields: Vec<(&'static str, CompactValue)>,
-    /// Bit `i` set: the field with index `i` has been recorded (at creation or later).
-    pub(super) recorded: u64,
-    pub(super) start: Instant,
-    pub(super) end: Option<Instant>,
+    /// Where the span's slots start in the capture's [`FieldValues`]: one per declared
+    /// field, by the field's index, `None` until recorded (and for the `otel.*` fields,
+    /// which set [`SpanOverrides`] instead).
+    pub(super) values_at: usize,
+    /// When the span started and closed, as [`Clock::offset`]s (`end` is set on close).
+    pub(super) start: u64,
+    pub(super) end: u64,
     /// What most spans lack, boxed so that a plain span stays small.
     pub(super) extras: Option<Box<Extras>>,
 }
@@ -69,7 +81,38 @@ pub(super) struct Extras {
     pub(super) events: Vec<SpanEvent>,
     pub(super) links: Vec<SpanLink>,
     /// Busy and idle time, when the layer tracks them.
-    pub(super) busy_idle: Option<(Duration, Duration)>,
+    pub(super) busy_idle: Option<BusyIdle>,
+}
+
+/// Time a span spent entered (busy) and not (idle), as tracing-opentelemetry measures it.
+#[derive(Debug)]
+pub(super) struct BusyIdle {
+    pub(super) busy: Duration,
+    pub(super) idle: Duration,
+    /// The last enter or exit (or the start).
+    pub(super) last_transition: Instant,
+}
+
+impl BusyIdle {
+    pub(super) fn new(start: Instant) -> Self {
+        BusyIdle {
+            busy: Duration::ZERO,
+            idle: Duration::ZERO,
+            last_transition: start,
+        }
+    }
+
+    /// Adds the time since the last transition to idle time (on enter and close) or to
+    /// busy time (on exit).
+    pub(super) fn transition(&mut self, now: Instant, was_busy: bool) {
+        let spent = now.saturating_duration_since(self.last_transition);
+        if was_busy {
+            self.busy += spent;
+        } else {
+            self.idle += spent;
+        }
+        self.last_transition = now;
+    }
 }
 
 impl CapturedSpan {
@@ -89,20 +132,37 @@ impl CapturedSpan {
             .unwrap_or(self.metadata.name())
     }
 
+    /// The span's slots in `values`.
+    pub(super) fn values<'a>(&self, values: &'a FieldValues) -> &'a [Option<CompactValue>] {
+        values.get(self.values_at, self.metadata.fields().len())
+    }
+
+    /// The span's slots in `values`, to record into.
+    pub(super) fn values_mut<'a>(
+        &self,
+        values: &'a mut FieldValues,
+    ) -> &'a mut [Option<CompactValue>] {
+        values.get_mut(self.values_at, self.metadata.fields().len())
+    }
+
     pub(super) fn to_record(
         &self,
+        values: &FieldValues,
         clock: &Clock,
         resource: &Arc<Resource>,
         scope: &Arc<Scope>,
     ) -> SpanRecord {
         let none = Extras::default();
         let extras = self.extras.as_deref().unwrap_or(&none);
-        let mut attributes: Attributes = self
-            .fields
+        let declared = self.metadata.fields();
+        let mut attributes: Attributes = declared
             .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.to_value()))
+            .zip(self.values(values))
+            .filter_map(|(field, value)| {
+                Some((field.name().to_owned(), value.as_ref()?.to_value()))
+            })
             .collect();
-        if let Some((busy, idle)) = extras.busy_idle {
+        if let Some(BusyIdle { busy, idle, .. }) = extras.busy_idle {
             let nanos_i64 =
                 |d: Duration| Value::Int(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
             attributes.insert("busy_ns".into(), nanos_i64(busy));
@@ -123,20 +183,14 @@ impl CapturedSpan {
             events: extras.events.clone(),
             links: extras.links.clone(),
             start_unix_nanos: clock.unix_nanos(self.start),
-            end_unix_nanos: self.end.map(|end| clock.unix_nanos(end)),
+            end_unix_nanos: Some(clock.unix_nanos(self.end)),
             resource: Arc::clone(resource),
             scope: Arc::clone(scope),
-            unrecorded_fields: self
-                .metadata
-                .fields()
+            unrecorded_fields: declared
                 .iter()
-                .filter(|field| {
-                    !field.name().starts_with("otel.")
-                        && 1u64
-                            .checked_shl(field.index() as u32)
-                            .is_some_and(|bit| self.recorded & bit == 0)
-                })
-                .map(|field| field.name().to_owned())
+                .zip(self.values(values))
+                .filter(|(field, value)| value.is_none() && !field.name().starts_with("otel."))
+                .map(|(field, _)| field.name().to_owned())
                 .collect(),
         }
     }

@@ -2,32 +2,36 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::{SpanId, TraceId};
 
 /// Hands out distinct, random-looking, non-zero ids without any global state: a random
 /// per-generator seed mixed with a counter through SplitMix64 (a bijection, so ids from
-/// one generator never repeat).
+/// one generator never repeat). It lives under the capture's lock, which every span takes
+/// anyway, so its counter needs no atomic operation of its own.
 #[derive(Debug)]
 pub(crate) struct IdGenerator {
     seed: u64,
-    counter: AtomicU64,
+    counter: u64,
+}
+
+impl Default for IdGenerator {
+    fn default() -> Self {
+        IdGenerator::new()
+    }
 }
 
 impl IdGenerator {
     pub(crate) fn new() -> Self {
         // `RandomState` is seeded from the OS once per thread and varied per instance.
         let seed = RandomState::new().build_hasher().finish();
-        IdGenerator {
-            seed,
-            counter: AtomicU64::new(1),
-        }
+        IdGenerator { seed, counter: 1 }
     }
 
-    fn next_u64(&self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         loop {
-            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            let n = self.counter;
+            self.counter = n.wrapping_add(1);
             let value = splitmix64(
                 self.seed
                     .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
@@ -38,11 +42,11 @@ impl IdGenerator {
         }
     }
 
-    pub(crate) fn span_id(&self) -> SpanId {
+    pub(crate) fn span_id(&mut self) -> SpanId {
         SpanId::from_bytes(self.next_u64().to_be_bytes())
     }
 
-    pub(crate) fn trace_id(&self) -> TraceId {
+    pub(crate) fn trace_id(&mut self) -> TraceId {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.next_u64().to_be_bytes());
         bytes[8..].copy_from_slice(&self.next_u64().to_be_bytes());

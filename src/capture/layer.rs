@@ -1,17 +1,16 @@
 //! The `Layer` implementation: what happens on each tracing callback.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::span::{Attributes as SpanAttributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::captured::{CapturedSpan, Extras};
-use super::open::Pending;
+use super::captured::{BusyIdle, CapturedSpan, Extras};
 use super::visitor::FieldVisitor;
-use super::wire;
-use super::{lock, SpanCaptureLayer};
+use super::{lock, SpanCaptureLayer, Spans};
+use super::{values, wire};
 use crate::model::{Attributes, SpanEvent, SpanId, SpanLink, TraceId, Value};
 
 impl<S> Layer<S> for SpanCaptureLayer
@@ -20,81 +19,99 @@ where
 {
     fn on_new_span(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let metadata = attrs.metadata();
-        let mut fields = Vec::with_capacity(metadata.fields().len());
-        let mut extras: Option<Box<Extras>> = self.track_busy_idle.then(|| {
+        let now = Instant::now();
+        let extras: Option<Box<Extras>> = self.track_busy_idle.then(|| {
             Box::new(Extras {
-                busy_idle: Some((Duration::ZERO, Duration::ZERO)),
+                busy_idle: Some(BusyIdle::new(now)),
                 ..Extras::default()
             })
         });
-        let mut visitor = FieldVisitor::new(&mut fields);
-        visitor.overrides = Some(&mut extras);
-        visitor.first_record = true;
-        attrs.record(&mut visitor);
-        let recorded = visitor.visited;
-        let span_id = self.ids.span_id();
-        let now = Instant::now();
-        let mut spans = lock(&self.shared.spans);
-        let open = &mut spans.open;
-        // The registry has already resolved explicit parents, contextual parents and
-        // explicit roots. A parent the capture did not see (filtered out of this layer)
-        // is skipped in favour of its nearest captured ancestor.
-        let parent = if attrs.is_root() {
-            None
-        } else {
-            ctx.span(id).and_then(|span| {
-                span.scope().skip(1).find_map(|ancestor| {
-                    open.get(&ancestor.id())
-                        .map(|p| (p.span.trace_id, p.span.span_id))
-                })
-            })
-        };
-        let (trace_id, parent) = match parent {
-            Some((trace_id, span_id)) => (trace_id, Some(span_id)),
-            None => (self.ids.trace_id(), None),
-        };
-        open.insert(
-            id,
-            Pending {
-                span: CapturedSpan {
-                    trace_id,
-                    span_id,
-                    parent,
-                    remote_parent: false,
-                    metadata,
-                    fields,
-                    recorded,
-                    start: now,
-                    end: None,
-                    extras,
-                },
-                last_transition: now,
+        let start = self.shared.clock.offset(now);
+        values::stage(
+            metadata.fields().len(),
+            |slots| {
+                // `otel.*` fields may create the extras.
+                let mut extras = extras;
+                let mut visitor = FieldVisitor::new(slots);
+                visitor.overrides = Some(&mut extras);
+                attrs.record(&mut visitor);
+                extras
+            },
+            |slots, extras| {
+                let mut guard = lock(&self.shared.spans);
+                let Spans {
+                    ids, open, values, ..
+                } = &mut *guard;
+                let values_at = values.push(slots);
+                let span_id = ids.span_id();
+                // The registry has already resolved explicit parents, contextual parents
+                // and explicit roots, the same way: the direct parent is usually captured
+                // too.
+                let direct_parent = if attrs.is_root() {
+                    None
+                } else if attrs.is_contextual() {
+                    ctx.current_span().id().cloned()
+                } else {
+                    attrs.parent().cloned()
+                };
+                let ids_of = |span: &CapturedSpan| (span.trace_id, span.span_id);
+                let parent = direct_parent.and_then(|parent| {
+                    open.get(&parent).map(ids_of).or_else(|| {
+                        // A parent the capture did not see (filtered out of this layer)
+                        // is skipped in favour of its nearest captured ancestor.
+                        ctx.span(id).and_then(|span| {
+                            span.scope()
+                                .skip(1)
+                                .find_map(|ancestor| open.get(&ancestor.id()).map(ids_of))
+                        })
+                    })
+                });
+                let (trace_id, parent) = match parent {
+                    Some((trace_id, span_id)) => (trace_id, Some(span_id)),
+                    None => (ids.trace_id(), None),
+                };
+                open.insert(
+                    id,
+                    CapturedSpan {
+                        trace_id,
+                        span_id,
+                        parent,
+                        remote_parent: false,
+                        metadata,
+                        values_at,
+                        start,
+                        end: start,
+                        extras,
+                    },
+                );
             },
         );
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
-        let mut spans = lock(&self.shared.spans);
-        let Some(pending) = spans.open.get_mut(id) else {
+        let mut guard = lock(&self.shared.spans);
+        let Spans {
+            open,
+            values: slots,
+            ..
+        } = &mut *guard;
+        let Some(captured) = open.get_mut(id) else {
             return;
         };
-        let captured = &mut pending.span;
-        let mut visitor = FieldVisitor::new(&mut captured.fields);
+        let mut visitor = FieldVisitor::new(captured.values_mut(slots));
         visitor.overrides = Some(&mut captured.extras);
         values.record(&mut visitor);
-        captured.recorded |= visitor.visited;
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, _ctx: Context<'_, S>) {
         let mut spans = lock(&self.shared.spans);
         let open = &mut spans.open;
-        let Some((trace_id, span_id)) =
-            open.get(follows).map(|p| (p.span.trace_id, p.span.span_id))
+        let Some((trace_id, span_id)) = open.get(follows).map(|span| (span.trace_id, span.span_id))
         else {
             return;
         };
-        if let Some(pending) = open.get_mut(id) {
-            pending.span.extras_mut().links.push(SpanLink {
+        if let Some(captured) = open.get_mut(id) {
+            captured.extras_mut().links.push(SpanLink {
                 trace_id,
                 span_id,
                 attributes: Attributes::new(),
@@ -113,17 +130,20 @@ where
         attributes.insert("target".into(), Value::Str(metadata.target().into()));
         let span_event = SpanEvent {
             name: message.unwrap_or_else(|| metadata.name().to_owned()),
-            time_unix_nanos: self.shared.clock.unix_nanos(Instant::now()),
+            time_unix_nanos: self
+                .shared
+                .clock
+                .unix_nanos(self.shared.clock.offset(Instant::now())),
             attributes,
         };
         match ctx.event_span(event) {
             Some(span) => {
                 let mut spans = lock(&self.shared.spans);
-                if let Some(pending) = spans.open.get_mut(&span.id()) {
+                if let Some(captured) = spans.open.get_mut(&span.id()) {
                     if *metadata.level() == Level::ERROR {
-                        pending.span.error_event();
+                        captured.error_event();
                     }
-                    pending.span.extras_mut().events.push(span_event);
+                    captured.extras_mut().events.push(span_event);
                 }
             }
             None => lock(&self.shared.events_outside_spans).push(span_event),
@@ -132,34 +152,31 @@ where
 
     fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         if self.track_busy_idle {
-            self.account(id, |(_, idle)| idle);
+            self.transition(id, false);
         }
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         if self.track_busy_idle {
-            self.account(id, |(busy, _)| busy);
+            self.transition(id, true);
         }
     }
 
     fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
         let now = Instant::now();
+        let end = self.shared.clock.offset(now);
         let mut spans = lock(&self.shared.spans);
-        let Some(Pending {
-            span: mut captured,
-            last_transition,
-        }) = spans.open.remove(&id)
-        else {
+        let Some(mut captured) = spans.open.remove(&id) else {
             return;
         };
-        if let Some((_, idle)) = captured
+        if let Some(busy_idle) = captured
             .extras
             .as_deref_mut()
             .and_then(|extras| extras.busy_idle.as_mut())
         {
-            *idle += now.saturating_duration_since(last_transition);
+            busy_idle.transition(now, false);
         }
-        captured.end = Some(now);
+        captured.end = end;
         if let Some(token) = self.wire_token {
             if let Some(exported) = wire::take(token) {
                 exported.apply_to(&mut captured);
@@ -172,28 +189,24 @@ where
 }
 
 impl SpanCaptureLayer {
-    /// Adds the time since the span's last enter or exit to the bucket `pick` chooses:
-    /// idle time on enter, busy time on exit.
-    fn account(&self, id: &Id, pick: fn(&mut (Duration, Duration)) -> &mut Duration) {
+    /// Accounts an enter (`was_busy` false: the span was idle until now) or an exit.
+    fn transition(&self, id: &Id, was_busy: bool) {
+        let now = Instant::now();
         let mut spans = lock(&self.shared.spans);
-        if let Some(pending) = spans.open.get_mut(id) {
-            let now = Instant::now();
-            if let Some(buckets) = pending
-                .span
-                .extras
-                .as_deref_mut()
-                .and_then(|extras| extras.busy_idle.as_mut())
-            {
-                *pick(buckets) += now.saturating_duration_since(pending.last_transition);
-            }
-            pending.last_transition = now;
+        if let Some(busy_idle) = spans
+            .open
+            .get_mut(id)
+            .and_then(|captured| captured.extras.as_deref_mut())
+            .and_then(|extras| extras.busy_idle.as_mut())
+        {
+            busy_idle.transition(now, was_busy);
         }
     }
 }
 
 /// Runs `f` on the capture state of `span` while it is open, when a capture layer of the
 /// kit sees it.
-fn with_pending<R>(span: &tracing::Span, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
+fn with_captured<R>(span: &tracing::Span, f: impl FnOnce(&mut CapturedSpan) -> R) -> Option<R> {
     span.with_subscriber(|(id, dispatch)| {
         let layer = dispatch.downcast_ref::<SpanCaptureLayer>()?;
         let mut spans = lock(&layer.shared.spans);
@@ -204,18 +217,16 @@ fn with_pending<R>(span: &tracing::Span, f: impl FnOnce(&mut Pending) -> R) -> O
 
 /// The captured ids of `span` while it is open, when a capture layer of the kit sees it.
 pub(crate) fn ids_of(span: &tracing::Span) -> Option<(TraceId, SpanId)> {
-    with_pending(span, |pending| {
-        (pending.span.trace_id, pending.span.span_id)
-    })
+    with_captured(span, |captured| (captured.trace_id, captured.span_id))
 }
 
 /// Makes a remote span the captured parent of `span`, which joins its trace. Returns
 /// whether a capture layer of the kit saw the span.
 pub(crate) fn set_remote_parent(span: &tracing::Span, trace_id: TraceId, parent: SpanId) -> bool {
-    with_pending(span, |pending| {
-        pending.span.trace_id = trace_id;
-        pending.span.parent = Some(parent);
-        pending.span.remote_parent = true;
+    with_captured(span, |captured| {
+        captured.trace_id = trace_id;
+        captured.parent = Some(parent);
+        captured.remote_parent = true;
     })
     .is_some()
 }

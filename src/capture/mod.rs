@@ -36,6 +36,7 @@ mod captured;
 mod ids;
 mod layer;
 mod open;
+mod values;
 mod visitor;
 pub(crate) mod wire;
 
@@ -54,6 +55,7 @@ use captured::{CapturedSpan, Clock};
 use ids::IdGenerator;
 pub(crate) use layer::{ids_of, set_remote_parent};
 use open::OpenSpans;
+use values::FieldValues;
 
 /// A tracing `Layer` that records every span of its subscriber into the span model.
 ///
@@ -62,7 +64,6 @@ use open::OpenSpans;
 #[derive(Debug)]
 pub struct SpanCaptureLayer {
     shared: Arc<Shared>,
-    ids: IdGenerator,
     track_busy_idle: bool,
     /// Set in a Telemetry dispatch: the token of its wire tap.
     wire_token: Option<u64>,
@@ -171,7 +172,6 @@ impl Builder {
         });
         let layer = SpanCaptureLayer {
             shared: Arc::clone(&shared),
-            ids: IdGenerator::new(),
             track_busy_idle: self.track_busy_idle,
             wire_token: self.wire_token,
         };
@@ -233,21 +233,27 @@ struct Shared {
 /// and joins the closed ones in one step (one lock to start a span, one to close it).
 #[derive(Debug, Default)]
 struct Spans {
+    /// Ids for captured spans (those the wire does not give).
+    ids: IdGenerator,
     open: OpenSpans,
     /// Closed spans, in the order they closed.
     closed: Vec<CapturedSpan>,
+    /// The field values of the open and closed spans.
+    values: FieldValues,
 }
 
 impl Shared {
     /// Brings the converted records up to date with `closed` (whose lock the caller
     /// holds, so both move together) and returns them.
-    fn converted<'a>(&'a self, closed: &[CapturedSpan]) -> MutexGuard<'a, Vec<SpanRecord>> {
+    fn converted<'a>(&'a self, spans: &Spans) -> MutexGuard<'a, Vec<SpanRecord>> {
         let mut converted = lock(&self.converted);
         let done = converted.len();
         converted.extend(
-            closed[done.min(closed.len())..]
+            spans.closed[done.min(spans.closed.len())..]
                 .iter()
-                .map(|span| span.to_record(&self.clock, &self.resource, &self.scope)),
+                .map(|span| {
+                    span.to_record(&spans.values, &self.clock, &self.resource, &self.scope)
+                }),
         );
         converted
     }
@@ -264,7 +270,7 @@ impl CaptureHandle {
     /// Every closed span, in the order the spans closed.
     pub fn spans(&self) -> Vec<SpanRecord> {
         let spans = lock(&self.shared.spans);
-        self.shared.converted(&spans.closed).clone()
+        self.shared.converted(&spans).clone()
     }
 
     /// How many spans have closed.
@@ -307,7 +313,14 @@ impl CaptureHandle {
     pub fn clear(&self) {
         {
             let mut spans = lock(&self.shared.spans);
-            spans.closed.clear();
+            let Spans {
+                open,
+                closed,
+                values,
+                ..
+            } = &mut *spans;
+            closed.clear();
+            values.keep_only(open.iter_mut());
             lock(&self.shared.converted).clear();
         }
         self.shared.changed.notify();
@@ -331,12 +344,12 @@ impl SpanSource for CaptureHandle {
             timeout,
             move || {
                 let spans = lock(&shared.spans);
-                let converted = shared.converted(&spans.closed);
+                let converted = shared.converted(&spans);
                 condition(&converted).then(|| TraceSet::new(converted.clone()))
             },
             move || {
                 let spans = lock(&shared.spans);
-                let converted = shared.converted(&spans.closed);
+                let converted = shared.converted(&spans);
                 WaitError::Timeout {
                     expected: expected.to_owned(),
                     waited: timeout,

@@ -6,50 +6,46 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::time::Instant;
 
 use tracing::span::Id;
 
 use super::captured::CapturedSpan;
 
-/// A span's capture state while it is open.
-#[derive(Debug)]
-pub(super) struct Pending {
-    pub(super) span: CapturedSpan,
-    /// The last enter or exit, for busy/idle accounting.
-    pub(super) last_transition: Instant,
-}
-
 /// Open spans by tracing span id.
 #[derive(Debug, Default)]
 pub(super) struct OpenSpans {
-    spans: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
+    spans: HashMap<u64, CapturedSpan, BuildHasherDefault<IdHasher>>,
 }
 
 impl OpenSpans {
     /// Tracks a span that just started.
-    pub(super) fn insert(&mut self, id: &Id, pending: Pending) {
-        self.spans.insert(id.into_u64(), pending);
+    pub(super) fn insert(&mut self, id: &Id, span: CapturedSpan) {
+        self.spans.insert(id.into_u64(), span);
     }
 
     /// The state of an open span.
-    pub(super) fn get(&self, id: &Id) -> Option<&Pending> {
+    pub(super) fn get(&self, id: &Id) -> Option<&CapturedSpan> {
         self.spans.get(&id.into_u64())
     }
 
     /// The state of an open span, to change it.
-    pub(super) fn get_mut(&mut self, id: &Id) -> Option<&mut Pending> {
+    pub(super) fn get_mut(&mut self, id: &Id) -> Option<&mut CapturedSpan> {
         self.spans.get_mut(&id.into_u64())
     }
 
     /// Stops tracking a span that closed; its state.
-    pub(super) fn remove(&mut self, id: &Id) -> Option<Pending> {
+    pub(super) fn remove(&mut self, id: &Id) -> Option<CapturedSpan> {
         self.spans.remove(&id.into_u64())
+    }
+
+    /// Every open span, in no particular order, to change.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut CapturedSpan> {
+        self.spans.values_mut()
     }
 
     /// Every open span, in no particular order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &CapturedSpan> {
-        self.spans.values().map(|pending| &pending.span)
+        self.spans.values()
     }
 }
 

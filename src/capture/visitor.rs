@@ -20,140 +20,99 @@ pub(super) struct SpanOverrides {
     pub(super) status: Option<Status>,
 }
 
-/// Where visited fields go.
+/// Where visited fields go. A later value for the same field replaces the earlier one.
 pub(super) trait FieldSink {
-    /// Stores a value, replacing an earlier one for the same field.
-    fn put(&mut self, name: &'static str, value: Value);
-
-    /// Stores a value known to be the field's first.
-    fn append(&mut self, name: &'static str, value: Value) {
-        self.put(name, value);
-    }
+    /// Stores a value.
+    fn put(&mut self, field: &Field, value: Value);
 
     /// Stores a scalar value already in compact form (an integer, a double, a bool): a
     /// sink that keeps compact values stores it without building a [`Value`].
-    fn put_scalar(&mut self, name: &'static str, value: CompactValue, first: bool) {
-        let value = value.to_value();
-        if first {
-            self.append(name, value);
-        } else {
-            self.put(name, value);
-        }
+    fn put_scalar(&mut self, field: &Field, value: CompactValue) {
+        self.put(field, value.to_value());
     }
 
     /// Stores a string value, borrowed: a sink that can keep it without a `String` does.
-    fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
-        let value = Value::Str(text.to_owned());
-        if first {
-            self.append(name, value);
-        } else {
-            self.put(name, value);
+    fn put_text(&mut self, field: &Field, text: &str) {
+        self.put(field, Value::Str(text.to_owned()));
+    }
+}
+
+/// A span's values while it is open, one slot per declared field: field names stay in the
+/// span's metadata and short strings inline, so most fields allocate nothing on the hot
+/// path.
+impl FieldSink for [Option<CompactValue>] {
+    fn put(&mut self, field: &Field, value: Value) {
+        self.put_scalar(field, CompactValue::from(value));
+    }
+
+    fn put_text(&mut self, field: &Field, text: &str) {
+        if let Some(slot) = self.get_mut(field.index()) {
+            CompactValue::write_text(slot, text);
         }
     }
-}
 
-/// A span's fields while it is open: field names are `'static` and short strings inline,
-/// so most fields allocate nothing on the hot path. A later record of the same field
-/// replaces the value.
-impl FieldSink for Vec<(&'static str, CompactValue)> {
-    fn put(&mut self, name: &'static str, value: Value) {
-        self.put_compact(name, CompactValue::from(value), false);
-    }
-
-    fn append(&mut self, name: &'static str, value: Value) {
-        self.push((name, CompactValue::from(value)));
-    }
-
-    fn put_text(&mut self, name: &'static str, text: &str, first: bool) {
-        self.put_compact(name, CompactValue::text(text), first);
-    }
-
-    fn put_scalar(&mut self, name: &'static str, value: CompactValue, first: bool) {
-        self.put_compact(name, value, first);
-    }
-}
-
-trait PutCompact {
-    fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool);
-}
-
-impl PutCompact for Vec<(&'static str, CompactValue)> {
-    fn put_compact(&mut self, name: &'static str, value: CompactValue, first: bool) {
-        if first {
-            return self.push((name, value));
-        }
-        match self.iter_mut().find(|(key, _)| *key == name) {
-            Some((_, slot)) => *slot = value,
-            None => self.push((name, value)),
+    #[inline]
+    fn put_scalar(&mut self, field: &Field, value: CompactValue) {
+        // A span's `Record` only carries fields of the span's own callsite, whose indices
+        // are within its declared fields.
+        if let Some(slot) = self.get_mut(field.index()) {
+            *slot = Some(value);
         }
     }
 }
 
 impl FieldSink for Attributes {
-    fn put(&mut self, name: &'static str, value: Value) {
-        self.insert(name.to_owned(), value);
+    fn put(&mut self, field: &Field, value: Value) {
+        self.insert(field.name().to_owned(), value);
     }
 }
 
 /// Records every field it visits into `sink`, except the `otel.*` fields that set span
 /// metadata (tracing-opentelemetry's conventions), which go to `overrides`; and, for
 /// events, the `message` field, which becomes the event name.
-pub(super) struct FieldVisitor<'a, S> {
+pub(super) struct FieldVisitor<'a, S: ?Sized> {
     pub(super) sink: &'a mut S,
     /// Where `otel.*` fields go (created on the first); `None` for events.
     pub(super) overrides: Option<&'a mut Option<Box<Extras>>>,
     pub(super) message: Option<&'a mut Option<String>>,
-    /// Bit `i` is set when the field with index `i` was visited.
-    pub(super) visited: u64,
-    /// At span creation each field arrives once, so values are appended without looking
-    /// for an earlier one.
-    pub(super) first_record: bool,
 }
 
-impl<'a, S: FieldSink> FieldVisitor<'a, S> {
+impl<'a, S: FieldSink + ?Sized> FieldVisitor<'a, S> {
     pub(super) fn new(sink: &'a mut S) -> Self {
         FieldVisitor {
             sink,
             overrides: None,
             message: None,
-            visited: 0,
-            first_record: false,
         }
     }
 
     /// Whether the field is a plain attribute: not the event's message, not an `otel.*`
     /// field of a span.
     fn is_attribute(&self, name: &str) -> bool {
-        !(name == "message" && self.message.is_some()
-            || name.starts_with("otel.") && self.overrides.is_some())
+        !(self.message.is_some() && name == "message"
+            || self.overrides.is_some() && name.starts_with("otel."))
     }
 
     fn record_text(&mut self, field: &Field, text: &str) {
         if !self.is_attribute(field.name()) {
             return self.record(field, Value::Str(text.to_owned()));
         }
-        if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
-            self.visited |= bit;
-        }
-        self.sink.put_text(field.name(), text, self.first_record);
+        self.sink.put_text(field, text);
     }
 
     /// An integer, double or bool: straight into the sink when it is a plain attribute.
-    fn record_scalar(&mut self, field: &Field, compact: CompactValue, value: Value) {
+    ///
+    /// Inlined into each `record_*` so that the value is written straight into its slot
+    /// (not built in pieces, then moved: a stall on every field).
+    #[inline(always)]
+    fn record_scalar(&mut self, field: &Field, compact: CompactValue) {
         if !self.is_attribute(field.name()) {
-            return self.record(field, value);
+            return self.record(field, compact.to_value());
         }
-        if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
-            self.visited |= bit;
-        }
-        self.sink
-            .put_scalar(field.name(), compact, self.first_record);
+        self.sink.put_scalar(field, compact);
     }
 
     fn record(&mut self, field: &Field, value: Value) {
-        if let Some(bit) = 1u64.checked_shl(field.index() as u32) {
-            self.visited |= bit;
-        }
         let name = field.name();
         if name == "message" {
             if let Some(message) = self.message.as_deref_mut() {
@@ -186,11 +145,7 @@ impl<'a, S: FieldSink> FieldVisitor<'a, S> {
                 _ => {}
             }
         }
-        if self.first_record {
-            self.sink.append(name, value);
-        } else {
-            self.sink.put(name, value);
-        }
+        self.sink.put(field, value);
     }
 }
 
@@ -210,13 +165,13 @@ fn wide_int(value: impl ToString) -> Value {
     Value::Str(value.to_string())
 }
 
-impl<S: FieldSink> Visit for FieldVisitor<'_, S> {
+impl<S: FieldSink + ?Sized> Visit for FieldVisitor<'_, S> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.record_scalar(field, CompactValue::Double(value), Value::Double(value));
+        self.record_scalar(field, CompactValue::Double(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record_scalar(field, CompactValue::Int(value), Value::Int(value));
+        self.record_scalar(field, CompactValue::Int(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -232,7 +187,7 @@ impl<S: FieldSink> Visit for FieldVisitor<'_, S> {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.record_scalar(field, CompactValue::Bool(value), Value::Bool(value));
+        self.record_scalar(field, CompactValue::Bool(value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {

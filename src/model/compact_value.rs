@@ -33,6 +33,23 @@ impl CompactValue {
     }
 
     /// From an OTLP value; `None` for an empty (null) one, which the model leaves out.
+    /// Stores `text` in `slot`. A short text is copied straight into the slot's inline
+    /// bytes, never into a temporary that is then moved: moving a value just written a byte
+    /// at a time stalls the processor on every field.
+    pub(crate) fn write_text(slot: &mut Option<CompactValue>, text: &str) {
+        if text.len() > INLINE {
+            *slot = Some(CompactValue::Str(text.into()));
+            return;
+        }
+        let value = slot.insert(CompactValue::Short {
+            len: text.len() as u8,
+            bytes: [0; INLINE],
+        });
+        if let CompactValue::Short { bytes, .. } = value {
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+        }
+    }
+
     pub(crate) fn from_otlp(value: AnyValue) -> Option<Self> {
         match value.value? {
             any_value::Value::StringValue(text) => Some(CompactValue::from(Value::Str(text))),
