@@ -15,6 +15,15 @@
 //! not wall time: the ratios hold on a busy machine, where wall time also counts the time
 //! the thread waited for a core.
 //!
+//! Before them, `print_retained_split` prints steadier figures for the capture's ratio to
+//! the bare registry with spans retained: criterion's retained samples differ in size (so in
+//! how much fresh memory each touches) and move by ±30 % between runs on a small virtual
+//! machine. The split runs fixed rounds of `SPLIT_SPANS` retained spans, registry and
+//! capture alternating which goes first, and prints the medians twice: on one registry and
+//! one capture cleared between rounds (buffers reused, as in criterion's samples), and on
+//! a fresh registry or capture each round (every span's memory new to the process, page
+//! faults included).
+//!
 //! Two regimes, each for all three set-ups:
 //! - `span_with_5_fields`: stored spans are dropped every 1,000 spans, outside the timed
 //!   region — the size of a real test's capture;
@@ -79,7 +88,75 @@ fn timed(dispatch: &Dispatch, iters: u64, batch: u64, reset: &dyn Fn()) -> Durat
     })
 }
 
+/// Spans per round, and rounds, of `print_retained_split`.
+const SPLIT_SPANS: u64 = 200_000;
+const SPLIT_ROUNDS: usize = 21;
+
+/// Medians of fixed rounds of retained spans, the bare registry against the capture: each
+/// round on a fresh registry or capture (every span's memory is new to the process), and
+/// each on one registry or capture cleared between rounds (its buffers are reused, as
+/// criterion's retained samples reuse them).
+fn print_retained_split() {
+    let fresh = |with_capture: bool| -> Duration {
+        if with_capture {
+            let (layer, handle) = SpanCaptureLayer::new();
+            let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+            let elapsed = timed(&dispatch, SPLIT_SPANS, u64::MAX, &|| {});
+            assert_eq!(handle.len() as u64, SPLIT_SPANS, "every span retained");
+            elapsed
+        } else {
+            let dispatch = Dispatch::new(tracing_subscriber::registry());
+            timed(&dispatch, SPLIT_SPANS, u64::MAX, &|| {})
+        }
+    };
+    let bare = Dispatch::new(tracing_subscriber::registry());
+    let (layer, handle) = SpanCaptureLayer::new();
+    let capture = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let reused = |with_capture: bool| -> Duration {
+        if with_capture {
+            let elapsed = timed(&capture, SPLIT_SPANS, u64::MAX, &|| {});
+            assert_eq!(handle.len() as u64, SPLIT_SPANS, "every span retained");
+            handle.clear();
+            elapsed
+        } else {
+            timed(&bare, SPLIT_SPANS, u64::MAX, &|| {})
+        }
+    };
+    let line = |what: &str, round: &dyn Fn(bool) -> Duration| {
+        let (mut bare, mut captured) = (Vec::new(), Vec::new());
+        for i in 0..SPLIT_ROUNDS + 2 {
+            let (first, second) = if i % 2 == 0 {
+                (round(false), round(true))
+            } else {
+                let captured = round(true);
+                (round(false), captured)
+            };
+            // The first two rounds warm the allocator and the caches up.
+            if i >= 2 {
+                bare.push(first);
+                captured.push(second);
+            }
+        }
+        let per_span = |samples: &mut Vec<Duration>| {
+            samples.sort_unstable();
+            samples[samples.len() / 2].as_secs_f64() * 1e9 / SPLIT_SPANS as f64
+        };
+        let (bare, captured) = (per_span(&mut bare), per_span(&mut captured));
+        format!(
+            "{what}: registry {bare:.0} ns, + capture layer {captured:.0} ns ({:.2}×)",
+            captured / bare
+        )
+    };
+    eprintln!(
+        "span_with_5_fields_retained split, medians of {SPLIT_ROUNDS} rounds of {SPLIT_SPANS} \
+         spans: {}; {}",
+        line("cleared between rounds", &reused),
+        line("fresh each round", &fresh),
+    );
+}
+
 fn per_span(c: &mut Criterion) {
+    print_retained_split();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let (receiver, telemetry) = runtime.block_on(async {
         let receiver = OtlpReceiver::start(receiver::Config::default())
