@@ -328,7 +328,11 @@ mod structure {
         let (dispatch, handle) = capture::dispatch();
         let open = tracing::dispatcher::with_default(&dispatch, || {
             let before = info_span!("closed_before", n = 1);
-            let open = info_span!("still_open", query_text = "serde", local_results = field::Empty);
+            let open = info_span!(
+                "still_open",
+                query_text = "serde",
+                local_results = field::Empty
+            );
             drop(before);
             info_span!("closed_after", n = 2).in_scope(|| {});
             open
@@ -355,9 +359,26 @@ mod structure {
         let handle = captured(|| {
             let span = info_span!(
                 "wide",
-                f00 = 0, f01 = 1, f02 = 2, f03 = 3, f04 = 4, f05 = 5, f06 = 6, f07 = 7,
-                f08 = 8, f09 = 9, f10 = 10, f11 = 11, f12 = 12, f13 = 13, f14 = 14,
-                f15 = 15, f16 = 16, f17 = 17, f18 = field::Empty, f19 = "nineteen",
+                f00 = 0,
+                f01 = 1,
+                f02 = 2,
+                f03 = 3,
+                f04 = 4,
+                f05 = 5,
+                f06 = 6,
+                f07 = 7,
+                f08 = 8,
+                f09 = 9,
+                f10 = 10,
+                f11 = 11,
+                f12 = 12,
+                f13 = 13,
+                f14 = 14,
+                f15 = 15,
+                f16 = 16,
+                f17 = 17,
+                f18 = field::Empty,
+                f19 = "nineteen",
             );
             span.record("f18", 18);
         });
