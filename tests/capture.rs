@@ -354,6 +354,50 @@ mod structure {
         assert!(spans[1].unrecorded_fields.is_empty());
     }
 
+    /// Logs while it is formatted, as a `Debug` implementation may.
+    struct LogsWhenFormatted;
+
+    impl std::fmt::Debug for LogsWhenFormatted {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            tracing::info!("formatting");
+            f.write_str("formatted")
+        }
+    }
+
+    /// A late `record()` formats its value before the capture takes its lock: a value
+    /// that logs while formatted, inside its span, would otherwise wait for that lock
+    /// forever. (Tracing itself drops events logged while a span is being created.)
+    #[test]
+    fn a_value_that_logs_while_formatted_is_recorded_without_deadlock() {
+        let (dispatch, handle) = capture::dispatch();
+        let (done, finished) = std::sync::mpsc::channel();
+        // A deadlock would hang this thread, not the test.
+        std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                let span = info_span!("formats_late", detail = field::Empty);
+                span.in_scope(|| {
+                    span.record("detail", field::debug(LogsWhenFormatted));
+                });
+            });
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("recording a value that logs while formatted deadlocked");
+        let span = only_span(&handle);
+        assert_eq!(span.attributes["detail"], Value::from("formatted"));
+        let events: Vec<&str> = span
+            .events
+            .iter()
+            .map(|event| event.name.as_str())
+            .collect();
+        assert_eq!(
+            events,
+            ["formatting"],
+            "the event lands in the span it was logged in"
+        );
+    }
+
     #[test]
     fn a_span_with_many_fields_keeps_every_one() {
         let handle = captured(|| {

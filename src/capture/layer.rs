@@ -88,19 +88,43 @@ where
         );
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
-        let mut guard = lock(&self.shared.spans);
-        let Spans {
-            open,
-            values: slots,
-            ..
-        } = &mut *guard;
-        let Some(captured) = open.get_mut(id) else {
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(metadata) = ctx.metadata(id) else {
             return;
         };
-        let mut visitor = FieldVisitor::new(captured.values_mut(slots));
-        visitor.overrides = Some(&mut captured.extras);
-        values.record(&mut visitor);
+        values::stage(
+            metadata.fields().len(),
+            |slots| {
+                // `otel.*` fields land here, to be merged under the lock.
+                let mut overrides = None;
+                let mut visitor = FieldVisitor::new(slots);
+                visitor.overrides = Some(&mut overrides);
+                values.record(&mut visitor);
+                overrides
+            },
+            |slots, overrides| {
+                let mut guard = lock(&self.shared.spans);
+                let Spans {
+                    open,
+                    values: stored,
+                    ..
+                } = &mut *guard;
+                let captured = open.get_mut(id);
+                if let Some(captured) = &captured {
+                    let stored = captured.values_mut(stored);
+                    for (slot, value) in stored.iter_mut().zip(slots.iter_mut()) {
+                        if let Some(value) = value.take() {
+                            *slot = Some(value);
+                        }
+                    }
+                }
+                // Whatever was not stored (a span the capture does not see) is dropped.
+                slots.iter_mut().for_each(|slot| drop(slot.take()));
+                if let (Some(captured), Some(recorded)) = (captured, overrides) {
+                    captured.extras_mut().overrides.update(recorded.overrides);
+                }
+            },
+        );
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, _ctx: Context<'_, S>) {

@@ -64,7 +64,9 @@ impl FieldValues {
 
 /// Records the fields `record` visits into fresh slots — on the stack when the span
 /// declares few enough — and hands them, with what `record` returned, to `store`, so that
-/// no user code (a `Debug` implementation) runs while `store` holds the capture's lock.
+/// no user code (a `Debug` implementation, which may itself emit an event) runs while
+/// `store` holds the capture's lock. `store` takes every value out of the slots: what it
+/// leaves there is not dropped.
 pub(super) fn stage<T, R>(
     len: usize,
     record: impl FnOnce(&mut [Option<CompactValue>]) -> T,

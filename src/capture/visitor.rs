@@ -20,6 +20,21 @@ pub(super) struct SpanOverrides {
     pub(super) status: Option<Status>,
 }
 
+impl SpanOverrides {
+    /// Takes what a later record set, keeping what it did not.
+    pub(super) fn update(&mut self, later: SpanOverrides) {
+        if later.name.is_some() {
+            self.name = later.name;
+        }
+        if later.kind.is_some() {
+            self.kind = later.kind;
+        }
+        if later.status.is_some() {
+            self.status = later.status;
+        }
+    }
+}
+
 /// Where visited fields go. A later value for the same field replaces the earlier one.
 pub(super) trait FieldSink {
     /// Stores a value.
