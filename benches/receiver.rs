@@ -8,7 +8,9 @@
 //!   batched by opentelemetry_sdk, exported by opentelemetry-otlp over gRPC, stored —
 //!   with gzip (the kit's default) and without (like for like with the ingest group); and
 //!   beside them the SDK's own ceiling: the same spans and batch settings into an exporter
-//!   that discards each batch, so nothing is encoded, sent or stored.
+//!   that discards each batch, so nothing is encoded, sent or stored; and the receiver's
+//!   ceiling for an exporter that, like the SDK's batch processor, sends one request at a
+//!   time: the ingest group's pre-encoded batches, one in flight.
 //!
 //! - checking against a telemetry contract: the reference marketplace's
 //!   (`crates/marketplace/contract`), on marketplace-shaped traces (a publish with its DHT
@@ -157,26 +159,38 @@ fn connect(runtime: &Runtime, endpoint: String) -> Channel {
         .expect("channel")
 }
 
+/// Sends one pre-encoded batch and waits for its answer.
+async fn send_one(channel: &Channel, batch: &Bytes) -> Result<(), Status> {
+    let mut client = tonic::client::Grpc::new(channel.clone());
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unknown(e.to_string()))?;
+    client
+        .unary(
+            tonic::Request::new(batch.clone()),
+            http::uri::PathAndQuery::from_static(EXPORT_PATH),
+            PreEncoded,
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Sends every batch at once (8 in flight).
 async fn send_all(channel: &Channel, batches: &[Bytes]) {
-    let sends = batches.iter().map(|batch| {
-        let mut client = tonic::client::Grpc::new(channel.clone());
-        let batch = batch.clone();
-        async move {
-            client
-                .ready()
-                .await
-                .map_err(|e| Status::unknown(e.to_string()))?;
-            client
-                .unary(
-                    tonic::Request::new(batch),
-                    http::uri::PathAndQuery::from_static(EXPORT_PATH),
-                    PreEncoded,
-                )
-                .await
-        }
-    });
+    let sends = batches.iter().map(|batch| send_one(channel, batch));
     for result in futures_util::future::join_all(sends).await {
         if let Err(status) = result {
+            eprintln!("export failed: {status}");
+        }
+    }
+}
+
+/// Sends the batches one at a time, each after the answer to the one before, as the
+/// SDK's batch span processor exports.
+async fn send_one_at_a_time(channel: &Channel, batches: &[Bytes]) {
+    for batch in batches {
+        if let Err(status) = send_one(channel, batch).await {
             eprintln!("export failed: {status}");
         }
     }
@@ -191,11 +205,27 @@ async fn ingest(
     spans: usize,
     iters: u64,
 ) -> Duration {
+    ingest_with(receiver, channel, batches, spans, iters, true).await
+}
+
+/// [`ingest`], with every batch in flight at once or (`concurrently` false) one at a time.
+async fn ingest_with(
+    receiver: &OtlpReceiver,
+    channel: Channel,
+    batches: &[Bytes],
+    spans: usize,
+    iters: u64,
+    concurrently: bool,
+) -> Duration {
     let mut elapsed = Duration::ZERO;
     for _ in 0..iters {
         receiver.clear();
         let start = Instant::now();
-        send_all(&channel, batches).await;
+        if concurrently {
+            send_all(&channel, batches).await;
+        } else {
+            send_one_at_a_time(&channel, batches).await;
+        }
         receiver
             .wait_for_span_count(spans, TIMEOUT)
             .await
@@ -309,6 +339,21 @@ fn ingestion(c: &mut Criterion) {
             })
         });
     }
+    // The same pre-encoded batches as the ingest group, sent one at a time as the SDK's
+    // batch processor sends: the most any exporter that waits for each answer could
+    // reach, converting and encoding nothing.
+    group.bench_function("grpc_pre_encoded_one_batch_in_flight", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            ingest_with(
+                &receiver,
+                channel.clone(),
+                &batches,
+                SPANS_PER_ITERATION,
+                iters,
+                false,
+            )
+        })
+    });
     // `Telemetry`'s batch settings (its queue, batch size and delay), so the ceiling
     // differs from the full path only in what happens to a batch.
     let discarding = SdkTracerProvider::builder()
