@@ -11,6 +11,7 @@ use super::captured::{BusyIdle, CapturedSpan, Extras};
 use super::visitor::FieldVisitor;
 use super::{lock, SpanCaptureLayer, Spans};
 use super::{values, wire};
+use crate::model::compact_value::CompactValue;
 use crate::model::{Attributes, SpanEvent, SpanId, SpanLink, TraceId, Value};
 
 impl<S> Layer<S> for SpanCaptureLayer
@@ -27,16 +28,10 @@ where
             })
         });
         let start = self.shared.clock.offset(now);
-        values::stage(
+        record_staged(
             metadata.fields().len(),
-            |slots| {
-                // `otel.*` fields may create the extras.
-                let mut extras = extras;
-                let mut visitor = FieldVisitor::new(slots);
-                visitor.overrides = Some(&mut extras);
-                attrs.record(&mut visitor);
-                extras
-            },
+            extras,
+            |visitor| attrs.record(visitor),
             |slots, extras| {
                 let mut guard = lock(&self.shared.spans);
                 let Spans {
@@ -92,16 +87,11 @@ where
         let Some(metadata) = ctx.metadata(id) else {
             return;
         };
-        values::stage(
+        record_staged(
             metadata.fields().len(),
-            |slots| {
-                // `otel.*` fields land here, to be merged under the lock.
-                let mut overrides = None;
-                let mut visitor = FieldVisitor::new(slots);
-                visitor.overrides = Some(&mut overrides);
-                values.record(&mut visitor);
-                overrides
-            },
+            // `otel.*` fields land here, to be merged under the lock.
+            None,
+            |visitor| values.record(visitor),
             |slots, overrides| {
                 let mut guard = lock(&self.shared.spans);
                 let Spans {
@@ -210,6 +200,27 @@ where
         drop(spans);
         self.shared.changed.notify();
     }
+}
+
+/// Records a span's fields with `record` into staged slots (see [`values::stage`]) and its
+/// `otel.*` fields into `extras` (created on the first), then hands both to `store`.
+fn record_staged<R>(
+    len: usize,
+    extras: Option<Box<Extras>>,
+    record: impl FnOnce(&mut FieldVisitor<'_, [Option<CompactValue>]>),
+    store: impl FnOnce(&mut [Option<CompactValue>], Option<Box<Extras>>) -> R,
+) -> R {
+    values::stage(
+        len,
+        |slots| {
+            let mut extras = extras;
+            let mut visitor = FieldVisitor::new(slots);
+            visitor.overrides = Some(&mut extras);
+            record(&mut visitor);
+            extras
+        },
+        store,
+    )
 }
 
 impl SpanCaptureLayer {
