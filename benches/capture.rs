@@ -22,7 +22,8 @@
 //! capture alternating which goes first, and prints the medians twice: on one registry and
 //! one capture cleared between rounds (buffers reused, as in criterion's samples), and on
 //! a fresh registry or capture each round (every span's memory new to the process, page
-//! faults included).
+//! faults included); and, cleared between rounds, the capture behind `capture::dispatch()`'s
+//! level filter against the bare layer.
 //!
 //! Two regimes, each for all three set-ups:
 //! - `span_with_5_fields`: stored spans are dropped every 1,000 spans, outside the timed
@@ -122,7 +123,20 @@ fn print_retained_split() {
             timed(&bare, SPLIT_SPANS, u64::MAX, &|| {})
         }
     };
-    let line = |what: &str, round: &dyn Fn(bool) -> Duration| {
+    // The capture behind `capture::dispatch()`'s level filter, against the bare layer.
+    let (filtered, filtered_handle) = p2p_otel_testkit::capture::dispatch();
+    let filter_cost = |filtered_round: bool| -> Duration {
+        let (dispatch, handle) = if filtered_round {
+            (&filtered, &filtered_handle)
+        } else {
+            (&capture, &handle)
+        };
+        let elapsed = timed(dispatch, SPLIT_SPANS, u64::MAX, &|| {});
+        assert_eq!(handle.len() as u64, SPLIT_SPANS, "every span retained");
+        handle.clear();
+        elapsed
+    };
+    let line = |what: &str, (first, second): (&str, &str), round: &dyn Fn(bool) -> Duration| {
         let (mut bare, mut captured) = (Vec::new(), Vec::new());
         for i in 0..SPLIT_ROUNDS + 2 {
             let (first, second) = if i % 2 == 0 {
@@ -143,15 +157,21 @@ fn print_retained_split() {
         };
         let (bare, captured) = (per_span(&mut bare), per_span(&mut captured));
         format!(
-            "{what}: registry {bare:.0} ns, + capture layer {captured:.0} ns ({:.2}×)",
+            "{what}: {first} {bare:.0} ns, {second} {captured:.0} ns ({:.2}×)",
             captured / bare
         )
     };
+    let layer = ("registry", "+ capture layer");
     eprintln!(
         "span_with_5_fields_retained split, medians of {SPLIT_ROUNDS} rounds of {SPLIT_SPANS} \
-         spans: {}; {}",
-        line("cleared between rounds", &reused),
-        line("fresh each round", &fresh),
+         spans: {}; {}; {}",
+        line("cleared between rounds", layer, &reused),
+        line("fresh each round", layer, &fresh),
+        line(
+            "the level filter, cleared between rounds",
+            ("capture layer", "capture::dispatch()"),
+            &filter_cost
+        ),
     );
 }
 
