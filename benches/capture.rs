@@ -38,7 +38,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
-use p2p_otel_testkit::SpanCaptureLayer;
+use p2p_otel_testkit::{CaptureHandle, SpanCaptureLayer};
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -93,6 +93,17 @@ fn timed(dispatch: &Dispatch, iters: u64, batch: u64, reset: &dyn Fn()) -> Durat
 const SPLIT_SPANS: u64 = 200_000;
 const SPLIT_ROUNDS: usize = 21;
 
+/// Times `SPLIT_SPANS` spans retained under `dispatch`; then checks that `capture` (if any)
+/// kept every one, and empties it for the next round.
+fn retained_round(dispatch: &Dispatch, capture: Option<&CaptureHandle>) -> Duration {
+    let elapsed = timed(dispatch, SPLIT_SPANS, u64::MAX, &|| {});
+    if let Some(capture) = capture {
+        assert_eq!(capture.len() as u64, SPLIT_SPANS, "every span retained");
+        capture.clear();
+    }
+    elapsed
+}
+
 /// Medians of fixed rounds of retained spans, the bare registry against the capture: each
 /// round on a fresh registry or capture (every span's memory is new to the process), and
 /// each on one registry or capture cleared between rounds (its buffers are reused, as
@@ -102,12 +113,9 @@ fn print_retained_split() {
         if with_capture {
             let (layer, handle) = SpanCaptureLayer::new();
             let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
-            let elapsed = timed(&dispatch, SPLIT_SPANS, u64::MAX, &|| {});
-            assert_eq!(handle.len() as u64, SPLIT_SPANS, "every span retained");
-            elapsed
+            retained_round(&dispatch, Some(&handle))
         } else {
-            let dispatch = Dispatch::new(tracing_subscriber::registry());
-            timed(&dispatch, SPLIT_SPANS, u64::MAX, &|| {})
+            retained_round(&Dispatch::new(tracing_subscriber::registry()), None)
         }
     };
     let bare = Dispatch::new(tracing_subscriber::registry());
@@ -115,26 +123,19 @@ fn print_retained_split() {
     let capture = Dispatch::new(tracing_subscriber::registry().with(layer));
     let reused = |with_capture: bool| -> Duration {
         if with_capture {
-            let elapsed = timed(&capture, SPLIT_SPANS, u64::MAX, &|| {});
-            assert_eq!(handle.len() as u64, SPLIT_SPANS, "every span retained");
-            handle.clear();
-            elapsed
+            retained_round(&capture, Some(&handle))
         } else {
-            timed(&bare, SPLIT_SPANS, u64::MAX, &|| {})
+            retained_round(&bare, None)
         }
     };
     // The capture behind `capture::dispatch()`'s level filter, against the bare layer.
     let (filtered, filtered_handle) = p2p_otel_testkit::capture::dispatch();
     let filter_cost = |filtered_round: bool| -> Duration {
-        let (dispatch, handle) = if filtered_round {
-            (&filtered, &filtered_handle)
+        if filtered_round {
+            retained_round(&filtered, Some(&filtered_handle))
         } else {
-            (&capture, &handle)
-        };
-        let elapsed = timed(dispatch, SPLIT_SPANS, u64::MAX, &|| {});
-        assert_eq!(handle.len() as u64, SPLIT_SPANS, "every span retained");
-        handle.clear();
-        elapsed
+            retained_round(&capture, Some(&handle))
+        }
     };
     let line = |what: &str, (first, second): (&str, &str), round: &dyn Fn(bool) -> Duration| {
         let (mut bare, mut captured) = (Vec::new(), Vec::new());

@@ -43,6 +43,11 @@ impl Clock {
         nanos_u64(at.saturating_duration_since(self.base_instant))
     }
 
+    /// Unix time, in nanoseconds, of `at`.
+    pub(super) fn unix_nanos_at(&self, at: Instant) -> u64 {
+        self.unix_nanos(self.offset(at))
+    }
+
     /// Unix time, in nanoseconds, of an offset from [`Clock::offset`].
     pub(super) fn unix_nanos(&self, offset: u64) -> u64 {
         self.base_unix_nanos.saturating_add(offset)

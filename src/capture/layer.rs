@@ -144,10 +144,7 @@ where
         attributes.insert("target".into(), Value::Str(metadata.target().into()));
         let span_event = SpanEvent {
             name: message.unwrap_or_else(|| metadata.name().to_owned()),
-            time_unix_nanos: self
-                .shared
-                .clock
-                .unix_nanos(self.shared.clock.offset(Instant::now())),
+            time_unix_nanos: self.shared.clock.unix_nanos_at(Instant::now()),
             attributes,
         };
         match ctx.event_span(event) {
