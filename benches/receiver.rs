@@ -303,15 +303,18 @@ fn ingestion(c: &mut Criterion) {
     let mut group = c.benchmark_group("full_path_otlp_batch_exporter");
     group.throughput(Throughput::Elements(SPANS_PER_ITERATION as u64));
     // Gzip on (the kit's default, as production exporters send) and off (like for like
-    // with the ingest group's uncompressed batches).
-    for (name, gzip) in [
-        ("grpc_otel_api_to_receiver", true),
-        ("grpc_otel_api_to_receiver_no_gzip", false),
+    // with the ingest group's uncompressed batches); the kit's two exports in flight, and
+    // the SDK's processor exporting serially as production runs it.
+    for (name, gzip, exports) in [
+        ("grpc_otel_api_to_receiver", true, 2),
+        ("grpc_otel_api_to_receiver_no_gzip", false, 2),
+        ("grpc_otel_api_to_receiver_no_gzip_serial", false, 1),
     ] {
         let telemetry = runtime.block_on(async {
             Telemetry::builder(Protocol::Grpc, &receiver)
                 .resource_attribute("service.name", "ggen-p2p")
                 .gzip(gzip)
+                .max_concurrent_exports(exports)
                 .build()
                 .expect("telemetry")
         });

@@ -43,6 +43,14 @@ fn node(protocol: Protocol, receiver: &OtlpReceiver, instance: &str) -> Telemetr
         .unwrap()
 }
 
+/// An error and every source below it, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(error), |error| error.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// A publish with two children, typed attributes, a kind, an error child and an event.
 fn emit_publish(dispatch: &Dispatch) {
     tracing::dispatcher::with_default(dispatch, || {
@@ -115,6 +123,61 @@ mod exporters {
             check_publish(&traces, "node-1");
             telemetry.shutdown().await.unwrap();
         }
+    }
+
+    /// Exports overlap by default, and a flush still means "answered": it reports every
+    /// batch the receiver refused since the previous flush, whichever trigger (the
+    /// flush, the batch size, the timer) sent it. gRPC only: the overlapping is the same
+    /// for every protocol, and each refusal is retried for a few seconds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flush_reports_every_batch_the_receiver_refused() {
+        // A store with room for nothing refuses every batch, however the SDK cut them.
+        let receiver = OtlpReceiver::start(Config::default().with_span_capacity(0))
+            .await
+            .unwrap();
+        let telemetry = node(Protocol::Grpc, &receiver, "node-refused");
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            for i in 0..1_500 {
+                info_span!("p2p_search", query = i).in_scope(|| {});
+            }
+        });
+        let error = telemetry
+            .flush()
+            .await
+            .expect_err("every batch was refused");
+        let chain = error_chain(&error);
+        assert!(chain.contains("span exports failed"), "{chain}");
+        assert!(chain.contains("ResourceExhausted"), "{chain}");
+        assert_eq!(receiver.span_count(), 0);
+        // Every span was sent and refused (opentelemetry-otlp retries a refusal that
+        // carries a retry delay, so some were sent more than once).
+        let refused = receiver.counter(Counter::RefusedSpans, Some("ggen-p2p"));
+        assert!(refused >= 1_500, "{refused} refused");
+        // Reported once: nothing was sent since.
+        telemetry.flush().await.unwrap();
+        telemetry.shutdown().await.unwrap();
+    }
+
+    /// The SDK's batch processor as production runs it, one export at a time, delivers
+    /// the same spans.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serial_exports_deliver_the_same_trace() {
+        let receiver = receiver().await;
+        let telemetry = Telemetry::builder(Protocol::Grpc, &receiver)
+            .resource_attribute("service.name", "ggen-p2p")
+            .resource_attribute("service.instance.id", "node-serial")
+            .scope("marketplace", "")
+            .max_concurrent_exports(1)
+            .build()
+            .unwrap();
+        emit_publish(telemetry.dispatch());
+        telemetry.flush().await.unwrap();
+        let traces = receiver
+            .wait_for_complete_trace("p2p_publish", WAIT)
+            .await
+            .unwrap();
+        check_publish(&traces, "node-serial");
+        telemetry.shutdown().await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

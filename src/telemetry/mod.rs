@@ -30,6 +30,7 @@
 //! ```
 
 mod http_client;
+mod overlapping;
 mod per_node;
 
 use std::time::Duration;
@@ -49,6 +50,7 @@ use crate::model::Value;
 use crate::receiver::OtlpReceiver;
 
 use http_client::RuntimeBoundClient;
+use overlapping::{DrainOnFlush, InFlight, OverlappingExporter};
 pub use per_node::PerNode;
 
 /// How the exporters reach the receiver.
@@ -121,7 +123,8 @@ macro_rules! exporter {
 
 /// Builds a [`Telemetry`]. Defaults: `INFO` and above, gzip on, 10 s export timeout, batches of 512, a
 /// span and log queue of 65,536 (the SDK drops beyond it, so raise it for bigger bursts),
-/// metrics exported on flush (and every 60 s), busy/idle timing off in both layers.
+/// two span exports in flight at once, metrics exported on flush (and every 60 s),
+/// busy/idle timing off in both layers.
 #[derive(Debug)]
 #[must_use = "call .build() to get the telemetry"]
 pub struct Builder {
@@ -134,6 +137,7 @@ pub struct Builder {
     gzip: bool,
     timeout: Duration,
     max_queue_size: usize,
+    max_concurrent_exports: usize,
     max_level: tracing::level_filters::LevelFilter,
 }
 
@@ -179,6 +183,35 @@ impl Builder {
         self
     }
 
+    /// How many span exports may be in flight at once (default 2; 0 counts as 1).
+    ///
+    /// The SDK's batch processor exports serially: it converts and encodes a batch,
+    /// sends it and waits for the answer before taking the next. With more than one,
+    /// each batch is handed to a task on the runtime, so the next one is converted while
+    /// the last is on the wire; the requests are the same. [`Telemetry::flush`], and the
+    /// tracer provider's own `force_flush` and `shutdown`, still return only once every
+    /// export has been answered, and report any export that failed since the previous
+    /// flush, including those the batch timer started. `1` is the SDK's processor as
+    /// production runs it, unwrapped. Log records are always exported serially.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+    /// use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
+    ///
+    /// let receiver = OtlpReceiver::start(Config::default()).await?;
+    /// let node = Telemetry::builder(Protocol::Grpc, &receiver)
+    ///     .max_concurrent_exports(4)
+    ///     .build()?;
+    /// node.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_concurrent_exports(mut self, exports: usize) -> Self {
+        self.max_concurrent_exports = exports.max(1);
+        self
+    }
+
     fn instrumentation_scope(&self) -> opentelemetry::InstrumentationScope {
         let scope = opentelemetry::InstrumentationScope::builder(self.scope.clone());
         if self.scope_version.is_empty() {
@@ -204,15 +237,20 @@ impl Builder {
         let runtime = tokio::runtime::Handle::try_current()?;
         let resource = self.otel_resource();
         let span_exporter = self.span_exporter(&runtime)?;
-        let span_processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(span_exporter)
-            .with_batch_config(
-                opentelemetry_sdk::trace::BatchConfigBuilder::default()
-                    .with_max_queue_size(self.max_queue_size)
-                    .with_max_export_batch_size(512)
-                    .with_scheduled_delay(Duration::from_millis(200))
-                    .build(),
-            )
-            .build();
+        // Each export ends within the exporter's timeout; a drain waits that and a margin.
+        let in_flight = InFlight::new(self.max_concurrent_exports, self.timeout + DRAIN_MARGIN);
+        let span_processor = DrainOnFlush::new(
+            if self.max_concurrent_exports > 1 {
+                self.span_batches(OverlappingExporter::new(
+                    span_exporter,
+                    runtime.clone(),
+                    std::sync::Arc::clone(&in_flight),
+                ))
+            } else {
+                self.span_batches(span_exporter)
+            },
+            in_flight,
+        );
         // The wire tap hands each exported span's ids to the capture layer, then the span
         // to the batch processor it wraps (one processor: the SDK clones a span per
         // processor when there are several).
@@ -291,6 +329,23 @@ impl Builder {
                     other => other.to_string(),
                 }),
         })
+    }
+
+    /// The SDK's batch processor over `exporter`, with the builder's queue and the kit's
+    /// batch size and delay.
+    fn span_batches(
+        &self,
+        exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+    ) -> opentelemetry_sdk::trace::BatchSpanProcessor {
+        opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                    .with_max_queue_size(self.max_queue_size)
+                    .with_max_export_batch_size(512)
+                    .with_scheduled_delay(Duration::from_millis(200))
+                    .build(),
+            )
+            .build()
     }
 
     fn span_exporter(
@@ -458,6 +513,7 @@ impl Telemetry {
             gzip: true,
             timeout: Duration::from_secs(10),
             max_queue_size: 65_536,
+            max_concurrent_exports: 2,
             max_level: tracing::level_filters::LevelFilter::INFO,
         }
     }
@@ -514,6 +570,9 @@ impl Telemetry {
             .await
     }
 }
+
+/// How much longer than the exporter's timeout a flush waits for the exports in flight.
+const DRAIN_MARGIN: Duration = Duration::from_secs(1);
 
 /// How long [`Telemetry::flush`] keeps asking the SDK to flush while it times out.
 pub const FLUSH_PATIENCE: Duration = Duration::from_secs(60);
