@@ -2,13 +2,13 @@
 //! into the span model when a test reads it.
 //!
 //! Values kept by field index in the capture's shared buffer (the names are in the span's
-//! `'static` metadata), times as nanoseconds from the capture's clock base and short
+//! `'static` metadata), times as raw readings of the capture's clock and short
 //! strings inline keep allocation off the instrumented code's hot path and a retained
 //! span small (~80 bytes, plus 24 a declared field); the work of building [`SpanRecord`]s
 //! is done once per span, when (and if) it is read.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::Metadata;
 
@@ -20,37 +20,47 @@ use crate::model::{
     StatusCode, TraceId, Value,
 };
 
-/// Maps `Instant`s to Unix time with one wall-clock reading taken at creation.
-#[derive(Debug, Clone, Copy)]
+/// The capture's clock: the processor's time-stamp counter where it is invariant (read by
+/// quanta, about a third of the cost of `Instant::now()` through the vDSO), the OS's
+/// monotonic clock elsewhere. A reading is a raw count, kept as it is and converted to
+/// nanoseconds only when a span is read, with one wall-clock reading taken at creation
+/// mapping it to Unix time.
+#[derive(Debug, Clone)]
 pub(super) struct Clock {
-    base_instant: Instant,
+    source: quanta::Clock,
+    base_reading: u64,
     base_unix_nanos: u64,
 }
 
 impl Clock {
     pub(super) fn new() -> Self {
+        let source = quanta::Clock::new();
+        let base_reading = source.raw();
         let base_unix_nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, nanos_u64);
         Clock {
-            base_instant: Instant::now(),
+            source,
+            base_reading,
             base_unix_nanos,
         }
     }
 
-    /// Nanoseconds from the clock's base to `at`: what a captured span keeps.
-    pub(super) fn offset(&self, at: Instant) -> u64 {
-        nanos_u64(at.saturating_duration_since(self.base_instant))
+    /// A reading: what a captured span keeps for its start and end.
+    #[inline(always)]
+    pub(super) fn now(&self) -> u64 {
+        self.source.raw()
     }
 
-    /// Unix time, in nanoseconds, of `at`.
-    pub(super) fn unix_nanos_at(&self, at: Instant) -> u64 {
-        self.unix_nanos(self.offset(at))
+    /// Nanoseconds from one reading to a later one (0 if it is not later).
+    pub(super) fn nanos_between(&self, earlier: u64, later: u64) -> u64 {
+        self.source.delta_as_nanos(earlier, later)
     }
 
-    /// Unix time, in nanoseconds, of an offset from [`Clock::offset`].
-    pub(super) fn unix_nanos(&self, offset: u64) -> u64 {
-        self.base_unix_nanos.saturating_add(offset)
+    /// Unix time, in nanoseconds, of a reading.
+    pub(super) fn unix_nanos(&self, reading: u64) -> u64 {
+        self.base_unix_nanos
+            .saturating_add(self.nanos_between(self.base_reading, reading))
     }
 }
 
@@ -95,12 +105,12 @@ pub(super) struct Extras {
 pub(super) struct BusyIdle {
     pub(super) busy: Duration,
     pub(super) idle: Duration,
-    /// The last enter or exit (or the start).
-    pub(super) last_transition: Instant,
+    /// The clock reading of the last enter or exit (or of the start).
+    pub(super) last_transition: u64,
 }
 
 impl BusyIdle {
-    pub(super) fn new(start: Instant) -> Self {
+    pub(super) fn new(start: u64) -> Self {
         BusyIdle {
             busy: Duration::ZERO,
             idle: Duration::ZERO,
@@ -110,8 +120,8 @@ impl BusyIdle {
 
     /// Adds the time since the last transition to idle time (on enter and close) or to
     /// busy time (on exit).
-    pub(super) fn transition(&mut self, now: Instant, was_busy: bool) {
-        let spent = now.saturating_duration_since(self.last_transition);
+    pub(super) fn transition(&mut self, clock: &Clock, now: u64, was_busy: bool) {
+        let spent = Duration::from_nanos(clock.nanos_between(self.last_transition, now));
         if was_busy {
             self.busy += spent;
         } else {
@@ -228,5 +238,38 @@ impl CapturedSpan {
                 message: String::new(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn readings_convert_to_the_time_the_os_clocks_give() {
+        let clock = Clock::new();
+        let outer_start = Instant::now();
+        let first = clock.now();
+        // Spin, not sleep: two readings at least 2 ms apart, bracketed by `Instant`s.
+        while outer_start.elapsed() < Duration::from_millis(2) {
+            std::hint::spin_loop();
+        }
+        let second = clock.now();
+        let outer = outer_start.elapsed();
+        let measured = Duration::from_nanos(clock.nanos_between(first, second));
+        assert!(
+            measured >= Duration::from_micros(1_900) && measured <= outer + outer / 20,
+            "{measured:?} between readings, {outer:?} around them"
+        );
+        assert_eq!(clock.nanos_between(second, first), 0, "never negative");
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, nanos_u64);
+        let converted = clock.unix_nanos(clock.now());
+        assert!(
+            converted.abs_diff(unix_now) < 50_000_000,
+            "{converted} against the wall clock's {unix_now}"
+        );
     }
 }

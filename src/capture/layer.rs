@@ -1,7 +1,5 @@
 //! The `Layer` implementation: what happens on each tracing callback.
 
-use std::time::Instant;
-
 use tracing::span::{Attributes as SpanAttributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
@@ -20,14 +18,13 @@ where
 {
     fn on_new_span(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let metadata = attrs.metadata();
-        let now = Instant::now();
+        let start = self.shared.clock.now();
         let extras: Option<Box<Extras>> = self.track_busy_idle.then(|| {
             Box::new(Extras {
-                busy_idle: Some(BusyIdle::new(now)),
+                busy_idle: Some(BusyIdle::new(start)),
                 ..Extras::default()
             })
         });
-        let start = self.shared.clock.offset(now);
         record_staged(
             metadata.fields().len(),
             extras,
@@ -144,7 +141,7 @@ where
         attributes.insert("target".into(), Value::Str(metadata.target().into()));
         let span_event = SpanEvent {
             name: message.unwrap_or_else(|| metadata.name().to_owned()),
-            time_unix_nanos: self.shared.clock.unix_nanos_at(Instant::now()),
+            time_unix_nanos: self.shared.clock.unix_nanos(self.shared.clock.now()),
             attributes,
         };
         match ctx.event_span(event) {
@@ -174,8 +171,7 @@ where
     }
 
     fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
-        let now = Instant::now();
-        let end = self.shared.clock.offset(now);
+        let end = self.shared.clock.now();
         let mut spans = lock(&self.shared.spans);
         let Some(mut captured) = spans.open.remove(&id) else {
             return;
@@ -185,7 +181,7 @@ where
             .as_deref_mut()
             .and_then(|extras| extras.busy_idle.as_mut())
         {
-            busy_idle.transition(now, false);
+            busy_idle.transition(&self.shared.clock, end, false);
         }
         captured.end = end;
         if let Some(token) = self.wire_token {
@@ -223,7 +219,7 @@ fn record_staged<R>(
 impl SpanCaptureLayer {
     /// Accounts an enter (`was_busy` false: the span was idle until now) or an exit.
     fn transition(&self, id: &Id, was_busy: bool) {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         let mut spans = lock(&self.shared.spans);
         if let Some(busy_idle) = spans
             .open
@@ -231,7 +227,7 @@ impl SpanCaptureLayer {
             .and_then(|captured| captured.extras.as_deref_mut())
             .and_then(|extras| extras.busy_idle.as_mut())
         {
-            busy_idle.transition(now, was_busy);
+            busy_idle.transition(&self.shared.clock, now, was_busy);
         }
     }
 }
