@@ -18,7 +18,7 @@ use p2p_otel_testkit::model::{
     StatusCode, Temporality, TraceId, Value,
 };
 use p2p_otel_testkit::receiver::{Config, Counter, Fault, OtlpReceiver};
-use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
+use p2p_otel_testkit::telemetry::{Builder, Protocol, Telemetry};
 use p2p_otel_testkit::tree::expect;
 use p2p_otel_testkit::SpanSource;
 use p2p_otel_testkit::TraceSet;
@@ -35,12 +35,14 @@ async fn receiver() -> OtlpReceiver {
 }
 
 fn node(protocol: Protocol, receiver: &OtlpReceiver, instance: &str) -> Telemetry {
+    node_builder(protocol, receiver, instance).build().unwrap()
+}
+
+fn node_builder(protocol: Protocol, receiver: &OtlpReceiver, instance: &str) -> Builder {
     Telemetry::builder(protocol, receiver)
         .resource_attribute("service.name", "ggen-p2p")
         .resource_attribute("service.instance.id", instance)
         .scope("marketplace", "")
-        .build()
-        .unwrap()
 }
 
 /// An error and every source below it, as one line.
@@ -158,33 +160,17 @@ mod exporters {
         telemetry.shutdown().await.unwrap();
     }
 
-    /// The SDK's batch processor as production runs it, one export at a time, delivers
-    /// the same spans.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serial_exports_deliver_the_same_trace() {
-        let receiver = receiver().await;
-        let telemetry = Telemetry::builder(Protocol::Grpc, &receiver)
-            .resource_attribute("service.name", "ggen-p2p")
-            .resource_attribute("service.instance.id", "node-serial")
-            .scope("marketplace", "")
-            .max_concurrent_exports(1)
-            .build()
-            .unwrap();
-        emit_publish(telemetry.dispatch());
-        telemetry.flush().await.unwrap();
-        let traces = receiver
-            .wait_for_complete_trace("p2p_publish", WAIT)
-            .await
-            .unwrap();
-        check_publish(&traces, "node-serial");
-        telemetry.shutdown().await.unwrap();
-    }
-
+    /// And with the SDK's batch processor exporting one batch at a time, as production
+    /// runs it (`max_concurrent_exports(1)`), instead of the kit's default two.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn traces_arrive_on_a_multi_thread_runtime_too() {
-        for protocol in PROTOCOLS {
+        let overlapping = PROTOCOLS.map(|protocol| (protocol, 2));
+        for (protocol, exports) in overlapping.into_iter().chain([(Protocol::Grpc, 1)]) {
             let receiver = receiver().await;
-            let telemetry = node(protocol, &receiver, "node-2");
+            let telemetry = node_builder(protocol, &receiver, "node-2")
+                .max_concurrent_exports(exports)
+                .build()
+                .unwrap();
             emit_publish(telemetry.dispatch());
             telemetry.flush().await.unwrap();
             let traces = receiver

@@ -191,8 +191,9 @@ impl Builder {
     /// the last is on the wire; the requests are the same. [`Telemetry::flush`], and the
     /// tracer provider's own `force_flush` and `shutdown`, still return only once every
     /// export has been answered, and report any export that failed since the previous
-    /// flush, including those the batch timer started. `1` is the SDK's processor as
-    /// production runs it, unwrapped. Log records are always exported serially.
+    /// flush, including those the batch timer started. With `1` the SDK's processor
+    /// calls the exporter itself, as production runs it. Log records are always exported
+    /// serially.
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -237,7 +238,7 @@ impl Builder {
         let runtime = tokio::runtime::Handle::try_current()?;
         let resource = self.otel_resource();
         let span_exporter = self.span_exporter(&runtime)?;
-        // Each export ends within the exporter's timeout; a drain waits that and a margin.
+        // A drain waits the exporter's timeout and a margin for the exports in flight.
         let in_flight = InFlight::new(self.max_concurrent_exports, self.timeout + DRAIN_MARGIN);
         let span_processor = DrainOnFlush::new(
             if self.max_concurrent_exports > 1 {

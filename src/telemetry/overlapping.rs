@@ -1,18 +1,22 @@
 //! Span exports with more than one request in flight.
 //!
 //! opentelemetry_sdk's thread-based batch processor exports serially: its thread converts
-//! and encodes a batch, sends it, and waits for the answer before it takes the next batch.
-//! [`OverlappingExporter`] hands each batch to a task on the node's runtime instead and
-//! returns at once, so the next batch is converted while the last one is on the wire;
-//! only when `limit` exports are in flight does the processor's thread wait for one to end.
-//! What is sent is unchanged: the same exporter builds the same requests.
+//! the batch to OTLP, sends it, and waits for the answer before it takes the next batch.
+//! [`OverlappingExporter`] still converts and sends each batch on that thread (the first
+//! poll of opentelemetry-otlp's export future does both), then hands the wait for the
+//! answer to a task on the node's runtime and returns, so the next batch is converted
+//! while the last one is on the wire. Only when `limit` exports are in flight does the
+//! processor's thread wait for one to end. What is sent, and which thread does the work
+//! of sending it, is unchanged: the application's runtime gets no conversion to do.
 //!
-//! Handing a batch off must not weaken what a flush means. [`DrainOnFlush`] wraps the
+//! Handing the wait off must not weaken what a flush means. [`DrainOnFlush`] wraps the
 //! batch processor: its `force_flush` and shutdown return only once every export handed
 //! off has been answered, and they report the exports that failed since the previous
 //! flush, including those the processor's timer started (the SDK only logs those).
 
+use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
@@ -25,8 +29,9 @@ pub(crate) struct InFlight {
     slots: Arc<Semaphore>,
     state: Mutex<State>,
     idle: Condvar,
-    /// How long a drain waits for the exports in flight (each one is bounded by the
-    /// exporter's own request timeout, so this is that timeout and a margin).
+    /// How long a drain waits for the exports in flight: the exporter's request timeout
+    /// and a margin. An export that retries can take longer; the drain then reports a
+    /// timeout, which `Telemetry::flush` answers by asking again.
     patience: Duration,
 }
 
@@ -128,7 +133,8 @@ impl Drop for Running {
     }
 }
 
-/// Runs each export of `exporter` as a task on `runtime`, at most `limit` at a time.
+/// Converts and sends each batch with `exporter` on the calling thread, and waits for its
+/// answer in a task on `runtime`: at most `limit` exports in flight.
 #[derive(Debug)]
 pub(crate) struct OverlappingExporter<E> {
     exporter: Arc<E>,
@@ -158,10 +164,18 @@ impl<E: SpanExporter + 'static> SpanExporter for OverlappingExporter<E> {
             .map_err(|_closed| OTelSdkError::AlreadyShutdown)?;
         let running = self.in_flight.started(slot);
         let exporter = Arc::clone(&self.exporter);
-        // Dropped unpolled if the runtime has stopped: `Running` then counts it failed.
-        drop(self.runtime.spawn(async move {
-            running.finish(exporter.export(batch).await);
-        }));
+        let mut export = Box::pin(async move { exporter.export(batch).await });
+        // The first poll converts and sends, here on the processor's thread, as the SDK's
+        // own call would; nothing waits for it to be woken, since the task below polls
+        // it again at once with a waker of its own.
+        let mut no_waiting = Context::from_waker(Waker::noop());
+        match export.as_mut().poll(&mut no_waiting) {
+            Poll::Ready(outcome) => running.finish(outcome),
+            // Dropped unpolled if the runtime has stopped: `Running` then counts it failed.
+            Poll::Pending => drop(self.runtime.spawn(async move {
+                running.finish(export.await);
+            })),
+        }
         Ok(())
     }
 
@@ -265,6 +279,8 @@ mod tests {
         started: Arc<tokio::sync::Notify>,
         answered: Arc<AtomicUsize>,
         answer: Result<(), &'static str>,
+        /// The thread each export began on: where its conversion would run.
+        began_on: Arc<Mutex<Vec<std::thread::ThreadId>>>,
     }
 
     impl Gated {
@@ -274,12 +290,17 @@ mod tests {
                 started: Arc::new(tokio::sync::Notify::new()),
                 answered: Arc::new(AtomicUsize::new(0)),
                 answer,
+                began_on: Arc::default(),
             }
         }
     }
 
     impl SpanExporter for Gated {
         async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            self.began_on
+                .lock()
+                .expect("not poisoned")
+                .push(std::thread::current().id());
             self.started.notify_one();
             self.gate
                 .acquire()
@@ -327,6 +348,35 @@ mod tests {
         let drained = tokio::task::spawn_blocking(move || in_flight.drain()).await;
         assert!(matches!(drained, Ok(Ok(()))), "{drained:?}");
         assert_eq!(gated.answered.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_batch_is_converted_on_the_processors_thread_and_answered_on_the_runtime() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("a runtime");
+        let gated = Gated::new(Ok(()));
+        let in_flight = InFlight::new(2, PATIENCE);
+        let exporter = OverlappingExporter::new(
+            gated.clone(),
+            runtime.handle().clone(),
+            Arc::clone(&in_flight),
+        );
+        // This thread stands for the batch processor's: no runtime here.
+        futures::executor::block_on(exporter.export(Vec::new())).expect("handed off");
+        assert_eq!(
+            *gated.began_on.lock().expect("not poisoned"),
+            [std::thread::current().id()],
+            "the export must begin (convert, encode, send) on the calling thread"
+        );
+        gated.gate.add_permits(1);
+        assert!(matches!(in_flight.drain(), Ok(())));
+        assert_eq!(
+            gated.answered.load(Ordering::SeqCst),
+            1,
+            "answered on the runtime"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
