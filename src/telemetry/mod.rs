@@ -186,9 +186,10 @@ impl Builder {
     /// How many span exports may be in flight at once (default 2; 0 counts as 1).
     ///
     /// The SDK's batch processor exports serially: it converts and encodes a batch,
-    /// sends it and waits for the answer before taking the next. With more than one,
-    /// each batch is handed to a task on the runtime, so the next one is converted while
-    /// the last is on the wire; the requests are the same. [`Telemetry::flush`], and the
+    /// sends it and waits for the answer before taking the next. With more than one, the
+    /// SDK's thread still converts and sends each batch, but hands the wait for its
+    /// answer to a task on the runtime, so the next batch is converted while the last is
+    /// on the wire; the requests are the same. [`Telemetry::flush`], and the
     /// tracer provider's own `force_flush` and `shutdown`, still return only once every
     /// export has been answered, and report any export that failed since the previous
     /// flush, including those the batch timer started. With `1` the SDK's processor

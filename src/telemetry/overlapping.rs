@@ -235,8 +235,13 @@ impl<P: SpanProcessor> SpanProcessor for DrainOnFlush<P> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        let handed_off = self.processor.force_flush();
-        both(handed_off, self.in_flight.drain())
+        match self.processor.force_flush() {
+            // Batches are still being handed off (the processor gives a flush 5 s): the
+            // failures so far are left for the flush that sees every batch answered, which
+            // `Telemetry::flush` asks for after a timeout.
+            Err(OTelSdkError::Timeout(limit)) => Err(OTelSdkError::Timeout(limit)),
+            handed_off => both(handed_off, self.in_flight.drain()),
+        }
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -460,6 +465,42 @@ mod tests {
         );
         let shut = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         assert!(matches!(shut, Ok(Ok(()))), "{shut:?}");
+    }
+
+    /// A batch processor whose flush always times out, as the SDK's does after 5 s.
+    #[derive(Debug)]
+    struct FlushTimesOut;
+
+    impl SpanProcessor for FlushTimesOut {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+        fn on_end(&self, _: SpanData) {}
+        fn force_flush(&self) -> OTelSdkResult {
+            Err(OTelSdkError::Timeout(Duration::from_secs(5)))
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_wait_for_a_flush_that_saw_every_batch_handed_off() {
+        let gated = Gated::new(Err("the receiver refused the batch"));
+        let (exporter, in_flight) = overlapping(&gated, 2, PATIENCE);
+        gated.gate.add_permits(1);
+        exporter.export(Vec::new()).await.expect("handed off");
+        let processor = DrainOnFlush::new(FlushTimesOut, Arc::clone(&in_flight));
+        let flushed = tokio::task::spawn_blocking(move || processor.force_flush()).await;
+        assert!(
+            matches!(flushed, Ok(Err(OTelSdkError::Timeout(_)))),
+            "a timeout, which `Telemetry::flush` asks again after: {flushed:?}"
+        );
+        let drained = tokio::task::spawn_blocking(move || in_flight.drain()).await;
+        match drained {
+            Ok(Err(OTelSdkError::InternalFailure(text))) => {
+                assert!(text.contains("the receiver refused the batch"), "{text}")
+            }
+            other => panic!("the failure must wait for the next flush: {other:?}"),
+        }
     }
 
     #[test]
