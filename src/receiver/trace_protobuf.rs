@@ -519,7 +519,12 @@ mod tests {
         let Some(spans) = direct(bytes) else {
             return Ok(false);
         };
-        prop_assert_eq!(Ok(spans), through_prost(bytes));
+        let (direct, prost) = (Ok(spans), through_prost(bytes));
+        // A double that is NaN (damaged bytes make them) is not equal to itself: the two
+        // paths agree when they read the same value, which their texts then show.
+        if direct != prost {
+            prop_assert_eq!(format!("{direct:?}"), format!("{prost:?}"));
+        }
         Ok(true)
     }
 
