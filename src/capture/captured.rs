@@ -24,7 +24,8 @@ use crate::model::{
 /// quanta, about a third of the cost of `Instant::now()` through the vDSO), the OS's
 /// monotonic clock elsewhere. A reading is a raw count, kept as it is and converted to
 /// nanoseconds only when a span is read, with one wall-clock reading taken at creation
-/// mapping it to Unix time.
+/// mapping it to Unix time. quanta calibrates the counter once per process, when the
+/// first capture is built: 0.6–3 ms here, 200 ms at most on a loaded machine.
 #[derive(Debug, Clone)]
 pub(super) struct Clock {
     source: quanta::Clock,

@@ -332,6 +332,28 @@ mod tests {
         (exporter, in_flight)
     }
 
+    /// An exporter whose waits go to a runtime of its own, not this thread's: this
+    /// thread stands for the batch processor's, which has none.
+    fn on_a_runtime_of_its_own(
+        gated: &Gated,
+    ) -> (
+        tokio::runtime::Runtime,
+        OverlappingExporter<Gated>,
+        Arc<InFlight>,
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("a runtime");
+        let in_flight = InFlight::new(2, PATIENCE);
+        let exporter = OverlappingExporter::new(
+            gated.clone(),
+            runtime.handle().clone(),
+            Arc::clone(&in_flight),
+        );
+        (runtime, exporter, in_flight)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn exports_overlap_up_to_the_limit_and_no_further() {
         let gated = Gated::new(Ok(()));
@@ -357,18 +379,8 @@ mod tests {
 
     #[test]
     fn a_batch_is_converted_on_the_processors_thread_and_answered_on_the_runtime() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .expect("a runtime");
         let gated = Gated::new(Ok(()));
-        let in_flight = InFlight::new(2, PATIENCE);
-        let exporter = OverlappingExporter::new(
-            gated.clone(),
-            runtime.handle().clone(),
-            Arc::clone(&in_flight),
-        );
-        // This thread stands for the batch processor's: no runtime here.
+        let (_runtime, exporter, in_flight) = on_a_runtime_of_its_own(&gated);
         futures::executor::block_on(exporter.export(Vec::new())).expect("handed off");
         assert_eq!(
             *gated.began_on.lock().expect("not poisoned"),
@@ -415,17 +427,8 @@ mod tests {
 
     #[test]
     fn an_export_whose_runtime_stops_is_reported_as_failed_not_waited_for() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .expect("a runtime");
         let gated = Gated::new(Ok(()));
-        let in_flight = InFlight::new(2, PATIENCE);
-        let exporter = OverlappingExporter::new(
-            gated.clone(),
-            runtime.handle().clone(),
-            Arc::clone(&in_flight),
-        );
+        let (runtime, exporter, in_flight) = on_a_runtime_of_its_own(&gated);
         futures::executor::block_on(exporter.export(Vec::new())).expect("handed off");
         runtime.shutdown_background();
         match in_flight.drain() {
