@@ -280,8 +280,8 @@ impl Builder {
             .with_batch_config(
                 opentelemetry_sdk::logs::BatchConfigBuilder::default()
                     .with_max_queue_size(self.max_queue_size)
-                    .with_max_export_batch_size(512)
-                    .with_scheduled_delay(Duration::from_millis(200))
+                    .with_max_export_batch_size(EXPORT_BATCH_SIZE)
+                    .with_scheduled_delay(EXPORT_BATCH_DELAY)
                     .build(),
             )
             .build();
@@ -343,8 +343,8 @@ impl Builder {
             .with_batch_config(
                 opentelemetry_sdk::trace::BatchConfigBuilder::default()
                     .with_max_queue_size(self.max_queue_size)
-                    .with_max_export_batch_size(512)
-                    .with_scheduled_delay(Duration::from_millis(200))
+                    .with_max_export_batch_size(EXPORT_BATCH_SIZE)
+                    .with_scheduled_delay(EXPORT_BATCH_DELAY)
                     .build(),
             )
             .build()
@@ -572,6 +572,12 @@ impl Telemetry {
             .await
     }
 }
+
+/// Spans or log records per export, for both batch processors.
+const EXPORT_BATCH_SIZE: usize = 512;
+
+/// How long either batch processor waits before exporting a batch that is not full.
+const EXPORT_BATCH_DELAY: Duration = Duration::from_millis(200);
 
 /// How much longer than the exporter's timeout a flush waits for the exports in flight.
 const DRAIN_MARGIN: Duration = Duration::from_secs(1);
