@@ -1,7 +1,11 @@
 //! The `Layer` implementation: what happens on each tracing callback.
 
+use std::any::TypeId;
+
+use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+use p2p_otel_context::SpanContextHook;
 use tracing::span::{Attributes as SpanAttributes, Id, Record};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -170,6 +174,18 @@ where
         }
     }
 
+    // SAFETY: each pointer returned points at a value of the type asked for: the layer
+    // itself, or the `'static` hook.
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<SpanContextHook>() {
+            Some(&CONTEXT_HOOK as *const SpanContextHook as *const ())
+        } else {
+            None
+        }
+    }
+
     fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
         let end = self.shared.clock.now();
         let mut spans = lock(&self.shared.spans);
@@ -232,28 +248,41 @@ impl SpanCaptureLayer {
     }
 }
 
-/// Runs `f` on the capture state of `span` while it is open, when a capture layer of the
-/// kit sees it.
-fn with_captured<R>(span: &tracing::Span, f: impl FnOnce(&mut CapturedSpan) -> R) -> Option<R> {
-    span.with_subscriber(|(id, dispatch)| {
-        let layer = dispatch.downcast_ref::<SpanCaptureLayer>()?;
-        let mut spans = lock(&layer.shared.spans);
-        spans.open.get_mut(id).map(f)
+/// How the capture answers `p2p-otel-context`'s `TraceContext::of` and `set_parent` when
+/// no OpenTelemetry layer sees a span: with the ids it keeps itself. Handed out by
+/// [`Layer::downcast_raw`].
+static CONTEXT_HOOK: SpanContextHook = SpanContextHook {
+    span_context: captured_context,
+    set_remote_parent: captured_remote_parent,
+};
+
+/// Runs `f` on the capture state of span `id` while it is open, when a capture layer of
+/// the kit is part of `dispatch`.
+fn with_open<R>(dispatch: &Dispatch, id: &Id, f: impl FnOnce(&mut CapturedSpan) -> R) -> Option<R> {
+    let layer = dispatch.downcast_ref::<SpanCaptureLayer>()?;
+    let mut spans = lock(&layer.shared.spans);
+    spans.open.get_mut(id).map(f)
+}
+
+/// The captured ids of span `id` while it is open.
+fn captured_context(dispatch: &Dispatch, id: &Id) -> Option<SpanContext> {
+    with_open(dispatch, id, |captured| {
+        SpanContext::new(
+            opentelemetry::trace::TraceId::from_bytes(captured.trace_id.to_bytes()),
+            opentelemetry::trace::SpanId::from_bytes(captured.span_id.to_bytes()),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        )
     })
-    .flatten()
 }
 
-/// The captured ids of `span` while it is open, when a capture layer of the kit sees it.
-pub(crate) fn ids_of(span: &tracing::Span) -> Option<(TraceId, SpanId)> {
-    with_captured(span, |captured| (captured.trace_id, captured.span_id))
-}
-
-/// Makes a remote span the captured parent of `span`, which joins its trace. Returns
+/// Makes a remote span the captured parent of span `id`, which joins its trace. Returns
 /// whether a capture layer of the kit saw the span.
-pub(crate) fn set_remote_parent(span: &tracing::Span, trace_id: TraceId, parent: SpanId) -> bool {
-    with_captured(span, |captured| {
-        captured.trace_id = trace_id;
-        captured.parent = Some(parent);
+fn captured_remote_parent(dispatch: &Dispatch, id: &Id, parent: &SpanContext) -> bool {
+    with_open(dispatch, id, |captured| {
+        captured.trace_id = TraceId::from_bytes(parent.trace_id().to_bytes());
+        captured.parent = Some(SpanId::from_bytes(parent.span_id().to_bytes()));
         captured.remote_parent = true;
     })
     .is_some()
