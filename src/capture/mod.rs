@@ -36,6 +36,7 @@ mod captured;
 mod ids;
 mod layer;
 mod open;
+mod per_node;
 mod values;
 mod visitor;
 pub(crate) mod wire;
@@ -53,8 +54,8 @@ use crate::tree::TraceSet;
 
 use captured::{CapturedSpan, Clock};
 use ids::IdGenerator;
-pub(crate) use layer::{ids_of, set_remote_parent};
 use open::OpenSpans;
+pub use per_node::PerNode;
 use values::FieldValues;
 
 /// A tracing `Layer` that records every span of its subscriber into the span model.
@@ -80,7 +81,7 @@ pub struct SpanCaptureLayer {
 ///     .scope("p2p-marketplace", "0.1.0")
 ///     .build();
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[must_use = "call .build() or .dispatch() to get the layer and its handle"]
 pub struct Builder {
     resource: Resource,
@@ -88,6 +89,8 @@ pub struct Builder {
     track_busy_idle: bool,
     filter: Targets,
     wire_token: Option<u64>,
+    opentelemetry_layer: bool,
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl Default for Builder {
@@ -98,6 +101,8 @@ impl Default for Builder {
             track_busy_idle: false,
             filter: Targets::new().with_default(LevelFilter::INFO),
             wire_token: None,
+            opentelemetry_layer: false,
+            notifier: None,
         }
     }
 }
@@ -141,16 +146,77 @@ impl Builder {
         self
     }
 
+    /// Whether [`dispatch`](Self::dispatch) also runs tracing-opentelemetry's layer, with
+    /// a tracer that exports nowhere, so code that propagates trace context with the
+    /// standard OpenTelemetry API works under a capture alone: `OpenTelemetrySpanExt::context`
+    /// yields the span's context to inject, `OpenTelemetrySpanExt::set_parent` makes a
+    /// remote parent, and the captured ids, parents, links and status are those
+    /// OpenTelemetry gave the span (as in a [`Telemetry`](crate::telemetry::Telemetry)
+    /// dispatch). Off by default: it costs what tracing-opentelemetry costs, several times
+    /// the capture itself (BENCHMARKS in the README). A mesh's per-node captures
+    /// ([`PerNode`]) turn it on. [`propagation`](crate::propagation) works without it.
+    ///
+    /// ```
+    /// use opentelemetry::propagation::TextMapPropagator;
+    /// use opentelemetry_sdk::propagation::TraceContextPropagator;
+    /// use p2p_otel_testkit::capture;
+    /// use std::collections::HashMap;
+    /// use tracing_opentelemetry::OpenTelemetrySpanExt;
+    ///
+    /// let (caller, caller_spans) = capture::Builder::default().opentelemetry_layer(true).dispatch();
+    /// let (handler, handler_spans) = capture::Builder::default().opentelemetry_layer(true).dispatch();
+    ///
+    /// // Production code, standard API only: inject on one side, extract on the other.
+    /// let mut headers = HashMap::new();
+    /// tracing::dispatcher::with_default(&caller, || {
+    ///     let span = tracing::info_span!("send_request");
+    ///     TraceContextPropagator::new().inject_context(&span.context(), &mut headers);
+    /// });
+    /// tracing::dispatcher::with_default(&handler, || {
+    ///     let span = tracing::info_span!("handle_request");
+    ///     span.set_parent(TraceContextPropagator::new().extract(&headers)).unwrap();
+    ///     span.in_scope(|| {});
+    /// });
+    ///
+    /// let (sent, handled) = (&caller_spans.spans()[0], &handler_spans.spans()[0]);
+    /// assert_eq!(handled.trace_id, sent.trace_id);
+    /// assert_eq!(handled.parent.unwrap().span_id, sent.span_id);
+    /// assert_eq!(handled.parent.unwrap().remote, Some(true));
+    /// ```
+    pub fn opentelemetry_layer(mut self, on: bool) -> Self {
+        self.opentelemetry_layer = on;
+        self
+    }
+
     /// Set by a Telemetry dispatch: the capture takes the exported ids from the wire tap.
     pub(crate) fn wire_token(mut self, token: u64) -> Self {
         self.wire_token = Some(token);
         self
     }
 
+    /// Captures that wake one waiter together (a mesh's per-node captures).
+    pub(crate) fn notifier(mut self, notifier: Arc<Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
     /// A dispatch of a fresh registry with the level and target filter and the capture
-    /// layer, and its handle.
-    pub fn dispatch(self) -> (tracing::Dispatch, CaptureHandle) {
+    /// layer (behind tracing-opentelemetry's layer when
+    /// [`opentelemetry_layer`](Self::opentelemetry_layer) is on), and its handle.
+    pub fn dispatch(mut self) -> (tracing::Dispatch, CaptureHandle) {
         let filter = self.filter.clone();
+        if self.opentelemetry_layer {
+            let token = wire::new_token();
+            self.wire_token = Some(token);
+            let otel_layer = wire::otel_layer(wire::tap_only_tracer(token));
+            let (layer, handle) = self.build();
+            // The OpenTelemetry layer closes a span first: the capture takes its ids.
+            let registry = tracing_subscriber::registry()
+                .with(filter)
+                .with(otel_layer)
+                .with(layer);
+            return (tracing::Dispatch::new(registry), handle);
+        }
         let (layer, handle) = self.build();
         (
             tracing::Dispatch::new(tracing_subscriber::registry().with(filter).with(layer)),
@@ -163,7 +229,7 @@ impl Builder {
     pub fn build(self) -> (SpanCaptureLayer, CaptureHandle) {
         let shared = Arc::new(Shared {
             spans: Mutex::new(Spans::default()),
-            changed: Notifier::default(),
+            changed: self.notifier.unwrap_or_default(),
             converted: Mutex::new(Vec::new()),
             events_outside_spans: Mutex::new(Vec::new()),
             clock: Clock::new(),
@@ -220,7 +286,7 @@ struct Shared {
     /// Open spans, and closed ones in compact form.
     spans: Mutex<Spans>,
     /// Notified when a span closes (or the capture is cleared).
-    changed: Notifier,
+    changed: Arc<Notifier>,
     /// `closed[..converted.len()]` turned into the span model; extended when read.
     converted: Mutex<Vec<SpanRecord>>,
     events_outside_spans: Mutex<Vec<SpanEvent>>,

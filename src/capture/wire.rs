@@ -173,6 +173,52 @@ impl<P: SpanProcessor> SpanProcessor for WireTap<P> {
     }
 }
 
+/// The exporting processor of a capture that exports nowhere: the wire tap before it
+/// still reports each ended span's ids to the capture.
+#[derive(Debug)]
+pub(crate) struct Discard;
+
+impl SpanProcessor for Discard {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// tracing-opentelemetry's layer over `tracer`, as the kit's dispatches compose it: no
+/// code location, thread or target attributes (the capture records none either), no
+/// busy/idle timing.
+pub(crate) fn otel_layer<S>(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_target(false)
+}
+
+/// A tracer whose spans end in `tap` (the capture of the same dispatch) and go no further.
+pub(crate) fn tap_only_tracer(token: u64) -> opentelemetry_sdk::trace::SdkTracer {
+    use opentelemetry::trace::TracerProvider as _;
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(WireTap::new(token, Discard))
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+        .build()
+        .tracer("p2p-otel-testkit")
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};

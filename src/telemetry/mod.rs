@@ -297,12 +297,9 @@ impl Builder {
             capture = capture.resource_attribute(key.clone(), value.clone());
         }
         let (capture_layer, capture) = capture.build();
-        let otel_layer = tracing_opentelemetry::layer()
-            .with_tracer(tracer_provider.tracer_with_scope(self.instrumentation_scope()))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_target(false);
+        let otel_layer = crate::capture::wire::otel_layer(
+            tracer_provider.tracer_with_scope(self.instrumentation_scope()),
+        );
         // The OpenTelemetry layer closes a span before the capture layer does, so the
         // capture can take the ids, parent and links the span was exported with.
         let dispatch = Dispatch::new(
