@@ -13,13 +13,18 @@
 //! - [`model`] is the one span model every source converts into (including OTLP protobuf).
 //! - [`tree`] builds trace trees, queries and asserts on them, and renders them
 //!   deterministically for insta snapshots.
-//! - [`mesh`] runs N libp2p nodes on the memory transport, one task per swarm, with
-//!   topologies, partitions, kills and restarts (feature `mesh`).
+//! - [`mesh`] runs N libp2p nodes on the memory transport (feature `mesh`; TCP and QUIC
+//!   with feature `network`), one task per swarm, with topologies, partitions, kills and
+//!   restarts, each node with its own capture or telemetry.
+//! - [`propagation`]: W3C trace context in any message — the crate `p2p-otel-context`,
+//!   the one piece production code may depend on. Code that propagates with the standard
+//!   OpenTelemetry API needs nothing of the kit at all.
 //! - [`strategy`]: proptest strategies for span sets and generic trace invariants for
 //!   operation sequences (feature `proptest`).
 //!
 //! Nothing here touches global state: no global subscriber, provider or propagator, no
-//! environment variable read by our code or written by it.
+//! environment variable written; the only one read is `PROPTEST_CASES`, by
+//! `strategy::config`, as proptest itself reads it.
 //!
 //! ## Waiting
 //!

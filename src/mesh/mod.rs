@@ -222,8 +222,9 @@ type Constructor<N> =
     dyn Fn(&NodeContext) -> Result<(<N as Node>::Behaviour, N), MeshError> + Send + Sync;
 type DispatchFactory = dyn Fn(usize, PeerId) -> Result<Dispatch, MeshError> + Send + Sync;
 
-/// Configures a mesh. Defaults: seed 0, noise, connections only along the edges the test
-/// connects ([`Discovery::Off`]), connections kept 1 hour when idle, 5 s to listen or dial.
+/// Configures a mesh. Defaults: seed 0, noise (plaintext without the `noise` feature),
+/// connections only along the edges the test connects ([`Discovery::Off`]), connections
+/// kept 1 hour when idle, 5 s to listen or dial.
 #[must_use = "call .start(...) to start the mesh"]
 pub struct Builder {
     nodes: usize,
@@ -255,7 +256,7 @@ impl Builder {
         Builder {
             nodes,
             seed: 0,
-            security: Security::Noise,
+            security: Security::default(),
             discovery: Discovery::Off,
             idle_timeout: Duration::from_secs(3600),
             timeout: Duration::from_secs(5),
@@ -267,14 +268,17 @@ impl Builder {
 
     /// Where every node listens: by default the memory transport (`/memory/0`); TCP and
     /// QUIC addresses such as `/ip4/127.0.0.1/tcp/0` and `/ip4/127.0.0.1/udp/0/quic-v1`
-    /// give nodes that other processes reach over the real wire (port 0: the OS picks one,
-    /// [`Mesh::listen_addrs`] tells which). Memory and network addresses cannot be mixed.
+    /// (feature `network`) give nodes that other processes reach over the real wire (port
+    /// 0: the OS picks one, [`Mesh::listen_addrs`] tells which). Memory and network
+    /// addresses cannot be mixed; without the `network` feature a network address is a
+    /// [`MeshError::Listen`] that names the feature.
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use p2p_otel_testkit::mesh::{self, Passive};
     ///
+    /// # #[cfg(feature = "network")] {
     /// let mesh = mesh::Builder::new(1)
     ///     .listen_on(vec!["/ip4/127.0.0.1/tcp/0".parse()?, "/ip4/127.0.0.1/udp/0/quic-v1".parse()?])
     ///     .start(|_| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
@@ -283,6 +287,7 @@ impl Builder {
     /// assert!(addrs.iter().any(|a| a.to_string().contains("/tcp/")));
     /// assert!(addrs.iter().any(|a| a.to_string().ends_with("/quic-v1")));
     /// mesh.shutdown().await;
+    /// # }
     /// # Ok(()) }
     /// ```
     pub fn listen_on(mut self, addrs: Vec<Multiaddr>) -> Self {
@@ -303,7 +308,7 @@ impl Builder {
         self
     }
 
-    /// Noise (default) or plaintext.
+    /// Noise (the default with the `noise` feature) or plaintext.
     pub fn security(mut self, security: Security) -> Self {
         self.security = security;
         self
@@ -330,6 +335,17 @@ impl Builder {
     ) -> Self {
         self.dispatch = Some(Arc::new(make));
         self
+    }
+
+    /// Gives each node its own in-process capture from `captures` (resource
+    /// `service.instance.id` = the node's peer id): no exporter, no receiver. The node's
+    /// task and every task libp2p spawns for it run with that capture's dispatch; read
+    /// and await every node's spans through `captures`.
+    pub fn capture_per_node(self, captures: &crate::capture::PerNode) -> Self {
+        let captures = captures.clone();
+        self.dispatch_per_node(move |index, peer| {
+            Ok(captures.node_dispatch(index, &peer.to_string()).0)
+        })
     }
 
     /// Gives each node its own [`Telemetry`](crate::telemetry::Telemetry) from
@@ -469,6 +485,21 @@ impl<N: Node> fmt::Debug for Mesh<N> {
             .field("edges", &self.edges)
             .field("blocked", &self.blocked)
             .finish_non_exhaustive()
+    }
+}
+
+impl Mesh<Passive<libp2p::swarm::dummy::Behaviour>> {
+    /// Moved to [`mesh::Builder::new`](Builder::new), which builds a mesh of any [`Node`].
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use p2p_otel_testkit::mesh::Mesh;
+    /// let builder = Mesh::builder(3).seed(7);
+    /// # drop(builder);
+    /// ```
+    #[deprecated(since = "0.2.0", note = "use `mesh::Builder::new`")]
+    pub fn builder(nodes: usize) -> Builder {
+        Builder::new(nodes)
     }
 }
 

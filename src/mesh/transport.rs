@@ -1,5 +1,5 @@
 //! How a mesh node is put together: seeded identity, the memory transport — or TCP and
-//! QUIC, for nodes that talk across processes — with noise (or plaintext) and yamux, and
+//! QUIC (feature `network`), for nodes that talk across processes — with noise (or plaintext) and yamux, and
 //! an executor that keeps the node's tracing dispatch on every task libp2p spawns.
 
 use std::future::Future;
@@ -8,24 +8,37 @@ use std::pin::Pin;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, MemoryTransport};
 use libp2p::core::upgrade::Version;
+#[cfg(feature = "network")]
 use libp2p::futures::future::Either;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::{noise, plaintext, yamux, Multiaddr, PeerId, Transport};
+use libp2p::{plaintext, yamux, Multiaddr, PeerId, Transport};
 use tracing::instrument::WithSubscriber;
 use tracing::Dispatch;
 
 use super::MeshError;
 
 /// The secure channel between mesh nodes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Security {
-    /// Noise XX handshakes, as production nodes use (the default).
-    #[default]
+    /// Noise XX handshakes, as production nodes use: the default with the `noise`
+    /// feature, which it needs (without it a mesh asked for noise fails to build its
+    /// nodes with a [`MeshError::Identity`] that names the feature).
     Noise,
-    /// Plaintext: no encryption, for speed in large meshes.
+    /// Plaintext: no encryption, for speed in large meshes; the default without the
+    /// `noise` feature.
     Plaintext,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        if cfg!(feature = "noise") {
+            Security::Noise
+        } else {
+            Security::Plaintext
+        }
+    }
 }
 
 /// An ed25519 keypair derived from `(seed, index)`, so a mesh's peer ids are the same in
@@ -53,6 +66,16 @@ pub(crate) fn transport(
     if listen.iter().all(is_memory) {
         return secured(MemoryTransport::default(), keypair, security);
     }
+    network(keypair, security, listen)
+}
+
+/// TCP (noise or plaintext, yamux) beside QUIC (its own TLS and streams).
+#[cfg(feature = "network")]
+fn network(
+    keypair: &Keypair,
+    security: Security,
+    _listen: &[Multiaddr],
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
     let tcp = secured(
         libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true)),
         keypair,
@@ -66,6 +89,23 @@ pub(crate) fn transport(
             Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
         })
         .boxed())
+}
+
+/// Without the `network` feature only the memory transport is built in.
+#[cfg(not(feature = "network"))]
+fn network(
+    _keypair: &Keypair,
+    _security: Security,
+    listen: &[Multiaddr],
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
+    Err(MeshError::Listen {
+        index: 0,
+        source: super::cause(format!(
+            "listen addresses {listen:?}: TCP and QUIC need the kit's `network` feature \
+             (p2p-otel-testkit = {{ features = [\"network\"] }}); without it only \
+             `/memory/…` addresses work"
+        )),
+    })
 }
 
 /// Whether `addr` is a memory-transport address.
@@ -88,12 +128,21 @@ where
 {
     let base = base.upgrade(Version::V1);
     Ok(match security {
+        #[cfg(feature = "noise")]
         Security::Noise => base
             .authenticate(
-                noise::Config::new(keypair).map_err(|e| MeshError::Identity(super::cause(e)))?,
+                libp2p::noise::Config::new(keypair)
+                    .map_err(|e| MeshError::Identity(super::cause(e)))?,
             )
             .multiplex(yamux::Config::default())
             .boxed(),
+        #[cfg(not(feature = "noise"))]
+        Security::Noise => {
+            return Err(MeshError::Identity(super::cause(
+                "Security::Noise needs the kit's `noise` feature \
+                 (p2p-otel-testkit = { features = [\"noise\"] })",
+            )))
+        }
         Security::Plaintext => base
             .authenticate(plaintext::Config::new(keypair))
             .multiplex(yamux::Config::default())

@@ -37,6 +37,10 @@ pub struct PerNode {
     service_version: String,
     scope: Option<(String, String)>,
     max_level: Option<tracing::level_filters::LevelFilter>,
+    gzip: Option<bool>,
+    timeout: Option<std::time::Duration>,
+    max_queue_size: Option<usize>,
+    max_concurrent_exports: Option<usize>,
     resource: Vec<(String, crate::model::Value)>,
     nodes: Arc<Mutex<BTreeMap<usize, Arc<Telemetry>>>>,
 }
@@ -72,6 +76,10 @@ impl PerNode {
             service_version: String::new(),
             scope: None,
             max_level: None,
+            gzip: None,
+            timeout: None,
+            max_queue_size: None,
+            max_concurrent_exports: None,
             resource: Vec::new(),
             nodes: Arc::default(),
         }
@@ -94,6 +102,32 @@ impl PerNode {
     /// The most verbose level every node captures and exports (default `INFO`).
     pub fn max_level(mut self, level: tracing::level_filters::LevelFilter) -> Self {
         self.max_level = Some(level);
+        self
+    }
+
+    /// Whether every node's exporters compress (see [`Builder::gzip`](super::Builder::gzip)).
+    pub fn gzip(mut self, gzip: bool) -> Self {
+        self.gzip = Some(gzip);
+        self
+    }
+
+    /// Every node's export timeout (see [`Builder::timeout`](super::Builder::timeout)).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Every node's span and log queue (see
+    /// [`Builder::max_queue_size`](super::Builder::max_queue_size)).
+    pub fn max_queue_size(mut self, size: usize) -> Self {
+        self.max_queue_size = Some(size);
+        self
+    }
+
+    /// How many span exports every node keeps in flight (see
+    /// [`Builder::max_concurrent_exports`](super::Builder::max_concurrent_exports)).
+    pub fn max_concurrent_exports(mut self, exports: usize) -> Self {
+        self.max_concurrent_exports = Some(exports);
         self
     }
 
@@ -138,9 +172,49 @@ impl PerNode {
         if let Some(level) = self.max_level {
             builder = builder.max_level(level);
         }
+        if let Some(gzip) = self.gzip {
+            builder = builder.gzip(gzip);
+        }
+        if let Some(timeout) = self.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if let Some(size) = self.max_queue_size {
+            builder = builder.max_queue_size(size);
+        }
+        if let Some(exports) = self.max_concurrent_exports {
+            builder = builder.max_concurrent_exports(exports);
+        }
         let telemetry = Arc::new(builder.build()?);
         self.nodes().insert(index, Arc::clone(&telemetry));
         Ok(telemetry)
+    }
+
+    /// Moved to [`mesh::Builder::telemetry_per_node`](crate::mesh::Builder::telemetry_per_node).
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use p2p_otel_testkit::telemetry::{PerNode, Protocol};
+    /// let telemetry = PerNode::for_endpoints(Protocol::Grpc, "http://127.0.0.1:4317", "http://127.0.0.1:4318");
+    /// let builder = p2p_otel_testkit::mesh::Builder::new(3).dispatch_per_node(telemetry.dispatch_factory());
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "mesh")]
+    #[deprecated(since = "0.2.0", note = "use `mesh::Builder::telemetry_per_node`")]
+    pub fn dispatch_factory(
+        &self,
+    ) -> impl Fn(usize, libp2p::PeerId) -> Result<tracing::Dispatch, crate::mesh::MeshError>
+           + Send
+           + Sync
+           + 'static {
+        let this = self.clone();
+        move |index, peer| {
+            this.node_telemetry(index, &peer.to_string())
+                .map(|node| node.dispatch().clone())
+                .map_err(|e| crate::mesh::MeshError::Build {
+                    index,
+                    source: crate::mesh::cause(e),
+                })
+        }
     }
 
     /// Render settings that name every node created so far by its index, `[node N]`,
