@@ -1,0 +1,303 @@
+//! The echo service tested with the kit as a dev-dependency, in its styles: two captures
+//! and no network; a 3-node memory mesh whose nodes each capture (no exporter); over
+//! OTLP; generated sequences through the harness. The service propagates with the
+//! standard OpenTelemetry API only, so every style must see its remote parents.
+
+use std::time::Duration;
+
+use libp2p::futures::channel::oneshot;
+use libp2p::swarm::SwarmEvent;
+use libp2p::PeerId;
+use p2p_otel_echo_service::{behaviour, Behaviour, EchoService};
+use p2p_otel_testkit::mesh::{
+    self, Mesh, MeshBehaviourEvent, MeshError, Node, NodeEvent, NodeSwarm, Topology,
+};
+use p2p_otel_testkit::model::SpanKind;
+use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+use p2p_otel_testkit::strategy::invariants::Executed;
+use p2p_otel_testkit::strategy::sequence::{Harness, System};
+use p2p_otel_testkit::telemetry::{PerNode, Protocol};
+use p2p_otel_testkit::tree::{expect, SpanMatcher};
+use p2p_otel_testkit::{capture, CaptureHandle, SpanSource};
+use proptest::prelude::*;
+
+/// Generous: a wait ends at the notification, and only a failure waits this long — so a
+/// busy machine slows a test down instead of failing it.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The service as a mesh node: the kit's `Node` trait around the service's own logic.
+#[derive(Default)]
+struct EchoNode(EchoService);
+
+struct Echo {
+    to: PeerId,
+    text: String,
+    reply: oneshot::Sender<Result<String, String>>,
+}
+
+impl Node for EchoNode {
+    type Behaviour = Behaviour;
+    type Command = Echo;
+    type Observations = ();
+
+    fn on_command(&mut self, swarm: &mut NodeSwarm<Behaviour>, Echo { to, text, reply }: Echo) {
+        self.0.send(&mut swarm.behaviour_mut().app, to, text, reply);
+    }
+
+    fn on_swarm_event(&mut self, swarm: &mut NodeSwarm<Behaviour>, event: NodeEvent<Behaviour>) {
+        if let SwarmEvent::Behaviour(MeshBehaviourEvent::App(event)) = event {
+            self.0.on_event(&mut swarm.behaviour_mut().app, event);
+        }
+    }
+}
+
+/// Node `from` echoes `text` off node `to`.
+async fn echo(mesh: &Mesh<EchoNode>, from: usize, to: usize, text: &str) -> Result<String, String> {
+    let (reply, answer) = oneshot::channel();
+    let to = mesh.peer_id(to).map_err(|e| e.to_string())?;
+    let command = Echo {
+        to,
+        text: text.to_owned(),
+        reply,
+    };
+    mesh.node(from)
+        .map_err(|e: MeshError| e.to_string())?
+        .send(command)
+        .await
+        .map_err(|e| e.to_string())?;
+    answer.await.map_err(|e| e.to_string())?
+}
+
+/// A connected echo mesh whose nodes each capture in-process: no exporter, no receiver.
+async fn captured_mesh(n: usize) -> (Mesh<EchoNode>, capture::PerNode) {
+    let captures = capture::PerNode::new().service("echo", "1.0.0");
+    let mut mesh = mesh::Builder::new(n)
+        .capture_per_node(&captures)
+        .start(|_| Ok((behaviour(), EchoNode::default())))
+        .await
+        .unwrap();
+    mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+    (mesh, captures)
+}
+
+/// An echo mesh whose nodes export over OTLP/gRPC to `receiver`.
+async fn exporting_mesh(n: usize, receiver: &OtlpReceiver) -> (Mesh<EchoNode>, PerNode) {
+    let telemetry = PerNode::new(Protocol::Grpc, receiver).service("echo", "1.0.0");
+    let mut mesh = mesh::Builder::new(n)
+        .telemetry_per_node(&telemetry)
+        .start(|_| Ok((behaviour(), EchoNode::default())))
+        .await
+        .unwrap();
+    mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+    (mesh, telemetry)
+}
+
+/// `handle_echo` on node `to`, a server span under `send_echo` (client) on node `from`.
+fn echo_edge(mesh: &Mesh<EchoNode>, from: usize, to: usize) -> SpanMatcher {
+    expect::span()
+        .named("handle_echo")
+        .with_kind(SpanKind::Server)
+        .on_node(mesh.peer_id(to).unwrap())
+        .with_remote_parent_from(
+            expect::span()
+                .named("send_echo")
+                .with_kind(SpanKind::Client)
+                .on_node(mesh.peer_id(from).unwrap()),
+        )
+}
+
+#[test]
+fn the_service_depends_on_nothing_of_the_kit() {
+    let manifest = include_str!("../Cargo.toml");
+    let dependencies = manifest
+        .split("\n[dependencies]\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [dependencies] table");
+    assert!(dependencies.contains("libp2p"), "{dependencies}");
+    for line in dependencies.lines() {
+        assert!(
+            !line.trim_start().starts_with("p2p-otel"),
+            "production code must not depend on a crate of ours: {line}"
+        );
+    }
+}
+
+/// Caller and handler each under their own capture, no network: the caller's
+/// `span.context()` yields something to inject, and the handler's span takes it.
+#[test]
+fn two_captures_see_the_handler_under_the_callers_span() {
+    let (caller, caller_spans) = capture::Builder::default()
+        .opentelemetry_layer(true)
+        .dispatch();
+    let (handler, handler_spans) = capture::Builder::default()
+        .opentelemetry_layer(true)
+        .dispatch();
+    let to = PeerId::random();
+    let request = tracing::dispatcher::with_default(&caller, || {
+        let (span, request) = p2p_otel_echo_service::outgoing(&to, "hello".to_owned());
+        drop(span);
+        request
+    });
+    assert!(
+        request
+            .headers
+            .get("traceparent")
+            .is_some_and(|t| t.starts_with("00-")),
+        "{:?}",
+        request.headers
+    );
+    let response =
+        tracing::dispatcher::with_default(&handler, || p2p_otel_echo_service::handle(&request).1);
+    assert_eq!(response.text, "HELLO");
+
+    let (sent, handled) = (caller_spans.spans(), handler_spans.spans());
+    assert_eq!((sent.len(), handled.len()), (1, 1), "{sent:?}\n{handled:?}");
+    let parent = handled[0].parent.expect("the handler has a parent");
+    assert_eq!(parent.span_id, sent[0].span_id);
+    assert_eq!(parent.remote, Some(true));
+    assert_eq!(handled[0].trace_id, sent[0].trace_id);
+    assert_eq!(handled[0].kind, SpanKind::Server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_with_a_capture_per_node_sees_remote_parents_and_snapshots() {
+    let (mesh, captures) = captured_mesh(2).await;
+    assert_eq!(echo(&mesh, 0, 1, "hello").await.unwrap(), "HELLO");
+    // The server's span closes after its response is on the way: the client may hold the
+    // answer first, so wait for the span rather than read at once.
+    let union = captures
+        .wait_for_span_named("handle_echo", WAIT)
+        .await
+        .unwrap();
+    union
+        .expect(&echo_edge(&mesh, 0, 1).with_attr("bytes", 5))
+        .unwrap();
+    union.expect_no_orphans().unwrap();
+    insta::assert_snapshot!("echo_captured", union.render());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_each_capture_their_handler_under_a_remote_parent() {
+    let (mesh, captures) = captured_mesh(3).await;
+    echo(&mesh, 0, 1, "one").await.unwrap();
+    echo(&mesh, 0, 2, "two").await.unwrap();
+    for node in [1, 2] {
+        // Closed after the response left: waited for, not read at once.
+        let own = captures
+            .get(node)
+            .unwrap()
+            .wait_for_span_named("handle_echo", WAIT)
+            .await
+            .unwrap();
+        let handler = own.expect(&expect::span().named("handle_echo")).unwrap();
+        assert_eq!(
+            handler.record().parent.and_then(|p| p.remote),
+            Some(true),
+            "{own}"
+        );
+    }
+    let union = captures.traces();
+    assert_eq!(union.traces().len(), 2, "one trace per echo:\n{union}");
+    union.expect_no_orphans().unwrap();
+    union.expect(&echo_edge(&mesh, 0, 2)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_otlp_the_receiver_gets_the_same_tree() {
+    let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+    let (mesh, telemetry) = exporting_mesh(2, &receiver).await;
+    echo(&mesh, 1, 0, "over the wire").await.unwrap();
+    telemetry.flush().await.unwrap();
+    let trace = receiver
+        .wait_for_complete_trace("handle_echo", WAIT)
+        .await
+        .unwrap()
+        .with_render_settings(telemetry.render_settings());
+    trace.expect(&echo_edge(&mesh, 1, 0)).unwrap();
+    let captured = p2p_otel_testkit::TraceSet::new(
+        (0..2).flat_map(|i| telemetry.get(i).unwrap().capture().spans()),
+    )
+    .with_render_settings(telemetry.render_settings());
+    assert_eq!(captured.render(), trace.render());
+}
+
+/// The echo service as the sequence harness drives it: its model is "you get your text
+/// back in upper case".
+struct EchoSystem {
+    mesh: Mesh<EchoNode>,
+    telemetry: PerNode,
+}
+
+#[derive(Clone, Debug)]
+struct Send {
+    from: usize,
+    to: usize,
+    text: String,
+}
+
+impl System for EchoSystem {
+    type Operation = Send;
+    type Outcome = Result<String, String>;
+
+    async fn run(&mut self, op: &Send) -> Self::Outcome {
+        echo(&self.mesh, op.from, op.to, &op.text).await
+    }
+
+    fn check(&mut self, op: &Send, outcome: &Self::Outcome) -> Result<(), String> {
+        match outcome {
+            Ok(text) if *text == op.text.to_uppercase() => Ok(()),
+            other => Err(format!(
+                "expected {:?}, got {other:?}",
+                op.text.to_uppercase()
+            )),
+        }
+    }
+
+    fn expected_root(&self, op: &Send, outcome: &Self::Outcome) -> Option<Executed> {
+        Some(Executed {
+            instance: self.mesh.peer_id(op.from).ok()?.to_string(),
+            root: "send_echo",
+            failed: outcome.is_err(),
+        })
+    }
+
+    async fn flush(&self) -> Result<(), String> {
+        self.telemetry.flush().await.map_err(|e| e.to_string())
+    }
+
+    fn captures(&self) -> Vec<CaptureHandle> {
+        (0..3)
+            .filter_map(|i| self.telemetry.get(i))
+            .map(|t| t.capture().clone())
+            .collect()
+    }
+}
+
+fn arb_sends() -> impl Strategy<Value = Vec<Send>> {
+    let send = (0usize..3, 1usize..3, "[a-z ]{0,8}").prop_map(|(from, step, text)| Send {
+        from,
+        to: (from + step) % 3,
+        text,
+    });
+    proptest::collection::vec(send, 1..6)
+}
+
+proptest! {
+    #![proptest_config(p2p_otel_testkit::strategy::config(16, "proptest-regressions/echo.txt"))]
+
+    #[test]
+    fn generated_echo_sequences_hold_the_model_and_the_invariants(sends in arb_sends()) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let result = runtime.block_on(async {
+            let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+            let (mesh, telemetry) = exporting_mesh(3, &receiver).await;
+            let harness = Harness::new().handler_joins("handle_echo", "send_echo").render_settings(mesh.render_settings());
+            let mut system = EchoSystem { mesh, telemetry };
+            let verified = harness.run(&mut system, &sends, &receiver).await;
+            system.mesh.shutdown().await;
+            verified.map(|v| v.executed.len())
+        });
+        prop_assert_eq!(result, Ok(sends.len()));
+    }
+}
