@@ -3,6 +3,9 @@
 //! (b) registry + `SpanCaptureLayer`,
 //! (b2) `capture::dispatch()`: (b) behind the capture's level and target filter (`INFO`),
 //!     the set-up tests use — within 10 % of (b) is the target,
+//! (b3) `capture::Builder::opentelemetry_layer(true)`: (b2) with tracing-opentelemetry's
+//!     layer beside it (exporting nowhere), what a mesh's per-node capture runs so code
+//!     that propagates with the standard OpenTelemetry API shows its remote parents,
 //! (c) registry + tracing-opentelemetry layer + opentelemetry_sdk `InMemorySpanExporter`
 //!     (simple processor, so each span is exported when it ends, as (b) stores it);
 //! (d) a `Telemetry` dispatch, as a node of a mesh runs under: the OpenTelemetry layer,
@@ -137,6 +140,17 @@ fn print_retained_split() {
             retained_round(&capture, Some(&handle))
         }
     };
+    // The capture with tracing-opentelemetry's layer beside it, against `capture::dispatch()`.
+    let (with_otel, with_otel_handle) = p2p_otel_testkit::capture::Builder::default()
+        .opentelemetry_layer(true)
+        .dispatch();
+    let otel_cost = |otel_round: bool| -> Duration {
+        if otel_round {
+            retained_round(&with_otel, Some(&with_otel_handle))
+        } else {
+            retained_round(&filtered, Some(&filtered_handle))
+        }
+    };
     let line = |what: &str, (first, second): (&str, &str), round: &dyn Fn(bool) -> Duration| {
         let (mut bare, mut captured) = (Vec::new(), Vec::new());
         for i in 0..SPLIT_ROUNDS + 2 {
@@ -165,13 +179,18 @@ fn print_retained_split() {
     let layer = ("registry", "+ capture layer");
     eprintln!(
         "span_with_5_fields_retained split, medians of {SPLIT_ROUNDS} rounds of {SPLIT_SPANS} \
-         spans: {}; {}; {}",
+         spans: {}; {}; {}; {}",
         line("cleared between rounds", layer, &reused),
         line("fresh each round", layer, &fresh),
         line(
             "the level filter, cleared between rounds",
             ("capture layer", "capture::dispatch()"),
             &filter_cost
+        ),
+        line(
+            "the OpenTelemetry layer, cleared between rounds",
+            ("capture::dispatch()", "+ opentelemetry_layer(true)"),
+            &otel_cost
         ),
     );
 }
@@ -217,6 +236,13 @@ fn regime(c: &mut Criterion, group_name: &str, batch: u64, exporting: Option<Exp
     let (filtered, filtered_handle) = p2p_otel_testkit::capture::dispatch();
     group.bench_function("b2_capture_dispatch_level_filter", |b| {
         b.iter_custom(|iters| timed(&filtered, iters, batch, &|| filtered_handle.clear()))
+    });
+
+    let (with_otel, with_otel_handle) = p2p_otel_testkit::capture::Builder::default()
+        .opentelemetry_layer(true)
+        .dispatch();
+    group.bench_function("b3_capture_dispatch_opentelemetry_layer", |b| {
+        b.iter_custom(|iters| timed(&with_otel, iters, batch, &|| with_otel_handle.clear()))
     });
 
     let exporter = InMemorySpanExporter::default();

@@ -155,6 +155,13 @@ impl PerNode {
         if let Some(existing) = self.nodes().get(&index) {
             return Ok(Arc::clone(existing));
         }
+        let telemetry = Arc::new(self.node_builder(instance_id).build()?);
+        self.nodes().insert(index, Arc::clone(&telemetry));
+        Ok(telemetry)
+    }
+
+    /// A node's builder: every setting of this `PerNode`, and the node's instance id.
+    fn node_builder(&self, instance_id: &str) -> super::Builder {
         let mut builder = Telemetry::builder_for_endpoints(
             self.protocol,
             self.grpc_endpoint.clone(),
@@ -184,9 +191,7 @@ impl PerNode {
         if let Some(exports) = self.max_concurrent_exports {
             builder = builder.max_concurrent_exports(exports);
         }
-        let telemetry = Arc::new(builder.build()?);
-        self.nodes().insert(index, Arc::clone(&telemetry));
-        Ok(telemetry)
+        builder
     }
 
     /// Moved to [`mesh::Builder::telemetry_per_node`](crate::mesh::Builder::telemetry_per_node).
@@ -248,5 +253,82 @@ impl PerNode {
             node.flush().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Every setting given to `PerNode` reaches each node's builder; unset ones keep the
+    /// builder's defaults.
+    #[test]
+    fn every_setting_reaches_each_nodes_builder() {
+        let per_node = PerNode::for_endpoints(
+            Protocol::HttpJson,
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+        )
+        .service("svc", "2.0.0")
+        .scope("scope", "3.0.0")
+        .max_level(tracing::level_filters::LevelFilter::DEBUG)
+        .gzip(false)
+        .timeout(Duration::from_millis(1234))
+        .max_queue_size(77)
+        .max_concurrent_exports(3)
+        .resource_attribute("region", "eu");
+        let builder = per_node.node_builder("node-7");
+        assert!(!builder.gzip);
+        assert_eq!(builder.timeout, Duration::from_millis(1234));
+        assert_eq!(builder.max_queue_size, 77);
+        assert_eq!(builder.max_concurrent_exports, 3);
+        assert_eq!(
+            builder.max_level,
+            tracing::level_filters::LevelFilter::DEBUG
+        );
+        assert_eq!(
+            (builder.scope.as_str(), builder.scope_version.as_str()),
+            ("scope", "3.0.0")
+        );
+        for (key, value) in [
+            ("service.name", "svc"),
+            ("service.version", "2.0.0"),
+            ("service.instance.id", "node-7"),
+            ("region", "eu"),
+        ] {
+            assert!(
+                builder
+                    .resource
+                    .iter()
+                    .any(|(k, v)| k == key && *v == crate::model::Value::from(value)),
+                "{key} = {value} missing from {:?}",
+                builder.resource
+            );
+        }
+
+        let defaults =
+            PerNode::for_endpoints(Protocol::Grpc, "http://127.0.0.1:1", "http://127.0.0.1:2")
+                .node_builder("node-0");
+        let plain = Telemetry::builder_for_endpoints(
+            Protocol::Grpc,
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+        );
+        assert_eq!(
+            (
+                defaults.gzip,
+                defaults.timeout,
+                defaults.max_queue_size,
+                defaults.max_concurrent_exports
+            ),
+            (
+                plain.gzip,
+                plain.timeout,
+                plain.max_queue_size,
+                plain.max_concurrent_exports
+            )
+        );
     }
 }
