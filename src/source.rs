@@ -106,6 +106,28 @@ pub trait SpanSource: Send + Sync {
 }
 
 /// The id of the first complete trace holding a span named `name`.
+/// A wait over spans that timed out: what was awaited, and every span that did arrive,
+/// rendered (with `settings`, when the source names its nodes).
+pub(crate) fn spans_timed_out(
+    expected: &str,
+    waited: Duration,
+    spans: Vec<SpanRecord>,
+    settings: Option<crate::tree::RenderSettings>,
+) -> WaitError {
+    let arrived = spans.len();
+    let mut traces = TraceSet::new(spans);
+    if let Some(settings) = settings {
+        traces = traces.with_render_settings(settings);
+    }
+    WaitError::Timeout {
+        expected: expected.to_owned(),
+        waited,
+        arrived,
+        unit: "span(s)",
+        rendered: traces.render(),
+    }
+}
+
 fn complete_trace_with(set: &TraceSet, name: &str) -> Option<crate::model::TraceId> {
     set.traces()
         .iter()

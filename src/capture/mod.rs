@@ -415,14 +415,8 @@ impl SpanSource for CaptureHandle {
             },
             move || {
                 let spans = lock(&shared.spans);
-                let converted = shared.converted(&spans);
-                WaitError::Timeout {
-                    expected: expected.to_owned(),
-                    waited: timeout,
-                    arrived: converted.len(),
-                    unit: "span(s)",
-                    rendered: TraceSet::new(converted.clone()).render(),
-                }
+                let converted = shared.converted(&spans).clone();
+                crate::source::spans_timed_out(expected, timeout, converted, None)
             },
         )
     }

@@ -198,16 +198,12 @@ impl SpanSource for PerNode {
                     .then(|| TraceSet::new(spans).with_render_settings(self.render_settings()))
             },
             move || {
-                let spans = self.all_spans();
-                WaitError::Timeout {
-                    expected: expected.to_owned(),
-                    waited: timeout,
-                    arrived: spans.len(),
-                    unit: "span(s)",
-                    rendered: TraceSet::new(spans)
-                        .with_render_settings(self.render_settings())
-                        .render(),
-                }
+                crate::source::spans_timed_out(
+                    expected,
+                    timeout,
+                    self.all_spans(),
+                    Some(self.render_settings()),
+                )
             },
         )
     }

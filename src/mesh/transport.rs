@@ -1,6 +1,7 @@
 //! How a mesh node is put together: seeded identity, the memory transport — or TCP and
-//! QUIC (feature `network`), for nodes that talk across processes — with noise (or plaintext) and yamux, and
-//! an executor that keeps the node's tracing dispatch on every task libp2p spawns.
+//! QUIC (feature `network`), for nodes that talk across processes — with noise (feature
+//! `noise`) or plaintext and yamux, and an executor that keeps the node's tracing dispatch
+//! on every task libp2p spawns.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -125,7 +125,7 @@ macro_rules! exporter {
 /// span and log queue of 65,536 (the SDK drops beyond it, so raise it for bigger bursts),
 /// two span exports in flight at once, metrics exported on flush (and every 60 s),
 /// busy/idle timing off in both layers.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[must_use = "call .build() to get the telemetry"]
 pub struct Builder {
     protocol: Protocol,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Protocol, Telemetry, TelemetryError};
+use super::{Builder, Protocol, Telemetry, TelemetryError};
 use crate::receiver::OtlpReceiver;
 
 /// Telemetry for every node of a mesh, created as the mesh starts each node
@@ -30,17 +30,10 @@ use crate::receiver::OtlpReceiver;
 /// ```
 #[derive(Clone, Debug)]
 pub struct PerNode {
-    protocol: Protocol,
-    grpc_endpoint: String,
-    http_endpoint: String,
+    /// Every node's settings but its resource: each node's builder is a clone.
+    builder: Builder,
     service_name: String,
     service_version: String,
-    scope: Option<(String, String)>,
-    max_level: Option<tracing::level_filters::LevelFilter>,
-    gzip: Option<bool>,
-    timeout: Option<std::time::Duration>,
-    max_queue_size: Option<usize>,
-    max_concurrent_exports: Option<usize>,
     resource: Vec<(String, crate::model::Value)>,
     nodes: Arc<Mutex<BTreeMap<usize, Arc<Telemetry>>>>,
 }
@@ -69,17 +62,9 @@ impl PerNode {
         http_endpoint: impl Into<String>,
     ) -> Self {
         PerNode {
-            protocol,
-            grpc_endpoint: grpc_endpoint.into(),
-            http_endpoint: http_endpoint.into(),
+            builder: Telemetry::builder_for_endpoints(protocol, grpc_endpoint, http_endpoint),
             service_name: "unknown_service".to_owned(),
             service_version: String::new(),
-            scope: None,
-            max_level: None,
-            gzip: None,
-            timeout: None,
-            max_queue_size: None,
-            max_concurrent_exports: None,
             resource: Vec::new(),
             nodes: Arc::default(),
         }
@@ -95,39 +80,39 @@ impl PerNode {
     /// The instrumentation scope of every node's spans, metrics and logs (by default the
     /// kit's, `p2p-otel-testkit`): name yours, such as `scope("my-service", "1.2.0")`.
     pub fn scope(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
-        self.scope = Some((name.into(), version.into()));
+        self.builder = self.builder.scope(name, version);
         self
     }
 
     /// The most verbose level every node captures and exports (default `INFO`).
     pub fn max_level(mut self, level: tracing::level_filters::LevelFilter) -> Self {
-        self.max_level = Some(level);
+        self.builder = self.builder.max_level(level);
         self
     }
 
     /// Whether every node's exporters compress (see [`Builder::gzip`](super::Builder::gzip)).
     pub fn gzip(mut self, gzip: bool) -> Self {
-        self.gzip = Some(gzip);
+        self.builder = self.builder.gzip(gzip);
         self
     }
 
     /// Every node's export timeout (see [`Builder::timeout`](super::Builder::timeout)).
     pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.builder = self.builder.timeout(timeout);
         self
     }
 
     /// Every node's span and log queue (see
     /// [`Builder::max_queue_size`](super::Builder::max_queue_size)).
     pub fn max_queue_size(mut self, size: usize) -> Self {
-        self.max_queue_size = Some(size);
+        self.builder = self.builder.max_queue_size(size);
         self
     }
 
     /// How many span exports every node keeps in flight (see
     /// [`Builder::max_concurrent_exports`](super::Builder::max_concurrent_exports)).
     pub fn max_concurrent_exports(mut self, exports: usize) -> Self {
-        self.max_concurrent_exports = Some(exports);
+        self.builder = self.builder.max_concurrent_exports(exports);
         self
     }
 
@@ -161,35 +146,15 @@ impl PerNode {
     }
 
     /// A node's builder: every setting of this `PerNode`, and the node's instance id.
-    fn node_builder(&self, instance_id: &str) -> super::Builder {
-        let mut builder = Telemetry::builder_for_endpoints(
-            self.protocol,
-            self.grpc_endpoint.clone(),
-            self.http_endpoint.clone(),
-        )
-        .resource_attribute("service.name", self.service_name.clone())
-        .resource_attribute("service.version", self.service_version.clone())
-        .resource_attribute("service.instance.id", instance_id.to_owned());
+    fn node_builder(&self, instance_id: &str) -> Builder {
+        let mut builder = self
+            .builder
+            .clone()
+            .resource_attribute("service.name", self.service_name.clone())
+            .resource_attribute("service.version", self.service_version.clone())
+            .resource_attribute("service.instance.id", instance_id.to_owned());
         for (key, value) in &self.resource {
             builder = builder.resource_attribute(key.clone(), value.clone());
-        }
-        if let Some((name, version)) = &self.scope {
-            builder = builder.scope(name.clone(), version.clone());
-        }
-        if let Some(level) = self.max_level {
-            builder = builder.max_level(level);
-        }
-        if let Some(gzip) = self.gzip {
-            builder = builder.gzip(gzip);
-        }
-        if let Some(timeout) = self.timeout {
-            builder = builder.timeout(timeout);
-        }
-        if let Some(size) = self.max_queue_size {
-            builder = builder.max_queue_size(size);
-        }
-        if let Some(exports) = self.max_concurrent_exports {
-            builder = builder.max_concurrent_exports(exports);
         }
         builder
     }

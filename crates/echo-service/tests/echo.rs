@@ -68,27 +68,27 @@ async fn echo(mesh: &Mesh<EchoNode>, from: usize, to: usize, text: &str) -> Resu
     answer.await.map_err(|e| e.to_string())?
 }
 
-/// A connected echo mesh whose nodes each capture in-process: no exporter, no receiver.
-async fn captured_mesh(n: usize) -> (Mesh<EchoNode>, capture::PerNode) {
-    let captures = capture::PerNode::new().service("echo", "1.0.0");
-    let mut mesh = mesh::Builder::new(n)
-        .capture_per_node(&captures)
+/// Starts an echo mesh from `builder` and connects every pair of nodes.
+async fn connected(builder: mesh::Builder) -> Mesh<EchoNode> {
+    let mut mesh = builder
         .start(|_| Ok((behaviour(), EchoNode::default())))
         .await
         .unwrap();
     mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+    mesh
+}
+
+/// A connected echo mesh whose nodes each capture in-process: no exporter, no receiver.
+async fn captured_mesh(n: usize) -> (Mesh<EchoNode>, capture::PerNode) {
+    let captures = capture::PerNode::new().service("echo", "1.0.0");
+    let mesh = connected(mesh::Builder::new(n).capture_per_node(&captures)).await;
     (mesh, captures)
 }
 
 /// An echo mesh whose nodes export over OTLP/gRPC to `receiver`.
 async fn exporting_mesh(n: usize, receiver: &OtlpReceiver) -> (Mesh<EchoNode>, PerNode) {
     let telemetry = PerNode::new(Protocol::Grpc, receiver).service("echo", "1.0.0");
-    let mut mesh = mesh::Builder::new(n)
-        .telemetry_per_node(&telemetry)
-        .start(|_| Ok((behaviour(), EchoNode::default())))
-        .await
-        .unwrap();
-    mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+    let mesh = connected(mesh::Builder::new(n).telemetry_per_node(&telemetry)).await;
     (mesh, telemetry)
 }
 
