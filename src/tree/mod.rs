@@ -20,7 +20,9 @@
 
 mod expect_span;
 mod normalize;
+mod normalized;
 mod render;
+mod settings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -29,7 +31,8 @@ use std::sync::Arc;
 use crate::model::{SpanId, SpanRecord, TraceId, Value};
 
 pub use expect_span::{attr, expect, AssertionError, AttrMatcher, SpanMatcher};
-pub use normalize::{ChildOrder, Normalized, RenderSettings};
+pub use normalized::Normalized;
+pub use settings::{ChildOrder, RenderSettings};
 
 /// Every span of one trace, linked into a tree (or several, and orphans).
 #[derive(Clone, Debug)]

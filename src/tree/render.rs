@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::normalize::{Normalized, NormalizedSpan, NormalizedValue};
+use super::normalized::{Normalized, NormalizedSpan, NormalizedValue};
 use crate::model::{SpanKind, StatusCode};
 
 /// What every span line may mention, decided once for the whole rendering.
