@@ -157,7 +157,7 @@ pub(crate) struct NormalizedTrace {
     pub(crate) orphans: Vec<NormalizedOrphan>,
 }
 
-/// A whole [`TraceSet`], normalized: serialize it for `insta::assert_yaml_snapshot!`.
+/// A whole [`TraceSet`](super::TraceSet), normalized: serialize it for `insta::assert_yaml_snapshot!`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Normalized {
     /// Distinct resources, in render order.
