@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
 use super::closing::{Closing, Listener};
-use super::signal;
+use super::shutdown::signal;
 
 /// Serves `router` on `listener` until `stopped` turns true, then drains.
 pub(crate) async fn serve(
