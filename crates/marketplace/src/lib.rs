@@ -99,8 +99,10 @@ pub enum MarketplaceError {
     /// A package id was not `namespace/name` with valid characters.
     #[error("invalid package id {0:?}: expected namespace/name of a-z, 0-9, '-', '_' (1-64 each)")]
     InvalidPackageId(String),
-    /// A version was not `major.minor.patch[-pre]`.
-    #[error("invalid version {0:?}: expected major.minor.patch[-pre-release]")]
+    /// A version was not a SemVer version, `major.minor.patch[-pre-release][+build]`.
+    #[error(
+        "invalid version {0:?}: expected a SemVer version, major.minor.patch[-pre-release][+build]"
+    )]
     InvalidVersion(String),
     /// A package was larger than the node accepts.
     #[error("package of {size} bytes exceeds the limit of {limit} bytes")]

@@ -94,73 +94,64 @@ impl fmt::Display for PackageId {
     }
 }
 
-/// A semantic version `major.minor.patch[-pre_release]`; a pre-release sorts before its
-/// release.
+/// A semantic version, `major.minor.patch[-pre-release][+build]`, parsed and ordered by the
+/// `semver` crate as SemVer 2.0.0 says: a pre-release sorts before its release, numeric
+/// pre-release identifiers compare as numbers (`beta.2 < beta.10`), and build metadata is
+/// kept and shown but ignored by comparison, equality and hashing (§10), so `1.0.0+a` and
+/// `1.0.0+b` are one version to the index.
 ///
 /// ```
 /// use p2p_otel_marketplace::Version;
-/// let beta: Version = "1.2.0-beta.1".parse().unwrap();
+/// let beta: Version = "1.2.0-beta.2".parse().unwrap();
+/// let later_beta: Version = "1.2.0-beta.10".parse().unwrap();
 /// let release: Version = "1.2.0".parse().unwrap();
-/// assert!(beta < release);
+/// assert!(beta < later_beta && later_beta < release);
+/// let built: Version = "1.2.0+build.7".parse().unwrap();
+/// assert_eq!(built, release);
+/// assert_eq!(built.to_string(), "1.2.0+build.7");
 /// assert!("1.2".parse::<Version>().is_err());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Version {
-    /// Major.
-    pub major: u64,
-    /// Minor.
-    pub minor: u64,
-    /// Patch.
-    pub patch: u64,
-    /// Pre-release label, e.g. `beta.1`.
-    pub pre_release: Option<String>,
-}
+pub struct Version(semver::Version);
+
+/// The longest version string accepted (a bound for what a peer can make a node store).
+const MAX_VERSION_LEN: usize = 128;
 
 impl Version {
     /// A release version.
     pub fn new(major: u64, minor: u64, patch: u64) -> Self {
-        Version {
-            major,
-            minor,
-            patch,
-            pre_release: None,
-        }
+        Version(semver::Version::new(major, minor, patch))
+    }
+
+    /// The same version with a pre-release label such as `beta.1`; `None` if the label is
+    /// not a valid SemVer pre-release.
+    pub fn with_pre_release(mut self, label: &str) -> Option<Self> {
+        self.0.pre = semver::Prerelease::new(label).ok()?;
+        Some(self)
+    }
+
+    /// The `semver` crate's form: major, minor, patch, pre-release and build metadata.
+    pub fn as_semver(&self) -> &semver::Version {
+        &self.0
+    }
+}
+
+impl From<semver::Version> for Version {
+    fn from(version: semver::Version) -> Self {
+        Version(version)
     }
 }
 
 impl FromStr for Version {
     type Err = MarketplaceError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = || MarketplaceError::InvalidVersion(text.to_owned());
-        let (core, pre_release) = match text.split_once('-') {
-            Some((core, pre)) => {
-                let valid = !pre.is_empty()
-                    && pre.len() <= MAX_SEGMENT
-                    && pre.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
-                if !valid {
-                    return Err(invalid());
-                }
-                (core, Some(pre.to_owned()))
-            }
-            None => (text, None),
-        };
-        let parts: Vec<&str> = core.split('.').collect();
-        let [major, minor, patch] = parts.as_slice() else {
-            return Err(invalid());
-        };
-        let number = |part: &str| -> Result<u64, MarketplaceError> {
-            if part.is_empty() || (part.len() > 1 && part.starts_with('0')) {
-                return Err(invalid());
-            }
-            part.parse().map_err(|_| invalid())
-        };
-        Ok(Version {
-            major: number(major)?,
-            minor: number(minor)?,
-            patch: number(patch)?,
-            pre_release,
-        })
+        if text.len() > MAX_VERSION_LEN {
+            return Err(MarketplaceError::InvalidVersion(text.to_owned()));
+        }
+        semver::Version::parse(text)
+            .map(Version)
+            .map_err(|_| MarketplaceError::InvalidVersion(text.to_owned()))
     }
 }
 
@@ -179,30 +170,40 @@ impl From<Version> for String {
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)?;
-        if let Some(pre) = &self.pre_release {
-            write!(f, "-{pre}")?;
-        }
-        Ok(())
+        self.0.fmt(f)
     }
 }
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.major, self.minor, self.patch)
-            .cmp(&(other.major, other.minor, other.patch))
-            .then_with(|| match (&self.pre_release, &other.pre_release) {
-                (None, None) => Ordering::Equal,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(_), None) => Ordering::Less,
-                (Some(a), Some(b)) => a.cmp(b),
-            })
+        self.0.cmp_precedence(&other.0)
     }
 }
 
 impl PartialOrd for Version {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Version {}
+
+impl std::hash::Hash for Version {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // What precedence compares, and nothing else (build metadata left out).
+        (
+            self.0.major,
+            self.0.minor,
+            self.0.patch,
+            self.0.pre.as_str(),
+        )
+            .hash(state);
     }
 }
 

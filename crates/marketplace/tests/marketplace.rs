@@ -108,6 +108,9 @@ mod models {
             "1.2.x",
             "1.2.3-",
             "1.2.3-b@d",
+            "1.2.3-beta..1",
+            "1.2.3-beta.01",
+            "1.2.3+",
         ] {
             assert!(
                 matches!(
@@ -118,6 +121,19 @@ mod models {
             );
         }
         assert!(version("1.0.0-alpha") < version("1.0.0"));
+        // SemVer §11: numeric identifiers compare as numbers, and the rest of the chain.
+        assert!(version("1.0.0-beta.2") < version("1.0.0-beta.10"));
+        assert!(version("1.0.0-alpha") < version("1.0.0-alpha.1"));
+        assert!(version("1.0.0-alpha.beta") < version("1.0.0-beta"));
+        assert!(version("1.0.0-rc.1") < version("1.0.0-rc.1a"));
+        // §10: build metadata is kept and shown, and ignored by precedence.
+        let built = version("1.0.0-beta.2+exp.sha.5114f85");
+        assert_eq!(built.to_string(), "1.0.0-beta.2+exp.sha.5114f85");
+        assert_eq!(built, version("1.0.0-beta.2"));
+        assert!(built < version("1.0.0-beta.10+build.1"));
+        let round_trip: Version =
+            serde_json::from_str(&serde_json::to_string(&built).unwrap()).unwrap();
+        assert_eq!(round_trip.as_semver().build.as_str(), "exp.sha.5114f85");
         assert!(version("1.10.0") > version("1.9.9"));
         let json = serde_json::to_string(&package("acme/tool", "1.0.0", "t")).unwrap();
         let tampered = json.replace("acme/tool", "ACME/tool");

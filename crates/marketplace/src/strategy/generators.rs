@@ -42,11 +42,13 @@ pub fn arb_version() -> impl Strategy<Value = Version> {
         0u64..20,
         proptest::option::of("[a-z]{1,5}(\\.[0-9])?"),
     )
-        .prop_map(|(major, minor, patch, pre_release)| Version {
-            major,
-            minor,
-            patch,
-            pre_release,
+        .prop_map(|(major, minor, patch, pre_release)| {
+            let release = Version::new(major, minor, patch);
+            match pre_release {
+                // The pattern only makes valid labels.
+                Some(label) => release.clone().with_pre_release(&label).unwrap_or(release),
+                None => release,
+            }
         })
 }
 
