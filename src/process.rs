@@ -305,12 +305,16 @@ impl NodeProcess {
     pub async fn terminate(&mut self) -> Result<ExitStatus, ProcessError> {
         #[cfg(unix)]
         {
-            // The shell's builtin `kill`: no procps binary needed.
-            let sent = Command::new("sh")
-                .args(["-c", &format!("kill -TERM {}", self.pid)])
-                .status()
-                .await;
-            if !sent.is_ok_and(|s| s.success()) {
+            // tokio's `Child::id` is `None` once the child is reaped, so the pid signalled
+            // cannot be another process's that reused it.
+            let sent = self
+                .child
+                .as_ref()
+                .and_then(|child| child.id())
+                .and_then(|pid| i32::try_from(pid).ok())
+                .and_then(rustix::process::Pid::from_raw)
+                .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::TERM));
+            if !matches!(sent, Some(Ok(()))) {
                 if let Some(child) = &mut self.child {
                     let _ = child.start_kill();
                 }
