@@ -19,12 +19,17 @@
 //! - [`propagation`]: W3C trace context in any message — the crate `p2p-otel-context`,
 //!   the one piece production code may depend on. Code that propagates with the standard
 //!   OpenTelemetry API needs nothing of the kit at all.
-//! - [`strategy`]: proptest strategies for span sets and generic trace invariants for
-//!   operation sequences (feature `proptest`).
+//! - [`strategy`]: proptest strategies for span sets, generic trace invariants and the
+//!   harness for generated operation sequences (feature `proptest`).
+//! - [`contract`]: telemetry contracts in OpenTelemetry Weaver's registry format, checked
+//!   against what a system emits.
+//! - [`process`]: node binaries as child processes, driven over their control API and
+//!   never outliving the test.
 //!
 //! Nothing here touches global state: no global subscriber, provider or propagator, no
-//! environment variable written; the only one read is `PROPTEST_CASES`, by
-//! `strategy::config`, as proptest itself reads it.
+//! environment variable written. The kit reads one itself, `PROPTEST_CASES`, in
+//! `strategy::config` (whose other settings are proptest's defaults, which read proptest's
+//! own `PROPTEST_*` variables).
 //!
 //! ## Waiting
 //!
@@ -62,6 +67,7 @@
 
 pub mod capture;
 pub mod contract;
+mod hash;
 #[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod model;
@@ -69,6 +75,7 @@ pub mod process;
 pub mod propagation;
 pub mod receiver;
 mod source;
+mod splitmix;
 mod store;
 #[cfg(feature = "proptest")]
 pub mod strategy;

@@ -4,6 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
 use crate::model::{SpanId, TraceId};
+use crate::splitmix::SplitMix64;
 
 /// Hands out distinct, random-looking, non-zero ids without any global state: a random
 /// per-generator seed mixed with a counter through SplitMix64 (a bijection, so ids from
@@ -11,8 +12,7 @@ use crate::model::{SpanId, TraceId};
 /// anyway, so its counter needs no atomic operation of its own.
 #[derive(Debug)]
 pub(crate) struct IdGenerator {
-    seed: u64,
-    counter: u64,
+    stream: SplitMix64,
 }
 
 impl Default for IdGenerator {
@@ -25,17 +25,14 @@ impl IdGenerator {
     pub(crate) fn new() -> Self {
         // `RandomState` is seeded from the OS once per thread and varied per instance.
         let seed = RandomState::new().build_hasher().finish();
-        IdGenerator { seed, counter: 1 }
+        IdGenerator {
+            stream: SplitMix64::new(seed),
+        }
     }
 
     fn next_u64(&mut self) -> u64 {
         loop {
-            let n = self.counter;
-            self.counter = n.wrapping_add(1);
-            let value = splitmix64(
-                self.seed
-                    .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            );
+            let value = self.stream.next_u64();
             if value != 0 {
                 return value;
             }
@@ -52,10 +49,4 @@ impl IdGenerator {
         bytes[8..].copy_from_slice(&self.next_u64().to_be_bytes());
         TraceId::from_bytes(bytes)
     }
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

@@ -4,17 +4,15 @@
 //! a separate list of open spans. Starting or closing a span costs one lock and no
 //! allocation once the table is warm.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use tracing::span::Id;
 
 use super::captured::CapturedSpan;
+use crate::hash::IdMap;
 
 /// Open spans by tracing span id.
 #[derive(Debug, Default)]
 pub(super) struct OpenSpans {
-    spans: HashMap<u64, CapturedSpan, BuildHasherDefault<IdHasher>>,
+    spans: IdMap<u64, CapturedSpan>,
 }
 
 impl OpenSpans {
@@ -46,26 +44,5 @@ impl OpenSpans {
     /// Every open span, in no particular order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &CapturedSpan> {
         self.spans.values()
-    }
-}
-
-/// Tracing span ids are distinct integers (the registry's slot and generation): one
-/// multiplication spreads them, where SipHash would cost more than the rest of the lookup.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }

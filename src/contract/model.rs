@@ -1,8 +1,5 @@
 //! A contract once loaded: attributes resolved, references followed, groups flattened.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use crate::model::{SpanKind, Value};
 
 /// What values an attribute takes.
@@ -202,29 +199,4 @@ impl ResolvedGroup {
     }
 }
 
-/// FNV-1a: the maps a check looks every span name and attribute key up in are keyed by
-/// short strings the contract chose, where SipHash's DoS resistance buys nothing and
-/// costs a fifth of the check's time.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// A map keyed by names from the contract.
-pub(crate) type NameMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+pub(crate) type NameMap<V> = crate::hash::IdMap<String, V>;

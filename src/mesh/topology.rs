@@ -1,5 +1,7 @@
 //! Which nodes of a mesh dial which.
 
+use crate::splitmix::SplitMix64;
+
 /// A mesh shape: the edges `connect_topology` dials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -57,14 +59,8 @@ fn random_edges(n: usize, degree: usize, seed: u64) -> Vec<(usize, usize)> {
         degrees[b] += 1;
     }
     let target = degree.min(n.saturating_sub(1));
-    let mut state = seed;
-    let mut next = |bound: usize| {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % bound as u64) as usize
-    };
+    let mut stream = SplitMix64::new(seed);
+    let mut next = |bound: usize| stream.below(bound);
     for a in 0..n {
         let mut attempts = 0;
         while degrees[a] < target && attempts < 16 * n {

@@ -18,6 +18,7 @@ use tracing::instrument::WithSubscriber;
 use tracing::Dispatch;
 
 use super::MeshError;
+use crate::splitmix::{SplitMix64, GAMMA};
 
 /// The secure channel between mesh nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,14 +46,10 @@ impl Default for Security {
 /// An ed25519 keypair derived from `(seed, index)`, so a mesh's peer ids are the same in
 /// every run.
 pub(crate) fn seeded_keypair(seed: u64, index: usize) -> Result<Keypair, MeshError> {
-    let mut state = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut stream = SplitMix64::new(seed ^ (index as u64).wrapping_mul(GAMMA));
     let mut bytes = [0u8; 32];
     for chunk in bytes.chunks_mut(8) {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        chunk.copy_from_slice(&stream.next_u64().to_le_bytes());
     }
     Keypair::ed25519_from_bytes(bytes).map_err(|e| MeshError::Identity(super::cause(e)))
 }

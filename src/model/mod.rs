@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use ids::IdHash;
 pub use ids::{SpanId, TraceId};
 pub use json_lines::{JsonLinesError, Telemetry};
 pub use logs::{log_records_from_otlp, LogRecord};

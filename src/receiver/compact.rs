@@ -3,7 +3,7 @@
 //! requests, attributes kept in one boxed slice, values without a `String`'s spare
 //! capacity. A `SpanRecord` is rebuilt only when somebody reads the span.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::mem::size_of;
 use std::sync::Arc;
@@ -11,11 +11,12 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use super::trace_protobuf::{ParsedAttribute, ParsedRequest, ParsedSpan, ParsedValue};
+use crate::hash::IdSet;
 use crate::model::compact_value::{attributes_bytes, CompactValue};
 use crate::model::otlp::CheckedSpan;
 use crate::model::{
-    Attributes, IdHash, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink,
-    SpanRecord, Status, StatusCode, TraceId, Value,
+    Attributes, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink, SpanRecord,
+    Status, StatusCode, TraceId, Value,
 };
 
 type CompactAttributes = Box<[(Arc<str>, CompactValue)]>;
@@ -78,7 +79,7 @@ struct CompactEvent {
 /// unique names cannot grow them without bound once spans are evicted.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    strings: HashSet<Arc<str>, IdHash>,
+    strings: IdSet<Arc<str>>,
     resources: HashMap<u64, Vec<Arc<Resource>>>,
     scopes: HashMap<u64, Vec<Arc<Scope>>>,
     /// The last resource and scope looked up, as given and as shared: the spans of one

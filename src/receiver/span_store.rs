@@ -7,7 +7,6 @@
 //! store refusing them. Each span is kept once: the trace's index entry knows its span
 //! ids, so de-duplication needs no table of its own.
 
-use std::collections::{HashMap, HashSet};
 use std::mem::size_of;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,8 +17,9 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use super::compact::{CompactSpan, Interner};
 use super::trace_protobuf::ParsedRequest;
+use crate::hash::{IdMap, IdSet};
 use crate::model::otlp::{span_count, visit_otlp_spans};
-use crate::model::{IdHash, ModelError, Resource, SpanId, SpanRecord, TraceId};
+use crate::model::{ModelError, Resource, SpanId, SpanRecord, TraceId};
 use crate::store::{lock, Notifier, WaitError};
 
 /// How much the store may hold.
@@ -79,7 +79,7 @@ enum TraceSlots {
 #[derive(Debug)]
 struct ManySlots {
     slots: Vec<u32>,
-    ids: HashSet<SpanId, IdHash>,
+    ids: IdSet<SpanId>,
 }
 
 /// Past this many spans, a trace keeps a set of its span ids instead of scanning them.
@@ -113,7 +113,7 @@ impl TraceSlots {
             TraceSlots::Few(slots) => {
                 let mut slots = std::mem::take(slots);
                 slots.push(slot);
-                let mut ids: HashSet<SpanId, IdHash> = slots
+                let mut ids: IdSet<SpanId> = slots
                     .iter()
                     .filter_map(|&s| spans.get(s as usize).and_then(Option::as_ref))
                     .map(|span| span.span_id)
@@ -151,7 +151,7 @@ struct Inner {
     /// Where to start looking for the first span still here.
     front: usize,
     /// Each trace's slots, in arrival order.
-    traces: HashMap<TraceId, TraceSlots, IdHash>,
+    traces: IdMap<TraceId, TraceSlots>,
     live: usize,
     span_bytes: usize,
 }
@@ -258,7 +258,7 @@ impl Inner {
 
     /// Trace ids by first arrival.
     fn trace_ids(&self) -> Vec<TraceId> {
-        let mut listed = HashSet::<TraceId, IdHash>::default();
+        let mut listed = IdSet::<TraceId>::default();
         self.slots
             .iter()
             .flatten()
@@ -337,7 +337,7 @@ impl SpanStore {
         let mut inner = self.lock();
         let mut fresh = Vec::with_capacity(spans.len());
         let mut duplicates = Vec::new();
-        let mut in_request = HashSet::<_, IdHash>::default();
+        let mut in_request = IdSet::<_>::default();
         for span in spans {
             let key = (span.trace_id, span.span_id);
             if inner.is_stored(&key.0, &key.1) || !in_request.insert(key) {
@@ -382,7 +382,7 @@ impl SpanStore {
         }
         let accepted = tally(fresh.iter().map(|span| &span.resource));
         let mut touched: Vec<TraceId> = Vec::new();
-        let mut touched_once = HashSet::<TraceId, IdHash>::default();
+        let mut touched_once = IdSet::<TraceId>::default();
         for span in fresh {
             let trace_id = span.trace_id;
             inner.insert(span);
