@@ -10,7 +10,7 @@ use std::sync::Arc;
 use p2p_otel_testkit::contract::{generate, Contract, ContractError, CoverageGate, Level, Report};
 use p2p_otel_testkit::model::{
     LogRecord, MetricKind, MetricPoint, ParentRef, PointValue, Resource, Scope, SpanEvent, SpanId,
-    SpanKind, SpanRecord, StatusCode, Telemetry, Temporality, TraceId, Value,
+    SpanKind, SpanRecord, Signals, StatusCode, Temporality, TraceId, Value,
 };
 use p2p_otel_testkit::TraceSet;
 use proptest::prelude::*;
@@ -727,7 +727,7 @@ fn collector_file_exporter_lines_mixing_signals_are_read_and_checked() {
         ),
     )
     .unwrap();
-    let mut telemetry = Telemetry::default();
+    let mut telemetry = Signals::default();
     telemetry.read_file(&path).unwrap();
     assert_eq!((telemetry.spans.len(), telemetry.metrics.len()), (1, 1));
     let report = shop().check(&TraceSet::new(telemetry.spans), &telemetry.metrics, &[]);
@@ -743,7 +743,7 @@ fn collector_file_exporter_lines_mixing_signals_are_read_and_checked() {
     );
 
     std::fs::write(&path, "{\"resourceSpans\": 3}\n").unwrap();
-    let error = Telemetry::default().read_file(&path).unwrap_err();
+    let error = Signals::default().read_file(&path).unwrap_err();
     assert!(
         error
             .to_string()

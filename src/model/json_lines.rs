@@ -15,9 +15,11 @@ use super::{
     ModelError, SpanRecord,
 };
 
-/// Everything read from OTLP-JSON lines files.
+/// The signals — spans, metric points, log records — read from OTLP-JSON lines files.
+/// (Not to be confused with [`telemetry::Telemetry`](crate::telemetry::Telemetry), one
+/// node's exporting providers.)
 #[derive(Clone, Debug, Default)]
-pub struct Telemetry {
+pub struct Signals {
     /// The spans, in file order.
     pub spans: Vec<SpanRecord>,
     /// The metric data points.
@@ -73,7 +75,17 @@ struct AnyRequest {
     resource_logs: Vec<ResourceLogs>,
 }
 
-impl Telemetry {
+/// Renamed [`Signals`]: `telemetry::Telemetry` is one node's exporting providers.
+///
+/// ```
+/// # #![allow(deprecated)]
+/// let read = p2p_otel_testkit::model::Telemetry::default();
+/// assert!(read.spans.is_empty());
+/// ```
+#[deprecated(since = "0.2.0", note = "renamed `model::Signals`")]
+pub type Telemetry = Signals;
+
+impl Signals {
     /// Reads one file, adding what it holds. Blank lines are skipped.
     ///
     /// ```
@@ -81,9 +93,9 @@ impl Telemetry {
     /// # std::fs::create_dir_all(&dir)?;
     /// let path = dir.join("traces.jsonl");
     /// std::fs::write(&path, r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"checkout","kind":1,"startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#)?;
-    /// let mut telemetry = p2p_otel_testkit::model::Telemetry::default();
-    /// telemetry.read_file(&path)?;
-    /// assert_eq!(telemetry.spans[0].name, "checkout");
+    /// let mut signals = p2p_otel_testkit::model::Signals::default();
+    /// signals.read_file(&path)?;
+    /// assert_eq!(signals.spans[0].name, "checkout");
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use ids::{SpanId, TraceId};
-pub use json_lines::{JsonLinesError, Telemetry};
+#[allow(deprecated)]
+pub use json_lines::Telemetry;
+pub use json_lines::{JsonLinesError, Signals};
 pub use logs::{log_records_from_otlp, LogRecord};
 pub use metrics::{
     check_metric_ids, metric_points_from_otlp, MetricKind, MetricPoint, PointValue, Temporality,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use p2p_otel_testkit::contract::{Contract, CoverageGate};
-use p2p_otel_testkit::model::{JsonLinesError, Telemetry};
+use p2p_otel_testkit::model::{JsonLinesError, Signals};
 use p2p_otel_testkit::TraceSet;
 
 /// How `check` prints its report.
@@ -36,7 +36,7 @@ pub struct Options {
 /// Reads the files, checks them, prints the report; `Ok(true)` when no finding is a
 /// violation.
 pub fn run(options: &Options, out: &mut impl Write) -> Result<bool, JsonLinesError> {
-    let mut telemetry = Telemetry::default();
+    let mut telemetry = Signals::default();
     for file in &options.files {
         telemetry.read_file(file)?;
     }
