@@ -68,6 +68,7 @@
 pub mod capture;
 pub mod contract;
 mod hash;
+pub mod junit;
 #[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod model;

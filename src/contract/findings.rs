@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::junit::{TestCase, TestSuite};
 use crate::tree::AssertionError;
 
 /// How serious a finding is (Weaver's levels).
@@ -348,15 +349,18 @@ impl Report {
 
     /// The report as a JUnit XML document (see [`to_junit_suite`](Self::to_junit_suite)).
     pub fn to_junit(&self, suite: &str) -> String {
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n{}</testsuites>\n",
-            self.to_junit_suite(suite)
-        )
+        crate::junit::document(&[self.junit_suite(suite)])
     }
 
     /// The report as one JUnit `<testsuite>` element: a test case per declared group
     /// (failing with its violations), and one per violation not tied to a group.
     pub fn to_junit_suite(&self, suite: &str) -> String {
+        self.junit_suite(suite).to_xml()
+    }
+
+    /// The same suite as a value, to put beside others in one document
+    /// ([`junit::document`](crate::junit::document)).
+    pub fn junit_suite(&self, suite: &str) -> TestSuite {
         let mut cases = Vec::new();
         let mut tied = std::collections::HashSet::new();
         for group in &self.coverage.groups {
@@ -375,39 +379,18 @@ impl Report {
                 ));
             }
         }
-        let failures = cases.iter().filter(|(_, v)| !v.is_empty()).count();
-        let mut xml = format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">\n",
-            xml_escape(suite),
-            cases.len()
-        );
+        let mut junit = TestSuite::new(suite);
         for (name, violations) in cases {
-            xml.push_str(&format!(
-                "    <testcase classname=\"contract\" name=\"{}\"",
-                xml_escape(&name)
-            ));
-            if violations.is_empty() {
-                xml.push_str("/>\n");
-                continue;
-            }
-            let text: Vec<String> = violations.iter().map(|f| f.to_string()).collect();
-            xml.push_str(&format!(
-                ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                xml_escape(&violations[0].message),
-                xml_escape(&text.join("\n"))
-            ));
+            junit = junit.case(match violations.first() {
+                None => TestCase::passed("contract", name),
+                Some(first) => {
+                    let text: Vec<String> = violations.iter().map(|f| f.to_string()).collect();
+                    TestCase::failed("contract", name, &first.message, text.join("\n"))
+                }
+            });
         }
-        xml.push_str("  </testsuite>\n");
-        xml
+        junit
     }
-}
-
-/// Escapes text for XML attributes and content.
-pub(crate) fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn coverage_finding(name: String, ratio: f64, minimum: f64, message: String) -> Finding {

@@ -3,45 +3,30 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use super::{html, Report};
+use p2p_otel_testkit::junit::{self, TestCase, TestSuite};
 use p2p_otel_testkit::tree::TraceSet;
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn junit(report: &Report) -> String {
-    let failures = report.checks.iter().filter(|c| !c.passed).count();
-    let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"p2p-otel-validation\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
-        report.checks.len(),
-        report.duration_ms as f64 / 1000.0
-    );
+    let mut plan = TestSuite::new("p2p-otel-validation");
+    plan.time = Some(Duration::from_millis(
+        u64::try_from(report.duration_ms).unwrap_or(u64::MAX),
+    ));
     for check in &report.checks {
-        xml.push_str(&format!(
-            "    <testcase classname=\"plan.section-{}\" name=\"{}\">\n",
-            xml_escape(check.section),
-            xml_escape(&check.name)
-        ));
-        if !check.passed {
-            xml.push_str(&format!(
-                "      <failure message=\"{}\"/>\n",
-                xml_escape(&check.evidence)
-            ));
-        }
-        xml.push_str(&format!(
-            "      <system-out>{}</system-out>\n    </testcase>\n",
-            xml_escape(&check.evidence)
-        ));
+        let classname = format!("plan.section-{}", check.section);
+        let case = if check.passed {
+            TestCase::passed(classname, &check.name)
+        } else {
+            TestCase::failed(classname, &check.name, &check.evidence, "")
+        };
+        plan = plan.case(case.with_system_out(&check.evidence));
     }
-    xml.push_str("  </testsuite>\n");
-    xml.push_str(&report.contract_junit);
-    xml.push_str("</testsuites>\n");
-    xml
+    let suites: Vec<TestSuite> = std::iter::once(plan)
+        .chain(report.contract_junit.clone())
+        .collect();
+    junit::document(&suites)
 }
 
 fn markdown(report: &Report) -> String {
