@@ -1,5 +1,7 @@
-//! `p2p-otel-testkit`: the end-to-end P2P OpenTelemetry validation (default), and a
-//! local OTLP collector for other processes (`serve`).
+//! `p2p-otel-testkit`: the end-to-end P2P OpenTelemetry validation (default, or
+//! `validate`), a local OTLP collector for other processes (`serve`), telemetry-contract
+//! checks of OTLP-JSON files (`check`) and Collector/alert/dashboard generation
+//! (`contract generate`), and one reference-marketplace node as its own process (`node`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

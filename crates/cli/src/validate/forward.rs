@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::de::DeserializeOwned;
 
-use super::Check;
+use super::Criterion;
 
 fn requests<T: DeserializeOwned>(file: &Path) -> Result<Vec<T>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -129,7 +129,7 @@ async fn send_all(endpoint: &str, dir: &Path) -> Result<(usize, usize, usize), S
 }
 
 /// Forwards every received request to `endpoint`; the outcome is a check.
-pub(super) async fn forward(endpoint: &str, forwarding: Forwarding, dir: &Path) -> Check {
+pub(super) async fn forward(endpoint: &str, forwarding: Forwarding, dir: &Path) -> Criterion {
     let result = match forwarding {
         Forwarding::Grpc => send_all(endpoint, dir).await,
         http => send_all_http(endpoint, dir, http).await,
@@ -139,15 +139,13 @@ pub(super) async fn forward(endpoint: &str, forwarding: Forwarding, dir: &Path) 
         Forwarding::HttpProtobuf => "OTLP/HTTP protobuf",
         Forwarding::HttpJson => "OTLP/HTTP JSON",
     };
-    Check {
-        section: "9.2",
-        name: format!(
-            "everything forwarded to the external collector at {endpoint} over {protocol}"
-        ),
-        passed: result.is_ok(),
-        evidence: match result {
+    Criterion::new(
+        "9.2",
+        format!("everything forwarded to the external collector at {endpoint} over {protocol}"),
+        result.is_ok(),
+        match result {
             Ok((t, m, l)) => format!("{t} trace, {m} metric and {l} log request(s) forwarded"),
             Err(error) => error,
         },
-    }
+    )
 }

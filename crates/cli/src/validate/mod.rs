@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use p2p_otel_marketplace::scenarios::{InProcess, Launcher};
+use p2p_otel_marketplace::scenarios::{Check, InProcess, Launcher};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 
 /// What the validation run was asked to do.
@@ -81,24 +81,44 @@ pub struct ProcessRow {
     pub metric_points: usize,
 }
 
-/// One success criterion of the plan, checked with evidence.
+/// One success criterion of the plan: its section, and the check with its evidence
+/// (the marketplace's [`Check`], which a scenario's checks are too).
 #[derive(Clone, Debug, Serialize)]
-pub struct Check {
+pub struct Criterion {
     /// The plan's section, e.g. "9.3".
     pub section: &'static str,
-    /// What is checked.
-    pub name: String,
-    /// Whether it holds.
-    pub passed: bool,
-    /// What was observed.
-    pub evidence: String,
+    /// What was checked, whether it holds, and what was observed.
+    #[serde(flatten)]
+    pub check: Check,
+}
+
+impl Criterion {
+    /// Section `section`'s `name`, checked.
+    pub fn new(
+        section: &'static str,
+        name: impl Into<String>,
+        passed: bool,
+        evidence: impl std::fmt::Display,
+    ) -> Self {
+        Criterion {
+            section,
+            check: Check::new(name, passed, evidence),
+        }
+    }
+}
+
+impl std::ops::Deref for Criterion {
+    type Target = Check;
+    fn deref(&self) -> &Check {
+        &self.check
+    }
 }
 
 /// The outcome of a validation run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// Every check, in order.
-    pub checks: Vec<Check>,
+    pub checks: Vec<Criterion>,
     /// Spans received, by service.
     pub spans_by_service: std::collections::BTreeMap<String, u64>,
     /// The node processes, with `--processes`: a row per process.
@@ -188,7 +208,7 @@ async fn scenarios_on_nodes(
     receiver: &OtlpReceiver,
     out: &mut impl Write,
     interrupted: impl std::future::Future<Output = ()>,
-) -> Result<(Vec<Check>, Vec<ProcessRow>), ValidateError> {
+) -> Result<(Vec<Criterion>, Vec<ProcessRow>), ValidateError> {
     let nodes = options.nodes.max(3);
     let launcher = match options.processes {
         Some(transport) => {
@@ -241,12 +261,12 @@ async fn scenarios_on_nodes(
         return Err(ValidateError::Interrupted { left });
     };
     if !left.is_empty() {
-        checks.push(Check {
-            section: "9.2",
-            name: "every node process ended with the run".to_owned(),
-            passed: false,
-            evidence: format!("still running: {left:?}"),
-        });
+        checks.push(Criterion::new(
+            "9.2",
+            "every node process ended with the run",
+            false,
+            format!("still running: {left:?}"),
+        ));
     }
     let rows = launcher
         .as_ref()
@@ -261,7 +281,7 @@ async fn testnet(
     receiver: &OtlpReceiver,
     out: &mut impl Write,
     interrupted: impl std::future::Future<Output = ()>,
-) -> Result<(Vec<Check>, Vec<ProcessRow>), ValidateError> {
+) -> Result<(Vec<Criterion>, Vec<ProcessRow>), ValidateError> {
     step(
         out,
         4,

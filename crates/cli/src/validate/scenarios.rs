@@ -10,7 +10,7 @@ use bytes::Bytes;
 use opentelemetry_http::HttpClient;
 
 use super::processes::Started;
-use super::{Check, ProcessRow};
+use super::{Criterion, ProcessRow};
 use p2p_otel_marketplace::scenarios::Launcher;
 use p2p_otel_marketplace::{self as marketplace, scenarios};
 use p2p_otel_testkit::contract::{CoverageGate, Level, Report as ContractReport};
@@ -18,17 +18,17 @@ use p2p_otel_testkit::model::Value;
 use p2p_otel_testkit::receiver::OtlpReceiver;
 use p2p_otel_testkit::tree::{expect, SpanRef, TraceSet};
 
-fn check(section: &'static str, name: &str, passed: bool, evidence: impl Into<String>) -> Check {
-    Check {
-        section,
-        name: name.to_owned(),
-        passed,
-        evidence: evidence.into(),
-    }
+fn check(
+    section: &'static str,
+    name: &str,
+    passed: bool,
+    evidence: impl Into<String>,
+) -> Criterion {
+    Criterion::new(section, name, passed, evidence.into())
 }
 
 /// 9.2: the health endpoint answers.
-pub(super) async fn health(receiver: &OtlpReceiver) -> Check {
+pub(super) async fn health(receiver: &OtlpReceiver) -> Criterion {
     let client = opentelemetry_http::hyper::HyperClient::with_default_connector(
         Duration::from_secs(5),
         None,
@@ -64,17 +64,12 @@ pub(super) async fn run(
     receiver: &OtlpReceiver,
     nodes: usize,
     processes: bool,
-) -> Vec<Check> {
+) -> Vec<Criterion> {
     let runs = scenarios::all(on, receiver, nodes).await;
     let across = processes.then(|| across_processes(&runs[3].traces, nodes));
-    let mut checks: Vec<Check> = runs
+    let mut checks: Vec<Criterion> = runs
         .into_iter()
-        .map(|run| Check {
-            section: run.section,
-            name: run.scenario.to_owned(),
-            passed: run.passed(),
-            evidence: run.evidence(),
-        })
+        .map(|run| Criterion::new(run.section, run.scenario, run.passed(), run.evidence()))
         .collect();
     let traces = receiver.traces();
     let named = traces
@@ -133,7 +128,7 @@ pub(super) fn pids<'a>(spans: impl Iterator<Item = SpanRef<'a>>) -> BTreeSet<i64
 
 /// With node processes: scenario 4's search is one trace holding spans of `nodes`
 /// distinct processes.
-fn across_processes(search: &TraceSet, nodes: usize) -> Check {
+fn across_processes(search: &TraceSet, nodes: usize) -> Criterion {
     let pids = pids(search.spans());
     check(
         "9.3",
@@ -181,7 +176,7 @@ pub(super) fn per_process(receiver: &OtlpReceiver, started: &[Started]) -> Vec<P
 pub(super) fn contract(
     receiver: &OtlpReceiver,
     per_group: Option<f64>,
-) -> (Check, Option<ContractReport>) {
+) -> (Criterion, Option<ContractReport>) {
     let name = match per_group {
         Some(_) => "telemetry keeps the marketplace's contract (attributes, types, structure, metrics) and covers every declared span and metric",
         None => "telemetry keeps the marketplace's contract (attributes, types, structure, metrics)",
@@ -222,7 +217,7 @@ pub(super) fn contract(
 }
 
 /// 9.2 and 9.4: counters, files and metrics.
-pub(super) fn verify(receiver: &OtlpReceiver, otlp_dir: &Path) -> Vec<Check> {
+pub(super) fn verify(receiver: &OtlpReceiver, otlp_dir: &Path) -> Vec<Criterion> {
     let mut checks = Vec::new();
     let accepted = receiver.counter(
         p2p_otel_testkit::receiver::Counter::AcceptedSpans,

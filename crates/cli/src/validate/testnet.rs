@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::Check;
+use super::Criterion;
 use p2p_otel_testkit::model::Value;
 use p2p_otel_testkit::process::Control;
 use p2p_otel_testkit::receiver::OtlpReceiver;
@@ -62,13 +62,8 @@ pub(super) fn endpoints(text: &str) -> Result<Vec<Control>, String> {
     Ok(nodes)
 }
 
-fn check(name: &str, passed: bool, evidence: impl Into<String>) -> Check {
-    Check {
-        section: "9.3",
-        name: name.to_owned(),
-        passed,
-        evidence: evidence.into(),
-    }
+fn check(name: &str, passed: bool, evidence: impl Into<String>) -> Criterion {
+    Criterion::new("9.3", name, passed, evidence.into())
 }
 
 /// A node's peer id, from its `/state`.
@@ -79,7 +74,7 @@ struct Known {
 }
 
 /// Runs the testnet checks; stops at the first that fails, whose evidence says why.
-pub(super) async fn run(receiver: &OtlpReceiver, nodes: Vec<Control>) -> Vec<Check> {
+pub(super) async fn run(receiver: &OtlpReceiver, nodes: Vec<Control>) -> Vec<Criterion> {
     let mut checks = Vec::new();
     let mut known = Vec::new();
     let mut failures = Vec::new();
@@ -143,7 +138,7 @@ pub(super) async fn run(receiver: &OtlpReceiver, nodes: Vec<Control>) -> Vec<Che
 
 /// Publishes a package unique to this run on the first node and waits until every
 /// other node indexed it; its id, or `None` when that failed (a failed check says why).
-async fn publish_everywhere(known: &[Known], checks: &mut Vec<Check>) -> Option<String> {
+async fn publish_everywhere(known: &[Known], checks: &mut Vec<Criterion>) -> Option<String> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -189,7 +184,7 @@ async fn search_across(
     receiver: &OtlpReceiver,
     known: &[Known],
     id: &str,
-    checks: &mut Vec<Check>,
+    checks: &mut Vec<Criterion>,
 ) {
     let searcher = &known[known.len() - 1];
     let found = searcher

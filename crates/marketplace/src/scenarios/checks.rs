@@ -15,11 +15,7 @@ pub(super) struct Checks(Vec<Check>);
 
 impl Checks {
     pub(super) fn that(&mut self, name: &str, passed: bool, evidence: impl fmt::Display) -> bool {
-        self.0.push(Check {
-            name: name.to_owned(),
-            passed,
-            evidence: evidence.to_string(),
-        });
+        self.0.push(Check::new(name, passed, evidence));
         passed
     }
 
@@ -94,11 +90,7 @@ pub(super) fn finish(
     let traces = match result {
         Ok(traces) => traces,
         Err(error) => {
-            checks.push(Check {
-                name: "the scenario ran to its end".to_owned(),
-                passed: false,
-                evidence: error.to_string(),
-            });
+            checks.push(Check::new("the scenario ran to its end", false, error));
             TraceSet::new(Vec::new())
         }
     };

@@ -35,8 +35,9 @@ pub enum ScenarioError {
     Driver(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// One checked expectation of a scenario, with what was observed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One checked expectation, with what was observed: a scenario's, and (with the plan's
+/// section beside it) each of the CLI validation's criteria.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     /// What is checked.
     pub name: String,
@@ -44,6 +45,17 @@ pub struct Check {
     pub passed: bool,
     /// What was observed.
     pub evidence: String,
+}
+
+impl Check {
+    /// `name` checked: whether it `passed`, and the `evidence` that decided it.
+    pub fn new(name: impl Into<String>, passed: bool, evidence: impl fmt::Display) -> Self {
+        Check {
+            name: name.into(),
+            passed,
+            evidence: evidence.to_string(),
+        }
+    }
 }
 
 /// What one scenario did and found.
