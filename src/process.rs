@@ -284,11 +284,11 @@ impl NodeProcess {
         self.control.get(path).await
     }
 
-    /// `POST path` with a JSON body on its control API.
-    pub async fn post(
+    /// `POST path` on its control API, `body` (a `serde_json::Value`, or any `Serialize`) as JSON.
+    pub async fn post<B: serde::Serialize + ?Sized>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &B,
     ) -> Result<serde_json::Value, ProcessError> {
         self.control.post(path, body).await
     }
@@ -415,14 +415,19 @@ impl Control {
         self.request("GET", path, Bytes::new()).await
     }
 
-    /// `POST path` with a JSON body.
-    pub async fn post(
+    /// `POST path`, `body` (a `serde_json::Value`, or any `Serialize`) as JSON.
+    pub async fn post<B: serde::Serialize + ?Sized>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &B,
     ) -> Result<serde_json::Value, ProcessError> {
-        self.request("POST", path, Bytes::from(body.to_string()))
-            .await
+        let body = serde_json::to_vec(body).map_err(|e| ProcessError::Control {
+            method: "POST",
+            url: format!("{}{path}", self.base),
+            message: format!("cannot encode the body as JSON: {e}"),
+            answer: None,
+        })?;
+        self.request("POST", path, Bytes::from(body)).await
     }
 }
 
@@ -525,10 +530,10 @@ impl ProcessGroup {
 
     /// `POST path` with `body` to every process at once; the answers in order, or the
     /// first error.
-    pub async fn post_all(
+    pub async fn post_all<B: serde::Serialize + Sync + ?Sized>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &B,
     ) -> Result<Vec<serde_json::Value>, ProcessError> {
         futures::future::try_join_all(self.nodes.iter().map(|n| n.post(path, body))).await
     }

@@ -34,12 +34,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
+use super::api::{Id, IdVersion, Peers, Publish, Search, Wait};
 use p2p_otel_marketplace::{
-    MarketplaceError, NodeCondition, P2PRegistry, Package, PackageId, PackageMetadata, Query,
-    Registry, RegistryNode, Version,
+    MarketplaceError, NodeCondition, P2PRegistry, Package, PackageId, Query, Registry,
+    RegistryNode, Version,
 };
 use p2p_otel_testkit::libp2p::{Multiaddr, PeerId};
 use p2p_otel_testkit::mesh::Mesh;
@@ -103,69 +104,6 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Answer> {
             json!({ "error": rejection.body_text() }),
         )
     })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Wait {
-    #[serde(default)]
-    connected_peers: usize,
-    #[serde(default)]
-    packages: usize,
-    #[serde(default)]
-    topic_peers: usize,
-    #[serde(default)]
-    mesh_peers: usize,
-    #[serde(default)]
-    routing_peers: usize,
-    #[serde(default)]
-    connected_to: Vec<String>,
-    timeout_ms: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Peers {
-    peers: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Publish {
-    id: String,
-    version: String,
-    /// Sets `metadata.title` (and is all most callers give).
-    title: Option<String>,
-    #[serde(default)]
-    metadata: Option<PackageMetadata>,
-    #[serde(default)]
-    dependencies: Vec<(String, String)>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Search {
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    categories: Vec<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Id {
-    id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IdVersion {
-    id: String,
-    version: String,
 }
 
 /// A package as the API answers it: the whole package, and its title at the top for

@@ -7,6 +7,7 @@
 //! Once ready it prints one line on stdout, for whoever started it:
 //! `node peer_id=12D3… control=http://127.0.0.1:PORT listen=/ip4/…/tcp/…,/ip4/…/quic-v1 pid=N`.
 
+pub(crate) mod api;
 mod control;
 
 use std::net::SocketAddr;

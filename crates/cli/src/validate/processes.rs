@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use crate::node::api;
 
 use p2p_otel_marketplace::scenarios::{Launcher, Network, ScenarioError};
 use p2p_otel_marketplace::{
@@ -273,10 +273,10 @@ impl RemoteNode {
     async fn call(
         &self,
         path: &str,
-        body: serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> Result<serde_json::Value, MarketplaceError> {
         self.control
-            .post(path, &body)
+            .post(path, body)
             .await
             .map_err(|error| match &error {
                 ProcessError::Control {
@@ -299,7 +299,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 #[async_trait::async_trait]
 impl Registry for RemoteNode {
     async fn search(&self, query: &Query) -> Result<Vec<Package>, MarketplaceError> {
-        let answer = self.call("/search", json!(query)).await?;
+        let answer = self.call("/search", &api::Search::from(query)).await?;
         decode(&answer["packages"])
     }
 
@@ -316,40 +316,34 @@ impl Registry for RemoteNode {
         id: &PackageId,
         version: &Version,
     ) -> Result<Package, MarketplaceError> {
-        let body = json!({ "id": id.to_string(), "version": version.to_string() });
-        decode(&self.call("/get", body).await?["package"])
+        let body = api::IdVersion {
+            id: id.to_string(),
+            version: version.to_string(),
+        };
+        decode(&self.call("/get", &body).await?["package"])
     }
 
     async fn list_versions(&self, id: &PackageId) -> Result<Vec<Version>, MarketplaceError> {
         let answer = self
-            .call("/list_versions", json!({ "id": id.to_string() }))
+            .call("/list_versions", &api::Id { id: id.to_string() })
             .await?;
         decode(&answer["versions"])
     }
 
     async fn publish(&self, package: Package) -> Result<(), MarketplaceError> {
-        let body = json!({
-            "id": package.id.to_string(),
-            "version": package.version.to_string(),
-            "metadata": package.metadata,
-            "dependencies": package
-                .dependencies
-                .iter()
-                .map(|(id, requirement)| (id.to_string(), requirement.clone()))
-                .collect::<Vec<_>>(),
-        });
-        self.call("/publish", body).await.map(drop)
+        let body = api::Publish::from(&package);
+        self.call("/publish", &body).await.map(drop)
     }
 
     async fn delete(&self, id: &PackageId) -> Result<(), MarketplaceError> {
-        self.call("/delete", json!({ "id": id.to_string() }))
+        self.call("/delete", &api::Id { id: id.to_string() })
             .await
             .map(drop)
     }
 
     async fn exists(&self, id: &PackageId) -> Result<bool, MarketplaceError> {
         let answer = self
-            .call("/exists", json!({ "id": id.to_string() }))
+            .call("/exists", &api::Id { id: id.to_string() })
             .await?;
         decode(&answer["exists"])
     }
@@ -402,7 +396,7 @@ impl Network for ProcessNetwork {
             .iter()
             .map(|(peer, addr)| dialable(peer, addr))
             .collect();
-        let answer = node.call("/bootstrap", json!({ "peers": peers })).await?;
+        let answer = node.call("/bootstrap", &api::Peers { peers }).await?;
         decode(&answer["connected"])
     }
 
@@ -415,7 +409,7 @@ impl Network for ProcessNetwork {
                 .map(|n| dialable(&n.peer, &n.addr))
                 .collect();
             self.nodes[i]
-                .call("/bootstrap", json!({ "peers": earlier }))
+                .call("/bootstrap", &api::Peers { peers: earlier })
                 .await?;
         }
         // A lone node has nobody to route to or mesh with.
@@ -438,15 +432,8 @@ impl Network for ProcessNetwork {
         condition: &NodeCondition,
         timeout: Duration,
     ) -> Result<(), ScenarioError> {
-        let body = json!({
-            "connected_peers": condition.connected_peers,
-            "packages": condition.packages,
-            "topic_peers": condition.topic_peers,
-            "mesh_peers": condition.mesh_peers,
-            "routing_peers": condition.routing_peers,
-            "connected_to": condition.connected_to.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        });
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let body = api::Wait::new(condition, timeout_ms);
         self.node(node)?
             .control
             .post("/wait", &body)
@@ -457,7 +444,7 @@ impl Network for ProcessNetwork {
 
     async fn flush(&self) -> Result<(), ScenarioError> {
         self.group
-            .post_all("/flush", &json!({}))
+            .post_all("/flush", &serde_json::Map::new())
             .await
             .map(drop)
             .map_err(driver)

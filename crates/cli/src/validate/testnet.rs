@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
+use crate::node::api;
 
 use super::Criterion;
 use p2p_otel_testkit::model::Value;
@@ -70,7 +70,7 @@ fn check(name: &str, passed: bool, evidence: impl Into<String>) -> Criterion {
 struct Known {
     control: Control,
     peer_id: String,
-    packages: u64,
+    packages: usize,
 }
 
 /// Runs the testnet checks; stops at the first that fails, whose evidence says why.
@@ -82,7 +82,10 @@ pub(super) async fn run(receiver: &OtlpReceiver, nodes: Vec<Control>) -> Vec<Cri
         match node.get("/state").await {
             Ok(state) => known.push(Known {
                 peer_id: state["peer_id"].as_str().unwrap_or_default().to_owned(),
-                packages: state["packages"].as_u64().unwrap_or_default(),
+                packages: state["packages"]
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or_default(),
                 control: node,
             }),
             Err(error) => failures.push(error.to_string()),
@@ -110,7 +113,13 @@ pub(super) async fn run(receiver: &OtlpReceiver, nodes: Vec<Control>) -> Vec<Cri
         return checks;
     }
     let timeout_ms = WAIT.as_millis() as u64;
-    let ready = json!({ "connected_peers": 1, "routing_peers": 1, "topic_peers": 1, "timeout_ms": timeout_ms });
+    let ready = api::Wait {
+        connected_peers: 1,
+        routing_peers: 1,
+        topic_peers: 1,
+        timeout_ms,
+        ..api::Wait::default()
+    };
     let connected =
         futures::future::join_all(known.iter().map(|k| k.control.post("/wait", &ready))).await;
     let unconnected: Vec<String> = connected
@@ -148,11 +157,20 @@ async fn publish_everywhere(known: &[Known], checks: &mut Vec<Criterion>) -> Opt
         .control
         .post(
             "/publish",
-            &json!({ "id": id, "version": "1.0.0", "title": "testnet validation" }),
+            &api::Publish {
+                id: id.to_owned(),
+                version: "1.0.0".to_owned(),
+                title: Some("testnet validation".to_owned()),
+                ..api::Publish::default()
+            },
         )
         .await;
     let indexed = futures::future::join_all(known[1..].iter().map(|k| async move {
-        let body = json!({ "packages": k.packages + 1, "timeout_ms": WAIT.as_millis() as u64 });
+        let body = api::Wait {
+            packages: k.packages + 1,
+            timeout_ms: u64::try_from(WAIT.as_millis()).unwrap_or(u64::MAX),
+            ..api::Wait::default()
+        };
         k.control.post("/wait", &body).await
     }))
     .await;
@@ -189,7 +207,13 @@ async fn search_across(
     let searcher = &known[known.len() - 1];
     let found = searcher
         .control
-        .post("/search", &json!({ "text": id }))
+        .post(
+            "/search",
+            &api::Search {
+                text: id.to_owned(),
+                ..api::Search::default()
+            },
+        )
         .await;
     let hits = found
         .as_ref()
@@ -206,7 +230,7 @@ async fn search_across(
     ));
     // Production nodes export in batches: ask each to export now.
     for node in known {
-        let _ = node.control.post("/flush", &json!({})).await;
+        let _ = node.control.post("/flush", &serde_json::Map::new()).await;
     }
     let searcher_id = Value::from(searcher.peer_id.as_str());
     let query = Value::from(id);
