@@ -84,7 +84,8 @@ pub(super) struct CapturedSpan {
     /// field, by the field's index, `None` until recorded (and for the `otel.*` fields,
     /// which set [`SpanOverrides`] instead).
     pub(super) values_at: usize,
-    /// When the span started and closed, as [`Clock::offset`]s (`end` is set on close).
+    /// When the span started and closed, as raw [`Clock::now`] readings (`end` is set on
+    /// close), converted to Unix time only when the span is read.
     pub(super) start: u64,
     pub(super) end: u64,
     /// What most spans lack, boxed so that a plain span stays small.

@@ -153,7 +153,7 @@ impl Builder {
     /// remote parent, and the captured ids, parents, links and status are those
     /// OpenTelemetry gave the span (as in a [`Telemetry`](crate::telemetry::Telemetry)
     /// dispatch). Off by default: it costs what tracing-opentelemetry costs, several times
-    /// the capture itself (BENCHMARKS in the README). A mesh's per-node captures
+    /// the capture itself (about 5×: BENCHMARKS.md). A mesh's per-node captures
     /// ([`PerNode`]) turn it on. [`propagation`](crate::propagation) works without it.
     ///
     /// ```

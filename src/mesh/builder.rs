@@ -161,7 +161,8 @@ impl Builder {
         })
     }
 
-    /// Starts every node, built by `constructor`, listening on the memory transport.
+    /// Starts every node, built by `constructor`, listening on the addresses of
+    /// [`listen_on`](Self::listen_on) (by default the memory transport).
     pub async fn start<N, F>(self, constructor: F) -> Result<Mesh<N>, MeshError>
     where
         N: Node,
