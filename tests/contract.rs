@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use p2p_otel_testkit::contract::{generate, Contract, ContractError, CoverageGate, Level, Report};
 use p2p_otel_testkit::model::{
-    LogRecord, MetricKind, MetricPoint, ParentRef, PointValue, Resource, Scope, SpanEvent, SpanId,
-    SpanKind, SpanRecord, Signals, StatusCode, Temporality, TraceId, Value,
+    LogRecord, MetricKind, MetricPoint, ParentRef, PointValue, Resource, Scope, Signals, SpanEvent,
+    SpanId, SpanKind, SpanRecord, StatusCode, Temporality, TraceId, Value,
 };
 use p2p_otel_testkit::TraceSet;
 use proptest::prelude::*;
