@@ -169,6 +169,32 @@ impl Signal for Traces {
     }
 }
 
+/// The reading, file line and admission of a signal whose request is OTLP's own message
+/// and whose items are kept as a plain batch ([`BatchStored`]): metrics and logs alike.
+macro_rules! batch_signal_io {
+    ($request:ty) => {
+        fn from_protobuf(bytes: Bytes) -> Result<$request, prost::DecodeError> {
+            <$request>::decode(bytes)
+        }
+
+        fn from_json(bytes: &[u8]) -> Result<$request, serde_json::Error> {
+            serde_json::from_slice(bytes)
+        }
+
+        fn json_line(request: &$request) -> Option<Vec<u8>> {
+            JsonLines::line(request)
+        }
+
+        fn admit(
+            shared: &Shared,
+            items: Vec<Self::Item>,
+            transport: super::ingest::Transport,
+        ) -> Result<(), Rejection> {
+            shared.store_batch::<Self>(items, transport)
+        }
+    };
+}
+
 /// Metric data points.
 #[derive(Debug)]
 pub(crate) struct Metrics;
@@ -182,25 +208,7 @@ impl Signal for Metrics {
     const REFUSED: Counter = Counter::RefusedMetricPoints;
     const FILE: File = File::Metrics;
 
-    fn from_protobuf(bytes: Bytes) -> Result<ExportMetricsServiceRequest, prost::DecodeError> {
-        ExportMetricsServiceRequest::decode(bytes)
-    }
-
-    fn from_json(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, serde_json::Error> {
-        serde_json::from_slice(bytes)
-    }
-
-    fn json_line(request: &ExportMetricsServiceRequest) -> Option<Vec<u8>> {
-        JsonLines::line(request)
-    }
-
-    fn admit(
-        shared: &Shared,
-        items: Vec<MetricPoint>,
-        transport: super::ingest::Transport,
-    ) -> Result<(), Rejection> {
-        shared.store_batch::<Self>(items, transport)
-    }
+    batch_signal_io!(ExportMetricsServiceRequest);
 
     fn items(_: &Shared, request: Self::Request) -> Result<Vec<MetricPoint>, Rejection> {
         check_metric_ids(&request.resource_metrics)
@@ -237,25 +245,7 @@ impl Signal for Logs {
     const REFUSED: Counter = Counter::RefusedLogRecords;
     const FILE: File = File::Logs;
 
-    fn from_protobuf(bytes: Bytes) -> Result<ExportLogsServiceRequest, prost::DecodeError> {
-        ExportLogsServiceRequest::decode(bytes)
-    }
-
-    fn from_json(bytes: &[u8]) -> Result<ExportLogsServiceRequest, serde_json::Error> {
-        serde_json::from_slice(bytes)
-    }
-
-    fn json_line(request: &ExportLogsServiceRequest) -> Option<Vec<u8>> {
-        JsonLines::line(request)
-    }
-
-    fn admit(
-        shared: &Shared,
-        items: Vec<LogRecord>,
-        transport: super::ingest::Transport,
-    ) -> Result<(), Rejection> {
-        shared.store_batch::<Self>(items, transport)
-    }
+    batch_signal_io!(ExportLogsServiceRequest);
 
     fn items(_: &Shared, request: Self::Request) -> Result<Vec<LogRecord>, Rejection> {
         log_records_from_otlp(&request.resource_logs)

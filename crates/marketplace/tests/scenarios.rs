@@ -2,6 +2,7 @@
 //! and asserted here on what the embedded receiver got over OTLP from every node of a real
 //! libp2p mesh; and its integration checks (section 5). Never on CLI output.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use p2p_otel_testkit::contract::Report;
