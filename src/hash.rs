@@ -24,11 +24,27 @@ impl Hasher for IdBytesHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
+            word.copy_from_slice(chunk);
             self.write_u64(u64::from_le_bytes(word));
         }
+        // The last bytes as a little-endian word, zero-padded, built without a copy: a
+        // short name is mostly tail, and a variable-length copy is a call to memcpy.
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            let word = tail
+                .iter()
+                .rev()
+                .fold(0u64, |word, byte| (word << 8) | u64::from(*byte));
+            self.write_u64(word);
+        }
+    }
+
+    /// The byte `str` hashing appends after the text, as one word.
+    fn write_u8(&mut self, byte: u8) {
+        self.write_u64(u64::from(byte));
     }
 
     /// A whole word at once: what `write` does with each 8-byte chunk, without the copy

@@ -18,6 +18,8 @@
 //!     .unwrap();
 //! ```
 
+mod assertions;
+mod attr_matcher;
 mod expect_span;
 mod normalize;
 mod normalized;
@@ -30,7 +32,9 @@ use std::sync::Arc;
 
 use crate::model::{SpanId, SpanRecord, TraceId, Value};
 
-pub use expect_span::{attr, expect, AssertionError, AttrMatcher, SpanMatcher};
+pub use assertions::AssertionError;
+pub use attr_matcher::{attr, AttrMatcher};
+pub use expect_span::{expect, SpanMatcher};
 pub use normalized::Normalized;
 pub use settings::{ChildOrder, RenderSettings};
 
