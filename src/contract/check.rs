@@ -1,5 +1,8 @@
 //! Checking telemetry against a contract: each span, metric point and log record once,
 //! findings aggregated by what they are about, coverage counted as it goes.
+//!
+//! One job in one file (~700 lines): the `Checker` and its per-signal checks share the
+//! findings it aggregates and the coverage it counts; each check is a method of it.
 
 use std::collections::{BTreeMap, HashMap};
 

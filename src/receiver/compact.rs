@@ -2,6 +2,8 @@
 //! kilobytes. Names and attribute keys are interned, resources and scopes shared across
 //! requests, attributes kept in one boxed slice, values without a `String`'s spare
 //! capacity. A `SpanRecord` is rebuilt only when somebody reads the span.
+//!
+//! One job: the compact form, the interner that builds it (~480 lines), and its tests.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

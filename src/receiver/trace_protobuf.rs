@@ -7,6 +7,9 @@
 //! references, an invalid id, any malformed byte — makes [`parse`] answer `None`, and the
 //! request goes through prost and the model's conversion, which merge exactly as protobuf
 //! does and say exactly what is wrong. Either way the same spans are stored.
+//!
+//! One job: the decoder (~480 lines) and, below it, its tests and the property test that
+//! holds it to prost's decoding.
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -1,6 +1,10 @@
 //! A marketplace node's logic, run by the mesh inside the node's own event loop: it owns
 //! the local index, the pending operations and the reputation table, and it alone drives
 //! Kademlia, gossipsub and request-response. Handles talk to it through commands.
+//!
+//! This file is the node's core — its behaviour, its state, its construction and the
+//! `Node` implementation that dispatches to the files below (about 600 lines); each
+//! operation's handling lives in a file of its own.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
