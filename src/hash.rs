@@ -9,7 +9,9 @@ use std::hash::{BuildHasher, Hasher};
 /// `fmix64`) over a per-table random seed. The finish matters: FxHash alone leaves the
 /// low bits — the ones a hash table indexes by — depending on few input bits, so
 /// sequential ids (tests, some clients) piled into a few buckets and a million-span
-/// store slowed every request. The seed keeps crafted ids from colliding on purpose.
+/// store slowed every request. The seed varies the buckets from table to table; it is not
+/// a keyed hash, so it raises the cost of crafted collisions without ruling them out (the
+/// receiver also bounds what one client can store).
 #[derive(Debug, Default)]
 pub(crate) struct IdBytesHasher(u64);
 

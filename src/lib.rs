@@ -2,9 +2,9 @@
 //!
 //! Prove the OpenTelemetry instrumentation of a libp2p system in plain `cargo test`.
 //!
-//! - [`SpanCaptureLayer`] captures the spans of one subscriber (one test, one mesh node)
-//!   in-process, with parents, late records, events, links, status and every declared field
-//!   that was never recorded.
+//! - [`capture`]: [`SpanCaptureLayer`] captures the spans of one subscriber (one test, one
+//!   mesh node) in-process, with parents, late records, events, links, status and every
+//!   declared field that was never recorded.
 //! - [`receiver`]: an embedded OTLP receiver (gRPC, HTTP protobuf and JSON) that keeps
 //!   every span, metric point and log record a real exporter sends, answers bad input the
 //!   way the OTLP specification says, and lets a test wait for what it needs.
@@ -23,6 +23,7 @@
 //!   harness for generated operation sequences (feature `proptest`).
 //! - [`contract`]: telemetry contracts in OpenTelemetry Weaver's registry format, checked
 //!   against what a system emits.
+//! - [`junit`]: the JUnit XML writer behind the contract's and the CLI's reports.
 //! - [`process`]: node binaries as child processes, driven over their control API and
 //!   never outliving the test.
 //!

@@ -173,12 +173,16 @@ mod public_api {
         impls: Vec<(Vec<String>, String, Vec<String>)>,
     }
 
+    /// Compiled only for tests: a `cfg` naming `test` anywhere (`test`, `any(test, …)`).
     fn cfg_test(attrs: &[Attribute]) -> bool {
         attrs.iter().any(|a| {
             a.path().is_ident("cfg")
-                && a.meta
-                    .require_list()
-                    .is_ok_and(|l| l.tokens.to_string() == "test")
+                && a.meta.require_list().is_ok_and(|l| {
+                    l.tokens
+                        .to_string()
+                        .split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .any(|word| word == "test")
+                })
         })
     }
 
@@ -262,7 +266,7 @@ mod public_api {
                     flatten(tree, prefix, out);
                 }
             }
-            UseTree::Glob(_) => {}
+            UseTree::Glob(_) => out.push(("*".to_owned(), prefix.clone())),
         }
     }
 
@@ -301,10 +305,8 @@ mod public_api {
                 ..Module::default()
             };
             let mut define = |name: String, vis: &Visibility, attrs: &[Attribute]| {
-                if !hidden(attrs) {
-                    module
-                        .defs
-                        .insert(name, (public && is_pub(vis), deprecated(attrs)));
+                if !hidden(attrs) && !cfg_test(attrs) {
+                    module.defs.insert(name, (is_pub(vis), deprecated(attrs)));
                 }
             };
             let mut submodules = Vec::new();
@@ -334,10 +336,19 @@ mod public_api {
                         let mut flat = Vec::new();
                         flatten(&u.tree, &mut Vec::new(), &mut flat);
                         for (name, target) in flat {
-                            module.uses.insert(name, (public && is_pub(&u.vis), target));
+                            assert!(
+                                name != "*" || !is_pub(&u.vis),
+                                "a public glob re-export ({}::*): name the items, so the API \
+                                 list can see them",
+                                target.join("::")
+                            );
+                            if name == "*" {
+                                continue;
+                            }
+                            module.uses.insert(name, (is_pub(&u.vis), target));
                         }
                     }
-                    Item::Impl(i) if i.trait_.is_none() => {
+                    Item::Impl(i) if i.trait_.is_none() && !cfg_test(&i.attrs) => {
                         let syn::Type::Path(ty) = &*i.self_ty else {
                             continue;
                         };
@@ -461,8 +472,22 @@ mod public_api {
                     || def.as_ref().is_some_and(|(module, item)| {
                         krate.modules[module].defs.get(item).is_some_and(|d| d.1)
                     });
-                let methods = def
-                    .and_then(|def| krate.methods.get(&def))
+                // A re-exported module (`tree::attr`) shows its public items as a type
+                // shows its methods.
+                let members =
+                    def.as_ref()
+                        .filter(|(_, item)| item.is_empty())
+                        .map(|(module, _)| {
+                            krate.modules[module]
+                                .defs
+                                .iter()
+                                .filter(|(_, (public, _))| *public)
+                                .map(|(name, _)| name.clone())
+                                .collect::<BTreeSet<String>>()
+                        });
+                let methods = members
+                    .as_ref()
+                    .or_else(|| def.and_then(|def| krate.methods.get(&def)))
                     .filter(|methods| !methods.is_empty());
                 let mut shown = format!("`{name}`");
                 if deprecated {

@@ -1,7 +1,6 @@
 //! Packages, versions, queries — validated on construction, so bad input is a typed error
 //! before anything is stored or sent.
 
-use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
@@ -95,10 +94,10 @@ impl fmt::Display for PackageId {
 }
 
 /// A semantic version, `major.minor.patch[-pre-release][+build]`, parsed and ordered by the
-/// `semver` crate as SemVer 2.0.0 says: a pre-release sorts before its release, numeric
-/// pre-release identifiers compare as numbers (`beta.2 < beta.10`), and build metadata is
-/// kept and shown but ignored by comparison, equality and hashing (§10), so `1.0.0+a` and
-/// `1.0.0+b` are one version to the index.
+/// `semver` crate: by SemVer 2.0.0's precedence (§11: a pre-release sorts before its
+/// release, numeric pre-release identifiers compare as numbers, `beta.2 < beta.10`), and,
+/// where precedence ties, by build metadata — so `1.0.0+a` and `1.0.0+b` are two versions
+/// everywhere (index, digests, equality), never one key holding the other's package.
 ///
 /// ```
 /// use p2p_otel_marketplace::Version;
@@ -107,11 +106,12 @@ impl fmt::Display for PackageId {
 /// let release: Version = "1.2.0".parse().unwrap();
 /// assert!(beta < later_beta && later_beta < release);
 /// let built: Version = "1.2.0+build.7".parse().unwrap();
-/// assert_eq!(built, release);
+/// assert_ne!(built, release);
+/// assert_eq!(built.as_semver().cmp_precedence(release.as_semver()), std::cmp::Ordering::Equal);
 /// assert_eq!(built.to_string(), "1.2.0+build.7");
 /// assert!("1.2".parse::<Version>().is_err());
 /// ```
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Version(semver::Version);
 
@@ -125,10 +125,14 @@ impl Version {
     }
 
     /// The same version with a pre-release label such as `beta.1`; `None` if the label is
-    /// not a valid SemVer pre-release.
+    /// empty, not a valid SemVer pre-release, or makes the version longer than a peer
+    /// accepts.
     pub fn with_pre_release(mut self, label: &str) -> Option<Self> {
+        if label.is_empty() {
+            return None;
+        }
         self.0.pre = semver::Prerelease::new(label).ok()?;
-        Some(self)
+        (self.0.to_string().len() <= MAX_VERSION_LEN).then_some(self)
     }
 
     /// The `semver` crate's form: major, minor, patch, pre-release and build metadata.
@@ -171,39 +175,6 @@ impl From<Version> for String {
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-impl Ord for Version {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.cmp_precedence(&other.0)
-    }
-}
-
-impl PartialOrd for Version {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Version {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Version {}
-
-impl std::hash::Hash for Version {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // What precedence compares, and nothing else (build metadata left out).
-        (
-            self.0.major,
-            self.0.minor,
-            self.0.patch,
-            self.0.pre.as_str(),
-        )
-            .hash(state);
     }
 }
 

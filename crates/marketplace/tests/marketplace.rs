@@ -126,10 +126,18 @@ mod models {
         assert!(version("1.0.0-alpha") < version("1.0.0-alpha.1"));
         assert!(version("1.0.0-alpha.beta") < version("1.0.0-beta"));
         assert!(version("1.0.0-rc.1") < version("1.0.0-rc.1a"));
-        // §10: build metadata is kept and shown, and ignored by precedence.
+        // §10: build metadata is kept and shown, and ignored by precedence; where
+        // precedence ties it still tells two versions apart (the index keeps both).
         let built = version("1.0.0-beta.2+exp.sha.5114f85");
         assert_eq!(built.to_string(), "1.0.0-beta.2+exp.sha.5114f85");
-        assert_eq!(built, version("1.0.0-beta.2"));
+        assert_eq!(
+            built
+                .as_semver()
+                .cmp_precedence(version("1.0.0-beta.2").as_semver()),
+            std::cmp::Ordering::Equal
+        );
+        assert_ne!(built, version("1.0.0-beta.2+exp.sha.5114f86"));
+        assert!(version("1.0.0-beta.2") < built);
         assert!(built < version("1.0.0-beta.10+build.1"));
         let round_trip: Version =
             serde_json::from_str(&serde_json::to_string(&built).unwrap()).unwrap();

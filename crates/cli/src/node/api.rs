@@ -1,7 +1,7 @@
 //! The control API's request bodies, typed once: the node's server decodes them and the
 //! drivers (the validation's process network and testnet) encode them, so a renamed
-//! field breaks the build rather than a run. Every field a request may leave out is
-//! `#[serde(default)]` on both sides.
+//! field breaks the build rather than a run. A field a request may leave out decodes to
+//! its default when absent, and an unset optional field is not sent.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,8 +40,9 @@ pub(crate) struct Publish {
     pub(crate) id: String,
     pub(crate) version: String,
     /// Sets `metadata.title` (and is all most callers give).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) title: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) metadata: Option<PackageMetadata>,
     #[serde(default)]
     pub(crate) dependencies: Vec<(String, String)>,
@@ -57,7 +58,9 @@ pub(crate) struct Search {
     pub(crate) categories: Vec<String>,
     #[serde(default)]
     pub(crate) tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) offset: Option<usize>,
 }
 

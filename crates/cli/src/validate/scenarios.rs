@@ -1,5 +1,5 @@
 //! The plan's scenarios and success criteria (sections 3 and 9.2–9.4), each turned into
-//! a [`Check`] with the evidence that decided it. Checks read only what the receiver
+//! a [`Criterion`] with the evidence that decided it. Checks read only what the receiver
 //! got over OTLP, never command output.
 
 use std::collections::{BTreeMap, BTreeSet};
