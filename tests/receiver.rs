@@ -794,6 +794,37 @@ mod bad_input {
         still_serving_and_unchanged(&receiver, 0).await;
     }
 
+    /// The protobuf JSON mapping lets a writer give enums by name (Python's
+    /// `MessageToJson` does, and the Collector reads them): taken as their numbers; an
+    /// unknown name is a 400 that lists the names.
+    #[tokio::test]
+    async fn json_enums_are_read_by_name_as_by_number() {
+        let receiver = receiver().await;
+        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+            "name":"named_enums","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1000","endTimeUnixNano":"2000",
+            "status":{"code":"STATUS_CODE_ERROR","message":"boom"}}]}]}]}"#;
+        let (status, _, body) = post(&receiver, "/v1/traces", &[JSON], json).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let traces = receiver.wait_for_spans(1, WAIT).await.unwrap();
+        let span = traces.expect(&expect::span().named("named_enums")).unwrap();
+        assert_eq!(span.record().kind, SpanKind::Server);
+        assert_eq!(span.record().status.code, StatusCode::Error);
+        let (status, _, body) = post(
+            &receiver,
+            "/v1/traces",
+            &[JSON],
+            json.replace("SPAN_KIND_SERVER", "SPAN_KIND_SERVERLESS"),
+        )
+        .await;
+        assert_eq!(status, 400);
+        // Answered in the request's encoding: a JSON `Status`.
+        let message = String::from_utf8_lossy(&body);
+        assert!(
+            message.contains("SPAN_KIND_SERVERLESS") && message.contains("SPAN_KIND_CLIENT"),
+            "{message}"
+        );
+    }
+
     #[tokio::test]
     async fn gzip_and_chunked_json_without_length_are_accepted() {
         let receiver = receiver().await;

@@ -112,10 +112,12 @@ impl Signals {
             }
             let at = index + 1;
             let request: AnyRequest =
-                serde_json::from_str(&line).map_err(|source| JsonLinesError::Json {
-                    path: path.to_owned(),
-                    line: at,
-                    source,
+                super::otlp_json::from_slice(line.as_bytes()).map_err(|source| {
+                    JsonLinesError::Json {
+                        path: path.to_owned(),
+                        line: at,
+                        source,
+                    }
                 })?;
             let model = |source| JsonLinesError::Model {
                 path: path.to_owned(),

@@ -10,6 +10,7 @@ mod json_lines;
 mod logs;
 mod metrics;
 pub(crate) mod otlp;
+pub(crate) mod otlp_json;
 mod value;
 
 use std::collections::BTreeSet;

@@ -113,7 +113,7 @@ impl Signal for Traces {
     }
 
     fn from_json(bytes: &[u8]) -> Result<TraceRequest, serde_json::Error> {
-        serde_json::from_slice(bytes).map(TraceRequest::Json)
+        crate::model::otlp_json::from_slice(bytes).map(TraceRequest::Json)
     }
 
     fn json_line(request: &TraceRequest) -> Option<Vec<u8>> {
@@ -178,7 +178,7 @@ macro_rules! batch_signal_io {
         }
 
         fn from_json(bytes: &[u8]) -> Result<$request, serde_json::Error> {
-            serde_json::from_slice(bytes)
+            crate::model::otlp_json::from_slice(bytes)
         }
 
         fn json_line(request: &$request) -> Option<Vec<u8>> {
