@@ -1650,3 +1650,149 @@ mod environment {
         }
     }
 }
+
+/// OTLP 1.9 made an `AnyValue` with nothing set valid ("empty"). Every value shape —
+/// empty, scalars, bytes, arrays and maps nested in each other, empties inside them —
+/// sent over gRPC, HTTP protobuf and HTTP JSON comes back from the store exactly as sent
+/// (model → OTLP again), and an empty one shows as `(empty)`.
+mod empty_values {
+    use std::collections::BTreeMap;
+
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, ArrayValue, KeyValue as OtlpKeyValue, KeyValueList,
+    };
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use proptest::prelude::*;
+
+    use super::*;
+    use p2p_otel_testkit::model::spans_to_otlp;
+
+    fn some(value: any_value::Value) -> AnyValue {
+        AnyValue { value: Some(value) }
+    }
+
+    fn any_value_tree() -> impl Strategy<Value = AnyValue> {
+        let leaf = prop_oneof![
+            Just(AnyValue { value: None }),
+            "[a-z ]{0,6}".prop_map(|s| some(any_value::Value::StringValue(s))),
+            any::<bool>().prop_map(|b| some(any_value::Value::BoolValue(b))),
+            any::<i64>().prop_map(|n| some(any_value::Value::IntValue(n))),
+            (-1e9..1e9f64).prop_map(|x| some(any_value::Value::DoubleValue(x))),
+            proptest::collection::vec(any::<u8>(), 0..4)
+                .prop_map(|b| some(any_value::Value::BytesValue(b))),
+        ];
+        leaf.prop_recursive(2, 12, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3)
+                    .prop_map(|values| some(any_value::Value::ArrayValue(ArrayValue { values }))),
+                proptest::collection::btree_map("[a-z]{1,3}", inner, 0..3).prop_map(|map| {
+                    some(any_value::Value::KvlistValue(KeyValueList {
+                        values: key_values(map),
+                    }))
+                }),
+            ]
+        })
+    }
+
+    fn key_values(map: BTreeMap<String, AnyValue>) -> Vec<OtlpKeyValue> {
+        map.into_iter()
+            .map(|(key, value)| OtlpKeyValue {
+                key,
+                value: Some(value),
+                ..OtlpKeyValue::default()
+            })
+            .collect()
+    }
+
+    fn request(span_id: u8, attributes: &BTreeMap<String, AnyValue>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![7; 16],
+                        span_id: vec![span_id; 8],
+                        name: format!("values_{span_id}"),
+                        start_time_unix_nano: 1,
+                        end_time_unix_nano: 2,
+                        attributes: key_values(attributes.clone()),
+                        ..Span::default()
+                    }],
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        }
+    }
+
+    /// The attributes of the stored span named `name`, as OTLP again.
+    fn stored(receiver: &OtlpReceiver, name: &str) -> BTreeMap<String, AnyValue> {
+        let spans: Vec<_> = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect();
+        assert_eq!(spans.len(), 1, "{name}: {spans:?}");
+        let otlp = spans_to_otlp(&spans);
+        otlp[0].scope_spans[0].spans[0]
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn every_value_shape_comes_back_as_sent_over_every_protocol(
+            attributes in proptest::collection::btree_map("[a-z]{1,6}", any_value_tree(), 0..5),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let receiver = receiver().await;
+                let mut grpc = TraceServiceClient::connect(receiver.grpc_endpoint()).await.unwrap();
+                grpc.export(request(1, &attributes)).await.unwrap();
+                let (status, ..) = post(&receiver, "/v1/traces", &[PROTOBUF], request(2, &attributes).encode_to_vec()).await;
+                assert_eq!(status, 200);
+                let json = serde_json::to_vec(&request(3, &attributes)).unwrap();
+                let (status, _, body) = post(&receiver, "/v1/traces", &[JSON], json).await;
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                receiver.wait_for_spans(3, WAIT).await.unwrap();
+                for (name, protocol) in [("values_1", "gRPC"), ("values_2", "HTTP protobuf"), ("values_3", "HTTP JSON")] {
+                    assert_eq!(stored(&receiver, name), attributes, "over {protocol}");
+                }
+                receiver.shutdown().await.unwrap();
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_value_shows_as_empty_in_the_tree() {
+        let receiver = receiver().await;
+        let attributes = BTreeMap::from([
+            ("nothing".to_owned(), AnyValue { value: None }),
+            (
+                "list".to_owned(),
+                some(any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![
+                        some(any_value::Value::StringValue("a".into())),
+                        AnyValue { value: None },
+                    ],
+                })),
+            ),
+        ]);
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF],
+            request(4, &attributes).encode_to_vec(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let traces = receiver.wait_for_spans(1, WAIT).await.unwrap();
+        let span = traces.expect(&expect::span().named("values_4")).unwrap();
+        assert_eq!(span.attribute("nothing"), Some(&Value::Empty));
+        let rendered = traces.render();
+        assert!(rendered.contains("nothing = (empty)"), "{rendered}");
+        assert!(rendered.contains(r#"list = ["a", (empty)]"#), "{rendered}");
+    }
+}

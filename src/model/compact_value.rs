@@ -15,12 +15,17 @@ const INLINE: usize = 22;
 /// A compact [`Value`].
 #[derive(Clone, Debug)]
 pub(crate) enum CompactValue {
-    Short { len: u8, bytes: [u8; INLINE] },
+    Short {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
     Str(Box<str>),
     Int(i64),
     Double(f64),
     Bool(bool),
     Nested(Box<Value>),
+    /// An `AnyValue` with nothing set.
+    Empty,
 }
 
 impl CompactValue {
@@ -32,7 +37,6 @@ impl CompactValue {
         }
     }
 
-    /// From an OTLP value; `None` for an empty (null) one, which the model leaves out.
     /// Stores `text` in `slot`. A short text is copied straight into the slot's inline
     /// bytes, never into a temporary that is then moved: moving a value just written a byte
     /// at a time stalls the processor on every field.
@@ -50,8 +54,13 @@ impl CompactValue {
         }
     }
 
+    /// From an OTLP value (an empty one stays empty); `None` for a string-table index,
+    /// which the model leaves out.
     pub(crate) fn from_otlp(value: AnyValue) -> Option<Self> {
-        match value.value? {
+        let Some(value) = value.value else {
+            return Some(CompactValue::Empty);
+        };
+        match value {
             any_value::Value::StringValue(text) => Some(CompactValue::from(Value::Str(text))),
             any_value::Value::IntValue(n) => Some(CompactValue::Int(n)),
             any_value::Value::DoubleValue(x) => Some(CompactValue::Double(x)),
@@ -75,6 +84,7 @@ impl CompactValue {
             CompactValue::Double(x) => Value::Double(*x),
             CompactValue::Bool(b) => Value::Bool(*b),
             CompactValue::Nested(value) => (**value).clone(),
+            CompactValue::Empty => Value::Empty,
         }
     }
 
@@ -86,7 +96,8 @@ impl CompactValue {
             CompactValue::Short { .. }
             | CompactValue::Int(_)
             | CompactValue::Double(_)
-            | CompactValue::Bool(_) => 0,
+            | CompactValue::Bool(_)
+            | CompactValue::Empty => 0,
         }
     }
 }
@@ -109,6 +120,7 @@ impl From<Value> for CompactValue {
             Value::Int(n) => CompactValue::Int(n),
             Value::Double(x) => CompactValue::Double(x),
             Value::Bool(b) => CompactValue::Bool(b),
+            Value::Empty => CompactValue::Empty,
             nested => CompactValue::Nested(Box::new(nested)),
         }
     }
@@ -124,7 +136,7 @@ pub(crate) fn value_bytes(value: &Value) -> usize {
             .map(|item| size_of::<Value>() + value_bytes(item))
             .sum(),
         Value::Map(map) => attributes_bytes(map),
-        Value::Int(_) | Value::Double(_) | Value::Bool(_) => 0,
+        Value::Int(_) | Value::Double(_) | Value::Bool(_) | Value::Empty => 0,
     }
 }
 

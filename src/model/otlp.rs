@@ -249,12 +249,23 @@ pub(crate) fn attributes_from_otlp(key_values: &[KeyValue]) -> Attributes {
 pub(crate) fn attributes_from_otlp_owned(key_values: Vec<KeyValue>) -> Attributes {
     key_values
         .into_iter()
-        .filter_map(|kv| Some((kv.key, value_from_otlp_owned(kv.value?)?)))
+        .filter_map(|kv| {
+            let value = match kv.value {
+                Some(value) => value_from_otlp_owned(value)?,
+                // A key with no value at all: as empty as an `AnyValue` with nothing set.
+                None => Value::Empty,
+            };
+            Some((kv.key, value))
+        })
         .collect()
 }
 
+/// The model's value; `None` only for a string-table index, which traces never use.
 pub(crate) fn value_from_otlp_owned(value: AnyValue) -> Option<Value> {
-    Some(match value.value? {
+    let Some(value) = value.value else {
+        return Some(Value::Empty);
+    };
+    Some(match value {
         any_value::Value::StringValue(s) => Value::Str(s),
         any_value::Value::BoolValue(b) => Value::Bool(b),
         any_value::Value::IntValue(i) => Value::Int(i),
@@ -289,6 +300,7 @@ fn value_to_otlp(value: &Value) -> AnyValue {
         Value::Map(map) => any_value::Value::KvlistValue(KeyValueList {
             values: attributes_to_otlp(map),
         }),
+        Value::Empty => return AnyValue { value: None },
     };
     AnyValue { value: Some(value) }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(Value::from("3").to_string(), "\"3\"");
 /// assert_eq!(Value::from(3).to_string(), "3");
 /// assert_eq!(Value::from(3.0).to_string(), "3.0");
+/// assert_eq!(Value::Empty.to_string(), "(empty)");
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,6 +34,9 @@ pub enum Value {
     Array(Vec<Value>),
     /// A nested key/value list (OTLP `kvlist_value`).
     Map(BTreeMap<String, Value>),
+    /// An empty value: an OTLP `AnyValue` with nothing set, which OTLP 1.9 made valid
+    /// ("empty"), as an attribute's value or inside an array or map. Kept, never dropped.
+    Empty,
 }
 
 impl Value {
@@ -81,6 +85,7 @@ impl Value {
             Value::Bytes(b) => !b.is_empty(),
             Value::Array(a) => !a.is_empty(),
             Value::Map(m) => !m.is_empty(),
+            Value::Empty => false,
         }
     }
 
@@ -94,6 +99,7 @@ impl Value {
             Value::Bytes(_) => "bytes",
             Value::Array(_) => "array",
             Value::Map(_) => "map",
+            Value::Empty => "empty",
         }
     }
 }
@@ -132,6 +138,7 @@ impl fmt::Display for Value {
                 }
                 f.write_str("}")
             }
+            Value::Empty => f.write_str("(empty)"),
         }
     }
 }

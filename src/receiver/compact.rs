@@ -247,12 +247,17 @@ impl Interner {
         }
     }
 
-    /// OTLP key/values as stored attributes, leaving out empty (null) values as the model
-    /// does; a key given twice keeps its last value, as the model's map does.
+    /// OTLP key/values as stored attributes, an empty value (or none at all) kept as
+    /// empty, as the model does; a key given twice keeps its last value, as the model's map
+    /// does.
     fn otlp_attributes(&mut self, key_values: Vec<KeyValue>) -> CompactAttributes {
         let mut attributes: Vec<(Arc<str>, CompactValue)> = Vec::with_capacity(key_values.len());
         for key_value in key_values {
-            if let Some(value) = key_value.value.and_then(CompactValue::from_otlp) {
+            let value = match key_value.value {
+                Some(value) => CompactValue::from_otlp(value),
+                None => Some(CompactValue::Empty),
+            };
+            if let Some(value) = value {
                 attributes.push((self.string(&key_value.key), value));
             }
         }
@@ -480,6 +485,7 @@ fn hash_value(value: &Value, hasher: &mut impl Hasher) {
                 hash_value(item, hasher);
             }
         }
+        Value::Empty => {}
     }
 }
 

@@ -75,6 +75,8 @@ pub(crate) enum ParsedValue<'a> {
     Int(i64),
     Double(f64),
     Bytes(&'a [u8]),
+    /// An `AnyValue` with nothing set.
+    Empty,
 }
 
 impl ParsedValue<'_> {
@@ -86,6 +88,7 @@ impl ParsedValue<'_> {
             ParsedValue::Int(n) => Value::Int(n),
             ParsedValue::Double(x) => Value::Double(x),
             ParsedValue::Bytes(bytes) => Value::Bytes(bytes.to_vec()),
+            ParsedValue::Empty => Value::Empty,
         }
     }
 }
@@ -431,7 +434,8 @@ fn link(bytes: &[u8]) -> Option<SpanLink> {
 
 /// `KeyValue` (its profiles key index is read and ignored, as the model ignores it).
 fn key_value(bytes: &[u8]) -> Option<ParsedAttribute<'_>> {
-    let (mut key, mut value) = ("", None);
+    // A key with no value at all is as empty as an `AnyValue` with nothing set.
+    let (mut key, mut value) = ("", Some(ParsedValue::Empty));
     let mut seen = 0;
     fields(bytes, |tag, wire, buf| match tag {
         1 => set(&mut seen, tag, &mut key, string(wire, buf)),
@@ -447,8 +451,8 @@ fn key_value(bytes: &[u8]) -> Option<ParsedAttribute<'_>> {
     Some((key, value))
 }
 
-/// `AnyValue` holding a scalar, `Some(None)` when empty or a string-table index; `None`
-/// for an array or map, or a value given twice.
+/// `AnyValue` holding a scalar or nothing (`Empty`), `Some(None)` for a string-table
+/// index; `None` for an array or map, or a value given twice.
 fn any_value(bytes: &[u8]) -> Option<Option<ParsedValue<'_>>> {
     let mut value = None;
     let mut given = false;
@@ -473,7 +477,11 @@ fn any_value(bytes: &[u8]) -> Option<Option<ParsedValue<'_>>> {
         };
         Some(())
     })?;
-    Some(value)
+    Some(if given {
+        value
+    } else {
+        Some(ParsedValue::Empty)
+    })
 }
 
 #[cfg(test)]

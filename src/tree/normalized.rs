@@ -63,6 +63,7 @@ fn serialize_value<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok,
             }
             map.end()
         }
+        Value::Empty => serializer.serialize_unit(),
     }
 }
 
