@@ -794,6 +794,37 @@ mod bad_input {
         still_serving_and_unchanged(&receiver, 0).await;
     }
 
+    /// OTLP 1.10: a request over 64 MiB *after decompression* (the recommended limit, the
+    /// default here) is refused, non-retryable: HTTP 413, gRPC `RESOURCE_EXHAUSTED`; one
+    /// of 63 MiB passes the limit (it is then read and refused as the zeroes it is).
+    #[tokio::test]
+    async fn a_request_of_65_mib_decompressed_is_refused_at_the_default_limit() {
+        let receiver = receiver().await;
+        let bomb = gzip(&vec![0u8; 65 << 20]);
+        let (status, headers, body) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "gzip")],
+            bomb.clone(),
+        )
+        .await;
+        assert_eq!(status, 413);
+        assert!(headers.get("retry-after").is_none(), "not retryable");
+        assert!(p2p_otel_testkit_rpc_status(&body).contains("decompressed"));
+        let (grpc_status, message) = grpc_raw(&receiver, &bomb, true).await;
+        assert_eq!(grpc_status, "8", "RESOURCE_EXHAUSTED: {message}");
+        let under = gzip(&vec![0u8; 63 << 20]);
+        let (status, ..) = post(
+            &receiver,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "gzip")],
+            under,
+        )
+        .await;
+        assert_ne!(status, 413, "63 MiB is within the limit");
+        still_serving_and_unchanged(&receiver, 0).await;
+    }
+
     /// The protobuf JSON mapping lets a writer give enums by name (Python's
     /// `MessageToJson` does, and the Collector reads them): taken as their numbers; an
     /// unknown name is a 400 that lists the names.
@@ -1795,4 +1826,78 @@ mod empty_values {
         assert!(rendered.contains("nothing = (empty)"), "{rendered}");
         assert!(rendered.contains(r#"list = ["a", (empty)]"#), "{rendered}");
     }
+}
+
+/// OTLP 1.11: a resource's entity references are kept with it — in the store, whichever
+/// way the request came, and in `traces.jsonl`.
+#[tokio::test]
+async fn resource_entity_refs_are_kept_and_written() {
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, EntityRef as OtlpEntityRef, KeyValue as OtlpKeyValue,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let dir = std::env::temp_dir().join(format!(
+        "p2p-otel-testkit-entities-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let receiver = OtlpReceiver::start(Config::default().with_json_lines_dir(&dir))
+        .await
+        .unwrap();
+    let request = |span_id: u8| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(OtlpResource {
+                attributes: vec![OtlpKeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("ggen-p2p".into())),
+                    }),
+                    ..OtlpKeyValue::default()
+                }],
+                entity_refs: vec![OtlpEntityRef {
+                    r#type: "service".into(),
+                    id_keys: vec!["service.name".into()],
+                    ..OtlpEntityRef::default()
+                }],
+                ..OtlpResource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![9; 16],
+                    span_id: vec![span_id; 8],
+                    name: format!("with_entities_{span_id}"),
+                    start_time_unix_nano: 1,
+                    end_time_unix_nano: 2,
+                    ..Span::default()
+                }],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    let mut grpc = TraceServiceClient::connect(receiver.grpc_endpoint())
+        .await
+        .unwrap();
+    grpc.export(request(1)).await.unwrap();
+    let (status, ..) = post(
+        &receiver,
+        "/v1/traces",
+        &[PROTOBUF],
+        request(2).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    receiver.wait_for_spans(2, WAIT).await.unwrap();
+    for span in receiver.spans() {
+        let entities = &span.resource.entity_refs;
+        assert_eq!(entities.len(), 1, "{}: {entities:?}", span.name);
+        assert_eq!(entities[0].entity_type, "service");
+        assert_eq!(entities[0].id_keys, ["service.name"]);
+    }
+    let text = std::fs::read_to_string(dir.join("traces.jsonl")).unwrap();
+    assert_eq!(text.matches("\"entityRefs\"").count(), 2, "{text}");
+    receiver.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

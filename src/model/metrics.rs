@@ -149,11 +149,7 @@ pub(super) fn scope_from_otlp(scope: Option<&InstrumentationScope>) -> Arc<Scope
 pub(super) fn resource_from_otlp(
     resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
 ) -> Arc<Resource> {
-    Arc::new(Resource {
-        attributes: resource
-            .map(|r| attributes_from_otlp(&r.attributes))
-            .unwrap_or_default(),
-    })
+    Arc::new(Resource::from_otlp(resource.cloned()))
 }
 
 /// Checks the ids metric data points carry (their exemplars' trace and span ids) as

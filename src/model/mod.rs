@@ -241,6 +241,65 @@ pub struct SpanLink {
 pub struct Resource {
     /// Resource attributes such as `service.name` and `service.instance.id`.
     pub attributes: Attributes,
+    /// The entities the resource describes (OTLP 1.11's `entity_refs`), as sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entity_refs: Vec<EntityRef>,
+}
+
+/// A reference from a resource to an entity it describes (OTLP's `EntityRef`): the
+/// entity's type and which of the resource's attributes identify and describe it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityRef {
+    /// The schema URL of the entity's definition, if any.
+    pub schema_url: String,
+    /// The entity type, such as `service` or `k8s.pod`.
+    pub entity_type: String,
+    /// Keys of the resource attributes that identify the entity.
+    pub id_keys: Vec<String>,
+    /// Keys of the resource attributes that describe it.
+    pub description_keys: Vec<String>,
+}
+
+impl Resource {
+    /// The model's resource from OTLP's (attributes and entity references).
+    pub(crate) fn from_otlp(
+        resource: Option<opentelemetry_proto::tonic::resource::v1::Resource>,
+    ) -> Self {
+        let Some(resource) = resource else {
+            return Resource::default();
+        };
+        Resource {
+            attributes: otlp::attributes_from_otlp_owned(resource.attributes),
+            entity_refs: resource
+                .entity_refs
+                .into_iter()
+                .map(|entity| EntityRef {
+                    schema_url: entity.schema_url,
+                    entity_type: entity.r#type,
+                    id_keys: entity.id_keys,
+                    description_keys: entity.description_keys,
+                })
+                .collect(),
+        }
+    }
+
+    /// OTLP's resource from the model's.
+    pub(crate) fn to_otlp(&self) -> opentelemetry_proto::tonic::resource::v1::Resource {
+        opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: otlp::attributes_to_otlp(&self.attributes),
+            entity_refs: self
+                .entity_refs
+                .iter()
+                .map(|entity| opentelemetry_proto::tonic::common::v1::EntityRef {
+                    schema_url: entity.schema_url.clone(),
+                    r#type: entity.entity_type.clone(),
+                    id_keys: entity.id_keys.clone(),
+                    description_keys: entity.description_keys.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
 }
 
 /// The instrumentation scope (library) that created a span.

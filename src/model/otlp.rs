@@ -5,7 +5,6 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, ResourceSpans, ScopeSpans, Span, Status as OtlpStatus,
 };
@@ -98,12 +97,7 @@ pub(crate) fn visit_otlp_spans(
     mut visit: impl FnMut(CheckedSpan, &Arc<Resource>, &Arc<Scope>),
 ) -> Result<(), ModelError> {
     for (r, rs) in resource_spans.into_iter().enumerate() {
-        let resource = Arc::new(Resource {
-            attributes: rs
-                .resource
-                .map(|res| attributes_from_otlp_owned(res.attributes))
-                .unwrap_or_default(),
-        });
+        let resource = Arc::new(Resource::from_otlp(rs.resource));
         for (s, ss) in rs.scope_spans.into_iter().enumerate() {
             let scope = Arc::new(
                 ss.scope
@@ -305,7 +299,7 @@ fn value_to_otlp(value: &Value) -> AnyValue {
     AnyValue { value: Some(value) }
 }
 
-fn attributes_to_otlp(attributes: &Attributes) -> Vec<KeyValue> {
+pub(crate) fn attributes_to_otlp(attributes: &Attributes) -> Vec<KeyValue> {
     attributes
         .iter()
         .map(|(key, value)| KeyValue {
@@ -347,10 +341,7 @@ pub fn spans_to_otlp(spans: &[SpanRecord]) -> Vec<ResourceSpans> {
     groups
         .into_iter()
         .map(|(resource, scopes)| ResourceSpans {
-            resource: Some(OtlpResource {
-                attributes: attributes_to_otlp(&resource.attributes),
-                ..Default::default()
-            }),
+            resource: Some(resource.to_otlp()),
             scope_spans: scopes
                 .into_iter()
                 .map(|(scope, spans)| ScopeSpans {

@@ -201,7 +201,10 @@ fn resource_spans<'a>(request: &mut ParsedRequest<'a>, bytes: &'a [u8]) -> Optio
         3 => once(&mut seen, tag).and(string(wire, buf)).map(|_| ()),
         _ => skip(wire, buf),
     })?;
-    request.resources.push(Arc::new(Resource { attributes }));
+    request.resources.push(Arc::new(Resource {
+        attributes,
+        ..Resource::default()
+    }));
     Some(())
 }
 
