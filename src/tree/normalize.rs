@@ -325,6 +325,12 @@ impl Normalizer<'_> {
             ));
         }
         match value {
+            // A value that is a peer id — a known node's, or any — is the node or peer
+            // itself whatever its key (`peer_id`, the marketplace's `from_peer`, …): one
+            // alias form, unquoted, as under an aliased key.
+            Value::Str(s) if self.is_whole_peer_id(s) => {
+                NormalizedValue::Placeholder(format!("[{}]", self.aliases.alias("peer", s)))
+            }
             Value::Str(s) => NormalizedValue::Value(Value::Str(self.substitute(s))),
             Value::Array(items) => NormalizedValue::Value(Value::Array(
                 items
@@ -337,6 +343,14 @@ impl Normalizer<'_> {
             )),
             other => NormalizedValue::Value(other.clone()),
         }
+    }
+
+    /// Whether `text` is, whole, a node's id or a peer id.
+    fn is_whole_peer_id(&self, text: &str) -> bool {
+        self.settings.node_ids.iter().any(|id| id == text)
+            || self.settings.alias_patterns.iter().any(|(re, label)| {
+                label == "peer" && re.find(text).is_some_and(|m| m.len() == text.len())
+            })
     }
 
     fn matches_alias_pattern(&self, text: &str) -> bool {

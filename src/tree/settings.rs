@@ -152,10 +152,21 @@ impl RenderSettings {
     /// `[node i]`, whatever order the spans come in. A mesh and per-node telemetry give
     /// these settings (`Mesh::render_settings`, `PerNode::render_settings`).
     ///
+    /// An attribute whose whole value is a node's id (or any peer id) is that node, under
+    /// any key: it renders as `[node i]` (or `[peer N]`), unquoted, like `peer_id`; a peer
+    /// id inside longer text is replaced within the quoted text.
+    ///
     /// ```
     /// use p2p_otel_testkit::tree::RenderSettings;
     /// let settings = RenderSettings::default().nodes(["12D3KooWA", "12D3KooWB"]);
     /// assert_eq!(settings.alias_text("12D3KooWB timed out"), "[node 1] timed out");
+    ///
+    /// let (dispatch, handle) = p2p_otel_testkit::capture::dispatch();
+    /// tracing::dispatcher::with_default(&dispatch, || {
+    ///     tracing::info_span!("gossip_receive", from_peer = "12D3KooWB").in_scope(|| {});
+    /// });
+    /// let rendered = handle.traces().render_with(&settings);
+    /// assert!(rendered.contains("from_peer = [node 1]"), "{rendered}");
     /// ```
     pub fn nodes(mut self, ids: impl IntoIterator<Item = impl ToString>) -> Self {
         self.node_ids = ids.into_iter().map(|id| id.to_string()).collect();
