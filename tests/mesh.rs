@@ -336,3 +336,55 @@ async fn with_discovery_open_a_dial_beyond_the_edges_connects() {
     .await
     .unwrap();
 }
+
+/// A task a node's logic starts keeps the node's dispatch when started with `mesh::spawn`:
+/// its spans are in that node's capture, as the logic's own are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_a_node_spawns_traces_into_that_node() {
+    use p2p_otel_testkit::capture::PerNode;
+    use p2p_otel_testkit::mesh::{NodeEvent, NodeSwarm};
+    use p2p_otel_testkit::SpanSource;
+
+    /// On each command, does its work in a task of its own.
+    struct Background;
+    impl mesh::Node for Background {
+        type Behaviour = dummy::Behaviour;
+        type Command = ();
+        type Observations = ();
+        fn on_swarm_event(
+            &mut self,
+            _: &mut NodeSwarm<dummy::Behaviour>,
+            _: NodeEvent<dummy::Behaviour>,
+        ) {
+        }
+        fn on_command(&mut self, _: &mut NodeSwarm<dummy::Behaviour>, (): ()) {
+            mesh::spawn(async {
+                tracing::info_span!("background_work").in_scope(|| {});
+            });
+        }
+    }
+
+    let captures = PerNode::new();
+    let mesh: Mesh<Background> = mesh::Builder::new(2)
+        .capture_per_node(&captures)
+        .start(|_| Ok((dummy::Behaviour, Background)))
+        .await
+        .unwrap();
+    mesh.node(1).unwrap().send(()).await.unwrap();
+    let traces = captures
+        .wait_for_span_named("background_work", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(traces.span_count(), 1, "{}", traces.render());
+    let on_node_1 = captures.get(1).unwrap().spans();
+    assert!(
+        on_node_1.iter().any(|s| s.name == "background_work"),
+        "the task's span is node 1's: {on_node_1:?}"
+    );
+    assert!(captures
+        .get(0)
+        .unwrap()
+        .spans()
+        .iter()
+        .all(|s| s.name != "background_work"));
+}

@@ -17,6 +17,12 @@ pub type NodeSwarm<B> = Swarm<MeshBehaviour<B>>;
 pub type NodeEvent<B> = SwarmEvent<MeshBehaviourEvent<B>>;
 
 /// The logic that drives one node's behaviour inside its event loop.
+///
+/// Everything the logic does runs under its node's dispatch (its capture or telemetry), and
+/// so do libp2p's own tasks. A task the logic starts itself must take the dispatch along:
+/// start it with [`spawn`], not `tokio::spawn` — a plain `tokio::spawn`ed task traces into
+/// nobody's dispatch, so its spans are missing from the test (while in production, under a
+/// global subscriber, they are there).
 pub trait Node: Send + 'static {
     /// The application behaviour.
     type Behaviour: NetworkBehaviour + Send + 'static;
@@ -110,4 +116,29 @@ pub struct NodeContext {
     pub keypair: Keypair,
     /// Its peer id.
     pub peer_id: PeerId,
+}
+
+/// Starts `future` as a tokio task under the dispatch it is called under — inside a node's
+/// logic, that node's: its spans go to the node's capture or telemetry, as the logic's own
+/// do. `tokio::spawn(future.with_current_subscriber())` is the same; a bare `tokio::spawn`
+/// loses the node's dispatch.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (dispatch, handle) = p2p_otel_testkit::capture::dispatch();
+/// let task = tracing::dispatcher::with_default(&dispatch, || {
+///     p2p_otel_testkit::mesh::spawn(async { tracing::info_span!("background").in_scope(|| {}) })
+/// });
+/// task.await.unwrap();
+/// assert_eq!(handle.spans()[0].name, "background");
+/// # }
+/// ```
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::instrument::WithSubscriber;
+    tokio::spawn(future.with_current_subscriber())
 }

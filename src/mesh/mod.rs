@@ -55,7 +55,7 @@ pub use builder::Builder;
 pub use discovery::Discovery;
 pub(crate) use error::cause;
 pub use error::{Cause, MeshError};
-pub use logic::{Node, NodeContext, NodeEvent, NodeState, NodeSwarm, Passive};
+pub use logic::{spawn, Node, NodeContext, NodeEvent, NodeState, NodeSwarm, Passive};
 pub use running::{Mesh, NodeHandle};
 pub use topology::Topology;
 pub use transport::Security;
