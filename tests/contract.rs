@@ -785,3 +785,74 @@ fn a_weaver_manifest_names_the_dependencies_as_weaver_reads_them() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A lost trace context fails several checks at once; the harness reports them all, the
+/// contract's `missing_remote_parent` — the cause — before the extra root it causes.
+#[tokio::test]
+async fn a_lost_context_is_reported_cause_first_by_the_harness() {
+    use p2p_otel_testkit::capture;
+    use p2p_otel_testkit::strategy::invariants::Executed;
+    use p2p_otel_testkit::strategy::sequence::{Harness, System};
+    use p2p_otel_testkit::CaptureHandle;
+
+    let contract = Contract::loader()
+        .load_sources([(
+            "echo.yaml",
+            "groups:\n  - id: span.send\n    type: span\n    span_kind: client\n    stability: development\n    brief: Sends.\n  - id: span.handle\n    type: span\n    span_kind: server\n    stability: development\n    brief: Handles, under the sender's span on the other node.\n    annotations:\n      structure:\n        remote_parent: true\n",
+        )])
+        .unwrap();
+
+    /// Sends, and handles in a span that forgot the caller's context: a root of its own.
+    struct Forgetful {
+        dispatch: tracing::Dispatch,
+        finished: bool,
+    }
+    impl System for Forgetful {
+        type Operation = ();
+        type Outcome = ();
+        async fn run(&mut self, (): &()) {
+            tracing::dispatcher::with_default(&self.dispatch, || {
+                tracing::info_span!("send", otel.kind = "client").in_scope(|| {});
+                tracing::info_span!("handle", otel.kind = "server").in_scope(|| {});
+            });
+        }
+        fn check(&mut self, (): &(), (): &()) -> Result<(), String> {
+            Ok(())
+        }
+        fn expected_root(&self, (): &(), (): &()) -> Option<Executed> {
+            Some(Executed {
+                instance: "node-0".to_owned(),
+                root: "send",
+                failed: false,
+            })
+        }
+        async fn flush(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), String> {
+            self.finished = true;
+            Ok(())
+        }
+    }
+
+    let (dispatch, handle): (tracing::Dispatch, CaptureHandle) = capture::Builder::default()
+        .resource_attribute("service.instance.id", "node-0")
+        .dispatch();
+    let mut system = Forgetful {
+        dispatch,
+        finished: false,
+    };
+    let error = Harness::new()
+        .contract(contract)
+        .run(&mut system, &[()], &handle)
+        .await
+        .unwrap_err();
+    assert!(system.finished, "the final model check ran");
+    let cause = error.find("missing_remote_parent");
+    let symptom = error.find("root span(s)");
+    assert!(
+        error.starts_with("2 problems, the likely cause first") && cause < symptom,
+        "{error}"
+    );
+    assert!(cause.is_some() && symptom.is_some(), "{error}");
+}

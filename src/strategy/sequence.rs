@@ -98,6 +98,12 @@ pub trait System: Send {
     /// Exports every node's telemetry, so that the harness can wait for it.
     fn flush(&self) -> impl Future<Output = Result<(), String>> + Send;
 
+    /// Your model's verdict on the whole sequence once every operation ran (the state
+    /// it must have reached); `Err` says what it expected. Nothing by default.
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The nodes' in-process captures, when they export too: the harness then checks that
     /// nothing was dropped between capture and wire. None by default.
     fn captures(&self) -> Vec<CaptureHandle> {
@@ -167,11 +173,13 @@ impl Harness {
         self
     }
 
-    /// Runs `operations` on `system` in order, checks each outcome against its model, then
-    /// waits for `spans` (the receiver every node exports to, or a capture) to hold a root
-    /// per operation with no orphan, and checks the invariants. Returns the traces and
-    /// the roots expected, or everything a shrunk failure needs: the step, or the
-    /// violations with the trees.
+    /// Runs `operations` on `system` in order, checks each outcome against its model (and,
+    /// at the end, [`System::finish`]), then waits for `spans` (the receiver every node
+    /// exports to, or a capture) to hold a root per operation with no orphan, and checks
+    /// every invariant. Returns the traces and the roots expected, or everything a shrunk
+    /// failure needs: the step, or every violation with the trees — the likely cause
+    /// first (contract findings, then handlers outside their caller's trace, orphans,
+    /// roots, nesting).
     pub async fn run<S: System>(
         &self,
         system: &mut S,
@@ -188,6 +196,9 @@ impl Harness {
                 executed.push(root);
             }
         }
+        system
+            .finish()
+            .map_err(|e| format!("after all {} operation(s): {e}", operations.len()))?;
         system.flush().await?;
         let roots = executed.len();
         let traces = spans
@@ -217,12 +228,47 @@ impl Harness {
             .iter()
             .map(|(h, c)| (h.as_str(), c.as_str()))
             .collect();
-        invariants::roots_match_operations(&traces, &executed).map_err(|e| e.to_string())?;
-        traces.expect_no_orphans().map_err(|e| e.to_string())?;
-        invariants::spans_closed_and_nested(&traces).map_err(|e| e.to_string())?;
-        invariants::handlers_join_their_callers(&traces, &handlers).map_err(|e| e.to_string())?;
+        // Every check runs, and the report puts causes before the symptoms they cause: a
+        // contract finding (a context not propagated) explains a handler outside its
+        // caller's trace, which explains a node with a root span it did not run.
+        let mut problems: Vec<String> = Vec::new();
         if let Some(contract) = &self.contract {
-            invariants::contract_holds(&traces, contract).map_err(|e| e.to_string())?;
+            problems.extend(
+                invariants::contract_holds(&traces, contract)
+                    .err()
+                    .map(|e| e.to_string()),
+            );
+        }
+        problems.extend(
+            invariants::handlers_join_their_callers(&traces, &handlers)
+                .err()
+                .map(|e| e.to_string()),
+        );
+        problems.extend(traces.expect_no_orphans().err().map(|e| e.to_string()));
+        problems.extend(
+            invariants::roots_match_operations(&traces, &executed)
+                .err()
+                .map(|e| e.to_string()),
+        );
+        problems.extend(
+            invariants::spans_closed_and_nested(&traces)
+                .err()
+                .map(|e| e.to_string()),
+        );
+        match problems.len() {
+            0 => {}
+            1 => return Err(problems.remove(0)),
+            n => {
+                let listed: Vec<String> = problems
+                    .iter()
+                    .enumerate()
+                    .map(|(i, problem)| format!("{}) {problem}", i + 1))
+                    .collect();
+                return Err(format!(
+                    "{n} problems, the likely cause first:\n\n{}",
+                    listed.join("\n\n")
+                ));
+            }
         }
         let captures = system.captures();
         if !captures.is_empty() {
