@@ -34,6 +34,21 @@ async fn receiver() -> OtlpReceiver {
     OtlpReceiver::start(Config::default()).await.unwrap()
 }
 
+/// A receiver writing its OTLP-JSON lines files into a fresh folder of this test's own
+/// (named by `label`, the process and the thread, so parallel tests never share one).
+async fn receiver_writing_files(label: &str) -> (OtlpReceiver, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "p2p-otel-testkit-{label}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let receiver = OtlpReceiver::start(Config::default().with_json_lines_dir(&dir))
+        .await
+        .unwrap();
+    (receiver, dir)
+}
+
 fn node(protocol: Protocol, receiver: &OtlpReceiver, instance: &str) -> Telemetry {
     node_builder(protocol, receiver, instance).build().unwrap()
 }
@@ -1068,15 +1083,7 @@ mod bad_input {
     /// twice in one request, is written once; a request of duplicates writes no line.
     #[tokio::test]
     async fn duplicates_are_written_to_the_file_once() {
-        let dir = std::env::temp_dir().join(format!(
-            "p2p-otel-testkit-dupes-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let receiver = OtlpReceiver::start(Config::default().with_json_lines_dir(&dir))
-            .await
-            .unwrap();
+        let (receiver, dir) = receiver_writing_files("dupes").await;
         let twice = request_of(&[span(1, 1, "once"), span(1, 2, "twice"), span(1, 2, "twice")]);
         for _ in 0..3 {
             let (status, ..) =
@@ -1362,12 +1369,7 @@ mod endpoints {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn json_lines_files_hold_one_request_per_line() {
-        let dir =
-            std::env::temp_dir().join(format!("p2p-otel-testkit-jsonl-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let receiver = OtlpReceiver::start(Config::default().with_json_lines_dir(&dir))
-            .await
-            .unwrap();
+        let (receiver, dir) = receiver_writing_files("jsonl").await;
         let telemetry = node(Protocol::Grpc, &receiver, "node-1");
         emit_publish(telemetry.dispatch());
         telemetry.flush().await.unwrap();
@@ -1837,15 +1839,7 @@ async fn resource_entity_refs_are_kept_and_written() {
     };
     use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    let dir = std::env::temp_dir().join(format!(
-        "p2p-otel-testkit-entities-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let receiver = OtlpReceiver::start(Config::default().with_json_lines_dir(&dir))
-        .await
-        .unwrap();
+    let (receiver, dir) = receiver_writing_files("entities").await;
     let request = |span_id: u8| ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(OtlpResource {
