@@ -16,8 +16,8 @@ use super::values::FieldValues;
 use super::visitor::SpanOverrides;
 use crate::model::compact_value::CompactValue;
 use crate::model::{
-    Attributes, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanLink, SpanRecord, Status,
-    StatusCode, TraceId, Value,
+    Attributes, ParentRef, Resource, Scope, SpanEvent, SpanId, SpanKind, SpanLink, SpanRecord,
+    Status, StatusCode, TraceId, Value,
 };
 
 /// The capture's clock: the processor's time-stamp counter where it is invariant (read by
@@ -137,6 +137,16 @@ impl CapturedSpan {
     /// The rarer parts, created on first use.
     pub(super) fn extras_mut(&mut self) -> &mut Extras {
         self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Whether this is a handler with no local parent — a server or consumer span at the
+    /// root of its node's tree — whose remote parent only OpenTelemetry may know yet.
+    pub(super) fn is_handler_root(&self) -> bool {
+        self.parent.is_none()
+            && matches!(
+                self.overrides().and_then(|overrides| overrides.kind),
+                Some(SpanKind::Server | SpanKind::Consumer)
+            )
     }
 
     fn overrides(&self) -> Option<&SpanOverrides> {

@@ -370,6 +370,24 @@ impl CaptureHandle {
         open
     }
 
+    /// What the distributed-trace barrier needs of the open spans: each one's trace as
+    /// captured, and, for a handler root (a server or consumer span with no local parent,
+    /// whose trace OpenTelemetry may have changed through a remote parent), its start in
+    /// Unix nanoseconds.
+    pub(crate) fn open_for_barrier(&self) -> Vec<(TraceId, Option<u64>)> {
+        lock(&self.shared.spans)
+            .open
+            .iter()
+            .map(|open| {
+                let handler = open.is_handler_root();
+                (
+                    open.trace_id,
+                    handler.then(|| self.shared.clock.unix_nanos(open.start)),
+                )
+            })
+            .collect()
+    }
+
     /// Events emitted while no span was current (so they belong to no span).
     pub fn events_outside_spans(&self) -> Vec<SpanEvent> {
         lock(&self.shared.events_outside_spans).clone()

@@ -136,6 +136,86 @@ impl PerNode {
         self.nodes().get(&index).map(|node| node.dispatch.clone())
     }
 
+    /// Waits until a trace holding a span named `name` is done on every node: no span of
+    /// it points at a parent no node captured, and no node still has a span of it open —
+    /// the handler on the far node included, whose span may close after the caller already
+    /// has its answer. Returns that trace alone, its nodes named. Nothing is counted:
+    /// unlike [`SpanSource::wait_for_complete_trace`], which returns as soon as the spans
+    /// that closed have no missing parent, this waits for the other nodes' spans too.
+    ///
+    /// What it cannot see is a message still on its way to a node whose span has not
+    /// opened yet (a fire-and-forget gossip announcement): wait for that span by name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), p2p_otel_testkit::WaitError> {
+    /// use std::time::Duration;
+    /// let captures = p2p_otel_testkit::capture::PerNode::new();
+    /// let (caller, _) = captures.node_dispatch(0, "node-a");
+    /// let (handler, _) = captures.node_dispatch(1, "node-b");
+    /// let call = tracing::dispatcher::with_default(&caller, || tracing::info_span!("call"));
+    /// let context = p2p_otel_testkit::propagation::TraceContext::of(&call);
+    /// drop(call); // the caller is done; the handler is still working
+    /// let handle = tracing::dispatcher::with_default(&handler, || {
+    ///     let span = tracing::info_span!("handle");
+    ///     p2p_otel_testkit::propagation::set_parent(&span, &context).map(|()| span)
+    /// })
+    /// .expect("a valid context");
+    /// let done = captures.wait_for_distributed_trace("call", Duration::from_millis(50));
+    /// assert!(done.await.is_err(), "the handler's span is still open on node 1");
+    /// drop(handle);
+    /// let trace = captures.wait_for_distributed_trace("call", Duration::from_secs(5)).await?;
+    /// assert_eq!(trace.span_count(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_distributed_trace(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<TraceSet, WaitError> {
+        let expected = format!("a trace with a span named {name:?}, done on every node");
+        let all = self
+            .wait_until(&expected, timeout, |spans| {
+                self.done_trace(&TraceSet::new(spans.to_vec()), name)
+                    .is_some()
+            })
+            .await?;
+        let id = self.done_trace(&all, name);
+        Ok(TraceSet::new(
+            all.spans()
+                .map(|span| span.record())
+                .filter(|span| Some(span.trace_id) == id)
+                .cloned(),
+        )
+        .with_render_settings(self.render_settings()))
+    }
+
+    /// The first trace of `set` holding a span named `name` that is complete and has no
+    /// span open on any node. A handler's span learns its remote parent's trace from
+    /// OpenTelemetry, which the capture hears of only when the span closes: so an open
+    /// handler root (server or consumer kind, no local parent) that started after the
+    /// trace began counts as open in it.
+    fn done_trace(&self, set: &TraceSet, name: &str) -> Option<crate::model::TraceId> {
+        let open: Vec<(crate::model::TraceId, Option<u64>)> = self
+            .handles()
+            .iter()
+            .flat_map(CaptureHandle::open_for_barrier)
+            .collect();
+        set.traces()
+            .iter()
+            .find(|trace| {
+                let began = trace.spans().map(|s| s.record().start_unix_nanos).min();
+                let open_in_it = open.iter().any(|(id, handler_start)| {
+                    *id == trace.trace_id()
+                        || handler_start
+                            .zip(began)
+                            .is_some_and(|(start, began)| start >= began)
+                });
+                trace.is_complete() && !open_in_it && trace.spans().any(|span| span.name() == name)
+            })
+            .map(|trace| trace.trace_id())
+    }
+
     /// Every node's capture, in node order.
     pub fn handles(&self) -> Vec<CaptureHandle> {
         self.nodes()

@@ -165,9 +165,9 @@ async fn a_mesh_with_a_capture_per_node_sees_remote_parents_and_snapshots() {
     let (mesh, captures) = captured_mesh(2).await;
     assert_eq!(echo(&mesh, 0, 1, "hello").await.unwrap(), "HELLO");
     // The server's span closes after its response is on the way: the client may hold the
-    // answer first, so wait for the span rather than read at once.
+    // answer first. The barrier waits until the trace is done on every node.
     let union = captures
-        .wait_for_span_named("handle_echo", WAIT)
+        .wait_for_distributed_trace("send_echo", WAIT)
         .await
         .unwrap();
     union
