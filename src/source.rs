@@ -91,21 +91,14 @@ pub trait SpanSource: Send + Sync {
             let expected = format!("a complete trace with a span named {name:?}");
             let all = self
                 .wait_until(&expected, timeout, move |spans| {
-                    complete_trace_with(&TraceSet::new(spans.to_vec()), name).is_some()
+                    complete_trace_with(&TraceSet::new(spans.to_vec()), name, |_| true).is_some()
                 })
                 .await?;
-            let id = complete_trace_with(&all, name);
-            Ok(TraceSet::new(
-                all.spans()
-                    .map(|span| span.record())
-                    .filter(|span| Some(span.trace_id) == id)
-                    .cloned(),
-            ))
+            Ok(only_trace(&all, complete_trace_with(&all, name, |_| true)))
         }
     }
 }
 
-/// The id of the first complete trace holding a span named `name`.
 /// A wait over spans that timed out: what was awaited, and every span that did arrive,
 /// rendered (with `settings`, when the source names its nodes).
 pub(crate) fn spans_timed_out(
@@ -128,9 +121,26 @@ pub(crate) fn spans_timed_out(
     }
 }
 
-fn complete_trace_with(set: &TraceSet, name: &str) -> Option<crate::model::TraceId> {
+/// The id of the first complete trace holding a span named `name` for which `also` holds.
+pub(crate) fn complete_trace_with(
+    set: &TraceSet,
+    name: &str,
+    also: impl Fn(&crate::tree::Trace) -> bool,
+) -> Option<crate::model::TraceId> {
     set.traces()
         .iter()
-        .find(|trace| trace.is_complete() && trace.spans().any(|span| span.name() == name))
+        .find(|trace| {
+            trace.is_complete() && trace.spans().any(|span| span.name() == name) && also(trace)
+        })
         .map(|trace| trace.trace_id())
+}
+
+/// The spans of `set` in trace `id` (none when `id` is `None`), as a set of their own.
+pub(crate) fn only_trace(set: &TraceSet, id: Option<crate::model::TraceId>) -> TraceSet {
+    TraceSet::new(
+        set.spans()
+            .map(|span| span.record())
+            .filter(|span| Some(span.trace_id) == id)
+            .cloned(),
+    )
 }

@@ -783,6 +783,23 @@ mod bad_input {
         still_serving_and_unchanged(&receiver, 0).await;
     }
 
+    /// `gzipped` is refused for its size once decompressed, not retryably: HTTP 413 with no
+    /// `Retry-After`, gRPC `RESOURCE_EXHAUSTED`.
+    async fn refused_once_decompressed(receiver: &OtlpReceiver, gzipped: &[u8]) {
+        let (status, headers, body) = post(
+            receiver,
+            "/v1/traces",
+            &[PROTOBUF, ("content-encoding", "gzip")],
+            gzipped.to_vec(),
+        )
+        .await;
+        assert_eq!(status, 413);
+        assert!(headers.get("retry-after").is_none(), "not retryable");
+        assert!(p2p_otel_testkit_rpc_status(&body).contains("decompressed"));
+        let (grpc_status, message) = grpc_raw(receiver, gzipped, true).await;
+        assert_eq!(grpc_status, "8", "RESOURCE_EXHAUSTED: {message}");
+    }
+
     #[tokio::test]
     async fn a_gzip_bomb_is_stopped_while_decompressing() {
         let limit = 64 * 1024;
@@ -795,17 +812,7 @@ mod bad_input {
             bomb.len() < limit,
             "the compressed bomb itself fits the limit"
         );
-        let (status, _, body) = post(
-            &receiver,
-            "/v1/traces",
-            &[PROTOBUF, ("content-encoding", "gzip")],
-            bomb.clone(),
-        )
-        .await;
-        assert_eq!(status, 413);
-        assert!(p2p_otel_testkit_rpc_status(&body).contains("decompressed"));
-        let (grpc_status, message) = grpc_raw(&receiver, &bomb, true).await;
-        assert_eq!(grpc_status, "8", "RESOURCE_EXHAUSTED: {message}");
+        refused_once_decompressed(&receiver, &bomb).await;
         still_serving_and_unchanged(&receiver, 0).await;
     }
 
@@ -816,18 +823,7 @@ mod bad_input {
     async fn a_request_of_65_mib_decompressed_is_refused_at_the_default_limit() {
         let receiver = receiver().await;
         let bomb = gzip(&vec![0u8; 65 << 20]);
-        let (status, headers, body) = post(
-            &receiver,
-            "/v1/traces",
-            &[PROTOBUF, ("content-encoding", "gzip")],
-            bomb.clone(),
-        )
-        .await;
-        assert_eq!(status, 413);
-        assert!(headers.get("retry-after").is_none(), "not retryable");
-        assert!(p2p_otel_testkit_rpc_status(&body).contains("decompressed"));
-        let (grpc_status, message) = grpc_raw(&receiver, &bomb, true).await;
-        assert_eq!(grpc_status, "8", "RESOURCE_EXHAUSTED: {message}");
+        refused_once_decompressed(&receiver, &bomb).await;
         let under = gzip(&vec![0u8; 63 << 20]);
         let (status, ..) = post(
             &receiver,

@@ -181,13 +181,7 @@ impl PerNode {
             })
             .await?;
         let id = self.done_trace(&all, name);
-        Ok(TraceSet::new(
-            all.spans()
-                .map(|span| span.record())
-                .filter(|span| Some(span.trace_id) == id)
-                .cloned(),
-        )
-        .with_render_settings(self.render_settings()))
+        Ok(crate::source::only_trace(&all, id).with_render_settings(self.render_settings()))
     }
 
     /// The first trace of `set` holding a span named `name` that is complete and has no
@@ -201,19 +195,15 @@ impl PerNode {
             .iter()
             .flat_map(CaptureHandle::open_for_barrier)
             .collect();
-        set.traces()
-            .iter()
-            .find(|trace| {
-                let began = trace.spans().map(|s| s.record().start_unix_nanos).min();
-                let open_in_it = open.iter().any(|(id, handler_start)| {
-                    *id == trace.trace_id()
-                        || handler_start
-                            .zip(began)
-                            .is_some_and(|(start, began)| start >= began)
-                });
-                trace.is_complete() && !open_in_it && trace.spans().any(|span| span.name() == name)
+        crate::source::complete_trace_with(set, name, |trace| {
+            let began = trace.spans().map(|s| s.record().start_unix_nanos).min();
+            !open.iter().any(|(id, handler_start)| {
+                *id == trace.trace_id()
+                    || handler_start
+                        .zip(began)
+                        .is_some_and(|(start, began)| start >= began)
             })
-            .map(|trace| trace.trace_id())
+        })
     }
 
     /// Every node's capture, in node order.

@@ -243,14 +243,8 @@ pub(crate) fn attributes_from_otlp(key_values: &[KeyValue]) -> Attributes {
 pub(crate) fn attributes_from_otlp_owned(key_values: Vec<KeyValue>) -> Attributes {
     key_values
         .into_iter()
-        .filter_map(|kv| {
-            let value = match kv.value {
-                Some(value) => value_from_otlp_owned(value)?,
-                // A key with no value at all: as empty as an `AnyValue` with nothing set.
-                None => Value::Empty,
-            };
-            Some((kv.key, value))
-        })
+        // A key with no value at all is as empty as an `AnyValue` with nothing set.
+        .filter_map(|kv| Some((kv.key, value_from_otlp_owned(kv.value.unwrap_or_default())?)))
         .collect()
 }
 

@@ -64,10 +64,11 @@ const ENUMS: [(&str, &str, &[&str]); 4] = [
 
 /// Reads an OTLP/JSON message, its enum fields by number or by name.
 pub(crate) fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
-    let named = ENUMS.iter().any(|(_, prefix, _)| {
-        let quoted = format!("\"{prefix}");
-        memmem::find(bytes, quoted.as_bytes()).is_some()
-    });
+    // A prefix anywhere (not only after a quote) is a cheap, safe pre-filter: a false hit
+    // costs only the second parse.
+    let named = ENUMS
+        .iter()
+        .any(|(_, prefix, _)| memmem::find(bytes, prefix.as_bytes()).is_some());
     if !named {
         return serde_json::from_slice(bytes);
     }

@@ -253,11 +253,8 @@ impl Interner {
     fn otlp_attributes(&mut self, key_values: Vec<KeyValue>) -> CompactAttributes {
         let mut attributes: Vec<(Arc<str>, CompactValue)> = Vec::with_capacity(key_values.len());
         for key_value in key_values {
-            let value = match key_value.value {
-                Some(value) => CompactValue::from_otlp(value),
-                None => Some(CompactValue::Empty),
-            };
-            if let Some(value) = value {
+            // A key with no value at all is as empty as an `AnyValue` with nothing set.
+            if let Some(value) = CompactValue::from_otlp(key_value.value.unwrap_or_default()) {
                 attributes.push((self.string(&key_value.key), value));
             }
         }

@@ -231,30 +231,19 @@ impl Harness {
         // Every check runs, and the report puts causes before the symptoms they cause: a
         // contract finding (a context not propagated) explains a handler outside its
         // caller's trace, which explains a node with a root span it did not run.
-        let mut problems: Vec<String> = Vec::new();
-        if let Some(contract) = &self.contract {
-            problems.extend(
-                invariants::contract_holds(&traces, contract)
-                    .err()
-                    .map(|e| e.to_string()),
-            );
-        }
-        problems.extend(
-            invariants::handlers_join_their_callers(&traces, &handlers)
-                .err()
-                .map(|e| e.to_string()),
-        );
-        problems.extend(traces.expect_no_orphans().err().map(|e| e.to_string()));
-        problems.extend(
-            invariants::roots_match_operations(&traces, &executed)
-                .err()
-                .map(|e| e.to_string()),
-        );
-        problems.extend(
-            invariants::spans_closed_and_nested(&traces)
-                .err()
-                .map(|e| e.to_string()),
-        );
+        let contract = self.contract.as_ref().map_or(Ok(()), |contract| {
+            invariants::contract_holds(&traces, contract)
+        });
+        let mut problems: Vec<String> = [
+            contract,
+            invariants::handlers_join_their_callers(&traces, &handlers),
+            traces.expect_no_orphans(),
+            invariants::roots_match_operations(&traces, &executed),
+            invariants::spans_closed_and_nested(&traces),
+        ]
+        .into_iter()
+        .filter_map(|check| check.err().map(|e| e.to_string()))
+        .collect();
         match problems.len() {
             0 => {}
             1 => return Err(problems.remove(0)),
