@@ -13,6 +13,8 @@
 //! - [`model`] is the one span model every source converts into (including OTLP protobuf).
 //! - [`tree`] builds trace trees, queries and asserts on them, and renders them
 //!   deterministically for insta snapshots.
+//! - [`traceql`]: Grafana Tempo's TraceQL evaluated in-process over any trace set
+//!   (`traces.expect_query("{ kind = client } > { kind = server && status = error }")`).
 //! - [`mesh`] runs N libp2p nodes on the memory transport (feature `mesh`; TCP and QUIC
 //!   with feature `network`), one task per swarm, with topologies, partitions, kills and
 //!   restarts, each node with its own capture or telemetry.
@@ -82,6 +84,7 @@ mod store;
 #[cfg(feature = "proptest")]
 pub mod strategy;
 pub mod telemetry;
+pub mod traceql;
 pub mod tree;
 
 pub use capture::{CaptureHandle, SpanCaptureLayer};

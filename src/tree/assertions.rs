@@ -164,12 +164,17 @@ impl TraceSet {
         }
         // The headline and candidates name nodes as the trees below do.
         let mut message = self.alias_text(&message);
-        message.push_str(&format!(
+        message.push_str(&self.received());
+        AssertionError { message }
+    }
+
+    /// The closing part of every failure: what arrived, rendered.
+    pub(crate) fn received(&self) -> String {
+        format!(
             "received {} trace(s), {} span(s):\n{}",
             self.traces().len(),
             self.span_count(),
             self.render()
-        ));
-        AssertionError { message }
+        )
     }
 }

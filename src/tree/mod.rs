@@ -149,6 +149,26 @@ impl Trace {
             .map(|index| SpanRef { trace: self, index })
     }
 
+    /// The spans, in the order the trace holds them (for the query evaluator).
+    pub(crate) fn records(&self) -> &[SpanRecord] {
+        &self.spans
+    }
+
+    /// The index of the span's parent, when the parent is in the trace.
+    pub(crate) fn parent_index(&self, index: usize) -> Option<usize> {
+        self.parent[index]
+    }
+
+    /// The indices of the roots, by start time.
+    pub(crate) fn root_indices(&self) -> &[usize] {
+        &self.roots
+    }
+
+    /// The span at `index` of [`records`](Self::records).
+    pub(crate) fn span_at(&self, index: usize) -> SpanRef<'_> {
+        SpanRef { trace: self, index }
+    }
+
     fn refs(&self, indices: &[usize]) -> Vec<SpanRef<'_>> {
         indices
             .iter()
