@@ -17,6 +17,11 @@
 //!   write, announcement and a remote reception; a search with a remote handler), side by
 //!   side with ingesting the same spans.
 //!
+//! - a TraceQL query with two filters and a structural operator
+//!   (`{ name = "p2p_search" } >> { kind = server }`) over the same marketplace-shaped
+//!   traces, side by side with finding the same spans with the matcher API
+//!   (`expect::span().with_kind(Server).with_ancestor(expect::span().named("p2p_search"))`).
+//!
 //! Targets: (a) ≥ 500,000 spans/s on the 2-core reference machine and ≥ 3× (b); the
 //! contract check ≥ 1,000,000 spans/s on one core.
 
@@ -39,6 +44,8 @@ use p2p_otel_testkit::model::{
 };
 use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
 use p2p_otel_testkit::telemetry::{Protocol, Telemetry};
+use p2p_otel_testkit::traceql::Query;
+use p2p_otel_testkit::tree::expect;
 use p2p_otel_testkit::TraceSet;
 use prost::Message;
 use tokio::runtime::Runtime;
@@ -721,9 +728,32 @@ fn contract_check(c: &mut Criterion) {
     group.finish();
 }
 
+/// Spans a structural TraceQL query walks per second, beside the matcher API finding the
+/// same spans in the same traces, in one run.
+fn traceql_query(c: &mut Criterion) {
+    let traces = TraceSet::new(marketplace_spans(585));
+    let count = traces.span_count();
+    let query = Query::parse(r#"{ name = "p2p_search" } >> { kind = server }"#).expect("a query");
+    let matcher = expect::span()
+        .with_kind(SpanKind::Server)
+        .with_ancestor(expect::span().named("p2p_search"));
+    let by_query: usize = query
+        .select(&traces)
+        .iter()
+        .map(|set| set.spans().len())
+        .sum();
+    assert_eq!(by_query, traces.find(&matcher).len());
+    assert_eq!(by_query, 585, "one remote handler per search");
+    let mut group = c.benchmark_group("traceql_vs_matchers");
+    group.throughput(Throughput::Elements(count as u64));
+    group.bench_function("a_matcher_api", |b| b.iter(|| traces.find(&matcher)));
+    group.bench_function("b_traceql_structural", |b| b.iter(|| query.select(&traces)));
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(8));
-    targets = ingestion, store_growth, contract_check
+    targets = ingestion, store_growth, contract_check, traceql_query
 }
 criterion_main!(benches);

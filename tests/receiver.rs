@@ -1323,6 +1323,66 @@ mod faults {
 mod endpoints {
     use super::*;
 
+    /// `/api/search` answers TraceQL over what a real exporter sent, in the shape of
+    /// Tempo's search response; a bad query is a 400 with the caret; `/api/traces/<id>`
+    /// gives the trace back as OTLP/JSON.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn traceql_search_and_trace_by_id() {
+        let receiver = receiver().await;
+        let telemetry = node(Protocol::Grpc, &receiver, "node-1");
+        emit_publish(telemetry.dispatch());
+        telemetry.flush().await.unwrap();
+        let traces = receiver.wait_for_spans(3, WAIT).await.unwrap();
+        let query = "{ name = \"p2p_publish\" } > { status = error } | select(span:statusMessage)";
+        let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let (status, body) = get(&receiver, &format!("/api/search?q={encoded}")).await;
+        assert_eq!(status, 200, "{body}");
+        let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let trace = &response["traces"][0];
+        assert_eq!(trace["rootTraceName"], "p2p_publish", "{body}");
+        assert_eq!(trace["rootServiceName"], "ggen-p2p");
+        let span = &trace["spanSets"][0]["spans"][0];
+        assert_eq!(span["name"], "gossipsub_announce");
+        assert_eq!(span["attributes"][1]["key"], "span:statusMessage");
+        assert_eq!(
+            span["attributes"][1]["value"]["stringValue"],
+            "\"no peers\""
+        );
+        assert_eq!(response["metrics"]["inspectedSpans"], "3");
+        assert_eq!(response["traces"].as_array().unwrap().len(), 1);
+
+        let nothing: String = form_urlencoded::byte_serialize(b"{ kind = server }").collect();
+        let (status, body) = get(&receiver, &format!("/api/search?q={nothing}")).await;
+        assert_eq!(
+            (status, body.contains(r#""traces":[]"#)),
+            (200, true),
+            "{body}"
+        );
+
+        let broken: String = form_urlencoded::byte_serialize(b"{ name = }").collect();
+        let (status, body) = get(&receiver, &format!("/api/search?q={broken}")).await;
+        assert_eq!(status, 400);
+        assert!(
+            body.starts_with("invalid TraceQL query: expected a value"),
+            "{body}"
+        );
+        assert!(body.ends_with("\n  { name = }\n           ^"), "{body}");
+
+        let id = traces.traces()[0].trace_id().to_string();
+        let (status, body) = get(&receiver, &format!("/api/traces/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        let mut back = p2p_otel_testkit::model::Signals::default();
+        let file =
+            std::env::temp_dir().join(format!("p2p-otel-api-trace-{}.json", std::process::id()));
+        std::fs::write(&file, &body).unwrap();
+        back.read_file(&file).unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(TraceSet::new(back.spans).render(), traces.render());
+        assert_eq!(get(&receiver, "/api/traces/00ff").await.0, 404);
+        assert_eq!(get(&receiver, "/api/traces/not-hex").await.0, 400);
+        assert_eq!(get(&receiver, "/api/search?limit=many").await.0, 400);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn health_self_metrics_and_received_metrics() {
         let receiver = receiver().await;

@@ -598,11 +598,11 @@ fn a_bad_query_gets_a_caret_and_what_was_expected() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    insta::assert_snapshot!(Query::parse("{ span.http.status_code >= 500 && kind = sever }").unwrap_err().to_string(), @r"
-    invalid TraceQL query: unknown field `sever`: attributes start with `.`, `span.`, `resource.`, `event.`, `link.` or `instrumentation.`; intrinsics are name, status, statusMessage, kind, duration and span:duration, span:name, span:statusMessage, span:status, span:kind, span:id, span:parentID, span:remoteParent, trace:id, trace:duration, trace:rootName, trace:rootService, event:name, event:timeSinceStart, link:traceID, link:spanID, instrumentation:name, instrumentation:version
+    insta::assert_snapshot!(Query::parse("{ span.http.status_code >= 500 && kind = sever }").unwrap_err().to_string(), @r#"
+    invalid TraceQL query: unknown field `sever`: attributes start with `.`, `span.`, `resource.`, `event.`, `link.` or `instrumentation.`; intrinsics are name, status, statusMessage, kind, duration and span:duration, span:name, span:statusMessage, span:status, span:kind, span:id, span:parentID, span:remoteParent, trace:id, trace:duration, trace:rootName, trace:rootService, event:name, event:timeSinceStart, link:traceID, link:spanID, instrumentation:name, instrumentation:version; a string needs quotes: "sever"
       { span.http.status_code >= 500 && kind = sever }
                                                ^
-    ");
+    "#);
 }
 
 #[test]

@@ -288,8 +288,9 @@ async fn received_metrics(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response()
 }
 
-/// The HTTP router: OTLP endpoints, `/health`, `/metrics` (the receiver's own counters)
-/// and `/metrics/received` (the application metrics it received, as Prometheus text).
+/// The HTTP router: OTLP endpoints, `/health`, `/metrics` (the receiver's own counters),
+/// `/metrics/received` (the application metrics it received, as Prometheus text) and the
+/// query API (`/api/search`, `/api/traces/<id>`).
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/traces", post(export::<Traces>))
@@ -298,5 +299,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(self_metrics))
         .route("/metrics/received", get(received_metrics))
+        .merge(super::query_api::routes())
         .with_state(shared)
 }

@@ -9,7 +9,10 @@
 //! - `GET /health`; `GET /metrics`, the receiver's own counters named like the
 //!   Collector's (`otelcol_receiver_accepted_spans`, …, labelled by transport and
 //!   `service_name`); `GET /metrics/received`, the application metrics it received, as
-//!   Prometheus text.
+//!   Prometheus text;
+//! - `GET /api/search?q=TRACEQL&limit=N` (the matching spansets in the shape of Tempo's
+//!   search API, evaluated by [`crate::traceql`]) and `GET /api/traces/<id>` (one trace as
+//!   OTLP/JSON).
 //!
 //! Everything received is kept exactly, in the crate's model, and tests wait for what they
 //! need on a notification — never a poll — with timeouts that show what did arrive.
@@ -49,6 +52,7 @@ mod http;
 mod http_server;
 mod ingest;
 pub(crate) mod prometheus;
+mod query_api; // `/api/search` (TraceQL) and `/api/traces/<id>`, Tempo-shaped
 mod signal;
 mod span_store;
 mod trace_protobuf;

@@ -68,6 +68,7 @@ mod ast;
 mod error;
 mod eval;
 mod parse;
+mod search;
 mod spanset;
 mod value;
 
@@ -121,6 +122,22 @@ impl Query {
     /// The spansets the query returns, trace by trace (in the set's trace order).
     pub fn select<'a>(&self, traces: &'a TraceSet) -> Vec<Spanset<'a>> {
         self.run(traces, None)
+    }
+
+    /// The query's result over `traces` in the shape of Tempo's search API response
+    /// (`GET /api/search`): the spansets grouped by trace, ids as Tempo writes them.
+    ///
+    /// ```
+    /// # use p2p_otel_testkit::model::{SpanRecord, SpanId, TraceId};
+    /// # use p2p_otel_testkit::tree::TraceSet;
+    /// use p2p_otel_testkit::traceql::Query;
+    /// let traces = TraceSet::new([SpanRecord::new(TraceId::from_bytes([1; 16]), SpanId::from_bytes([2; 8]), "dht_put")]);
+    /// let response = Query::parse("{ } | count() > 0").unwrap().search_response(&traces);
+    /// assert_eq!(response["traces"][0]["rootTraceName"], "dht_put");
+    /// assert_eq!(response["traces"][0]["spanSets"][0]["attributes"][0]["key"], "count()");
+    /// ```
+    pub fn search_response(&self, traces: &TraceSet) -> serde_json::Value {
+        search::search_response(traces, &self.select(traces))
     }
 
     fn run<'a>(&self, traces: &'a TraceSet, mut stats: Option<&mut Stats>) -> Vec<Spanset<'a>> {

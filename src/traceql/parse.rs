@@ -167,16 +167,18 @@ fn stage(input: &mut Input<'_>) -> ModalResult<Stage> {
                     )));
                     return Err(ErrMode::Backtrack(error));
                 }
-                other => return invalid(
-                    input,
-                    &at,
-                    format!(
+                other => {
+                    return invalid(
+                        input,
+                        &at,
+                        format!(
                         "`{other}` is not a pipeline stage: expected a spanset filter `{{ … }}`, \
                              `by(…)`, `select(…)`, `coalesce()` or `count()`, `avg(…)`, `min(…)`, \
                              `max(…)`, `sum(…)` compared with a value (Tempo's metrics functions \
                              such as `rate()` are not supported)"
                     ),
-                ),
+                    )
+                }
             }
         }
     };
@@ -838,13 +840,18 @@ fn intrinsic(input: &mut Input<'_>) -> ModalResult<Field> {
         .map(|(name, _)| *name)
         .filter(|name| name.contains(':'))
         .collect();
+    let hint = if word.contains(':') {
+        String::new()
+    } else {
+        format!("; a string needs quotes: \"{word}\"")
+    };
     invalid(
         input,
         &at,
         format!(
             "unknown field `{word}`: attributes start with `.`, `span.`, `resource.`, `event.`, \
              `link.` or `instrumentation.`; intrinsics are name, status, statusMessage, kind, \
-             duration and {}",
+             duration and {}{hint}",
             known.join(", ")
         ),
     )

@@ -87,8 +87,31 @@ impl<'a> Val<'a> {
     }
 }
 
-/// A duration as a query would write it: the largest unit that keeps it whole.
+/// A duration for a reader, as a query could write it: at most three decimals of the
+/// largest unit that fits (`385.153us`, `2.001s`, `35ms`).
 pub(crate) fn render_duration(nanos: i64) -> String {
+    const UNITS: [(i64, &str); 4] = [
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+        (1, "ns"),
+    ];
+    let magnitude = nanos.unsigned_abs();
+    let (size, unit) = UNITS
+        .iter()
+        .find(|(size, _)| magnitude >= *size as u64)
+        .copied()
+        .unwrap_or((1, "ns"));
+    if nanos % size == 0 || size == 1 {
+        return exact_duration(nanos);
+    }
+    let text = format!("{:.3}", nanos as f64 / size as f64);
+    format!("{}{unit}", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// A whole duration in the largest unit that keeps it whole (`90s` stays `90s`, `1h` is
+/// `1h`).
+fn exact_duration(nanos: i64) -> String {
     const UNITS: [(i64, &str); 6] = [
         (3_600_000_000_000, "h"),
         (60_000_000_000, "m"),

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use p2p_otel_testkit::contract::Contract;
 use p2p_otel_testkit::receiver::DEFAULT_SPAN_CAPACITY;
 
-use crate::{check, node, validate};
+use crate::{check, node, query, validate};
 
 /// Prove OpenTelemetry instrumentation without Docker.
 ///
@@ -154,6 +154,24 @@ pub(crate) enum Command {
         /// Least share (0-1) of each declared span, metric and event group.
         #[arg(long, value_parser = parse_ratio)]
         min_group_coverage: Option<f64>,
+    },
+    /// Run a TraceQL query over OTLP-JSON lines files.
+    ///
+    /// Reads the kit's traces.jsonl or an OpenTelemetry Collector's `file` exporter
+    /// output and prints every matching spanset: the path from the root to each match
+    /// (marked ◀), or with --format json Tempo's search response. The language is
+    /// Grafana Tempo's TraceQL (filters, structural operators, pipelines), plus
+    /// `span:remoteParent`. Exit codes: 0 when something matched, 1 when nothing did, 2
+    /// on a bad query or an unreadable file.
+    Query {
+        /// The query, e.g. '{ name = "p2p_search" } >> { kind = server && status = error }'.
+        query: String,
+        /// The OTLP-JSON lines files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How to print what matched.
+        #[arg(long, value_enum, default_value_t = query::Format::Text)]
+        format: query::Format,
     },
     /// Run one reference-marketplace node as its own process.
     ///

@@ -1,7 +1,8 @@
 //! `p2p-otel-testkit`: the end-to-end P2P OpenTelemetry validation (default, or
 //! `validate`), a local OTLP collector for other processes (`serve`), telemetry-contract
-//! checks of OTLP-JSON files (`check`) and Collector/alert/dashboard generation
-//! (`contract generate`), and one reference-marketplace node as its own process (`node`).
+//! checks of OTLP-JSON files (`check`), TraceQL queries over them (`query`),
+//! Collector/alert/dashboard generation (`contract generate`), and one
+//! reference-marketplace node as its own process (`node`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ mod args;
 mod check;
 mod node;
 mod printer;
+mod query;
 mod serve;
 mod validate;
 
@@ -209,6 +211,15 @@ fn main() -> ExitCode {
             },
         ),
         Command::Contract { command } => generate(command),
+        Command::Query {
+            query,
+            files,
+            format,
+        } => match query::run(&query, &files, format, &mut std::io::stdout()) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(error) => configuration_error(error),
+        },
         Command::Node {
             listen,
             key_file,

@@ -539,6 +539,7 @@ async fn the_validation_run_passes_and_writes_every_report() {
     let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(markdown.contains("## Telemetry contract"), "{markdown}");
     check_the_validation_files(&out).await;
+    query_the_validation_files(&out).await;
     let html = std::fs::read_to_string(out.join("traces.html")).unwrap();
     assert!(html.contains("p2p_publish") && html.contains("handle_dht_query"));
     assert!(
@@ -702,6 +703,69 @@ async fn check_the_validation_files(out: &std::path::Path) {
     assert!(
         stdout.contains("coverage_below_minimum contract p2p_publish"),
         "{stdout}"
+    );
+}
+
+async fn query(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(BIN)
+        .arg("query")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `query` answers structural questions about the marketplace's run: a publish whose DHT
+/// write is its child and whose announcement reached other nodes; a search request no
+/// node answered (scenario 5's silent peer); and no search whose remote handler failed.
+async fn query_the_validation_files(out: &std::path::Path) {
+    let traces = out.join("otlp/traces.jsonl");
+    let traces = traces.to_str().unwrap();
+    let (code, stdout, stderr) = query(&[
+        r#"({ name = "p2p_publish" } > { name = "dht_put" }) && ({ name = "p2p_publish" } >> { name = "gossipsub_receive" && span:remoteParent = true })"#,
+        traces,
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("kind=consumer (remote parent)") && stdout.contains("[node 1] = 12D3KooW"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = query(&[
+        r#"{ name = "handle_dht_query" } !< { name = "send_request" }"#,
+        traces,
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("send_request [node") && stdout.contains("kind=client status=error"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 spanset(s) in 1 of"), "{stdout}");
+    let (code, stdout, _) = query(&[
+        r#"{ name = "p2p_search" } >> { span:remoteParent = true && status = error }"#,
+        traces,
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.starts_with("0 spanset(s) in 0 of"), "{stdout}");
+    let (code, json, _) = query(&["--format", "json", "{ } | count() > 2", traces]).await;
+    assert_eq!(code, Some(0));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        json["traces"][0]["spanSets"][0]["attributes"][0]["key"] == "count()",
+        "{json}"
+    );
+    let (code, _, stderr) = query(&["{ name = p2p_search }", traces]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("unknown field `p2p_search`") && stderr.contains("\n           ^"),
+        "{stderr}"
     );
 }
 

@@ -1,0 +1,102 @@
+//! Query results in the shape of Tempo's search API (`GET /api/search`), so the CLI's
+//! `--format json`, the receiver's `/api/search` and Grafana's Tempo data source read the
+//! same thing.
+
+use serde_json::{json, Value as Json};
+
+use super::Spanset;
+use crate::model::Value;
+use crate::tree::{Trace, TraceSet};
+
+/// A trace id as Tempo writes it: hex without leading zeros.
+pub(crate) fn tempo_trace_id(trace: &Trace) -> String {
+    let hex = trace.trace_id().to_string();
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+fn attribute(key: &str, value: &str) -> Json {
+    json!({ "key": key, "value": { "stringValue": value } })
+}
+
+/// `{ "traces": [ { traceID, rootServiceName, rootTraceName, startTimeUnixNano,
+/// durationMs, spanSets: [ { spans, matched, attributes } ] } ], "metrics": { … } }`.
+pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>]) -> Json {
+    let mut out: Vec<Json> = Vec::new();
+    let mut index = 0;
+    while index < spansets.len() {
+        let trace = spansets[index].trace();
+        let mut sets = Vec::new();
+        while index < spansets.len() && std::ptr::eq(spansets[index].trace(), trace) {
+            sets.push(spanset_json(&spansets[index]));
+            index += 1;
+        }
+        let records = trace.records();
+        let start = records
+            .iter()
+            .map(|span| span.start_unix_nanos)
+            .min()
+            .unwrap_or(0);
+        let end = records
+            .iter()
+            .filter_map(|span| span.end_unix_nanos)
+            .max()
+            .unwrap_or(start);
+        let root = trace.roots().first().map(|root| root.record());
+        let root_service = root
+            .and_then(|root| root.resource.attributes.get("service.name"))
+            .and_then(Value::as_str)
+            .unwrap_or("<root span not yet received>");
+        out.push(json!({
+            "traceID": tempo_trace_id(trace),
+            "rootServiceName": root_service,
+            "rootTraceName": root.map_or("<root span not yet received>", |root| root.name.as_str()),
+            "startTimeUnixNano": start.to_string(),
+            "durationMs": end.saturating_sub(start) / 1_000_000,
+            "spanSet": sets.first().cloned().unwrap_or(Json::Null),
+            "spanSets": sets,
+        }));
+    }
+    json!({
+        "traces": out,
+        "metrics": {
+            "inspectedTraces": traces.traces().len(),
+            "inspectedSpans": traces.span_count().to_string(),
+        },
+    })
+}
+
+fn spanset_json(spanset: &Spanset<'_>) -> Json {
+    let spans: Vec<Json> = spanset
+        .spans()
+        .iter()
+        .enumerate()
+        .map(|(index, span)| {
+            let record = span.record();
+            let mut attributes: Vec<Json> = Vec::new();
+            if let Some(Value::Str(service)) = record.resource.attributes.get("service.name") {
+                attributes.push(attribute("service.name", service));
+            }
+            for (key, value) in spanset.selected(index) {
+                attributes.push(attribute(key, value));
+            }
+            json!({
+                "spanID": record.span_id.to_string(),
+                "name": record.name,
+                "startTimeUnixNano": record.start_unix_nanos.to_string(),
+                "durationNanos": record.duration_nanos().unwrap_or(0).to_string(),
+                "attributes": attributes,
+            })
+        })
+        .collect();
+    let labels: Vec<Json> = spanset
+        .labels()
+        .iter()
+        .map(|(key, value)| attribute(key, value))
+        .collect();
+    json!({ "spans": spans, "matched": spanset.spans().len(), "attributes": labels })
+}
