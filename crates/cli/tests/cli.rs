@@ -733,7 +733,7 @@ async fn query_the_validation_files(out: &std::path::Path) {
     .await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
-        stdout.contains("kind=consumer (remote parent)") && stdout.contains("[node 1] = 12D3KooW"),
+        stdout.contains("kind=consumer (remote parent)") && stdout.contains("] = 12D3KooW"),
         "{stdout}"
     );
     let (code, stdout, _) = query(&[
