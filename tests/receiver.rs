@@ -1323,6 +1323,94 @@ mod faults {
 mod endpoints {
     use super::*;
 
+    /// The next `event: changed` of a server-sent-events body (keep-alive comments
+    /// skipped); `None` once the stream ended.
+    async fn next_event(stream: &mut hyper::body::Incoming) -> Option<String> {
+        loop {
+            let frame = tokio::time::timeout(WAIT, stream.frame())
+                .await
+                .expect("an event within the wait")
+                .map(|frame| frame.unwrap().into_data().unwrap_or_default());
+            match frame {
+                Some(data) if data.starts_with(b"event: changed") => {
+                    return Some(String::from_utf8_lossy(&data).into_owned())
+                }
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    }
+
+    /// The trace viewer: the page and its assets with a Content-Security-Policy that
+    /// allows only themselves; nothing for a request addressed to another host name (DNS
+    /// rebinding); `/api/stream` announces arrivals and ends when the receiver stops, so an
+    /// open page never holds a shutdown.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_trace_viewer_is_served_safely_and_streams_arrivals() {
+        let mut receiver =
+            OtlpReceiver::start(Config::default().with_shutdown_grace(Duration::from_secs(120)))
+                .await
+                .unwrap();
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let request = |path: &str, host: Option<&str>| {
+            let mut builder = http::Request::get(format!("{}{path}", receiver.http_endpoint()));
+            if let Some(host) = host {
+                builder = builder.header("host", host);
+            }
+            builder.body(Full::new(Bytes::new())).unwrap()
+        };
+        for (path, content_type) in [
+            ("/", "text/html; charset=utf-8"),
+            ("/ui/app.js", "text/javascript; charset=utf-8"),
+            ("/ui/app.css", "text/css; charset=utf-8"),
+        ] {
+            let response = client.request(request(path, None)).await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            assert_eq!(response.headers()["content-type"], content_type);
+            let policy = response.headers()["content-security-policy"]
+                .to_str()
+                .unwrap();
+            assert!(
+                policy.starts_with("default-src 'none'; script-src 'self';"),
+                "{policy}"
+            );
+            assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        }
+        for path in ["/", "/api/search", "/api/stream", "/api/traces/1"] {
+            let response = client
+                .request(request(path, Some("rebound.example:4318")))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 421, "{path} answered a foreign host");
+        }
+        let response = client
+            .request(request("/", Some("localhost:4318")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+
+        let mut stream = client
+            .request(request("/api/stream", None))
+            .await
+            .unwrap()
+            .into_body();
+        assert_eq!(
+            next_event(&mut stream).await.unwrap(),
+            "event: changed\ndata: {\"traces\":0}\n\n"
+        );
+        let telemetry = node(Protocol::HttpJson, &receiver, "node-1");
+        emit_publish(telemetry.dispatch());
+        telemetry.flush().await.unwrap();
+        let announced = next_event(&mut stream).await.unwrap();
+        assert_eq!(announced, "event: changed\ndata: {\"traces\":1}\n\n");
+        // The stream ends on stop: the shutdown does not wait out its 120 s grace.
+        tokio::time::timeout(WAIT, receiver.stop())
+            .await
+            .expect("the open stream did not hold the shutdown")
+            .unwrap();
+        assert_eq!(next_event(&mut stream).await, None);
+    }
+
     /// `/api/search` answers TraceQL over what a real exporter sent, in the shape of
     /// Tempo's search response; a bad query is a 400 with the caret; `/api/traces/<id>`
     /// gives the trace back as OTLP/JSON.

@@ -289,9 +289,9 @@ async fn received_metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// The HTTP router: OTLP endpoints, `/health`, `/metrics` (the receiver's own counters),
-/// `/metrics/received` (the application metrics it received, as Prometheus text) and the
-/// query API (`/api/search`, `/api/traces/<id>`).
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+/// `/metrics/received` (the application metrics it received, as Prometheus text), the
+/// query API (`/api/search`, `/api/traces/<id>`) and the trace viewer (`/`, `/api/stream`).
+pub(crate) fn router(shared: Arc<Shared>, stopped: tokio::sync::watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/v1/traces", post(export::<Traces>))
         .route("/v1/metrics", post(export::<Metrics>))
@@ -300,5 +300,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(self_metrics))
         .route("/metrics/received", get(received_metrics))
         .merge(super::query_api::routes())
+        .merge(super::ui::routes(stopped))
         .with_state(shared)
 }

@@ -57,6 +57,7 @@ mod signal;
 mod span_store;
 mod trace_protobuf;
 mod trace_watch;
+mod ui; // the trace viewer at `/`, live over `/api/stream`; its static export
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +74,7 @@ pub use fault::Fault;
 pub use ingest::Counter;
 use ingest::Shared;
 pub use trace_watch::TraceWatch;
+pub use ui::trace_viewer_html;
 
 /// What a server task ends with when it fails.
 type ServeError = Box<dyn std::error::Error + Send + Sync>;

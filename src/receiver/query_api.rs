@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::ingest::Shared;
+use super::ui::{refuse_foreign_host, secured};
 use crate::model::{spans_to_otlp, TraceId};
 use crate::traceql::Query;
 use crate::tree::TraceSet;
@@ -26,7 +27,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 }
 
 fn answer(status: StatusCode, content_type: &'static str, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    secured((status, [(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 fn bad_request(message: String) -> Response {
@@ -39,7 +40,10 @@ fn bad_request(message: String) -> Response {
 
 /// `GET /api/search?q=TRACEQL&limit=N`: `q` defaults to `{ }`, `limit` (traces) to 20, `0`
 /// for all. A bad query is a 400 whose body is the error with its caret.
-async fn search(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+async fn search(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Some(refused) = refuse_foreign_host(&headers) {
+        return refused;
+    }
     let mut text = "{ }".to_owned();
     let mut limit = DEFAULT_LIMIT;
     for (key, value) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
@@ -97,7 +101,14 @@ async fn search(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
 
 /// `GET /api/traces/<id>`: the trace as an OTLP/JSON export request (`resourceSpans`);
 /// the id in hex, leading zeros optional (Tempo drops them).
-async fn trace(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn trace(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = refuse_foreign_host(&headers) {
+        return refused;
+    }
     let padded = format!("{id:0>32}");
     let Ok(trace_id) = TraceId::from_hex(&padded) else {
         return bad_request(format!("{id:?} is not a trace id (up to 32 hex digits)"));

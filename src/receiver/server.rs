@@ -122,7 +122,7 @@ impl OtlpReceiver {
             );
         let grpc_task = tokio::spawn(async move { grpc.await.map_err(ServeError::from) });
 
-        let router = http::router(Arc::clone(&shared));
+        let router = http::router(Arc::clone(&shared), stopped.clone());
         let http_task = tokio::spawn(async move {
             http_server::serve(
                 closing::Listener::new(http_listener, closing, idle_timeout),

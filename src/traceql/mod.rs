@@ -75,6 +75,7 @@ mod value;
 use std::fmt;
 
 pub use error::QueryError;
+pub(crate) use search::tempo_trace_id;
 pub use spanset::Spanset;
 
 use crate::tree::{AssertionError, TraceSet};

@@ -5,7 +5,7 @@
 use serde_json::{json, Value as Json};
 
 use super::Spanset;
-use crate::model::Value;
+use crate::model::{StatusCode, Value};
 use crate::tree::{Trace, TraceSet};
 
 /// A trace id as Tempo writes it: hex without leading zeros.
@@ -19,12 +19,36 @@ pub(crate) fn tempo_trace_id(trace: &Trace) -> String {
     }
 }
 
+/// The distinct `service.name`s and `service.instance.id`s of a trace's spans, in order of
+/// start (beyond Tempo's response: what the kit's trace list shows).
+fn services_and_nodes(trace: &Trace) -> (Vec<String>, Vec<String>) {
+    let mut spans: Vec<_> = trace.records().iter().collect();
+    spans.sort_by_key(|span| span.start_unix_nanos);
+    let mut services: Vec<String> = Vec::new();
+    let mut nodes: Vec<String> = Vec::new();
+    for span in spans {
+        for (key, seen) in [
+            ("service.name", &mut services),
+            ("service.instance.id", &mut nodes),
+        ] {
+            if let Some(Value::Str(value)) = span.resource.attributes.get(key) {
+                if !seen.contains(value) {
+                    seen.push(value.clone());
+                }
+            }
+        }
+    }
+    (services, nodes)
+}
+
 fn attribute(key: &str, value: &str) -> Json {
     json!({ "key": key, "value": { "stringValue": value } })
 }
 
 /// `{ "traces": [ { traceID, rootServiceName, rootTraceName, startTimeUnixNano,
-/// durationMs, spanSets: [ { spans, matched, attributes } ] } ], "metrics": { … } }`.
+/// durationMs, spanSets: [ { spans, matched, attributes } ] } ], "metrics": { … } }`, each
+/// trace also with the kit's `durationNanos`, `spanCount`, `errorCount`, `services` and
+/// `nodes`.
 pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>]) -> Json {
     let mut out: Vec<Json> = Vec::new();
     let mut index = 0;
@@ -47,6 +71,11 @@ pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>]) -> Js
             .max()
             .unwrap_or(start);
         let root = trace.roots().first().map(|root| root.record());
+        let (services, nodes) = services_and_nodes(trace);
+        let errors = records
+            .iter()
+            .filter(|span| span.status.code == StatusCode::Error)
+            .count();
         let root_service = root
             .and_then(|root| root.resource.attributes.get("service.name"))
             .and_then(Value::as_str)
@@ -57,6 +86,11 @@ pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>]) -> Js
             "rootTraceName": root.map_or("<root span not yet received>", |root| root.name.as_str()),
             "startTimeUnixNano": start.to_string(),
             "durationMs": end.saturating_sub(start) / 1_000_000,
+            "durationNanos": end.saturating_sub(start).to_string(),
+            "spanCount": records.len(),
+            "errorCount": errors,
+            "services": services,
+            "nodes": nodes,
             "spanSet": sets.first().cloned().unwrap_or(Json::Null),
             "spanSets": sets,
         }));

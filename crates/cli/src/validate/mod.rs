@@ -4,7 +4,6 @@
 //! release build, scenario 5 waiting out a 2 s request timeout).
 
 mod forward;
-mod html;
 mod processes;
 mod reports;
 mod scenarios;

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{html, Report};
+use super::Report;
 use p2p_otel_testkit::junit::{self, TestCase, TestSuite};
 use p2p_otel_testkit::tree::TraceSet;
 
@@ -76,7 +76,11 @@ pub(super) fn write_all(folder: &Path, report: &Report, traces: &TraceSet) -> st
     std::fs::write(folder.join("report.json"), json)?;
     std::fs::write(folder.join("junit.xml"), junit(report))?;
     std::fs::write(folder.join("report.md"), markdown(report))?;
-    std::fs::write(folder.join("traces.html"), html::waterfall(traces))?;
+    // The trace viewer `serve` shows, as one file holding this run's traces.
+    std::fs::write(
+        folder.join("traces.html"),
+        p2p_otel_testkit::receiver::trace_viewer_html(traces),
+    )?;
     Ok(())
 }
 
