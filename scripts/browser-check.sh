@@ -5,7 +5,8 @@
 # list, the waterfall (one bar per span in time order, an axis), a TraceQL query, a
 # trace arriving after the page loaded, the hostile name shown as text, and the
 # validation's static traces.html; it times the list with 10,000 traces and a 5,000-span
-# trace and writes screenshots to docs/screenshots/.
+# trace and writes screenshots to docs/screenshots/. `serve` runs with the marketplace's
+# contract: the findings on spans, the contract page, the metrics and logs pages too.
 #
 # Run by .ci/run. Installs Debian's chromium (and python3) when missing; `cargo test`
 # itself never needs them. Usage: scripts/browser-check.sh
@@ -31,7 +32,8 @@ field() { grep -o "$2=[^ ]*" "$1" | head -1 | cut -d= -f2; }
 # Waits for a line (follows the file as it grows: no polling), 60 s at most.
 ready() { timeout 60 grep -q -m1 "$2" <(tail -n +1 -f "$1") || { echo "no '$2' in $1:" >&2; cat "$1" >&2; exit 1; }; }
 
-"$bin" serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 --out "$work/serve" >"$work/serve.out" 2>&1 &
+"$bin" serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 --out "$work/serve" \
+  --contract crates/marketplace/contract >"$work/serve.out" 2>&1 &
 pids+=($!)
 ready "$work/serve.out" listening
 collector="$(field "$work/serve.out" grpc)"

@@ -303,10 +303,54 @@ def check_live(browser, serve, nodes, shots):
         fail("the page reloaded")
     print("ok: a publish after the page loaded appears live")
     browser.screenshot(os.path.join(shots, "trace-list-live.png"))
+    check_pages(browser, serve, shots)
 
 
-def assert_xss_free(browser, hostile):
-    browser.wait_for(f"[...document.querySelectorAll('.trace-row')].some(r => r.textContent.includes({json.dumps(hostile)}))",
+def check_pages(browser, serve, shots):
+    """The metrics, logs and contract pages, and the contract's findings on spans."""
+    points = get_json(f"{serve}/api/metrics")["points"]
+    browser.evaluate("location.hash = '#/metrics'")
+    browser.wait_for("document.body.dataset.ready === 'metrics'", "the metrics page")
+    charts = browser.evaluate("document.querySelectorAll('canvas.metric-chart').length")
+    names = {p["name"] for p in points}
+    if names and charts == 0:
+        fail(f"{len(points)} metric points of {sorted(names)}, no chart")
+    print(f"ok: the metrics page draws {charts} series of {len(names)} metrics")
+    browser.screenshot(os.path.join(shots, "metrics.png"))
+    browser.evaluate("location.hash = '#/logs'")
+    browser.wait_for("document.body.dataset.ready === 'logs'", "the logs page")
+    records = len(get_json(f"{serve}/api/logs")["records"])
+    rows = browser.wait_for("document.querySelectorAll('.log-row').length", "the log rows")
+    assert_xss_free(browser, "<b>failed</b>", rows=".log-row")
+    browser.evaluate("document.querySelector('.log-trace-link').click()")
+    browser.wait_for("document.body.dataset.ready === 'trace' && document.querySelector('#span-details').textContent.includes('onerror')",
+                     "the log's span, from its link")
+    print(f"ok: the logs page lists {rows} of {records} records, as text, each linked to its span")
+    browser.evaluate("location.hash = '#/contract'")
+    browser.wait_for("document.body.dataset.ready === 'contract' && document.querySelector('#contract-coverage')",
+                     "the contract page")
+    coverage = browser.evaluate("document.querySelector('#contract-coverage').textContent")
+    groups = browser.evaluate("document.querySelectorAll('tr.contract-group').length")
+    if "%" not in coverage or groups == 0:
+        fail(f"the contract page: coverage {coverage!r}, {groups} groups")
+    print(f"ok: the contract page shows coverage {coverage} over {groups} groups")
+    browser.screenshot(os.path.join(shots, "contract.png"))
+    # The hostile span is no span the contract declares: a finding on it.
+    hostile = [t for t in search(serve) if t["rootServiceName"] == "hostile"][0]
+    browser.evaluate(f"location.hash = '#/trace/{hostile['traceID']}'")
+    browser.wait_for("document.body.dataset.ready === 'trace' && document.querySelector('.finding-badge')",
+                     "a finding badge on the undeclared span")
+    browser.evaluate("document.querySelector('.span-row').click()")
+    text = browser.wait_for("document.querySelector('#span-findings') && document.querySelector('#span-findings').textContent",
+                            "the span's findings")
+    if "undeclared" not in text and "not declared" not in text:
+        fail(f"the hostile span's findings: {text!r}")
+    print("ok: the contract's finding shows on the span it concerns")
+    assert_xss_free(browser, '<img src=x onerror="window.__xss=1">', rows=".span-row")
+
+
+def assert_xss_free(browser, hostile, rows=".trace-row"):
+    browser.wait_for(f"[...document.querySelectorAll('{rows}')].some(r => r.textContent.includes({json.dumps(hostile)}))",
                      "the hostile span's row")
     if browser.evaluate("window.__xss === undefined && document.querySelectorAll('img').length === 0") is not True:
         fail("markup in a span name became an element")
@@ -395,9 +439,18 @@ def main():
     args = parser.parse_args()
     nodes = args.nodes.split(",")
     os.makedirs(args.screenshots, exist_ok=True)
-    # The hostile span, from a plain OTLP/JSON client.
-    export(args.serve, [otlp_span(hex_id(32), hex_id(16), '<img src=x onerror="window.__xss=1">', 1, 2,
+    # The hostile span and a log record of it, from a plain OTLP/JSON client.
+    trace, span = hex_id(32), hex_id(16)
+    export(args.serve, [otlp_span(trace, span, '<img src=x onerror="window.__xss=1">', 1, 2,
                                   attributes=[("note", "<script>window.__xss=2</script>")])], "hostile")
+    post_json(f"{args.serve}/v1/logs", {"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "hostile"}}]},
+        "scopeLogs": [{"logRecords": [{
+            "timeUnixNano": "2", "severityNumber": 17, "severityText": "ERROR",
+            "body": {"stringValue": "<b>failed</b> <img src=x onerror=\"window.__xss=3\">"},
+            "traceId": trace, "spanId": span,
+        }]}],
+    }]})
     browser = Browser(args.profile)
     try:
         check_live(browser, args.serve, nodes, args.screenshots)

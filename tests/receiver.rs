@@ -278,10 +278,13 @@ mod exporters {
             record.set_severity_text("WARN");
             record.add_attribute("peer_id", "peer-b");
             record.add_attribute("attempt", 3);
+            // OTLP 1.10's `event_name`, over every protocol.
+            record.set_event_name("peer.connected");
             logger.emit(record);
             telemetry.flush().await.unwrap();
             let records = receiver.wait_for_log_records(1, WAIT).await.unwrap();
             let record = &records[0];
+            assert_eq!(record.event_name, "peer.connected", "{protocol:?}");
             assert_eq!(
                 record.body,
                 Some(Value::from("peer connected")),
@@ -1409,6 +1412,77 @@ mod endpoints {
             .expect("the open stream did not hold the shutdown")
             .unwrap();
         assert_eq!(next_event(&mut stream).await, None);
+    }
+
+    /// Beside traces, the viewer reads the received metrics and logs, and with a
+    /// contract its findings on one trace's spans and its coverage of everything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_logs_and_contract_findings_for_the_viewer() {
+        let contract = p2p_otel_testkit::contract::Contract::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crates/marketplace/contract"
+        ))
+        .unwrap();
+        let receiver = OtlpReceiver::start(Config::default().with_contract(contract))
+            .await
+            .unwrap();
+        let telemetry = node(Protocol::Grpc, &receiver, "node-1");
+        emit_publish(telemetry.dispatch());
+        telemetry
+            .meter()
+            .u64_counter("p2p_packages_published_total")
+            .build()
+            .add(3, &[KeyValue::new("operation", "publish")]);
+        let logger = telemetry.logger_provider().logger("marketplace");
+        let mut record = logger.create_log_record();
+        record.set_body("published".into());
+        record.set_severity_number(Severity::Info);
+        logger.emit(record);
+        telemetry.flush().await.unwrap();
+        let traces = receiver.wait_for_spans(3, WAIT).await.unwrap();
+        receiver.wait_for_log_records(1, WAIT).await.unwrap();
+        receiver
+            .wait_for_metric("p2p_packages_published_total", WAIT, |_| true)
+            .await
+            .unwrap();
+
+        let json = |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        let (status, body) = get(&receiver, "/api/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        let metrics = json(body);
+        let point = &metrics["points"][0];
+        assert_eq!(point["name"], "p2p_packages_published_total", "{metrics}");
+        assert_eq!(point["attributes"]["operation"], "publish");
+        assert_eq!(point["value"]["int"], 3);
+        assert_eq!(point["node"], "node-1");
+
+        let logs = json(get(&receiver, "/api/logs").await.1);
+        assert_eq!(logs["records"][0]["body"], "published", "{logs}");
+        assert_eq!(logs["records"][0]["service"], "ggen-p2p");
+
+        // `gossipsub_announce` lacks what the contract requires: findings on its span.
+        let id = traces.traces()[0].trace_id().to_string();
+        let findings = json(get(&receiver, &format!("/api/findings/{id}")).await.1);
+        assert_eq!(findings["contract"], true);
+        let list = findings["findings"].as_array().unwrap();
+        assert!(!list.is_empty(), "{findings}");
+        for finding in list {
+            assert_eq!(finding["span"]["trace_id"], id.as_str(), "{finding}");
+        }
+        let report = json(get(&receiver, "/api/contract").await.1);
+        assert_eq!(report["contract"], true);
+        assert_eq!(report["statistics"]["total_spans"], 3, "{report}");
+        assert!(report["statistics"]["registry_coverage"].as_f64().unwrap() > 0.0);
+
+        let plain = super::receiver().await;
+        assert_eq!(
+            json(get(&plain, "/api/contract").await.1)["contract"],
+            false
+        );
+        assert_eq!(
+            json(get(&plain, &format!("/api/findings/{id}")).await.1)["contract"],
+            false
+        );
     }
 
     /// `/api/search` answers TraceQL over what a real exporter sent, in the shape of

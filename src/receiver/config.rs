@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::contract::Contract;
 
 /// Receiver settings. [`Default`]: both servers on `127.0.0.1:0`, 64 MiB body limit
 /// (compressed and decompressed), capacity of 1,000,000 spans in at most 1 GiB, and
@@ -31,6 +34,7 @@ pub struct Config {
     pub(super) shutdown_grace: Duration,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) header_read_timeout: Option<Duration>,
+    pub(crate) contract: Option<Arc<Contract>>,
 }
 
 /// The default idle timeout of a connection: 2 minutes, longer than the 60 s export
@@ -65,6 +69,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
+            contract: None,
         }
     }
 }
@@ -167,6 +172,15 @@ impl Config {
     /// `logs.jsonl` in this folder (created if missing), one request per line.
     pub fn with_json_lines_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.json_lines_dir = Some(dir.into());
+        self
+    }
+
+    /// A telemetry contract the trace viewer judges what arrived by: its findings on the
+    /// spans they concern (`GET /api/findings/<trace id>`) and its coverage and findings
+    /// over everything received (`GET /api/contract`). Checked when asked, never on the
+    /// ingestion path.
+    pub fn with_contract(mut self, contract: Contract) -> Self {
+        self.contract = Some(Arc::new(contract));
         self
     }
 }

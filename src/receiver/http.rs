@@ -300,6 +300,7 @@ pub(crate) fn router(shared: Arc<Shared>, stopped: tokio::sync::watch::Receiver<
         .route("/metrics", get(self_metrics))
         .route("/metrics/received", get(received_metrics))
         .merge(super::query_api::routes())
+        .merge(super::signals_api::routes())
         .merge(super::ui::routes(stopped))
         .with_state(shared)
 }

@@ -12,7 +12,11 @@
 //!   Prometheus text;
 //! - `GET /api/search?q=TRACEQL&limit=N` (the matching spansets in the shape of Tempo's
 //!   search API, evaluated by [`crate::traceql`]) and `GET /api/traces/<id>` (one trace as
-//!   OTLP/JSON).
+//!   OTLP/JSON);
+//! - the trace viewer at `/` (live over `GET /api/stream`; beside traces, the received
+//!   metrics and logs, `GET /api/metrics` and `/api/logs`, and with
+//!   [`Config::with_contract`] the contract's findings and coverage, `GET /api/findings/<id>`
+//!   and `/api/contract`).
 //!
 //! Everything received is kept exactly, in the crate's model, and tests wait for what they
 //! need on a notification — never a poll — with timeouts that show what did arrive.
@@ -54,6 +58,7 @@ mod ingest;
 pub(crate) mod prometheus;
 mod query_api; // `/api/search` (TraceQL) and `/api/traces/<id>`, Tempo-shaped
 mod signal;
+mod signals_api; // `/api/metrics`, `/api/logs`, `/api/contract`, `/api/findings/<id>`
 mod span_store;
 mod trace_protobuf;
 mod trace_watch;

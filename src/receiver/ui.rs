@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::ingest::Shared;
 use super::TraceWatch;
+use crate::contract::Contract;
 use crate::model::spans_to_otlp;
 use crate::traceql::Query;
 use crate::tree::TraceSet;
@@ -157,17 +158,18 @@ async fn stream(
 /// The trace viewer as one self-contained HTML file holding `traces`: the page `serve`
 /// shows, its script and style inline, the traces embedded, nothing fetched. Open it from
 /// disk; the list's filters and every trace's waterfall work, TraceQL search needs `serve`.
+/// With a `contract`, each trace's findings are embedded and shown on their spans.
 ///
 /// ```
 /// # use p2p_otel_testkit::model::{SpanRecord, SpanId, TraceId};
 /// # use p2p_otel_testkit::tree::TraceSet;
 /// let traces = TraceSet::new([SpanRecord::new(TraceId::from_bytes([1; 16]), SpanId::from_bytes([2; 8]), "<b>dht_put</b>")]);
-/// let page = p2p_otel_testkit::receiver::trace_viewer_html(&traces);
+/// let page = p2p_otel_testkit::receiver::trace_viewer_html(&traces, None);
 /// assert!(page.starts_with("<!DOCTYPE html>"));
 /// // Data is embedded as JSON that cannot close its script element.
 /// assert!(page.contains(r"\u003cb>dht_put\u003c/b>") && !page.contains("<b>dht_put"));
 /// ```
-pub fn trace_viewer_html(traces: &TraceSet) -> String {
+pub fn trace_viewer_html(traces: &TraceSet, contract: Option<&Contract>) -> String {
     let mut search = match Query::parse("{ }") {
         Ok(all) => all.search_response(traces),
         Err(_) => serde_json::Value::Null,
@@ -183,15 +185,29 @@ pub fn trace_viewer_html(traces: &TraceSet) -> String {
         });
     }
     let mut by_id = serde_json::Map::new();
+    let mut findings = serde_json::Map::new();
     for trace in traces.traces() {
+        let id = crate::traceql::tempo_trace_id(trace);
         let request = ExportTraceServiceRequest {
             resource_spans: spans_to_otlp(trace.records()),
         };
         if let Ok(json) = serde_json::to_value(&request) {
-            by_id.insert(crate::traceql::tempo_trace_id(trace), json);
+            by_id.insert(id.clone(), json);
+        }
+        if let Some(contract) = contract {
+            let one = TraceSet::new(trace.records().iter().cloned());
+            let report = contract.check(&one, &[], &[]);
+            let on_spans: Vec<_> = report
+                .findings()
+                .iter()
+                .filter(|finding| finding.span.is_some())
+                .collect();
+            if let Ok(json) = serde_json::to_value(on_spans) {
+                findings.insert(id, json);
+            }
         }
     }
-    let data = serde_json::json!({ "search": search, "traces": by_id });
+    let data = serde_json::json!({ "search": search, "traces": by_id, "findings": findings });
     // `<` only occurs inside JSON strings, where `\u003c` means the same: no `</script>`
     // or `<!--` in a name can end the data early.
     let data = data.to_string().replace('<', "\\u003c");
@@ -216,7 +232,7 @@ mod tests {
     fn the_page_links_its_assets_where_the_static_export_inlines_them() {
         assert!(INDEX_HTML.contains(r#"<link rel="stylesheet" href="/ui/app.css">"#));
         assert!(INDEX_HTML.contains(r#"<script src="/ui/app.js"></script>"#));
-        let page = trace_viewer_html(&TraceSet::default());
+        let page = trace_viewer_html(&TraceSet::default(), None);
         assert!(!page.contains("/ui/app.js") && page.contains("p2p-otel-data"));
     }
 

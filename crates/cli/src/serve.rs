@@ -123,6 +123,10 @@ pub async fn run(
     if let Some(traces) = options.keep_last {
         config = config.with_keep_last_traces(traces);
     }
+    if let Some(contract) = &options.contract {
+        // The viewer shows its findings on the spans and its coverage.
+        config = config.with_contract(contract.clone());
+    }
     // Signal handlers before the `listening` line: a script that reads it and sends
     // SIGTERM at once must get a summary, not the default action's silent death.
     #[cfg(unix)]
@@ -143,10 +147,11 @@ pub async fn run(
     let mut out = Printer::start(out).map_err(ServeError::Output)?;
     out.line(
         format!(
-            "listening grpc={} http={} files={}\n",
+            "listening grpc={} http={} files={} viewer={}/\n",
             receiver.grpc_endpoint(),
             receiver.http_endpoint(),
-            options.out.display()
+            options.out.display(),
+            receiver.http_endpoint()
         ),
         patience,
     )

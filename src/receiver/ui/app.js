@@ -3,9 +3,13 @@
  *
  * Two modes, one file:
  *  - live: served by the receiver (`serve`); data from /api/search and /api/traces/<id>,
- *    refreshed when /api/stream sends `changed`;
+ *    refreshed when /api/stream sends `changed`; beside traces, /api/metrics and /api/logs
+ *    (polled every few seconds while their page shows: they do not trigger `changed`), and,
+ *    when `serve` has a contract, /api/contract and /api/findings/<id>;
  *  - static: the self-contained export inlines this file next to a JSON script element with
- *    id "p2p-otel-data" holding { search, traces }; nothing is fetched.
+ *    id "p2p-otel-data" holding { search, traces } and optionally { metrics, logs, contract,
+ *    findings } (the API answers, findings keyed by trace id); nothing is fetched, and a page
+ *    whose data the export lacks says it needs `serve`.
  *
  * Security: the page runs under a strict Content-Security-Policy and shows names and values
  * that anyone able to send spans controls. So the DOM is built with createElement and
@@ -14,7 +18,9 @@
  * element: it must never contain the character sequence that closes one.
  *
  * Sections: constants, state, DOM helpers, formatting helpers, OTLP helpers, throttled
- * loader, virtual rows, data loading, router, shell, list view, trace model, trace view, boot.
+ * loader, virtual rows, data loading, router, shell, list view, trace model, trace view,
+ * findings on the trace page, pages beside traces, metrics page, logs page, contract page,
+ * boot.
  */
 (function () {
   'use strict';
@@ -36,13 +42,29 @@
   const KIND_NAMES = ['unspecified', 'internal', 'server', 'client', 'producer', 'consumer'];
   const STATUS_NAMES = ['unset', 'ok', 'error'];
   const TITLE = 'p2p-otel-testkit — traces';
+  const TITLE_BASE = 'p2p-otel-testkit';
+
+  const LOG_ROW_H = 24; // px; must match .log-row in app.css
+  const AUTO_REFRESH_MS = 5000; // metrics and logs: polled while their page shows
+  const CHART_W = 320; // metric charts, CSS px (the canvas is scaled for the device)
+  const CHART_H = 90;
+  const QUANTILES = [
+    { q: 0.5, label: 'p50', colour: '#1f883d' },
+    { q: 0.95, label: 'p95', colour: '#bf8700' },
+    { q: 0.99, label: 'p99', colour: '#cf222e' },
+  ];
+  const LINE_COLOUR = '#0969da';
+  const SEVERITY_WARN = 13; // OTLP severity numbers: 13–16 WARN, 17–20 ERROR, 21–24 FATAL
+  const SEVERITY_ERROR = 17;
+  const LEVELS = ['violation', 'improvement', 'information']; // findings, worst first
+  const SIGNAL_PAGES = ['metrics', 'logs', 'contract'];
 
   // ======================================================================== state
 
   const state = {
     isStatic: false,
     staticData: null,
-    page: null, // 'list' | 'trace'
+    page: null, // 'list' | 'trace' | 'metrics' | 'logs' | 'contract'
     query: '', // the TraceQL the list shows (or is loading)
     list: {
       traces: [], // the last good search answer
@@ -54,13 +76,27 @@
       serviceKey: null,
     },
     filters: { service: '', name: '', errorsOnly: false, minMs: NaN },
-    // { id, model, lastBody, selected (row index), selectedId, pendingSpan, zoomed, window }
+    // { id, model, lastBody, selected (row index), selectedId, pendingSpan, zoomed, window,
+    //   findings (Map span id -> findings, or null without a contract), findingsSettled }
     trace: null,
+    metrics: { lastBody: null, points: null }, // points: the last answer's, null before one
+    logs: {
+      lastBody: null,
+      records: null, // normalised, newest first; null before an answer
+      filtered: [],
+      text: '', // the #logs-filter text, lowercased
+      minSeverity: 0,
+    },
+    // present: null until /api/contract (or /api/findings) answered; in static mode, whether
+    // the export holds a report. body: the report's raw text; renderedBody: the one shown.
+    contract: { present: null, report: null, body: null, renderedBody: null },
   };
 
   const ui = {}; // DOM references of the current views
   let listRows = null; // VirtualRows of the trace list
   let spanRows = null; // VirtualRows of the current waterfall
+  let logRows = null; // VirtualRows of the logs table
+  let pageTimer = 0; // the auto-refresh interval of the metrics or logs page
 
   function setReady(value) {
     document.body.dataset.ready = value;
@@ -561,8 +597,10 @@
         if (!current()) return;
         if (!answer.ok) error = answer.body || 'HTTP ' + answer.status;
         else if (answer.body === trace.lastBody) {
-          setReady('trace');
-          return; // unchanged since the last render
+          // Unchanged since the last render; its findings too, unless their load was cut short.
+          if (trace.findingsSettled) setReady('trace');
+          else await loadTraceFindings(trace, signal);
+          return;
         } else {
           body = answer.body;
           json = JSON.parse(body);
@@ -579,7 +617,10 @@
     }
     trace.lastBody = body;
     trace.model = buildModel(json, trace.id);
+    // The waterfall shows at once; "ready" waits for the findings (badges are part of it).
+    trace.findingsSettled = false;
     renderTrace();
+    await loadTraceFindings(trace, signal);
   }
 
   // Live updates: the server says `changed` when traces arrive (and once on connecting).
@@ -614,6 +655,7 @@
   }
 
   // #/  #/?q=<TraceQL>  #/trace/<traceID>  #/trace/<traceID>/<spanID>
+  // #/metrics  #/logs  #/contract
   function parseHash() {
     const raw = location.hash.replace(/^#/, '');
     const mark = raw.indexOf('?');
@@ -623,6 +665,7 @@
     if (parts[0] === 'trace' && parts[1]) {
       return { page: 'trace', traceId: parts[1], spanId: parts[2] || null };
     }
+    if (parts.length === 1 && SIGNAL_PAGES.includes(parts[0])) return { page: parts[0] };
     let query = '';
     for (const pair of search.split('&')) {
       // Decoded by hand: URLSearchParams would turn '+' into a space.
@@ -651,7 +694,11 @@
 
   function route() {
     const target = parseHash();
+    updateNav(target.page);
     if (target.page === 'trace') showTrace(target.traceId, target.spanId);
+    else if (target.page === 'metrics') showMetrics();
+    else if (target.page === 'logs') showLogs();
+    else if (target.page === 'contract') showContract();
     else showList(target.query);
   }
 
@@ -664,6 +711,7 @@
     ui.live = el('span', { class: 'live', text: '○ connecting…' });
     const topbar = el('header', { class: 'topbar' }, [
       el('h1', { text: TITLE }),
+      buildNav(),
       state.isStatic ? el('span', { class: 'live static', text: 'static export' }) : ui.live,
     ]);
 
@@ -737,6 +785,37 @@
 
     listRows = new VirtualRows(ui.listScroll, ui.listSpacer, LIST_ROW_H, buildTraceRow);
     wireListEvents();
+
+    // The pages beside traces: built once, hidden until their hash is shown.
+    root.appendChild(buildMetricsView());
+    root.appendChild(buildLogsView());
+    root.appendChild(buildContractView());
+  }
+
+  // Links to the pages; the contract's link waits until /api/contract says there is one.
+  function buildNav() {
+    const link = (id, href, text) => el('a', { id, class: 'nav-link', href, text });
+    ui.nav = {
+      list: link('nav-traces', '#/', 'traces'),
+      metrics: link('nav-metrics', '#/metrics', 'metrics'),
+      logs: link('nav-logs', '#/logs', 'logs'),
+      contract: link('nav-contract', '#/contract', 'contract'),
+    };
+    ui.nav.contract.hidden = true;
+    return el('nav', { class: 'nav', 'aria-label': 'pages' }, [
+      ui.nav.list, ui.nav.metrics, ui.nav.logs, ui.nav.contract,
+    ]);
+  }
+
+  // Marks the current page's link; a trace belongs to the traces page.
+  function updateNav(page) {
+    const current = page === 'trace' ? 'list' : page;
+    for (const name of Object.keys(ui.nav)) {
+      const active = name === current;
+      ui.nav[name].classList.toggle('active', active);
+      if (active) ui.nav[name].setAttribute('aria-current', 'page');
+      else ui.nav[name].removeAttribute('aria-current');
+    }
   }
 
   // ======================================================================== list view
@@ -818,6 +897,7 @@
 
   function showList(query) {
     const fromOtherPage = state.page !== 'list';
+    hideSignalPages();
     state.page = 'list';
     document.title = TITLE;
     traceLoader.cancel();
@@ -1098,6 +1178,7 @@
 
   function showTrace(traceId, spanId) {
     const fromOtherPage = state.page !== 'trace';
+    hideSignalPages();
     state.page = 'trace';
     ui.listView.hidden = true;
     if (!fromOtherPage && state.trace && state.trace.id === traceId && ui.traceView) {
@@ -1121,6 +1202,8 @@
       pendingSpan: spanId,
       zoomed: false,
       window: { start: 0, len: MIN_WINDOW_NS },
+      findings: null,
+      findingsSettled: false,
     };
     buildTraceView(traceId);
     traceLoader.now();
@@ -1200,7 +1283,7 @@
       ui.traceStatus.textContent = 'This trace has no spans.';
       ui.traceStatus.hidden = false;
       ui.traceBody.hidden = true;
-      setReady('trace');
+      markTraceReady();
       return;
     }
     ui.traceBody.hidden = false;
@@ -1228,7 +1311,7 @@
     spanRows.setCount(model.rows.length);
     if (centre) spanRows.scrollToIndex(selected, true);
     renderDetails();
-    setReady('trace');
+    markTraceReady();
   }
 
   function renderTraceHeader(model) {
@@ -1345,6 +1428,8 @@
     label.appendChild(dot);
     if (span.depth > MAX_INDENT_DEPTH) label.appendChild(el('span', { class: 'badge', text: 'depth ' + span.depth }));
     label.appendChild(el('span', { class: 'span-name' + (span.name ? '' : ' unnamed'), text: span.name || '(no name)' }));
+    const findings = spanFindings(trace, span);
+    if (findings.length > 0) label.appendChild(findingBadge(findings));
     if (span.kind !== 1 && span.kind !== 0) label.appendChild(el('span', { class: 'badge kind', text: kindName(span.kind) }));
     if (span.isError) label.appendChild(el('span', { class: 'badge error', text: 'error' }));
     if (span.remote) {
@@ -1477,6 +1562,9 @@
     if (span.flags) rows.push(['flags', '0x' + span.flags.toString(16)]);
     box.appendChild(keyValueTable(rows));
 
+    // With a contract: what it found on this span, above the raw attributes.
+    if (trace.findings) box.appendChild(findingsSection(spanFindings(trace, span)));
+
     box.appendChild(section('attributes', attributeTable(span.attributes)));
     box.appendChild(section('events (' + span.events.length + ')', eventList(span)));
     box.appendChild(section('links (' + span.links.length + ')', linkList(span, model)));
@@ -1599,6 +1687,1170 @@
     if (next !== current) selectRow(next, { scroll: 'nearest' });
   }
 
+  // ======================================================================== findings on the trace page
+
+  // The contract's findings on the shown trace: a badge on each row they concern and a
+  // section in the details. Static mode reads data.findings[traceID]; live mode asks
+  // /api/findings/<id> unless /api/contract already said there is none (the answer would
+  // say so too). Settling them, whatever the outcome, is what makes the page "ready".
+  async function loadTraceFindings(trace, signal) {
+    const current = () => state.page === 'trace' && state.trace === trace && !signal.aborted;
+    let findings = null; // null: no contract, nothing to show
+    let problem = null;
+    if (state.isStatic) {
+      findings = staticFindings(trace.id);
+    } else if (state.contract.present !== false) {
+      const got = await fetchJson('/api/findings/' + encodeURIComponent(trace.id), signal);
+      if (!got || !current()) return;
+      if (got.error) problem = 'contract findings not available: ' + got.error;
+      else if (got.json && got.json.contract === true) {
+        noteContract(true);
+        findings = list(got.json.findings);
+      } else if (got.json && got.json.contract === false) noteContract(false);
+    }
+    if (!current()) return;
+    const hadFindings = trace.findings != null;
+    trace.findings = findings == null ? null : findingsBySpan(findings);
+    trace.findingsSettled = true;
+    if (problem) {
+      ui.traceStatus.textContent = problem;
+      ui.traceStatus.hidden = false;
+    }
+    // Rows and details show the badges; without findings before or now, nothing changes.
+    if ((hadFindings || trace.findings) && trace.model && trace.model.rows.length > 0) {
+      spanRows.reset();
+      renderDetails();
+    }
+    markTraceReady();
+  }
+
+  // "ready" once the waterfall and its findings are both in.
+  function markTraceReady() {
+    if (state.trace && state.trace.findingsSettled) setReady('trace');
+  }
+
+  // The export's findings for one trace: its array, [] when the export has findings but none
+  // for this trace (it was checked), null when the export has none at all.
+  function staticFindings(id) {
+    const all = state.staticData && state.staticData.findings;
+    if (!all || typeof all !== 'object') return null;
+    if (Object.prototype.hasOwnProperty.call(all, id)) return list(all[id]);
+    const key = Object.keys(all).find((candidate) => sameTraceId(candidate, id));
+    return key == null ? [] : list(all[key]);
+  }
+
+  function findingsBySpan(findings) {
+    const bySpan = new Map();
+    for (const finding of findings) {
+      const location = finding.span && typeof finding.span === 'object' ? finding.span : null;
+      const spanId = location ? normId(location.span_id) : '';
+      if (!spanId) continue;
+      if (!bySpan.has(spanId)) bySpan.set(spanId, []);
+      bySpan.get(spanId).push(finding);
+    }
+    for (const [spanId, found] of bySpan) bySpan.set(spanId, sortFindings(found));
+    return bySpan;
+  }
+
+  function spanFindings(trace, span) {
+    return (trace.findings && trace.findings.get(span.id)) || [];
+  }
+
+  // Red when any finding on the span is a violation, amber otherwise; the count as text.
+  function findingBadge(findings) {
+    const worst = levelName(findings[0].level); // sorted worst first
+    const badge = el('span', {
+      class: 'finding-badge ' + (worst === 'violation' ? 'violation' : 'advice'),
+      title: findings.map((finding) => levelName(finding.level) + ' ' + String(finding.id || '') + ': ' +
+        String(finding.message || '')).join('\n'),
+      text: String(findings.length),
+    });
+    badge.dataset.level = worst;
+    return badge;
+  }
+
+  function findingsSection(findings) {
+    const content = findings.length === 0
+      ? el('p', { class: 'muted none', text: '(none: this span follows the contract)' })
+      : el('ul', { class: 'finding-list' }, findings.map((finding) => findingItem(finding, false)));
+    const box = section('contract findings (' + findings.length + ')', content);
+    box.id = 'span-findings';
+    return box;
+  }
+
+  // ---- findings, shared by the trace and contract pages
+
+  // A known level, or 'other' (the name also becomes a class).
+  function levelName(level) {
+    const name = String(level == null ? '' : level).toLowerCase();
+    return LEVELS.includes(name) ? name : 'other';
+  }
+
+  function levelRank(level) {
+    const index = LEVELS.indexOf(levelName(level));
+    return index < 0 ? LEVELS.length : index;
+  }
+
+  // Worst first; the server's order within a level (Array.prototype.sort is stable).
+  function sortFindings(findings) {
+    return findings.slice().sort((a, b) => levelRank(a.level) - levelRank(b.level));
+  }
+
+  // One finding: level, id, what it is about, how often, the message, its context and,
+  // on the contract page, a link to the span it was first found on.
+  function findingItem(finding, withSpanLink) {
+    const level = levelName(finding.level);
+    const occurrences = Number(finding.occurrences);
+    const about = [finding.signal_type, finding.signal_name].filter((part) => part != null && part !== '').join(' ');
+    const item = el('li', { class: 'finding' }, [
+      el('span', { class: 'badge level level-' + level, text: level === 'other' ? String(finding.level) : level }),
+      ' ',
+      el('code', { class: 'finding-id', text: String(finding.id == null ? '' : finding.id) }),
+      about ? el('span', { class: 'finding-signal muted', text: ' ' + about }) : null,
+      Number.isFinite(occurrences)
+        ? el('span', { class: 'finding-occurrences', title: 'on this many samples', text: ' ×' + occurrences })
+        : null,
+      el('div', { class: 'finding-message', text: String(finding.message == null ? '' : finding.message) }),
+    ]);
+    item.dataset.level = level;
+    const context = attributePairs(finding.context);
+    if (context.length > 0) item.appendChild(el('div', { class: 'finding-context', text: context.join('  ') }));
+    const location = finding.span && typeof finding.span === 'object' ? finding.span : null;
+    if (withSpanLink && location && location.trace_id) {
+      const traceId = String(location.trace_id);
+      const spanId = location.span_id ? String(location.span_id) : '';
+      item.appendChild(el('div', { class: 'finding-where' }, [
+        el('a', {
+          class: 'finding-span-link',
+          href: traceHash(traceId, spanId),
+          title: 'trace ' + traceId + (spanId ? '\nspan ' + spanId : ''),
+          text: spanId ? 'span ' + spanId : 'trace ' + traceId,
+        }),
+        location.node ? el('span', { class: 'muted', title: String(location.node), text: ' on ' + shortNode(location.node) }) : null,
+      ]));
+    }
+    return item;
+  }
+
+  // ======================================================================== pages beside traces
+
+  // GET a JSON API: { body, json }, { error } (unreachable, not 2xx, not JSON), or null when
+  // the request was aborted (a newer one replaced it, or the page was left).
+  async function fetchJson(url, signal) {
+    let answer;
+    try {
+      answer = await fetchText(url, signal);
+    } catch (error) {
+      return signal.aborted ? null : { error: 'cannot reach the receiver: ' + error.message };
+    }
+    if (signal.aborted) return null;
+    if (!answer.ok) return { error: url + ' answered HTTP ' + answer.status + (answer.body ? ': ' + answer.body : '') };
+    try {
+      return { body: answer.body, json: JSON.parse(answer.body) };
+    } catch (error) {
+      return { error: 'the answer of ' + url + ' is not JSON: ' + error.message };
+    }
+  }
+
+  // A key of the embedded data, or undefined (the export predates it, or has none).
+  function staticPart(key) {
+    const data = state.staticData;
+    return data && Object.prototype.hasOwnProperty.call(data, key) ? data[key] : undefined;
+  }
+
+  function needsServe(what) {
+    return el('p', { class: 'empty needs-serve' }, [
+      'static export: ' + what + ' need ', el('code', { text: 'serve' }), ' (this file holds none)',
+    ]);
+  }
+
+  function showStatus(node, text) {
+    node.textContent = text || '';
+    node.hidden = !text;
+  }
+
+  // Leaving a page beside traces: its view hides and its polling stops. The contract's
+  // load is not cancelled: it also tells the other pages whether there is a contract.
+  function hideSignalPages() {
+    stopAutoRefresh();
+    metricsLoader.cancel();
+    logsLoader.cancel();
+    for (const page of SIGNAL_PAGES) ui[page + 'View'].hidden = true;
+  }
+
+  // Showing a page beside traces: the list and the trace make way. False when it already
+  // shows (the hash changed to the same page).
+  function enterSignalPage(page) {
+    if (state.page === page) return false;
+    hideSignalPages();
+    state.page = page;
+    traceLoader.cancel();
+    removeTraceView();
+    ui.listView.hidden = true;
+    ui[page + 'View'].hidden = false;
+    document.title = page + ' — ' + TITLE_BASE;
+    clearReady();
+    return true;
+  }
+
+  // Metrics and logs do not trigger `changed`: they are polled while their page shows (and
+  // the tab is visible). One interval at a time, cleared on leaving the page.
+  function startAutoRefresh(loader) {
+    stopAutoRefresh();
+    if (state.isStatic) return;
+    pageTimer = setInterval(() => {
+      if (!document.hidden) loader.soon();
+    }, AUTO_REFRESH_MS);
+  }
+
+  function stopAutoRefresh() {
+    clearInterval(pageTimer);
+    pageTimer = 0;
+  }
+
+  // Back to a hidden tab: catch up at once rather than at the next tick.
+  function onVisibilityChange() {
+    if (document.hidden) return;
+    if (state.page === 'metrics') metricsLoader.soon();
+    else if (state.page === 'logs') logsLoader.soon();
+  }
+
+  // "k=v" texts sorted by key: from the API's { key: "text" } objects, or OTLP key-value lists.
+  function attributePairs(attributes) {
+    if (Array.isArray(attributes)) {
+      return sortedAttributes(attributes).map((kv) => String(kv.key) + '=' + anyToText(kv.value, true));
+    }
+    if (!attributes || typeof attributes !== 'object') return [];
+    return Object.keys(attributes).sort().map((key) => {
+      const value = attributes[key];
+      return key + '=' + (value == null ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value));
+    });
+  }
+
+  // A number from JSON, or null (serde writes a NaN or infinite f64 as null).
+  function finite(value) {
+    if (value == null || value === '' || typeof value === 'boolean') return null;
+    const number = typeof value === 'number' ? value : Number(value);
+    return Number.isFinite(number) ? number : null;
+  }
+
+  // Three significant digits, exponent notation only for the very large and very small.
+  function fmtNum(x) {
+    if (x == null || !Number.isFinite(x)) return '–';
+    if (x === 0) return '0';
+    const magnitude = Math.abs(x);
+    if (magnitude >= 1e9 || magnitude < 1e-4) return x.toExponential(2).replace(/\.?0+e/, 'e');
+    return String(Number(x.toPrecision(3)));
+  }
+
+  function fmtPercent(ratio) {
+    return Number.isFinite(ratio) ? (ratio * 100).toFixed(1) + ' %' : '–';
+  }
+
+  // ======================================================================== metrics page
+
+  const metricsLoader = new Throttled(loadMetrics);
+  const UNIT_NANOS = new Map([['s', 1e9], ['ms', 1e6], ['us', 1e3], ['µs', 1e3], ['ns', 1]]); // read as durations
+  const CHART_FONT = '10px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+
+  function buildMetricsView() {
+    ui.metricsSummary = el('span', { id: 'metrics-summary', class: 'page-summary' });
+    ui.metricsRefresh = el('button', {
+      id: 'metrics-refresh', type: 'button', text: 'refresh', title: 'fetch the metrics again (also every 5 s)',
+    });
+    ui.metricsRefresh.addEventListener('click', () => metricsLoader.now());
+    if (state.isStatic) ui.metricsRefresh.hidden = true;
+    ui.metricsStatus = el('div', { class: 'status-line' });
+    ui.metricsStatus.hidden = true;
+    ui.metricsBody = el('div', { class: 'page-body metrics-body' });
+    ui.metricsView = el('section', { id: 'metrics-view', class: 'view' }, [
+      el('div', { class: 'toolbar' }, [
+        ui.metricsSummary,
+        el('span', { class: 'muted', text: 'counters as a rate per second, histograms as p50 / p95 / p99' }),
+        ui.metricsRefresh,
+      ]),
+      ui.metricsStatus,
+      el('div', { class: 'page-scroll' }, [ui.metricsBody]),
+    ]);
+    ui.metricsView.hidden = true;
+    return ui.metricsView;
+  }
+
+  function showMetrics() {
+    if (!enterSignalPage('metrics')) return;
+    if (state.isStatic) {
+      renderStaticMetrics();
+      return;
+    }
+    // The last answer at once (if any), a fresh one as soon as it comes; "ready" waits for it.
+    if (state.metrics.points) renderMetrics();
+    metricsLoader.now();
+    startAutoRefresh(metricsLoader);
+  }
+
+  function renderStaticMetrics() {
+    const data = staticPart('metrics');
+    if (data === undefined) {
+      clear(ui.metricsBody);
+      ui.metricsBody.appendChild(needsServe('metrics'));
+      ui.metricsSummary.textContent = '';
+    } else {
+      state.metrics.points = list(Array.isArray(data) ? data : data && data.points);
+      renderMetrics();
+    }
+    setReady('metrics');
+  }
+
+  async function loadMetrics(signal) {
+    if (state.isStatic) return;
+    const got = await fetchJson('/api/metrics', signal);
+    if (!got || state.page !== 'metrics') return;
+    showStatus(ui.metricsStatus, got.error || null);
+    if (!got.error && got.body !== state.metrics.lastBody) {
+      state.metrics.lastBody = got.body;
+      state.metrics.points = list(got.json && got.json.points);
+      renderMetrics(); // identical answers are not redrawn (the scroll position stays anyway)
+    }
+    setReady('metrics');
+  }
+
+  function renderMetrics() {
+    const metrics = groupMetrics(state.metrics.points || []);
+    const seriesCount = metrics.reduce((sum, metric) => sum + metric.series.length, 0);
+    const pointCount = (state.metrics.points || []).length;
+    ui.metricsSummary.textContent = plural(metrics.length, 'metric') + ', ' + seriesCount + ' series, ' +
+      plural(pointCount, 'point');
+    const fragment = document.createDocumentFragment();
+    if (metrics.length === 0) {
+      fragment.appendChild(el('p', {
+        class: 'empty',
+        text: state.isStatic ? 'No metric points in this export.' : 'No metric points yet: waiting for metrics…',
+      }));
+    }
+    for (const metric of metrics) fragment.appendChild(metricSection(metric));
+    clear(ui.metricsBody);
+    ui.metricsBody.appendChild(fragment);
+  }
+
+  // --- metrics: grouping and values
+
+  // Points by metric name, and within a metric by series (node + sorted attributes), both
+  // sorted; a series' points in time order.
+  function groupMetrics(points) {
+    const byName = new Map();
+    for (const raw of points) {
+      const name = raw.name == null ? '' : String(raw.name);
+      let metric = byName.get(name);
+      if (!metric) {
+        metric = { name, description: '', unit: '', kind: null, temporality: '', series: new Map() };
+        byName.set(name, metric);
+      }
+      // The latest point describes the metric (they should all agree).
+      if (raw.description) metric.description = String(raw.description);
+      if (raw.unit != null && raw.unit !== '') metric.unit = String(raw.unit);
+      if (raw.kind != null) metric.kind = metricKind(raw.kind);
+      if (raw.temporality) metric.temporality = String(raw.temporality).toLowerCase();
+
+      const node = String(raw.node || raw.service || '');
+      const pairs = attributePairs(raw.attributes);
+      const key = node + '\u0000' + pairs.join('\u0001');
+      let series = metric.series.get(key);
+      if (!series) {
+        series = { node, service: String(raw.service || ''), pairs, label: seriesLabel(node, pairs), points: [] };
+        metric.series.set(key, series);
+      }
+      const time = parseNanos(raw.timeUnixNano);
+      const value = pointValue(raw.value);
+      if (time == null || value == null) continue;
+      series.points.push({ time, start: parseNanos(raw.startTimeUnixNano), value });
+    }
+    const byText = (key) => (a, b) => (a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0);
+    const metrics = Array.from(byName.values()).sort(byText('name'));
+    for (const metric of metrics) {
+      metric.kind = metric.kind || { name: 'unknown', monotonic: null };
+      metric.series = Array.from(metric.series.values()).sort(byText('label'));
+      for (const series of metric.series) series.points = timeOrdered(series.points);
+    }
+    return metrics;
+  }
+
+  function seriesLabel(node, pairs) {
+    return [node ? shortNode(node) : '(no node)'].concat(pairs).join(' ');
+  }
+
+  // By time; a point exported twice (same time) counts once, the later arrival winning.
+  function timeOrdered(points) {
+    const sorted = points.slice().sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+    return sorted.filter((point, index) => index === sorted.length - 1 || sorted[index + 1].time !== point.time);
+  }
+
+  // MetricKind as serde writes it: "gauge", "histogram", … or { "sum": { "monotonic": true } }
+  // (an externally tagged enum: unit variants are strings, struct variants objects).
+  function metricKind(kind) {
+    const snake = (text) => String(text).replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+    if (typeof kind === 'string') return { name: snake(kind), monotonic: null };
+    if (kind && typeof kind === 'object') {
+      const key = Object.keys(kind)[0];
+      if (key != null) {
+        const inner = kind[key];
+        const monotonic = inner && typeof inner === 'object' && typeof inner.monotonic === 'boolean' ? inner.monotonic : null;
+        return { name: snake(key), monotonic };
+      }
+    }
+    return { name: 'unknown', monotonic: null };
+  }
+
+  function kindText(metric) {
+    const kind = metric.kind;
+    let text = kind.name.replace(/_/g, ' ');
+    if (kind.name === 'sum' && kind.monotonic === true) text += ' (monotonic)';
+    if (kind.name === 'sum' && kind.monotonic === false) text += ' (up-down)';
+    if (metric.temporality && metric.temporality !== 'unspecified') text += ' · ' + metric.temporality;
+    return text;
+  }
+
+  // PointValue as serde writes it: {"int": 3}, {"double": 0.5} or {"distribution": {…}}.
+  // Also a bare number, and OTLP's asInt/asDouble, to be lenient. Null when unusable.
+  function pointValue(raw) {
+    const scalar = finite(raw);
+    if (scalar != null && typeof raw !== 'object') return { scalar };
+    if (!raw || typeof raw !== 'object') return null;
+    for (const key of Object.keys(raw)) {
+      const name = key.toLowerCase();
+      const inner = raw[key];
+      if (name === 'int' || name === 'double' || name === 'asint' || name === 'asdouble') {
+        const number = finite(inner);
+        return number == null ? null : { scalar: number };
+      }
+      if (name === 'distribution' && inner && typeof inner === 'object') return { dist: distribution(inner) };
+    }
+    return null;
+  }
+
+  function distribution(raw) {
+    const numbers = (value) => (Array.isArray(value) ? value.map((item) => finite(item)) : []);
+    return {
+      count: finite(raw.count) || 0,
+      sum: finite(raw.sum),
+      min: finite(raw.min),
+      max: finite(raw.max),
+      bounds: numbers(raw.bounds).filter((bound) => bound != null),
+      counts: numbers(raw.bucket_counts != null ? raw.bucket_counts : raw.bucketCounts).map((count) => count || 0),
+    };
+  }
+
+  function seconds(nanos) {
+    return Number(nanos) / 1e9;
+  }
+
+  // A counter restarted when its start time is at or after the previous point.
+  function restarted(point, previous) {
+    return point.start != null && point.start >= previous.time;
+  }
+
+  // How a scalar series is drawn: a monotonic cumulative sum as a rate, a delta sum per
+  // second of its window, anything else (gauges, up-down counters) as its value.
+  function scalarMode(metric) {
+    if (metric.kind.name !== 'sum') return 'value';
+    if (metric.temporality === 'delta') return 'window';
+    if (metric.temporality === 'cumulative' && metric.kind.monotonic !== false) return 'rate';
+    return 'value';
+  }
+
+  // Value over the point's own window (start to time), per second; NaN without a window.
+  function perSecondOfWindow(point) {
+    if (point.start == null || point.start >= point.time) return NaN;
+    return point.value.scalar / seconds(point.time - point.start);
+  }
+
+  // The difference to the previous point per second; the first point, and one after a reset
+  // (a smaller value, or a new start time), start over: their rate is over their own window.
+  function rateAt(point, previous) {
+    if (previous && !restarted(point, previous) && point.value.scalar >= previous.value.scalar) {
+      const elapsed = seconds(point.time - previous.time);
+      return elapsed > 0 ? (point.value.scalar - previous.value.scalar) / elapsed : NaN;
+    }
+    return perSecondOfWindow(point);
+  }
+
+  // A cumulative distribution's window since the previous point: the difference of the
+  // counts. The first point, and one after a reset (a count smaller, other bounds, a new
+  // start time), is its own window. min and max stay the point's (they bound the window).
+  function distributionWindow(point, previous) {
+    const dist = point.value.dist;
+    const before = previous && previous.value.dist;
+    if (!before || restarted(point, previous) || before.counts.length !== dist.counts.length ||
+      before.bounds.length !== dist.bounds.length || before.bounds.some((bound, i) => bound !== dist.bounds[i])) {
+      return dist;
+    }
+    const counts = dist.counts.map((count, i) => count - before.counts[i]);
+    if (dist.count < before.count || counts.some((count) => count < 0)) return dist;
+    return {
+      count: dist.count - before.count,
+      sum: dist.sum != null && before.sum != null ? dist.sum - before.sum : null,
+      min: dist.min,
+      max: dist.max,
+      bounds: dist.bounds,
+      counts,
+    };
+  }
+
+  // The q-quantile of explicit buckets: the bucket holding rank q × total, linearly
+  // interpolated inside it. The first bucket starts at min (when known) or 0, the last one
+  // (no upper bound) ends at max when known, else at the highest bound. NaN when empty.
+  function quantile(dist, q) {
+    const bounds = dist.bounds;
+    const counts = dist.counts;
+    let total = 0;
+    for (const count of counts) total += count;
+    if (!(total > 0) || bounds.length === 0) return NaN;
+    const rank = q * total;
+    let below = 0;
+    let lastFilled = -1;
+    for (let i = 0; i < counts.length; i++) {
+      const count = counts[i];
+      if (count <= 0) continue;
+      lastFilled = i;
+      if (below + count >= rank) return inBucket(dist, i, (rank - below) / count);
+      below += count;
+    }
+    return lastFilled < 0 ? NaN : inBucket(dist, lastFilled, 1); // rounding: the top of the last
+  }
+
+  function inBucket(dist, index, fraction) {
+    const bounds = dist.bounds;
+    const i = Math.min(index, bounds.length); // more counts than bounds + 1: the overflow bucket
+    let lower = i === 0 ? (dist.min != null ? Math.min(dist.min, bounds[0]) : Math.min(0, bounds[0])) : bounds[i - 1];
+    let upper = i < bounds.length ? bounds[i] : dist.max != null ? Math.max(dist.max, lower) : lower;
+    // min and max narrow the bucket they fall in.
+    if (dist.min != null && dist.min > lower && dist.min <= upper) lower = dist.min;
+    if (dist.max != null && dist.max < upper && dist.max >= lower) upper = dist.max;
+    return lower + (upper - lower) * Math.min(1, Math.max(0, fraction));
+  }
+
+  // What a series draws ({ t0, xs (s since t0), span, lines [{ label, colour, ys }], zeroBased,
+  // format }) and the texts beside it (latest, raw, what).
+  function deriveSeries(metric, series) {
+    // One type per series: the latest point's (a metric that changed type shows its newest).
+    const last = series.points[series.points.length - 1];
+    const isDist = !!(last && last.value.dist);
+    const points = series.points.filter((point) => !!point.value.dist === isDist);
+    const t0 = points.length ? points[0].time : null;
+    const xs = points.map((point) => seconds(point.time - t0));
+    const chart = { t0, xs, span: xs.length ? xs[xs.length - 1] : 0, lines: [], zeroBased: false, format: fmtNum };
+    return isDist ? distributionSeries(metric, points, chart) : scalarSeries(metric, points, chart);
+  }
+
+  function scalarSeries(metric, points, chart) {
+    const unit = metric.unit;
+    const mode = scalarMode(metric);
+    const ys = points.map((point, i) => (mode === 'rate' ? rateAt(point, points[i - 1])
+      : mode === 'window' ? perSecondOfWindow(point) : point.value.scalar));
+    chart.lines.push({ label: mode === 'value' ? 'value' : 'per second', colour: LINE_COLOUR, ys });
+    const latest = lastFinite(ys);
+    const lastPoint = points[points.length - 1];
+    if (mode === 'value') {
+      if (UNIT_NANOS.has(unit)) chart.format = (value) => fmtValue(value, unit);
+      return { chart, latest: fmtValue(latest, unit), raw: '', what: 'value' };
+    }
+    chart.zeroBased = true;
+    return {
+      chart,
+      latest: fmtRate(latest, unit),
+      raw: lastPoint ? (mode === 'rate' ? 'total ' : 'last window ') + fmtValue(lastPoint.value.scalar, unit) : '',
+      what: mode === 'rate' ? 'rate (cumulative sum)' : 'per second of each window (delta sum)',
+    };
+  }
+
+  function distributionSeries(metric, points, chart) {
+    const unit = metric.unit;
+    const cumulative = metric.temporality === 'cumulative';
+    const windows = points.map((point, i) => (cumulative ? distributionWindow(point, points[i - 1]) : point.value.dist));
+    const lastPoint = points[points.length - 1];
+    const raw = lastPoint ? 'count ' + fmtNum(lastPoint.value.dist.count) : '';
+    chart.zeroBased = true;
+    if (UNIT_NANOS.has(unit)) chart.format = (value) => fmtValue(value, unit);
+    const hasBuckets = windows.some((dist) => dist.bounds.length > 0);
+    if (!hasBuckets) {
+      // Exponential histograms and summaries come without explicit bounds: their mean.
+      const ys = windows.map((dist) => (dist.count > 0 && dist.sum != null ? dist.sum / dist.count : NaN));
+      chart.lines.push({ label: 'mean', colour: LINE_COLOUR, ys });
+      return { chart, latest: 'mean ' + fmtValue(lastFinite(ys), unit), raw, what: 'mean (no explicit buckets)' };
+    }
+    for (const quant of QUANTILES) {
+      chart.lines.push({ label: quant.label, colour: quant.colour, ys: windows.map((dist) => quantile(dist, quant.q)) });
+    }
+    // The latest window with measurements gives all three.
+    let index = windows.length - 1;
+    while (index >= 0 && !Number.isFinite(chart.lines[0].ys[index])) index--;
+    const latest = index < 0 ? '–' : chart.lines.map((line) => line.label + ' ' + fmtValue(line.ys[index], unit)).join(' · ');
+    return { chart, latest, raw, what: 'quantiles estimated from the buckets', legend: true };
+  }
+
+  function lastFinite(values) {
+    for (let i = values.length - 1; i >= 0; i--) if (Number.isFinite(values[i])) return values[i];
+    return NaN;
+  }
+
+  function fmtValue(value, unit) {
+    if (!Number.isFinite(value)) return '–';
+    if (UNIT_NANOS.has(unit)) return fmtDur(value * UNIT_NANOS.get(unit));
+    return fmtNum(value) + (!unit || unit === '1' ? '' : ' ' + unit);
+  }
+
+  function fmtRate(value, unit) {
+    if (!Number.isFinite(value)) return '–';
+    return fmtNum(value) + (!unit || unit === '1' ? '' : ' ' + unit) + '/s';
+  }
+
+  // --- metrics: rendering
+
+  function metricSection(metric) {
+    const head = el('div', { class: 'metric-head' }, [
+      el('h3', { class: 'metric-name', text: metric.name || '(no name)' }),
+      metric.unit ? el('span', { class: 'badge metric-unit', title: 'unit', text: metric.unit }) : null,
+      el('span', { class: 'metric-kind muted', text: kindText(metric) }),
+      el('span', { class: 'muted', text: metric.series.length + ' series' }),
+    ]);
+    const grid = el('div', { class: 'metric-series-list' });
+    for (const series of metric.series) grid.appendChild(seriesCard(metric, series));
+    const box = el('section', { class: 'metric-section' }, [
+      head,
+      metric.description ? el('p', { class: 'metric-description muted', text: metric.description }) : null,
+      grid,
+    ]);
+    box.dataset.metric = metric.name;
+    return box;
+  }
+
+  // One series: its label, a chart and, beside it, the latest value.
+  function seriesCard(metric, series) {
+    const view = deriveSeries(metric, series);
+    const canvas = el('canvas', {
+      class: 'metric-chart', role: 'img', 'aria-label': metric.name + ' ' + series.label + ': ' + view.latest,
+    });
+    canvas.dataset.metric = metric.name;
+    canvas.dataset.series = series.label;
+    canvas.dataset.points = String(view.chart.xs.length);
+    drawChart(canvas, view.chart);
+    const side = el('div', { class: 'metric-side' }, [
+      el('span', { class: 'metric-latest', title: 'latest', text: view.latest }),
+      view.raw ? el('span', { class: 'metric-raw muted', text: view.raw }) : null,
+      view.legend ? chartLegend(view.chart.lines) : null,
+      el('span', { class: 'metric-what muted', text: view.what }),
+    ]);
+    const title = [series.node || '(no node)'].concat(series.service && series.service !== series.node
+      ? ['service ' + series.service] : [], series.pairs).join('\n');
+    const card = el('div', { class: 'metric-series' }, [
+      el('div', { class: 'metric-series-label', title, text: series.label }),
+      el('div', { class: 'metric-series-body' }, [canvas, side]),
+    ]);
+    card.dataset.series = series.label;
+    return card;
+  }
+
+  function chartLegend(lines) {
+    return el('div', { class: 'metric-legend' }, lines.map((line) => {
+      const swatch = el('span', { class: 'swatch', text: '■' });
+      swatch.style.color = line.colour;
+      return el('span', { class: 'metric-legend-item' }, [swatch, ' ' + line.label]);
+    }));
+  }
+
+  // A line chart, no library: the values' min and max on the left, the first point's clock
+  // time and the time span below. NaN breaks a line; a lone point is a dot.
+  function drawChart(canvas, chart) {
+    const ratio = window.devicePixelRatio || 1; // sharp on high-density screens
+    canvas.width = Math.round(CHART_W * ratio);
+    canvas.height = Math.round(CHART_H * ratio);
+    canvas.style.width = CHART_W + 'px';
+    canvas.style.height = CHART_H + 'px';
+    const ctx = canvas.getContext && canvas.getContext('2d');
+    if (!ctx) return;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    const box = { left: 54, right: CHART_W - 6, top: 6, bottom: CHART_H - 16 };
+    ctx.font = CHART_FONT;
+
+    ctx.strokeStyle = '#d0d7de';
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(box.left + 0.5, box.top);
+    ctx.lineTo(box.left + 0.5, box.bottom + 0.5);
+    ctx.lineTo(box.right, box.bottom + 0.5);
+    ctx.stroke();
+
+    ctx.fillStyle = '#656d76';
+    ctx.textBaseline = 'top';
+    ctx.textAlign = 'left';
+    if (chart.t0 != null) ctx.fillText(fmtClock(chart.t0), box.left, box.bottom + 3);
+    ctx.textAlign = 'right';
+    const count = chart.xs.length;
+    ctx.fillText(count === 0 ? 'no points' : count === 1 ? '1 point' : 'span ' + fmtNum(chart.span) + ' s', box.right, box.bottom + 3);
+
+    let low = Infinity;
+    let high = -Infinity;
+    for (const line of chart.lines) {
+      for (const y of line.ys) {
+        if (!Number.isFinite(y)) continue;
+        if (y < low) low = y;
+        if (y > high) high = y;
+      }
+    }
+    if (low > high) {
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      ctx.fillText(count === 1 ? 'needs a second point' : 'no value', (box.left + box.right) / 2, (box.top + box.bottom) / 2);
+      return;
+    }
+    if (chart.zeroBased && low > 0) low = 0; // rates and latencies read from zero
+    if (low === high) {
+      if (low === 0) high = 1;
+      else {
+        const pad = Math.abs(low) * 0.1;
+        high += pad;
+        if (!(chart.zeroBased && low === 0)) low -= pad;
+      }
+    }
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'top';
+    ctx.fillText(chart.format(high), box.left - 4, box.top - 1, box.left - 6);
+    ctx.textBaseline = 'bottom';
+    ctx.fillText(chart.format(low), box.left - 4, box.bottom + 1, box.left - 6);
+
+    const px = (x) => (chart.span > 0 ? box.left + 3 + (x / chart.span) * (box.right - box.left - 6) : (box.left + box.right) / 2);
+    const py = (y) => box.bottom - 2 - ((y - low) / (high - low)) * (box.bottom - box.top - 3);
+    ctx.lineWidth = 1.5;
+    ctx.lineJoin = 'round';
+    for (const line of chart.lines) {
+      ctx.strokeStyle = line.colour;
+      ctx.fillStyle = line.colour;
+      let run = [];
+      const flush = () => {
+        if (run.length === 1) ctx.fillRect(run[0][0] - 1.5, run[0][1] - 1.5, 3, 3);
+        else if (run.length > 1) {
+          ctx.beginPath();
+          ctx.moveTo(run[0][0], run[0][1]);
+          for (let i = 1; i < run.length; i++) ctx.lineTo(run[i][0], run[i][1]);
+          ctx.stroke();
+        }
+        run = [];
+      };
+      line.ys.forEach((y, i) => {
+        if (Number.isFinite(y)) run.push([px(chart.xs[i]), py(y)]);
+        else flush();
+      });
+      flush();
+    }
+  }
+
+  // ======================================================================== logs page
+
+  const logsLoader = new Throttled(loadLogs);
+
+  function buildLogsView() {
+    ui.logsCount = el('span', { id: 'logs-count', class: 'page-summary' });
+    ui.logsFilter = el('input', {
+      id: 'logs-filter', type: 'text', placeholder: 'body, event or attribute contains…',
+      autocomplete: 'off', spellcheck: 'false', 'aria-label': 'filter the log records',
+    });
+    ui.logsSeverity = el('select', { id: 'logs-severity', title: 'the least severity shown' }, [
+      el('option', { value: '0', text: 'all severities' }),
+      el('option', { value: String(SEVERITY_WARN), text: 'warn and above' }),
+      el('option', { value: String(SEVERITY_ERROR), text: 'error and above' }),
+    ]);
+    ui.logsRefresh = el('button', {
+      id: 'logs-refresh', type: 'button', text: 'refresh', title: 'fetch the logs again (also every 5 s)',
+    });
+    if (state.isStatic) ui.logsRefresh.hidden = true;
+    ui.logsStatus = el('div', { class: 'status-line' });
+    ui.logsStatus.hidden = true;
+
+    const head = el('div', { class: 'log-head', role: 'row' }, [
+      el('div', { text: 'time' }),
+      el('div', { text: 'severity' }),
+      el('div', { text: 'node' }),
+      el('div', { text: 'event' }),
+      el('div', { text: 'body' }),
+      el('div', { text: 'attributes' }),
+      el('div', { text: 'trace' }),
+    ]);
+    ui.logsSpacer = el('div', { class: 'log-spacer' });
+    ui.logsEmpty = el('div', { class: 'empty' });
+    ui.logsEmpty.hidden = true;
+    ui.logsScroll = el('div', { class: 'logs-scroll', role: 'table' }, [head, ui.logsSpacer, ui.logsEmpty]);
+
+    ui.logsView = el('section', { id: 'logs-view', class: 'view' }, [
+      el('div', { class: 'toolbar' }, [
+        ui.logsCount,
+        el('div', { class: 'filters' }, [ui.logsFilter, ui.logsSeverity]),
+        ui.logsRefresh,
+      ]),
+      ui.logsStatus,
+      ui.logsScroll,
+    ]);
+    ui.logsView.hidden = true;
+
+    logRows = new VirtualRows(ui.logsScroll, ui.logsSpacer, LOG_ROW_H, buildLogRow);
+    wireLogsEvents();
+    return ui.logsView;
+  }
+
+  function wireLogsEvents() {
+    ui.logsRefresh.addEventListener('click', () => logsLoader.now());
+    ui.logsFilter.addEventListener('input', () => {
+      state.logs.text = ui.logsFilter.value.trim().toLowerCase();
+      applyLogFilters();
+    });
+    ui.logsSeverity.addEventListener('change', () => {
+      state.logs.minSeverity = Number(ui.logsSeverity.value) || 0;
+      applyLogFilters();
+    });
+  }
+
+  function showLogs() {
+    if (!enterSignalPage('logs')) return;
+    if (state.isStatic) {
+      renderStaticLogs();
+      return;
+    }
+    if (state.logs.records) applyLogFilters(); // the last answer at once; ready on the fresh one
+    logsLoader.now();
+    startAutoRefresh(logsLoader);
+  }
+
+  function renderStaticLogs() {
+    const data = staticPart('logs');
+    if (data === undefined) {
+      ui.logsCount.textContent = '';
+      clear(ui.logsEmpty);
+      ui.logsEmpty.appendChild(needsServe('logs'));
+      ui.logsEmpty.hidden = false;
+      logRows.setCount(0);
+    } else {
+      state.logs.records = normaliseLogs(list(Array.isArray(data) ? data : data && data.records));
+      applyLogFilters();
+    }
+    setReady('logs');
+  }
+
+  async function loadLogs(signal) {
+    if (state.isStatic) return;
+    const got = await fetchJson('/api/logs', signal);
+    if (!got || state.page !== 'logs') return;
+    showStatus(ui.logsStatus, got.error || null);
+    if (!got.error && got.body !== state.logs.lastBody) {
+      state.logs.lastBody = got.body;
+      state.logs.records = normaliseLogs(list(got.json && got.json.records));
+      applyLogFilters();
+    } else if (got.error && !state.logs.records) {
+      renderLogs();
+    }
+    setReady('logs');
+  }
+
+  // Once per answer: texts for the cells and the filter, newest first (records without a
+  // time after the others, the latest arrival first).
+  function normaliseLogs(records) {
+    const normalised = records.map((raw, index) => {
+      const attributes = attributePairs(raw.attributes);
+      const body = raw.body == null ? '' : typeof raw.body === 'object' ? anyToText(raw.body) : String(raw.body);
+      const event = raw.eventName == null ? '' : String(raw.eventName);
+      return {
+        index,
+        time: parseNanos(raw.timeUnixNano),
+        severity: Number(raw.severityNumber) || 0,
+        severityText: raw.severityText == null ? '' : String(raw.severityText),
+        body,
+        hasBody: raw.body != null,
+        event,
+        attributes,
+        traceId: normId(raw.traceId),
+        spanId: normId(raw.spanId),
+        node: String(raw.node || ''),
+        service: String(raw.service || ''),
+        haystack: (body + '\n' + event + '\n' + attributes.join('\n')).toLowerCase(),
+      };
+    });
+    return normalised.sort((a, b) => {
+      if (a.time != null && b.time != null && a.time !== b.time) return a.time > b.time ? -1 : 1;
+      if ((a.time == null) !== (b.time == null)) return a.time == null ? 1 : -1;
+      return b.index - a.index;
+    });
+  }
+
+  function applyLogFilters() {
+    const text = state.logs.text;
+    const least = state.logs.minSeverity;
+    state.logs.filtered = (state.logs.records || []).filter((record) =>
+      record.severity >= least && (!text || record.haystack.includes(text)));
+    renderLogs();
+  }
+
+  function renderLogs() {
+    const records = state.logs.records;
+    const shown = state.logs.filtered.length;
+    const total = records ? records.length : 0;
+    ui.logsCount.textContent = plural(shown, 'record') + (shown !== total ? ' of ' + total : '');
+    let empty = '';
+    if (!records) empty = 'No logs loaded.';
+    else if (total === 0) empty = state.isStatic ? 'No log records in this export.' : 'No log records yet: waiting for logs…';
+    else if (shown === 0) empty = 'No record matches the filters.';
+    ui.logsEmpty.textContent = empty;
+    ui.logsEmpty.hidden = !empty;
+    if (state.page !== 'logs') return; // rendered when shown (the rows need a layout)
+    logRows.setCount(shown);
+  }
+
+  function severityLabel(record) {
+    if (record.severityText) return record.severityText;
+    const n = record.severity;
+    return n >= 21 ? 'FATAL' : n >= 17 ? 'ERROR' : n >= 13 ? 'WARN' : n >= 9 ? 'INFO' : n >= 5 ? 'DEBUG' : n >= 1 ? 'TRACE' : '–';
+  }
+
+  function severityClass(number) {
+    return number >= SEVERITY_ERROR ? 'sev-error' : number >= SEVERITY_WARN ? 'sev-warn' : number >= 9 ? 'sev-info' : 'sev-debug';
+  }
+
+  function buildLogRow(index) {
+    const record = state.logs.filtered[index];
+    const row = el('div', { class: 'log-row' + (record.severity >= SEVERITY_ERROR ? ' is-error' : ''), role: 'row' });
+    row.dataset.index = String(index);
+    const attributes = record.attributes.join(' ');
+    const nodeName = record.node || record.service;
+    const trace = el('div', { class: 'log-trace' });
+    if (record.traceId) {
+      trace.appendChild(el('a', {
+        class: 'log-trace-link',
+        href: traceHash(record.traceId, record.spanId),
+        title: 'trace ' + record.traceId + (record.spanId ? '\nspan ' + record.spanId : ''),
+        text: short8(record.traceId.replace(/^0+(?=.)/, '')),
+      }));
+    }
+    row.appendChild(el('div', { class: 'log-time', title: fmtDateTime(record.time), text: fmtClock(record.time) }));
+    row.appendChild(el('div', {
+      class: 'log-sev ' + severityClass(record.severity), title: 'severity number ' + record.severity, text: severityLabel(record),
+    }));
+    row.appendChild(el('div', {
+      class: 'log-node', title: nodeName + (record.service && record.service !== nodeName ? '\nservice ' + record.service : ''),
+      text: nodeName ? shortNode(nodeName) : '',
+    }));
+    row.appendChild(el('div', { class: 'log-event', title: record.event, text: record.event }));
+    row.appendChild(el('div', {
+      class: 'log-body' + (record.hasBody ? '' : ' muted'), title: record.body, text: record.hasBody ? record.body : '(no body)',
+    }));
+    row.appendChild(el('div', { class: 'log-attributes', title: record.attributes.join('\n'), text: attributes }));
+    row.appendChild(trace);
+    return row;
+  }
+
+  // ======================================================================== contract page
+
+  const contractLoader = new Throttled(loadContract);
+
+  function buildContractView() {
+    ui.contractSummary = el('span', { id: 'contract-summary', class: 'page-summary' });
+    ui.contractRefresh = el('button', {
+      id: 'contract-refresh', type: 'button', text: 'check again',
+      title: 'check everything received against the contract again',
+    });
+    // Not polled: the check runs over everything received, so only on entering and here.
+    ui.contractRefresh.addEventListener('click', () => contractLoader.now());
+    if (state.isStatic) ui.contractRefresh.hidden = true;
+    ui.contractStatus = el('div', { class: 'status-line' });
+    ui.contractStatus.hidden = true;
+    ui.contractBody = el('div', { class: 'page-body contract-body' });
+    ui.contractView = el('section', { id: 'contract-view', class: 'view' }, [
+      el('div', { class: 'toolbar' }, [ui.contractSummary, ui.contractRefresh]),
+      ui.contractStatus,
+      el('div', { class: 'page-scroll' }, [ui.contractBody]),
+    ]);
+    ui.contractView.hidden = true;
+    return ui.contractView;
+  }
+
+  // An /api/contract answer with a report (the static export may omit the "contract" key).
+  function isContractReport(json) {
+    if (!json || typeof json !== 'object' || json.contract === false) return false;
+    return json.contract === true || Array.isArray(json.findings) || (json.statistics && typeof json.statistics === 'object');
+  }
+
+  // Whether `serve` has a contract: shows its link, and spares /api/findings requests.
+  function noteContract(present) {
+    state.contract.present = present;
+    ui.nav.contract.hidden = !present;
+  }
+
+  function showContract() {
+    if (!enterSignalPage('contract')) return;
+    if (state.isStatic) {
+      const report = staticPart('contract');
+      clear(ui.contractBody);
+      if (report === undefined) {
+        ui.contractSummary.textContent = '';
+        ui.contractBody.appendChild(needsServe('contract findings'));
+      } else renderContract(report || {});
+      setReady('contract');
+      return;
+    }
+    if (state.contract.report) {
+      renderContract(state.contract.report); // the last answer at once; ready on the fresh one
+      state.contract.renderedBody = state.contract.body;
+    }
+    // The boot-time question may still be under way: its answer serves this page too.
+    if (!contractLoader.controller) contractLoader.now();
+  }
+
+  async function loadContract(signal) {
+    if (state.isStatic) return;
+    const got = await fetchJson('/api/contract', signal);
+    if (!got) return;
+    if (got.error) {
+      if (state.page === 'contract') {
+        showStatus(ui.contractStatus, got.error);
+        setReady('contract');
+      }
+      return;
+    }
+    const report = got.json && typeof got.json === 'object' ? got.json : {};
+    noteContract(report.contract === true);
+    state.contract.report = report;
+    state.contract.body = got.body;
+    if (state.page !== 'contract') return;
+    showStatus(ui.contractStatus, null);
+    if (got.body !== state.contract.renderedBody) {
+      state.contract.renderedBody = got.body;
+      renderContract(report);
+    }
+    setReady('contract');
+  }
+
+  function renderContract(report) {
+    clear(ui.contractBody);
+    if (!isContractReport(report)) {
+      ui.contractSummary.textContent = 'no contract';
+      ui.contractBody.appendChild(el('p', { class: 'empty' }, [
+        'This receiver has no contract: start it with ', el('code', { text: 'serve --contract <registry>' }),
+        ' to see what the telemetry lacks, and how much of the contract it covers.',
+      ]));
+      return;
+    }
+    const stats = report.statistics && typeof report.statistics === 'object' ? report.statistics : {};
+    const findings = list(report.findings);
+    const groups = list(stats.groups);
+    ui.contractSummary.textContent = plural(findings.length, 'finding') + ', ' + plural(groups.length, 'group');
+    ui.contractBody.appendChild(coverageSummary(stats));
+    ui.contractBody.appendChild(groupTable(groups));
+    ui.contractBody.appendChild(findingsByLevel(findings));
+  }
+
+  function coverageSummary(stats) {
+    const ratio = finite(stats.registry_coverage);
+    const counts = stats.advice_level_counts && typeof stats.advice_level_counts === 'object' ? stats.advice_level_counts : {};
+    const meta = el('div', { class: 'trace-meta' }, [
+      metaItem('spans', String(finite(stats.total_spans) == null ? '–' : stats.total_spans)),
+      metaItem('metric points', String(finite(stats.total_metric_points) == null ? '–' : stats.total_metric_points)),
+      metaItem('logs', String(finite(stats.total_logs) == null ? '–' : stats.total_logs)),
+    ]);
+    for (const level of LEVELS) {
+      const count = finite(counts[level]) || 0;
+      meta.appendChild(metaItem(level === 'information' ? 'information' : level + 's', String(count),
+        level === 'violation' && count > 0 ? 'has-errors' : ''));
+    }
+    return el('div', { class: 'contract-summary' }, [
+      el('div', { class: 'coverage-overall' }, [
+        el('span', { id: 'contract-coverage', class: 'coverage-number', text: fmtPercent(ratio) }),
+        el('span', { class: 'muted', text: ' of the contract seen (each signal and each declared attribute counts one)' }),
+      ]),
+      coverageBar(ratio, true),
+      meta,
+    ]);
+  }
+
+  // The share of a group seen: the server's ratio if it sends one, else GroupCoverage::ratio
+  // (the signal itself and each declared attribute count one each).
+  function groupRatio(group) {
+    const given = finite(group.ratio);
+    if (given != null) return given;
+    const seenCount = Array.isArray(group.attributes_seen) ? group.attributes_seen.length : 0;
+    const missingCount = Array.isArray(group.attributes_missing) ? group.attributes_missing.length : 0;
+    return ((finite(group.samples) > 0 ? 1 : 0) + seenCount) / (1 + seenCount + missingCount);
+  }
+
+  function coverageBar(ratio, large) {
+    const fill = el('div', { class: 'coverage-fill' });
+    const value = Number.isFinite(ratio) ? Math.max(0, Math.min(1, ratio)) : 0;
+    fill.style.width = (value * 100).toFixed(2) + '%';
+    fill.classList.add(value >= 0.999 ? 'cov-full' : value >= 0.5 ? 'cov-partial' : 'cov-low');
+    return el('div', { class: 'coverage-bar' + (large ? ' large' : ''), title: fmtPercent(ratio) }, [fill]);
+  }
+
+  function groupTable(groups) {
+    const body = el('tbody');
+    for (const group of groups) {
+      const ratio = groupRatio(group);
+      const samples = finite(group.samples) || 0;
+      const missing = Array.isArray(group.attributes_missing) ? group.attributes_missing.map(String) : [];
+      const seen = Array.isArray(group.attributes_seen) ? group.attributes_seen.map(String) : [];
+      const unseen = [];
+      if (samples === 0) unseen.push(el('span', { class: 'unseen-signal', text: 'the ' + (group.signal_type || 'signal') + ' itself' }));
+      if (missing.length > 0) {
+        unseen.push(el('span', { class: 'unseen-attributes mono', text: (samples === 0 ? ', ' : '') + missing.join(', ') }));
+      }
+      const row = el('tr', { class: 'contract-group' + (samples === 0 ? ' never-seen' : '') }, [
+        el('td', { title: 'group ' + String(group.id == null ? '' : group.id) }, [
+          el('span', { class: 'badge', text: String(group.signal_type || '?') }),
+          ' ',
+          el('span', { class: 'mono', text: String(group.name == null ? '' : group.name) }),
+        ]),
+        el('td', { class: 'num', text: String(samples) }),
+        el('td', { title: seen.length ? 'seen: ' + seen.join(', ') : '' }, [
+          el('div', { class: 'coverage-cell' }, [
+            coverageBar(ratio, false),
+            el('span', { class: 'coverage-text', text: fmtPercent(ratio) }),
+          ]),
+        ]),
+        el('td', {}, unseen.length ? unseen : [el('span', { class: 'muted', text: 'everything seen' })]),
+      ]);
+      row.dataset.group = String(group.id == null ? '' : group.id);
+      body.appendChild(row);
+    }
+    const table = el('table', { id: 'contract-groups', class: 'contract-table' }, [
+      el('thead', {}, [el('tr', {}, [
+        el('th', { text: 'group' }),
+        el('th', { class: 'num', text: 'samples' }),
+        el('th', { text: 'coverage' }),
+        el('th', { text: 'never seen' }),
+      ])]),
+      body,
+    ]);
+    return el('section', { class: 'contract-section' }, [
+      el('h3', { text: 'coverage by group (' + groups.length + ')' }),
+      groups.length ? table : el('p', { class: 'muted none', text: 'The contract declares no group.' }),
+    ]);
+  }
+
+  // Violations first, then improvements, then information (and any other level last).
+  function findingsByLevel(findings) {
+    const box = el('section', { id: 'contract-findings', class: 'contract-section' }, [
+      el('h3', { text: 'findings (' + findings.length + ')' }),
+    ]);
+    if (findings.length === 0) {
+      box.appendChild(el('p', { class: 'muted none', text: 'No findings: what arrived follows the contract.' }));
+      return box;
+    }
+    for (const level of LEVELS.concat(['other'])) {
+      const found = findings.filter((finding) => levelName(finding.level) === level);
+      if (found.length === 0) continue;
+      const group = el('div', { class: 'finding-group' }, [
+        el('h4', { class: 'level-heading level-' + level, text: level + ' (' + found.length + ')' }),
+        el('ul', { class: 'finding-list' }, found.map((finding) => findingItem(finding, true))),
+      ]);
+      group.dataset.level = level;
+      box.appendChild(group);
+    }
+    return box;
+  }
+
   // ======================================================================== boot
 
   function init() {
@@ -1613,14 +2865,20 @@
     }
     buildShell();
     if (state.isStatic && state.staticData.error) showListStatus('the embedded data is not valid JSON: ' + state.staticData.error);
+    if (state.isStatic) noteContract(isContractReport(staticPart('contract')));
     window.addEventListener('hashchange', route);
     window.addEventListener('resize', () => {
       if (state.page === 'list') listRows.schedule();
+      else if (state.page === 'logs') logRows.schedule();
       else if (spanRows) spanRows.schedule();
     });
     document.addEventListener('keydown', onKeyDown);
+    document.addEventListener('visibilitychange', onVisibilityChange);
     route();
     startStream();
+    // Whether `serve` has a contract (its link, and the findings on traces); the contract
+    // page may already have asked.
+    if (!state.isStatic && !contractLoader.controller && !state.contract.report) contractLoader.now();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

@@ -79,7 +79,10 @@ pub(super) fn write_all(folder: &Path, report: &Report, traces: &TraceSet) -> st
     // The trace viewer `serve` shows, as one file holding this run's traces.
     std::fs::write(
         folder.join("traces.html"),
-        p2p_otel_testkit::receiver::trace_viewer_html(traces),
+        p2p_otel_testkit::receiver::trace_viewer_html(
+            traces,
+            p2p_otel_marketplace::contract().ok().as_ref(),
+        ),
     )?;
     Ok(())
 }
