@@ -856,3 +856,60 @@ async fn a_lost_context_is_reported_cause_first_by_the_harness() {
     );
     assert!(cause.is_some() && symptom.is_some(), "{error}");
 }
+
+/// A draft inferred from the shop's telemetry loads, keeps that telemetry, refers to the
+/// semantic conventions instead of declaring their attributes again, and catches a
+/// required attribute going missing.
+#[test]
+fn a_contract_inferred_from_a_run_keeps_it_and_catches_a_regression() {
+    let shop_telemetry = Shop::good();
+    let traces = TraceSet::new(shop_telemetry.spans.clone());
+    let draft = p2p_otel_testkit::contract::infer(
+        &traces,
+        &shop_telemetry.metrics,
+        &shop_telemetry.logs,
+        Some(&data("semconv/model")),
+    )
+    .unwrap();
+    let names: Vec<&str> = draft
+        .files()
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["registry.yaml", "spans.yaml", "metrics.yaml", "events.yaml"]
+    );
+    let registry = &draft.files()[0].1;
+    assert!(
+        registry.contains("# server.address: defined by the dependency registry"),
+        "{registry}"
+    );
+    insta::assert_snapshot!("inferred_spans", draft.files()[1].1);
+    insta::assert_snapshot!(
+        "inferred_metrics_and_events",
+        format!("{}{}", draft.files()[2].1, draft.files()[3].1)
+    );
+    let contract = draft.load().unwrap();
+    let report = contract.check(&traces, &shop_telemetry.metrics, &shop_telemetry.logs);
+    assert!(!report.has_violations(), "{report}");
+    assert_eq!(report.coverage().ratio(), 1.0, "{report}");
+
+    let mut broken = Shop::good();
+    broken.span("pay").attributes.remove("shop.payment.method");
+    broken.span("charge").kind = SpanKind::Internal;
+    let report = contract.check(&TraceSet::new(broken.spans), &broken.metrics, &broken.logs);
+    let ids: Vec<&str> = report
+        .at_level(Level::Violation)
+        .map(|f| f.id.as_str())
+        .collect();
+    assert!(ids.contains(&"required_attribute_not_present"), "{report}");
+    assert!(
+        ids.contains(&"unexpected_span_kind")
+            || report
+                .findings()
+                .iter()
+                .any(|f| f.id == "unexpected_span_kind"),
+        "{report}"
+    );
+}

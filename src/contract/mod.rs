@@ -109,12 +109,14 @@ mod check;
 mod files;
 mod findings;
 pub mod generate;
+mod infer;
 mod model;
 mod resolve;
 mod structure;
 
 pub use check::Checker;
 pub use findings::{Coverage, CoverageGate, Finding, GroupCoverage, Level, Report, SpanLocation};
+pub use infer::{infer, Draft};
 
 use model::{AttributeDef, GroupKind, NameMap, ResolvedGroup};
 

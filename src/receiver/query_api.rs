@@ -30,7 +30,7 @@ fn answer(status: StatusCode, content_type: &'static str, body: String) -> Respo
     secured((status, [(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
-fn bad_request(message: String) -> Response {
+pub(super) fn bad_request(message: String) -> Response {
     answer(
         StatusCode::BAD_REQUEST,
         "text/plain; charset=utf-8",
@@ -67,19 +67,8 @@ async fn search(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri)
     let evaluated = tokio::task::spawn_blocking(move || {
         let traces = TraceSet::new(spans);
         let mut response = query.search_response(&traces);
-        if let Some(found) = response["traces"].as_array_mut() {
-            // Most recent first, as Tempo answers.
-            found.sort_by_key(|trace| {
-                std::cmp::Reverse(
-                    trace["startTimeUnixNano"]
-                        .as_str()
-                        .and_then(|start| start.parse::<u64>().ok())
-                        .unwrap_or(0),
-                )
-            });
-            if limit > 0 {
-                found.truncate(limit);
-            }
+        if let (Some(found), true) = (response["traces"].as_array_mut(), limit > 0) {
+            found.truncate(limit);
         }
         serde_json::to_string(&response)
     })
@@ -99,6 +88,12 @@ async fn search(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri)
     }
 }
 
+/// A trace id from a path: hex, leading zeros optional (Tempo drops them); else why not.
+pub(super) fn trace_id_in_path(id: &str) -> Result<TraceId, String> {
+    TraceId::from_hex(&format!("{id:0>32}"))
+        .map_err(|_| format!("{id:?} is not a trace id (up to 32 hex digits)"))
+}
+
 /// `GET /api/traces/<id>`: the trace as an OTLP/JSON export request (`resourceSpans`);
 /// the id in hex, leading zeros optional (Tempo drops them).
 async fn trace(
@@ -109,9 +104,9 @@ async fn trace(
     if let Some(refused) = refuse_foreign_host(&headers) {
         return refused;
     }
-    let padded = format!("{id:0>32}");
-    let Ok(trace_id) = TraceId::from_hex(&padded) else {
-        return bad_request(format!("{id:?} is not a trace id (up to 32 hex digits)"));
+    let trace_id = match trace_id_in_path(&id) {
+        Ok(trace_id) => trace_id,
+        Err(message) => return bad_request(message),
     };
     let spans = shared.spans.trace(&trace_id);
     if spans.is_empty() {

@@ -14,7 +14,8 @@ use serde_json::{json, Value as Json};
 
 use super::ingest::Shared;
 use super::ui::{refuse_foreign_host, secured};
-use crate::model::{Attributes, Resource, TraceId, Value};
+use crate::contract::Contract;
+use crate::model::{Attributes, Resource, Value};
 use crate::tree::TraceSet;
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -162,22 +163,25 @@ async fn findings(
     let Some(contract) = shared.config.contract.clone() else {
         return json_answer(StatusCode::OK, &json!({ "contract": false }));
     };
-    let Ok(trace_id) = TraceId::from_hex(&format!("{id:0>32}")) else {
-        return json_answer(
-            StatusCode::BAD_REQUEST,
-            &json!({ "error": format!("{id:?} is not a trace id (up to 32 hex digits)") }),
-        );
+    let trace_id = match super::query_api::trace_id_in_path(&id) {
+        Ok(trace_id) => trace_id,
+        Err(message) => return super::query_api::bad_request(message),
     };
     let traces = TraceSet::new(shared.spans.trace(&trace_id));
-    let report = contract.check(&traces, &[], &[]);
-    // Only what concerns these spans: no metric or coverage finding of an empty check.
+    json_answer(
+        StatusCode::OK,
+        &json!({ "contract": true, "findings": findings_on_spans(&contract, &traces) }),
+    )
+}
+
+/// The contract's findings on these spans, as JSON: each on the first span it concerns.
+/// Only what concerns spans — no metric or coverage finding of a spans-only check.
+pub(crate) fn findings_on_spans(contract: &Contract, traces: &TraceSet) -> Json {
+    let report = contract.check(traces, &[], &[]);
     let on_spans: Vec<_> = report
         .findings()
         .iter()
         .filter(|finding| finding.span.is_some())
         .collect();
-    json_answer(
-        StatusCode::OK,
-        &json!({ "contract": true, "findings": on_spans }),
-    )
+    serde_json::to_value(on_spans).unwrap_or_default()
 }

@@ -170,20 +170,10 @@ async fn stream(
 /// assert!(page.contains(r"\u003cb>dht_put\u003c/b>") && !page.contains("<b>dht_put"));
 /// ```
 pub fn trace_viewer_html(traces: &TraceSet, contract: Option<&Contract>) -> String {
-    let mut search = match Query::parse("{ }") {
+    let search = match Query::parse("{ }") {
         Ok(all) => all.search_response(traces),
         Err(_) => serde_json::Value::Null,
     };
-    if let Some(found) = search["traces"].as_array_mut() {
-        found.sort_by_key(|trace| {
-            std::cmp::Reverse(
-                trace["startTimeUnixNano"]
-                    .as_str()
-                    .and_then(|start| start.parse::<u64>().ok())
-                    .unwrap_or(0),
-            )
-        });
-    }
     let mut by_id = serde_json::Map::new();
     let mut findings = serde_json::Map::new();
     for trace in traces.traces() {
@@ -196,15 +186,7 @@ pub fn trace_viewer_html(traces: &TraceSet, contract: Option<&Contract>) -> Stri
         }
         if let Some(contract) = contract {
             let one = TraceSet::new(trace.records().iter().cloned());
-            let report = contract.check(&one, &[], &[]);
-            let on_spans: Vec<_> = report
-                .findings()
-                .iter()
-                .filter(|finding| finding.span.is_some())
-                .collect();
-            if let Ok(json) = serde_json::to_value(on_spans) {
-                findings.insert(id, json);
-            }
+            findings.insert(id, super::signals_api::findings_on_spans(contract, &one));
         }
     }
     let data = serde_json::json!({ "search": search, "traces": by_id, "findings": findings });

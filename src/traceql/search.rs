@@ -45,7 +45,7 @@ fn attribute(key: &str, value: &str) -> Json {
     json!({ "key": key, "value": { "stringValue": value } })
 }
 
-/// `{ "traces": [ { traceID, rootServiceName, rootTraceName, startTimeUnixNano,
+/// Most recent trace first: `{ "traces": [ { traceID, rootServiceName, rootTraceName, startTimeUnixNano,
 /// durationMs, spanSets: [ { spans, matched, attributes } ] } ], "metrics": { … } }`, each
 /// trace also with the kit's `durationNanos`, `spanCount`, `errorCount`, `services` and
 /// `nodes`.
@@ -95,6 +95,15 @@ pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>]) -> Js
             "spanSets": sets,
         }));
     }
+    // Most recent first, as Tempo answers.
+    out.sort_by_key(|trace| {
+        std::cmp::Reverse(
+            trace["startTimeUnixNano"]
+                .as_str()
+                .and_then(|start| start.parse::<u64>().ok())
+                .unwrap_or(0),
+        )
+    });
     json!({
         "traces": out,
         "metrics": {

@@ -285,6 +285,24 @@ pub(crate) enum ContractCommand {
         #[arg(long, default_value = "P2P marketplace")]
         title: String,
     },
+    /// Draft a contract from a run's OTLP-JSON lines files (the kit's or a Collector's):
+    /// a group per span name (kind, attributes with requirement levels, structure: root,
+    /// parents, remote parent, children, events), per metric (instrument, unit, labels)
+    /// and per log event; the registry with the types and enum values seen. The draft
+    /// loads, and `check --contract` keeps it on the files it came from. Exit code 2 when
+    /// a file cannot be read or the draft cannot be written.
+    Infer {
+        /// The folder to write the draft into (created; existing files are replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A registry to refer to instead of declaring its attributes again (e.g.
+        /// semantic-conventions' model/).
+        #[arg(long, value_name = "DIR")]
+        dependency: Option<PathBuf>,
+        /// The OTLP-JSON lines files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// A telemetry contract to check against.

@@ -115,18 +115,97 @@ fn check(
     }
 }
 
-fn generate(command: ContractCommand) -> ExitCode {
-    let ContractCommand::Generate {
-        contract,
-        dependency,
-        out,
-        tracing_backend,
-        file,
-        service_name,
-        title,
-    } = command;
+/// `contract infer`: reads the files, drafts, writes, checks that the draft loads and
+/// keeps what it came from.
+fn infer(out: PathBuf, dependency: Option<PathBuf>, files: Vec<PathBuf>) -> ExitCode {
+    let mut signals = p2p_otel_testkit::model::Signals::default();
+    for file in &files {
+        if let Err(error) = signals.read_file(file) {
+            return configuration_error(error);
+        }
+    }
+    let traces = p2p_otel_testkit::TraceSet::new(std::mem::take(&mut signals.spans));
+    let draft = match p2p_otel_testkit::contract::infer(
+        &traces,
+        &signals.metrics,
+        &signals.logs,
+        dependency.as_deref(),
+    ) {
+        Ok(draft) => draft,
+        Err(error) => return configuration_error(error),
+    };
+    let written = match draft.write(&out) {
+        Ok(written) => written,
+        Err(error) => {
+            return configuration_error(format!("cannot write into {}: {error}", out.display()))
+        }
+    };
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    let kept = draft
+        .load()
+        .map(|contract| contract.check(&traces, &signals.metrics, &signals.logs));
+    match kept {
+        Ok(report) if !report.has_violations() => {
+            println!(
+                "drafted {} lines from {} spans, {} metric points and {} log records; the draft \
+                 loads and keeps them (coverage {:.0} %)",
+                draft.line_count(),
+                traces.span_count(),
+                signals.metrics.len(),
+                signals.logs.len(),
+                report.coverage().ratio() * 100.0
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            eprintln!("error: the draft does not keep the telemetry it came from:\n{report}");
+            ExitCode::from(1)
+        }
+        Err(error) => configuration_error(error),
+    }
+}
+
+fn contract_command(command: ContractCommand) -> ExitCode {
+    match command {
+        ContractCommand::Infer {
+            out,
+            dependency,
+            files,
+        } => infer(out, dependency, files),
+        ContractCommand::Generate {
+            contract,
+            dependency,
+            out,
+            tracing_backend,
+            file,
+            service_name,
+            title,
+        } => generate(
+            contract,
+            &dependency,
+            out,
+            tracing_backend,
+            file,
+            service_name,
+            title,
+        ),
+    }
+}
+
+/// `contract generate`: the Collector configuration, alert rules and dashboard.
+fn generate(
+    contract: Option<PathBuf>,
+    dependency: &[PathBuf],
+    out: PathBuf,
+    tracing_backend: String,
+    file: String,
+    service_name: String,
+    title: String,
+) -> ExitCode {
     let contract = match &contract {
-        Some(folder) => load_contract(folder, &dependency),
+        Some(folder) => load_contract(folder, dependency),
         None => p2p_otel_marketplace::contract().map_err(|e| e.to_string()),
     };
     let contract = match contract {
@@ -210,7 +289,7 @@ fn main() -> ExitCode {
                 minimum_per_group: min_group_coverage,
             },
         ),
-        Command::Contract { command } => generate(command),
+        Command::Contract { command } => contract_command(command),
         Command::Query {
             query,
             files,

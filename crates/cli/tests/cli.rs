@@ -540,6 +540,7 @@ async fn the_validation_run_passes_and_writes_every_report() {
     assert!(markdown.contains("## Telemetry contract"), "{markdown}");
     check_the_validation_files(&out).await;
     query_the_validation_files(&out).await;
+    infer_from_the_validation_files(&out).await;
     let html = std::fs::read_to_string(out.join("traces.html")).unwrap();
     assert!(html.contains("p2p_publish") && html.contains("handle_dht_query"));
     assert!(
@@ -617,9 +618,10 @@ fn kit_data(path: &str) -> String {
     format!("{}/../../tests/data/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
-async fn check(args: &[&str]) -> (Option<i32>, String, String) {
+/// Runs the binary's `name` subcommand: its exit code, stdout and stderr.
+async fn subcommand(name: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(BIN)
-        .arg("check")
+        .arg(name)
         .args(args)
         .output()
         .await
@@ -629,6 +631,10 @@ async fn check(args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+async fn check(args: &[&str]) -> (Option<i32>, String, String) {
+    subcommand("check", args).await
 }
 
 /// `check` passes on what the validation exported, and fails — naming the span, the
@@ -706,18 +712,33 @@ async fn check_the_validation_files(out: &std::path::Path) {
     );
 }
 
+/// `contract infer` drafts a contract from the run's files that loads, and that `check`
+/// keeps on those files.
+async fn infer_from_the_validation_files(out: &std::path::Path) {
+    let files = [
+        out.join("otlp/traces.jsonl"),
+        out.join("otlp/metrics.jsonl"),
+    ];
+    let files: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let draft = out.join("draft");
+    let args = [&["infer", "--out", draft.to_str().unwrap()][..], &files[..]].concat();
+    let (code, stdout, stderr) = subcommand("contract", &args).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("the draft loads and keeps them"),
+        "{stdout}"
+    );
+    let spans = std::fs::read_to_string(draft.join("spans.yaml")).unwrap();
+    assert!(spans.contains("name: \"p2p_publish\""), "{spans}");
+    assert!(spans.contains("remote_parent: true"), "{spans}");
+    let (code, stdout, stderr) =
+        check(&[&["--contract", draft.to_str().unwrap()][..], &files[..]].concat()).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.ends_with("CONTRACT KEPT\n"), "{stdout}");
+}
+
 async fn query(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(BIN)
-        .arg("query")
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    subcommand("query", args).await
 }
 
 /// `query` answers structural questions about the marketplace's run: a publish whose DHT
