@@ -42,7 +42,7 @@ const ENUM_VALUE_LENGTH: usize = 32;
 /// });
 /// let traces = handle.traces();
 /// let draft = contract::infer(&traces, &[], &[], None).unwrap();
-/// assert!(draft.files()[1].1.contains("- ref: replicas"));
+/// assert!(draft.files()[1].1.contains(r#"- ref: "replicas""#));
 /// // The telemetry it came from keeps it.
 /// let loaded = draft.load().unwrap();
 /// assert!(!loaded.check(&traces, &[], &[]).has_violations());
