@@ -913,3 +913,88 @@ fn a_contract_inferred_from_a_run_keeps_it_and_catches_a_regression() {
         "{report}"
     );
 }
+
+/// A metric label fed a per-request id exceeds its cardinality budget; a bounded label
+/// keeps it. The finding names the attribute, the count and examples.
+#[test]
+fn a_label_fed_a_per_request_id_exceeds_its_cardinality_budget() {
+    let contract = Contract::loader()
+        .load_sources([(
+            "metrics.yaml",
+            r#"
+groups:
+  - id: metric.requests
+    type: metric
+    metric_name: requests
+    instrument: counter
+    unit: "{request}"
+    stability: development
+    brief: Requests.
+    attributes:
+      - id: route
+        type: string
+        stability: development
+        brief: The route.
+        requirement_level: required
+      - id: request_id
+        type: string
+        stability: development
+        brief: What no label should be.
+        requirement_level: recommended
+    annotations:
+      cardinality:
+        route: 5
+        request_id: 10
+"#,
+        )])
+        .unwrap();
+    let request = |route: &str, id: Option<usize>| {
+        let mut point = point(
+            "requests",
+            MetricKind::Sum { monotonic: true },
+            "{request}",
+            PointValue::Int(1),
+        );
+        point.attributes.insert("route".into(), route.into());
+        if let Some(id) = id {
+            point
+                .attributes
+                .insert("request_id".into(), format!("req-{id:04}").into());
+        }
+        point
+    };
+    let bounded: Vec<MetricPoint> = (0..200)
+        .map(|i| request(["/a", "/b", "/c"][i % 3], None))
+        .collect();
+    let report = contract.check(&TraceSet::default(), &bounded, &[]);
+    assert!(!report.has_violations(), "{report}");
+
+    let per_request: Vec<MetricPoint> = (0..200).map(|i| request("/a", Some(i))).collect();
+    let report = contract.check(&TraceSet::default(), &per_request, &[]);
+    let exceeded: Vec<_> = report.with_id("cardinality_exceeded").collect();
+    assert_eq!(exceeded.len(), 1, "{report}");
+    assert_eq!(exceeded[0].level, Level::Violation);
+    assert_eq!(exceeded[0].context["attribute_key"], "request_id");
+    assert_eq!(exceeded[0].context["distinct"], "200");
+    assert_eq!(
+        exceeded[0].context["examples"],
+        "req-0000, req-0001, req-0002"
+    );
+    assert!(
+        exceeded[0].message.starts_with(
+            "attribute request_id of metric requests took 200 distinct values, its budget is 10"
+        ),
+        "{}",
+        exceeded[0].message
+    );
+
+    let broken = Contract::loader().load_sources([(
+        "metrics.yaml",
+        "groups:\n  - id: metric.x\n    type: metric\n    metric_name: x\n    instrument: counter\n    unit: \"1\"\n    stability: development\n    brief: X.\n    annotations:\n      cardinality: {route: none}\n",
+    )]);
+    let problems = broken.unwrap_err().to_string();
+    assert!(
+        problems.contains("annotations.cardinality") && problems.contains("e.g. `{operation: 20}`"),
+        "{problems}"
+    );
+}

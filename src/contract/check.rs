@@ -4,7 +4,7 @@
 //! One job in one file (~700 lines): the `Checker` and its per-signal checks share the
 //! findings it aggregates and the coverage it counts; each check is a method of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::findings::{sort, Coverage, Finding, GroupCoverage, Level, Report, SpanLocation};
 use super::model::{
@@ -49,7 +49,23 @@ pub struct Checker<'a> {
     metric_points: u64,
     logs: u64,
     rendered: Vec<String>,
+    /// Per group and budget (`annotations.cardinality`): the distinct values seen, kept up
+    /// to a bound past the budget, and the first sample that went past it.
+    distinct: Vec<Vec<Distinct>>,
 }
+
+/// The distinct values one attribute of one group took.
+#[derive(Debug, Default)]
+struct Distinct {
+    values: HashSet<String>,
+    /// More values than `values` holds were seen (it stopped growing at its bound).
+    more: bool,
+    /// Where the budget was first exceeded: the sample's name, trace and span ids.
+    first_over: Option<(String, Option<SpanLocation>)>,
+}
+
+/// How many values past its budget a `Distinct` keeps (the rest are only "more").
+const DISTINCT_BOUND_OVER_BUDGET: usize = 1_000;
 
 /// Where the sample being checked came from, for a finding's first example.
 struct Sample<'s> {
@@ -82,6 +98,44 @@ impl<'a> Checker<'a> {
             metric_points: 0,
             logs: 0,
             rendered: Vec::new(),
+            distinct: contract
+                .groups
+                .iter()
+                .map(|g| g.cardinality.iter().map(|_| Distinct::default()).collect())
+                .collect(),
+        }
+    }
+
+    /// Counts the values of the attributes with a cardinality budget.
+    fn count_distinct(&mut self, index: usize, sample: &Sample<'_>, attributes: &Attributes) {
+        let group = &self.contract.groups[index];
+        for (budget_index, (key, max)) in group.cardinality.iter().enumerate() {
+            let Some(value) = attributes.get(key) else {
+                continue;
+            };
+            let distinct = &mut self.distinct[index][budget_index];
+            let text = match value {
+                Value::Str(text) => text.clone(),
+                other => other.to_string(),
+            };
+            if distinct.values.contains(&text) {
+                continue;
+            }
+            if distinct.values.len() >= max + DISTINCT_BOUND_OVER_BUDGET {
+                distinct.more = true;
+                continue;
+            }
+            distinct.values.insert(text);
+            if distinct.values.len() > *max && distinct.first_over.is_none() {
+                let location = sample.span.map(|span| SpanLocation {
+                    trace_id: span.record().trace_id.to_string(),
+                    span_id: span.record().span_id.to_string(),
+                    node: instance(&span.record().resource)
+                        .unwrap_or("unknown node")
+                        .to_owned(),
+                });
+                distinct.first_over = Some((sample.signal_name.to_owned(), location));
+            }
         }
     }
 
@@ -152,6 +206,7 @@ impl<'a> Checker<'a> {
             Some(&record.resource),
             &record.unrecorded_fields,
         );
+        self.count_distinct(index, &sample, &record.attributes);
         let structure = &group.structure;
         if !structure.is_empty() {
             self.check_structure(index, &sample, span);
@@ -520,6 +575,7 @@ impl<'a> Checker<'a> {
             }
             self.deprecated_signal(&sample, group);
             self.check_attributes(index, &sample, &point.attributes, None, &Default::default());
+            self.count_distinct(index, &sample, &point.attributes);
         }
         self.findings[first_new..].to_vec()
     }
@@ -547,6 +603,7 @@ impl<'a> Checker<'a> {
             };
             self.samples[index] += 1;
             self.check_attributes(index, &sample, &log.attributes, None, &Default::default());
+            self.count_distinct(index, &sample, &log.attributes);
         }
         self.findings[first_new..].to_vec()
     }
@@ -610,8 +667,10 @@ impl<'a> Checker<'a> {
         self.findings.len() - 1
     }
 
-    /// The report: findings sorted, coverage per group.
-    pub fn finish(self) -> Report {
+    /// The report: findings sorted, coverage per group, and a `cardinality_exceeded`
+    /// violation for each attribute that took more distinct values than its budget.
+    pub fn finish(mut self) -> Report {
+        self.cardinality_findings();
         let mut findings = self.findings;
         sort(&mut findings);
         let groups = self
@@ -645,6 +704,52 @@ impl<'a> Checker<'a> {
             metric_points: self.metric_points,
             logs: self.logs,
             rendered: self.rendered.join("\n"),
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn cardinality_findings(&mut self) {
+        let contract = self.contract;
+        for (index, group) in contract.groups.iter().enumerate() {
+            for (budget_index, (key, max)) in group.cardinality.iter().enumerate() {
+                let distinct = &self.distinct[index][budget_index];
+                if distinct.values.len() <= *max {
+                    continue;
+                }
+                let count = distinct.values.len();
+                let at_least = if distinct.more { "more than " } else { "" };
+                let mut examples: Vec<&str> = distinct.values.iter().map(String::as_str).collect();
+                examples.sort_unstable();
+                examples.truncate(3);
+                let examples = examples.join(", ");
+                let span = distinct
+                    .first_over
+                    .as_ref()
+                    .and_then(|(_, span)| span.clone());
+                self.violations += 1;
+                self.findings.push(Finding {
+                    id: "cardinality_exceeded".to_owned(),
+                    level: Level::Violation,
+                    signal_type: group.signal_type().to_owned(),
+                    signal_name: group.name.clone(),
+                    message: format!(
+                        "attribute {key} of {} {} took {at_least}{count} distinct values, its budget \
+                         is {max} (e.g. {examples}): a value per request, peer or id is a new time \
+                         series each in a metrics backend — drop it, bucket it, or raise the budget",
+                        group.signal_type(),
+                        group.name
+                    ),
+                    context: context(&[
+                        ("attribute_key", key.clone()),
+                        ("budget", max.to_string()),
+                        ("distinct", format!("{at_least}{count}")),
+                        ("examples", examples),
+                    ]),
+                    span,
+                    occurrences: 1,
+                });
+            }
         }
     }
 }

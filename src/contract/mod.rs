@@ -18,7 +18,7 @@
 //!
 //! What Weaver's format cannot say — trace structure (children with counts and kinds, a
 //! parent, a remote parent on another node, events, the attributes an Error span must
-//! carry) and alerts — is written under a group's `annotations`, which Weaver keeps
+//! carry), alerts and cardinality budgets — is written under a group's `annotations`, which Weaver keeps
 //! without interpreting:
 //!
 //! ```yaml
@@ -54,6 +54,9 @@
 //!         above: 0.05
 //!         for: 5m                       # also: window (5m), severity (warning), summary
 //!       # on a histogram: `quantile: 0.95` and `above` in the metric's unit
+//!     cardinality:                 # on any span, metric or event group: at most this many
+//!       operation: 20              # distinct values of the attribute over a run, else
+//!       status: 2                  # `cardinality_exceeded` (a violation) at the report
 //! ```
 //!
 //! A span whose status is Error may miss a required attribute it never got: that is

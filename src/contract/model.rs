@@ -184,6 +184,9 @@ pub(crate) struct ResolvedGroup {
     pub attribute_index: NameMap<usize>,
     pub structure: super::structure::Structure,
     pub alerts: Vec<super::structure::Alert>,
+    /// `annotations.cardinality`: the most distinct values an attribute may take over a
+    /// run, by key.
+    pub cardinality: Vec<(String, usize)>,
     /// `file:line`.
     pub defined_at: String,
 }

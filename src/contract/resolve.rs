@@ -613,6 +613,16 @@ impl Resolver<'_> {
                 _ => problems.push("annotations.alerts applies to metric groups only".into()),
             }
         }
+        let mut cardinality = Vec::new();
+        if let Some(value) = group.annotations.get("cardinality") {
+            match (&kind, structure::cardinality(value)) {
+                (GroupKind::AttributeGroup, _) => problems.push(
+                    "annotations.cardinality applies to span, metric and event groups".into(),
+                ),
+                (_, Ok(found)) => cardinality = found,
+                (_, Err(message)) => problems.push(message),
+            }
+        }
         let resolved = ResolvedGroup {
             id: group.id.clone(),
             name,
@@ -627,6 +637,7 @@ impl Resolver<'_> {
             attributes,
             structure,
             alerts,
+            cardinality,
             defined_at,
         };
         let id = group.id.clone();

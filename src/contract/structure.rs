@@ -187,6 +187,25 @@ pub(crate) fn structure(value: &Yaml) -> Result<Structure, String> {
     })
 }
 
+/// Reads `annotations.cardinality`: a map from attribute key to the most distinct values
+/// it may take.
+pub(crate) fn cardinality(value: &Yaml) -> Result<Vec<(String, usize)>, String> {
+    let budgets: std::collections::BTreeMap<String, usize> =
+        serde_yaml_ng::from_value(value.clone()).map_err(|error| {
+            format!(
+                "annotations.cardinality: {error}: write a map from attribute key to the most \
+                 distinct values it may take, e.g. `{{operation: 20}}`"
+            )
+        })?;
+    if let Some((key, _)) = budgets.iter().find(|(_, max)| **max == 0) {
+        return Err(format!(
+            "annotations.cardinality: {key}: a budget of 0 allows no value; omit the attribute \
+             from the group instead"
+        ));
+    }
+    Ok(budgets.into_iter().collect())
+}
+
 /// Reads `annotations.alerts`.
 pub(crate) fn alerts(value: &Yaml) -> Result<Vec<Alert>, String> {
     let alerts: Vec<Alert> =
