@@ -107,6 +107,64 @@ pub fn roots_match_operations(
     }
 }
 
+/// Each operation's trace holds the number of spans its system expects (`counts[i]` for
+/// `executed[i]`; `None`: no expectation) — the whole trace, other nodes' spans included.
+/// Operations are paired with root spans as [`roots_match_operations`] pairs them (per
+/// node, in start order); a node whose roots do not pair up is left to that check.
+pub fn spans_per_operation(
+    traces: &TraceSet,
+    executed: &[Executed],
+    counts: &[Option<usize>],
+) -> Result<(), AssertionError> {
+    let mut roots: BTreeMap<String, Vec<(&SpanRecord, &crate::tree::Trace)>> = BTreeMap::new();
+    for trace in traces.traces() {
+        for root in trace.roots() {
+            roots
+                .entry(instance(root.record()))
+                .or_default()
+                .push((root.record(), trace));
+        }
+    }
+    for spans in roots.values_mut() {
+        spans.sort_by_key(|(span, _)| span.start_unix_nanos);
+    }
+    let mut expected: BTreeMap<String, Vec<(&Executed, Option<usize>)>> = BTreeMap::new();
+    for (op, count) in executed
+        .iter()
+        .zip(counts.iter().copied().chain(std::iter::repeat(None)))
+    {
+        expected
+            .entry(op.instance.clone())
+            .or_default()
+            .push((op, count));
+    }
+    let mut violations = Vec::new();
+    for (node, ops) in &expected {
+        let got = roots.get(node).map(Vec::as_slice).unwrap_or_default();
+        if got.len() != ops.len() {
+            continue;
+        }
+        for (i, ((op, count), (_, trace))) in ops.iter().zip(got).enumerate() {
+            let Some(count) = count else { continue };
+            if trace.len() != *count {
+                let mut names: Vec<&str> = trace.spans().map(|span| span.name()).collect();
+                names.sort_unstable();
+                violations.push(format!(
+                    "node {node}, op {i} ({}): its trace holds {} span(s), the system expects {count}: {}",
+                    op.root,
+                    trace.len(),
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(fail("spans per operation", &violations, traces))
+    }
+}
+
 /// Every span ended, and a child starts and ends within its parent when both ran on
 /// the same node (across nodes, clocks and lifetimes are independent).
 pub fn spans_closed_and_nested(traces: &TraceSet) -> Result<(), AssertionError> {

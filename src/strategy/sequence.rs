@@ -95,6 +95,16 @@ pub trait System: Send {
         outcome: &Self::Outcome,
     ) -> Option<Executed>;
 
+    /// How many spans the operation's trace must hold — its root's whole trace, the
+    /// handlers on other nodes included — or `None` (the default) for no expectation.
+    fn expected_spans(
+        &self,
+        _operation: &Self::Operation,
+        _outcome: &Self::Outcome,
+    ) -> Option<usize> {
+        None
+    }
+
     /// Exports every node's telemetry, so that the harness can wait for it.
     fn flush(&self) -> impl Future<Output = Result<(), String>> + Send;
 
@@ -187,6 +197,7 @@ impl Harness {
         spans: &impl SpanSource,
     ) -> Result<Verified, String> {
         let mut executed = Vec::new();
+        let mut counts = Vec::new();
         for (step, operation) in operations.iter().enumerate() {
             let outcome = system.run(operation).await;
             system
@@ -194,6 +205,7 @@ impl Harness {
                 .map_err(|e| format!("step {step}, {operation:?} → {outcome:?}: {e}"))?;
             if let Some(root) = system.expected_root(operation, &outcome) {
                 executed.push(root);
+                counts.push(system.expected_spans(operation, &outcome));
             }
         }
         system
@@ -239,6 +251,7 @@ impl Harness {
             invariants::handlers_join_their_callers(&traces, &handlers),
             traces.expect_no_orphans(),
             invariants::roots_match_operations(&traces, &executed),
+            invariants::spans_per_operation(&traces, &executed, &counts),
             invariants::spans_closed_and_nested(&traces),
         ]
         .into_iter()
