@@ -1152,6 +1152,63 @@ mod load {
 mod waiting {
     use super::*;
 
+    /// Three nodes: a call on node 0 handled on nodes 1 and 2, node 2's handler still
+    /// working after the caller has finished. The barrier waits for it — over the nodes'
+    /// captures, then over the wire — and the test counts nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_distributed_trace_barrier_waits_for_every_node_then_the_wire() {
+        use p2p_otel_testkit::propagation::{set_parent, TraceContext};
+        use p2p_otel_testkit::telemetry::PerNode;
+
+        let receiver = receiver().await;
+        let telemetry = PerNode::new(Protocol::Grpc, &receiver).service("ggen-p2p", "0.1.0");
+        let nodes: Vec<_> = ["node-a", "node-b", "node-c"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| telemetry.node_telemetry(i, id).unwrap())
+            .collect();
+        let call = tracing::dispatcher::with_default(nodes[0].dispatch(), || {
+            info_span!("call", otel.kind = "client")
+        });
+        let context = TraceContext::of(&call);
+        let handle = |node: usize| {
+            tracing::dispatcher::with_default(nodes[node].dispatch(), || {
+                let span = info_span!("handle", otel.kind = "server");
+                set_parent(&span, &context).map(|()| span)
+            })
+            .unwrap()
+        };
+        drop(handle(1));
+        let slow = handle(2);
+        drop(call);
+        let early = telemetry
+            .wait_for_distributed_trace("call", &receiver, Duration::from_millis(200))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            early.contains("waiting for a trace with a span named \"call\", done on every node"),
+            "{early}"
+        );
+        drop(slow);
+        let trace = telemetry
+            .wait_for_distributed_trace("call", &receiver, WAIT)
+            .await
+            .unwrap();
+        insta::assert_snapshot!(trace.render(), @r#"
+        resource 1 { service.instance.id = [node 0], service.name = "ggen-p2p", service.version = "0.1.0" }
+        resource 2 { service.instance.id = [node 1], service.name = "ggen-p2p", service.version = "0.1.0" }
+        resource 3 { service.instance.id = [node 2], service.name = "ggen-p2p", service.version = "0.1.0" }
+        scope 1 "p2p-otel-testkit" ""
+        trace 1
+        └─ call kind=client @resource 1
+           ├─ handle kind=server @resource 2 (remote parent)
+           └─ handle kind=server @resource 3 (remote parent)
+        "#);
+        // What the barrier returned came over the wire: the receiver holds it all.
+        assert_eq!(receiver.traces().span_count(), 3);
+    }
+
     #[tokio::test]
     async fn a_span_wait_timeout_shows_the_trees_that_arrived() {
         let receiver = receiver().await;

@@ -55,6 +55,7 @@ use crate::tree::TraceSet;
 use captured::{CapturedSpan, Clock};
 use ids::IdGenerator;
 use open::OpenSpans;
+pub(crate) use per_node::done_trace;
 pub use per_node::PerNode;
 use values::FieldValues;
 

@@ -190,20 +190,7 @@ impl PerNode {
     /// handler root (server or consumer kind, no local parent) that started after the
     /// trace began counts as open in it.
     fn done_trace(&self, set: &TraceSet, name: &str) -> Option<crate::model::TraceId> {
-        let open: Vec<(crate::model::TraceId, Option<u64>)> = self
-            .handles()
-            .iter()
-            .flat_map(CaptureHandle::open_for_barrier)
-            .collect();
-        crate::source::complete_trace_with(set, name, |trace| {
-            let began = trace.spans().map(|s| s.record().start_unix_nanos).min();
-            !open.iter().any(|(id, handler_start)| {
-                *id == trace.trace_id()
-                    || handler_start
-                        .zip(began)
-                        .is_some_and(|(start, began)| start >= began)
-            })
-        })
+        done_trace(&self.handles(), set, name)
     }
 
     /// Every node's capture, in node order.
@@ -241,6 +228,28 @@ impl PerNode {
             .flat_map(CaptureHandle::spans)
             .collect()
     }
+}
+
+/// The first trace of `set` holding a span named `name` that is complete and has no span
+/// open on any of `captures` (see [`PerNode::wait_for_distributed_trace`]).
+pub(crate) fn done_trace(
+    captures: &[CaptureHandle],
+    set: &TraceSet,
+    name: &str,
+) -> Option<crate::model::TraceId> {
+    let open: Vec<(crate::model::TraceId, Option<u64>)> = captures
+        .iter()
+        .flat_map(CaptureHandle::open_for_barrier)
+        .collect();
+    crate::source::complete_trace_with(set, name, |trace| {
+        let began = trace.spans().map(|s| s.record().start_unix_nanos).min();
+        !open.iter().any(|(id, handler_start)| {
+            *id == trace.trace_id()
+                || handler_start
+                    .zip(began)
+                    .is_some_and(|(start, began)| start >= began)
+        })
+    })
 }
 
 impl SpanSource for PerNode {

@@ -62,6 +62,8 @@ pub struct Builder {
     pub(super) max_queue_size: usize,
     pub(super) max_concurrent_exports: usize,
     pub(super) max_level: tracing::level_filters::LevelFilter,
+    /// One change signal shared by several nodes' captures, so that a wait can span them.
+    pub(super) capture_notifier: Option<std::sync::Arc<crate::store::Notifier>>,
 }
 
 impl Builder {
@@ -216,6 +218,9 @@ impl Builder {
         let mut capture = SpanCaptureLayer::builder()
             .scope(self.scope.clone(), self.scope_version.clone())
             .wire_token(wire_token);
+        if let Some(notifier) = &self.capture_notifier {
+            capture = capture.notifier(std::sync::Arc::clone(notifier));
+        }
         for (key, value) in &self.resource {
             capture = capture.resource_attribute(key.clone(), value.clone());
         }

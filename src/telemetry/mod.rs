@@ -90,6 +90,9 @@ pub enum TelemetryError {
     /// The blocking flush task could not be joined.
     #[error("the flush task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// A wait over the nodes' telemetry timed out.
+    #[error(transparent)]
+    Wait(#[from] crate::WaitError),
 }
 
 /// Which provider ("tracer", "meter", "logger") and how its flush or shutdown went.
@@ -163,6 +166,7 @@ impl Telemetry {
             max_queue_size: 65_536,
             max_concurrent_exports: 2,
             max_level: tracing::level_filters::LevelFilter::INFO,
+            capture_notifier: None,
         }
     }
 

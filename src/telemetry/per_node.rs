@@ -6,7 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Builder, Protocol, Telemetry, TelemetryError};
+use crate::capture::done_trace;
+use crate::capture::CaptureHandle;
+use crate::model::{SpanId, TraceId};
 use crate::receiver::OtlpReceiver;
+use crate::source::{only_trace, spans_timed_out};
+use crate::store::Notifier;
+use crate::tree::TraceSet;
+use crate::SpanSource;
 
 /// Telemetry for every node of a mesh, created as the mesh starts each node
 /// ([`mesh::Builder::telemetry_per_node`](crate::mesh::Builder::telemetry_per_node)), or
@@ -36,6 +43,8 @@ pub struct PerNode {
     service_version: String,
     resource: Vec<(String, crate::model::Value)>,
     nodes: Arc<Mutex<BTreeMap<usize, Arc<Telemetry>>>>,
+    /// Shared by every node's capture: a wait over all of them wakes on any change.
+    changed: Arc<Notifier>,
 }
 
 impl PerNode {
@@ -61,12 +70,16 @@ impl PerNode {
         grpc_endpoint: impl Into<String>,
         http_endpoint: impl Into<String>,
     ) -> Self {
+        let changed = Arc::new(Notifier::default());
+        let mut builder = Telemetry::builder_for_endpoints(protocol, grpc_endpoint, http_endpoint);
+        builder.capture_notifier = Some(Arc::clone(&changed));
         PerNode {
-            builder: Telemetry::builder_for_endpoints(protocol, grpc_endpoint, http_endpoint),
+            builder,
             service_name: "unknown_service".to_owned(),
             service_version: String::new(),
             resource: Vec::new(),
             nodes: Arc::default(),
+            changed,
         }
     }
 
@@ -209,6 +222,95 @@ impl PerNode {
     /// Node `index`'s telemetry, once it exists.
     pub fn get(&self, index: usize) -> Option<Arc<Telemetry>> {
         self.nodes().get(&index).cloned()
+    }
+
+    /// Waits until a trace holding a span named `name` is done on every node — complete,
+    /// and no span of it still open on any node (a handler whose span closes after the
+    /// caller has its answer included) — then flushes every node and waits until
+    /// `receiver` (or any [`SpanSource`] fed by these nodes) holds each of that trace's
+    /// spans. Returns the trace as the receiver has it, nodes named. Nothing is counted:
+    /// the nodes' in-process captures say when the trace is done.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use p2p_otel_testkit::receiver::{Config, OtlpReceiver};
+    /// use p2p_otel_testkit::telemetry::{PerNode, Protocol};
+    ///
+    /// let receiver = OtlpReceiver::start(Config::default()).await?;
+    /// let telemetry = PerNode::new(Protocol::Grpc, &receiver);
+    /// let caller = telemetry.node_telemetry(0, "node-a")?;
+    /// let handler = telemetry.node_telemetry(1, "node-b")?;
+    /// let call = tracing::dispatcher::with_default(caller.dispatch(), || tracing::info_span!("call"));
+    /// let context = p2p_otel_testkit::propagation::TraceContext::of(&call);
+    /// drop(call);
+    /// tracing::dispatcher::with_default(handler.dispatch(), || {
+    ///     let span = tracing::info_span!("handle");
+    ///     p2p_otel_testkit::propagation::set_parent(&span, &context).map(|()| drop(span))
+    /// })?;
+    /// let trace = telemetry.wait_for_distributed_trace("call", &receiver, Duration::from_secs(10)).await?;
+    /// assert_eq!(trace.span_count(), 2);
+    /// # receiver.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_distributed_trace(
+        &self,
+        name: &str,
+        receiver: &impl SpanSource,
+        timeout: std::time::Duration,
+    ) -> Result<TraceSet, TelemetryError> {
+        let started = std::time::Instant::now();
+        let expected = format!("a trace with a span named {name:?}, done on every node");
+        let captured = self
+            .changed
+            .wait_until(
+                timeout,
+                || {
+                    let captures = self.captures();
+                    let set = TraceSet::new(captures.iter().flat_map(CaptureHandle::spans));
+                    let id = done_trace(&captures, &set, name)?;
+                    Some(only_trace(&set, Some(id)))
+                },
+                || {
+                    let spans = self
+                        .captures()
+                        .iter()
+                        .flat_map(CaptureHandle::spans)
+                        .collect();
+                    spans_timed_out(&expected, timeout, spans, Some(self.render_settings()))
+                },
+            )
+            .await?;
+        self.flush().await?;
+        let wanted: std::collections::HashSet<(TraceId, SpanId)> = captured
+            .spans()
+            .map(|span| (span.record().trace_id, span.record().span_id))
+            .collect();
+        let trace_id = captured.traces().first().map(|trace| trace.trace_id());
+        let count = wanted.len();
+        let arrived = receiver
+            .wait_until(
+                &format!("the {count} span(s) of that trace the nodes captured"),
+                timeout.saturating_sub(started.elapsed()),
+                |spans| {
+                    spans
+                        .iter()
+                        .filter(|span| wanted.contains(&(span.trace_id, span.span_id)))
+                        .count()
+                        >= count
+                },
+            )
+            .await?;
+        Ok(only_trace(&arrived, trace_id).with_render_settings(self.render_settings()))
+    }
+
+    /// Every node's in-process capture, in node order.
+    fn captures(&self) -> Vec<CaptureHandle> {
+        self.nodes()
+            .values()
+            .map(|node| node.capture().clone())
+            .collect()
     }
 
     /// Flushes every node's spans, metrics and logs to the receiver.
