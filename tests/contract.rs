@@ -1046,3 +1046,43 @@ async fn the_harness_checks_the_spans_each_operation_leaves() {
         }
     }
 }
+
+/// What a run can contain that a naive draft would get wrong: mixed kinds under one name,
+/// orphans, names that sanitise to the same id, control characters.
+#[test]
+fn an_inferred_draft_loads_and_keeps_awkward_telemetry() {
+    let mut spans = vec![
+        span(1, None, "rpc", SpanKind::Client, "node-a"),
+        span(2, Some(1), "rpc", SpanKind::Server, "node-b"),
+        span(3, Some(99), "dht-put", SpanKind::Internal, "node-a"),
+        span(4, Some(1), "dht_put", SpanKind::Internal, "node-a"),
+        span(5, Some(1), "Dht_Put", SpanKind::Internal, "node-a"),
+    ];
+    spans[0]
+        .attributes
+        .insert("note\u{7f}".into(), Value::from("bell\u{7}\u{85}"));
+    let traces = TraceSet::new(spans);
+    let draft = p2p_otel_testkit::contract::infer(&traces, &[], &[], None).unwrap();
+    let contract = draft
+        .load()
+        .unwrap_or_else(|e| panic!("{e}\n{}", draft.files()[1].1));
+    let report = contract.check(&traces, &[], &[]);
+    assert!(!report.has_violations(), "{report}\n{}", draft.files()[1].1);
+    assert!(
+        draft.files()[1].1.contains("span.dht_put_2"),
+        "{}",
+        draft.files()[1].1
+    );
+    // A budget on a key the group does not carry is a load error, not a silent pass.
+    let error = Contract::loader()
+        .load_sources([(
+            "m.yaml",
+            "groups:\n  - id: metric.x\n    type: metric\n    metric_name: x\n    instrument: counter\n    unit: \"1\"\n    stability: development\n    brief: X.\n    annotations:\n      cardinality: {rout: 5}\n",
+        )])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("rout is not an attribute of this group"),
+        "{error}"
+    );
+}

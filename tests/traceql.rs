@@ -731,3 +731,63 @@ mod generated {
         }
     }
 }
+
+/// Hostile queries and data: deep nesting is refused (not a stack overflow), an
+/// oversized query is refused, `^` binds tighter than `*`, and parent links that form a
+/// cycle neither hang the evaluator nor the rendering.
+#[test]
+fn hostile_queries_and_cyclic_traces_end_with_an_answer() {
+    let deep = format!("{{ {}true }}", "!".repeat(60_000));
+    let error = Query::parse(&deep).unwrap_err();
+    assert!(
+        error.message().contains("nests deeper than 128 levels"),
+        "{}",
+        error.message()
+    );
+    let parens = format!("{}{{ }}{}", "(".repeat(30_000), ")".repeat(30_000));
+    assert!(Query::parse(&parens).is_err());
+    let long = format!("{{ name = \"{}\" }}", "x".repeat(70_000));
+    assert!(Query::parse(&long)
+        .unwrap_err()
+        .message()
+        .contains("at most 65536"));
+    assert!(Query::parse(&format!("{}{{ }}{}", "(".repeat(100), ")".repeat(100))).is_ok());
+
+    let traces = shop();
+    assert_eq!(
+        describe(
+            &traces,
+            "{ 2 ^ 3 * 2 = 16 && 2 ^ 3 ^ 2 = 512 && 2 ^ -1 = 0.5 }"
+        ),
+        [T1_ALL, T2_ALL]
+    );
+
+    // Two spans, each the other's parent: walked, rendered, reported, never looped on.
+    let mut a = SpanRecord::new(trace_id(9), span_id(1), "a");
+    a.parent = Some(ParentRef {
+        span_id: span_id(2),
+        remote: None,
+    });
+    let mut b = SpanRecord::new(trace_id(9), span_id(2), "b");
+    b.parent = Some(ParentRef {
+        span_id: span_id(1),
+        remote: None,
+    });
+    // The cycle is broken at its earliest span, which becomes an orphan: b under a.
+    let cyclic = TraceSet::new([a, b]);
+    assert_eq!(cyclic.orphans().len(), 1);
+    assert_eq!(describe_ids(&cyclic, "{ } >> { }"), 1);
+    assert_eq!(describe_ids(&cyclic, r#"{ name = "b" } << { }"#), 1);
+    assert!(cyclic.render().contains("└─ b"), "{}", cyclic.render());
+    let error = cyclic.expect_query_none("{ name = \"a\" }").unwrap_err();
+    assert!(error.message().contains("◀"), "{error}");
+}
+
+fn describe_ids(traces: &TraceSet, query: &str) -> usize {
+    traces
+        .select(query)
+        .unwrap()
+        .iter()
+        .map(|set| set.spans().len())
+        .sum()
+}

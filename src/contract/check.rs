@@ -121,7 +121,7 @@ impl<'a> Checker<'a> {
             if distinct.values.contains(&text) {
                 continue;
             }
-            if distinct.values.len() >= max + DISTINCT_BOUND_OVER_BUDGET {
+            if distinct.values.len() >= max.saturating_add(DISTINCT_BOUND_OVER_BUDGET) {
                 distinct.more = true;
                 continue;
             }

@@ -128,9 +128,41 @@ pub fn infer(
     })
 }
 
-/// A YAML double-quoted scalar (JSON's string syntax is YAML's).
+/// A YAML double-quoted scalar: JSON's string syntax, with every character YAML does not
+/// allow raw (DEL, C1 controls, non-characters) escaped too.
 fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Ids made unique: the first use of a sanitised id keeps it, later ones get `_2`, `_3`…
+#[derive(Default)]
+struct UniqueIds(BTreeSet<String>);
+
+impl UniqueIds {
+    fn take(&mut self, id: String) -> String {
+        let mut candidate = id.clone();
+        let mut n = 2;
+        while !self.0.insert(candidate.clone()) {
+            candidate = format!("{id}_{n}");
+            n += 1;
+        }
+        candidate
+    }
 }
 
 /// An id segment: lowercase letters, digits, `_` and `.`.
@@ -251,11 +283,12 @@ fn registry(seen: &Seen, known: &BTreeSet<String>) -> String {
                 attribute.uses
             );
             out.push_str("    type:\n      members:\n");
+            let mut ids = UniqueIds::default();
             for value in &attribute.strings {
                 let _ = writeln!(
                     out,
                     "        - {{id: {}, value: {}, stability: development, brief: \"TODO\"}}",
-                    quoted(&id_of(value)),
+                    quoted(&ids.take(id_of(value))),
                     quoted(value)
                 );
             }
@@ -292,6 +325,8 @@ struct SpanSeen {
     /// Per attribute: on how many spans, on how many failed spans.
     attributes: BTreeMap<String, (usize, usize)>,
     roots: usize,
+    /// Spans whose parent is not in the trace.
+    orphans: usize,
     remote_parents: usize,
     parents: BTreeSet<(String, SpanKind)>,
     /// Per child (name, kind): how many under each span of this name, in span order.
@@ -324,10 +359,13 @@ fn span_groups(traces: &TraceSet, seen: &mut Seen) -> Option<String> {
                 if parent.remote == Some(true) {
                     entry.remote_parents += 1;
                 }
-                if let Some(found) = found {
-                    entry
-                        .parents
-                        .insert((found.name().to_owned(), found.record().kind));
+                match found {
+                    Some(found) => {
+                        entry
+                            .parents
+                            .insert((found.name().to_owned(), found.record().kind));
+                    }
+                    None => entry.orphans += 1,
                 }
             }
         }
@@ -359,13 +397,10 @@ fn span_groups(traces: &TraceSet, seen: &mut Seen) -> Option<String> {
          # of the name had them, and its structure as seen under `annotations.structure`.\n\
          groups:\n",
     );
+    let mut ids = UniqueIds::default();
     for (name, span) in &by_name {
-        let (kind, _) = span
-            .kinds
-            .iter()
-            .max_by_key(|(_, count)| **count)
-            .map_or((SpanKind::Internal, 0), |(kind, count)| (*kind, *count));
-        let _ = writeln!(out, "  - id: {}", quoted(&format!("span.{}", id_of(name))));
+        let id = ids.take(format!("span.{}", id_of(name)));
+        let _ = writeln!(out, "  - id: {}", quoted(&id));
         out.push_str("    type: span\n");
         let _ = writeln!(out, "    name: {}", quoted(name));
         let _ = writeln!(
@@ -386,7 +421,10 @@ fn span_groups(traces: &TraceSet, seen: &mut Seen) -> Option<String> {
                 String::new()
             }
         );
-        let _ = writeln!(out, "    span_kind: {kind}");
+        // One kind seen: declared. Several: left open (the comment above lists them).
+        if let [(kind, _)] = span.kinds.iter().collect::<Vec<_>>().as_slice() {
+            let _ = writeln!(out, "    span_kind: {kind}");
+        }
         out.push_str("    stability: development\n    brief: \"TODO\"\n");
         let mut on_error = Vec::new();
         if !span.attributes.is_empty() {
@@ -412,7 +450,7 @@ fn span_groups(traces: &TraceSet, seen: &mut Seen) -> Option<String> {
         out.push_str("    annotations:\n      structure:\n");
         if span.roots == span.count {
             out.push_str("        root: true\n");
-        } else if span.roots == 0 && !span.parents.is_empty() {
+        } else if span.roots == 0 && span.orphans == 0 && !span.parents.is_empty() {
             let parents: Vec<String> = span
                 .parents
                 .iter()
@@ -420,7 +458,7 @@ fn span_groups(traces: &TraceSet, seen: &mut Seen) -> Option<String> {
                 .collect();
             let _ = writeln!(out, "        parent: [{}]", parents.join(", "));
         }
-        if span.count > 0 && span.remote_parents == span.count {
+        if span.count > 0 && span.orphans == 0 && span.remote_parents == span.count {
             out.push_str("        remote_parent: true\n");
         }
         if !span.children.is_empty() {
@@ -481,6 +519,7 @@ fn metric_groups(points: &[MetricPoint], seen: &mut Seen) -> Option<String> {
         "# Drafted from a run: a group per metric with the instrument, unit and labels seen.\n\
          groups:\n",
     );
+    let mut ids = UniqueIds::default();
     for (name, metric) in &by_name {
         let instrument = match metric.first.kind {
             MetricKind::Sum { monotonic: true } => "counter",
@@ -493,7 +532,7 @@ fn metric_groups(points: &[MetricPoint], seen: &mut Seen) -> Option<String> {
         let _ = writeln!(
             out,
             "  - id: {}",
-            quoted(&format!("metric.{}", id_of(name)))
+            quoted(&ids.take(format!("metric.{}", id_of(name))))
         );
         out.push_str("    type: metric\n");
         let _ = writeln!(out, "    metric_name: {}", quoted(name));
@@ -541,8 +580,10 @@ fn event_groups(logs: &[LogRecord], seen: &mut Seen) -> Option<String> {
         return None;
     }
     let mut out = String::from("# Drafted from a run: a group per log event name.\ngroups:\n");
+    let mut ids = UniqueIds::default();
     for (name, (count, attributes)) in &by_name {
-        let _ = writeln!(out, "  - id: {}", quoted(&format!("event.{}", id_of(name))));
+        let id = ids.take(format!("event.{}", id_of(name)));
+        let _ = writeln!(out, "  - id: {}", quoted(&id));
         out.push_str("    type: event\n");
         let _ = writeln!(out, "    name: {}", quoted(name));
         let _ = writeln!(out, "    # {count} record(s)");

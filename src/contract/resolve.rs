@@ -619,7 +619,18 @@ impl Resolver<'_> {
                 (GroupKind::AttributeGroup, _) => problems.push(
                     "annotations.cardinality applies to span, metric and event groups".into(),
                 ),
-                (_, Ok(found)) => cardinality = found,
+                (_, Ok(found)) => {
+                    // A budget on a key the group does not carry would never be counted.
+                    for (key, _) in &found {
+                        if !attributes.iter().any(|used| &used.def.key == key) {
+                            problems.push(format!(
+                                "annotations.cardinality: {key} is not an attribute of this group: \
+                                 add it to the group's attributes or remove its budget"
+                            ));
+                        }
+                    }
+                    cardinality = found;
+                }
                 (_, Err(message)) => problems.push(message),
             }
         }

@@ -62,15 +62,12 @@ async fn search(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri)
         Ok(query) => query,
         Err(error) => return bad_request(error.to_string()),
     };
-    let spans = shared.spans.spans();
-    // Evaluating a large store is CPU work: off the runtime's workers.
+    // Copying and evaluating a large store is CPU work: off the runtime's workers; and
+    // only the `limit` newest traces are written out.
     let evaluated = tokio::task::spawn_blocking(move || {
-        let traces = TraceSet::new(spans);
-        let mut response = query.search_response(&traces);
-        if let (Some(found), true) = (response["traces"].as_array_mut(), limit > 0) {
-            found.truncate(limit);
-        }
-        serde_json::to_string(&response)
+        let traces = TraceSet::new(shared.spans.spans());
+        let found = query.select(&traces);
+        serde_json::to_string(&crate::traceql::search_json(&traces, &found, limit))
     })
     .await;
     match evaluated {

@@ -294,11 +294,13 @@ impl PerNode {
                 &format!("the {count} span(s) of that trace the nodes captured"),
                 timeout.saturating_sub(started.elapsed()),
                 |spans| {
-                    spans
+                    // Distinct spans: a source that keeps duplicates cannot end it early.
+                    let held: std::collections::HashSet<(TraceId, SpanId)> = spans
                         .iter()
-                        .filter(|span| wanted.contains(&(span.trace_id, span.span_id)))
-                        .count()
-                        >= count
+                        .map(|span| (span.trace_id, span.span_id))
+                        .filter(|id| wanted.contains(id))
+                        .collect();
+                    held.len() >= count
                 },
             )
             .await?;

@@ -207,12 +207,17 @@ impl<'a> Evaluator<'_, 'a> {
             StageKind::By(field, text) => {
                 let mut out = Vec::new();
                 for set in sets {
+                    // Groups in order of first appearance, found by key in a map.
                     let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
+                    let mut by_key: HashMap<String, usize> = HashMap::new();
                     for &rank in &set.ranks {
                         let key = self.value(field, &self.cursor(rank)).render();
-                        match groups.iter_mut().find(|(existing, _)| *existing == key) {
-                            Some((_, ranks)) => ranks.push(rank),
-                            None => groups.push((key, vec![rank])),
+                        match by_key.get(&key) {
+                            Some(&at) => groups[at].1.push(rank),
+                            None => {
+                                by_key.insert(key.clone(), groups.len());
+                                groups.push((key, vec![rank]));
+                            }
                         }
                     }
                     for (key, ranks) in groups {
@@ -235,9 +240,12 @@ impl<'a> Evaluator<'_, 'a> {
                 let Some(mut merged) = sets.next() else {
                     return Vec::new();
                 };
+                // All ranks at once, then one sort: linear in the spans, not in the sets.
                 for set in sets {
-                    merged.ranks = union(&merged.ranks, &set.ranks);
+                    merged.ranks.extend(set.ranks);
                 }
+                merged.ranks.sort_unstable();
+                merged.ranks.dedup();
                 merged.labels.retain(|(key, _)| !key.starts_with("by("));
                 vec![merged]
             }

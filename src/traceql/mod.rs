@@ -75,7 +75,7 @@ mod value;
 use std::fmt;
 
 pub use error::QueryError;
-pub(crate) use search::tempo_trace_id;
+pub(crate) use search::{search_response as search_json, tempo_trace_id};
 pub use spanset::Spanset;
 
 use crate::tree::{AssertionError, TraceSet};
@@ -138,7 +138,7 @@ impl Query {
     /// assert_eq!(response["traces"][0]["spanSets"][0]["attributes"][0]["key"], "count()");
     /// ```
     pub fn search_response(&self, traces: &TraceSet) -> serde_json::Value {
-        search::search_response(traces, &self.select(traces))
+        search::search_response(traces, &self.select(traces), 0)
     }
 
     fn run<'a>(&self, traces: &'a TraceSet, mut stats: Option<&mut Stats>) -> Vec<Spanset<'a>> {

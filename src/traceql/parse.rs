@@ -10,7 +10,7 @@ use winnow::combinator::{alt, cut_err, eof, not, opt, peek, preceded, terminated
 use winnow::error::{ContextError, ErrMode, FromExternalError, StrContext, StrContextValue};
 use winnow::stream::{Location, Stream};
 use winnow::token::{any, literal, one_of, take_till, take_while};
-use winnow::{LocatingSlice, ModalResult, Parser};
+use winnow::{LocatingSlice, ModalResult, Parser, Stateful};
 
 use super::ast::{
     Aggregate, AttrScope, BinaryOp, Field, FieldExpr, Intrinsic, Mode, Pipeline, Relation,
@@ -19,7 +19,7 @@ use super::ast::{
 use super::error::QueryError;
 use crate::model::{SpanKind, StatusCode};
 
-type Input<'a> = LocatingSlice<&'a str>;
+type Input<'a> = Stateful<LocatingSlice<&'a str>, Nesting>;
 type Checkpoint<'a> = <Input<'a> as Stream>::Checkpoint;
 
 /// A query the parser understood but cannot accept (a bad regex, `nil` against an
@@ -35,10 +35,53 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// The longest query accepted, in bytes: a query is typed or pasted, not generated.
+const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// The deepest nesting accepted (parentheses, braces, `!` and `-`): the parser and the
+/// evaluator recurse once per level, and a thread's stack is finite.
+const MAX_NESTING: usize = 128;
+
+/// How deep the parser is in nested expressions.
+#[derive(Clone, Copy, Debug, Default)]
+struct Nesting(usize);
+
+/// Runs `inner` one level deeper, refusing past [`MAX_NESTING`].
+fn nested<'a, O>(
+    input: &mut Input<'a>,
+    inner: impl FnOnce(&mut Input<'a>) -> ModalResult<O>,
+) -> ModalResult<O> {
+    if input.state.0 >= MAX_NESTING {
+        let at = input.checkpoint();
+        return invalid(
+            input,
+            &at,
+            format!("the query nests deeper than {MAX_NESTING} levels"),
+        );
+    }
+    input.state.0 += 1;
+    let result = inner(input);
+    input.state.0 -= 1;
+    result
+}
+
 /// Parses a whole query.
 pub(crate) fn parse(text: &str) -> Result<Pipeline, QueryError> {
-    let parsed = terminated(pipeline, (multispace0, expect(eof, "the end of the query")))
-        .parse(LocatingSlice::new(text));
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(QueryError::new(
+            text,
+            MAX_QUERY_BYTES,
+            format!(
+                "the query is {} bytes long; at most {MAX_QUERY_BYTES} are accepted",
+                text.len()
+            ),
+        ));
+    }
+    let input = Stateful {
+        input: LocatingSlice::new(text),
+        state: Nesting::default(),
+    };
+    let parsed =
+        terminated(pipeline, (multispace0, expect(eof, "the end of the query"))).parse(input);
     match parsed {
         Ok(mut pipeline) => {
             number_filters(&mut pipeline, &mut 0);
@@ -378,7 +421,7 @@ fn spanset_primary(input: &mut Input<'_>) -> ModalResult<SpansetExpr> {
         )))
         .parse_next(input)?;
     if opened == "(" {
-        let nested = cut_err(pipeline).parse_next(input)?;
+        let nested = nested(input, |input| cut_err(pipeline).parse_next(input))?;
         cut_err(token(")")).parse_next(input)?;
         return Ok(match nested.stages.as_slice() {
             [Stage {
@@ -579,17 +622,18 @@ fn field_unary(input: &mut Input<'_>) -> ModalResult<FieldExpr> {
         .parse_next(input)?
         .is_some()
     {
-        return Ok(FieldExpr::Not(Box::new(
-            cut_err(field_unary).parse_next(input)?,
-        )));
+        let inner = nested(input, |input| cut_err(field_unary).parse_next(input))?;
+        return Ok(FieldExpr::Not(Box::new(inner)));
     }
     if opt(literal("-")).parse_next(input)?.is_some() {
-        return Ok(match cut_err(field_unary).parse_next(input)? {
-            FieldExpr::Static(Static::Int(n)) => FieldExpr::Static(Static::Int(-n)),
-            FieldExpr::Static(Static::Float(x)) => FieldExpr::Static(Static::Float(-x)),
-            FieldExpr::Static(Static::Duration(d)) => FieldExpr::Static(Static::Duration(-d)),
-            other => FieldExpr::Negate(Box::new(other)),
-        });
+        return Ok(
+            match nested(input, |input| cut_err(field_unary).parse_next(input))? {
+                FieldExpr::Static(Static::Int(n)) => FieldExpr::Static(Static::Int(-n)),
+                FieldExpr::Static(Static::Float(x)) => FieldExpr::Static(Static::Float(-x)),
+                FieldExpr::Static(Static::Duration(d)) => FieldExpr::Static(Static::Duration(-d)),
+                other => FieldExpr::Negate(Box::new(other)),
+            },
+        );
     }
     field_multiplicative(input)
 }
@@ -623,8 +667,18 @@ fn field_multiplicative(input: &mut Input<'_>) -> ModalResult<FieldExpr> {
 fn field_power(input: &mut Input<'_>) -> ModalResult<FieldExpr> {
     let base = field_primary(input)?;
     if opt(token("^")).parse_next(input)?.is_some() {
-        // Right-associative: `2 ^ 3 ^ 2` is `2 ^ (3 ^ 2)`.
-        let exponent = cut_err(field_unary).parse_next(input)?;
+        // Right-associative (`2 ^ 3 ^ 2` is `2 ^ (3 ^ 2)`) and tighter than `* / %`
+        // (`2 ^ 3 * 2` is `(2 ^ 3) * 2`): the exponent is a power, possibly negated.
+        let negative = opt(preceded(multispace0, literal("-")))
+            .parse_next(input)?
+            .is_some();
+        let exponent = nested(input, |input| cut_err(field_power).parse_next(input))?;
+        let exponent = match (negative, exponent) {
+            (false, exponent) => exponent,
+            (true, FieldExpr::Static(Static::Int(n))) => FieldExpr::Static(Static::Int(-n)),
+            (true, FieldExpr::Static(Static::Float(x))) => FieldExpr::Static(Static::Float(-x)),
+            (true, other) => FieldExpr::Negate(Box::new(other)),
+        };
         return Ok(FieldExpr::Binary {
             op: BinaryOp::Pow,
             lhs: Box::new(base),
@@ -637,7 +691,7 @@ fn field_power(input: &mut Input<'_>) -> ModalResult<FieldExpr> {
 fn field_primary(input: &mut Input<'_>) -> ModalResult<FieldExpr> {
     multispace0.parse_next(input)?;
     if opt(literal("(")).parse_next(input)?.is_some() {
-        let inner = cut_err(field_logic).parse_next(input)?;
+        let inner = nested(input, |input| cut_err(field_logic).parse_next(input))?;
         cut_err(token(")")).parse_next(input)?;
         return Ok(inner);
     }

@@ -49,22 +49,36 @@ fn attribute(key: &str, value: &str) -> Json {
 /// durationMs, spanSets: [ { spans, matched, attributes } ] } ], "metrics": { … } }`, each
 /// trace also with the kit's `durationNanos`, `spanCount`, `errorCount`, `services` and
 /// `nodes`.
-pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>]) -> Json {
-    let mut out: Vec<Json> = Vec::new();
-    let mut index = 0;
-    while index < spansets.len() {
-        let trace = spansets[index].trace();
-        let mut sets = Vec::new();
-        while index < spansets.len() && std::ptr::eq(spansets[index].trace(), trace) {
-            sets.push(spanset_json(&spansets[index]));
-            index += 1;
-        }
-        let records = trace.records();
-        let start = records
+/// `limit` traces at most (0: all), chosen before any JSON is built.
+pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>], limit: usize) -> Json {
+    // The spansets of one trace are contiguous: group them, newest trace first.
+    let start_of = |trace: &Trace| {
+        trace
+            .records()
             .iter()
             .map(|span| span.start_unix_nanos)
             .min()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    };
+    let mut groups: Vec<(&Trace, &[Spanset<'_>])> = Vec::new();
+    let mut index = 0;
+    while index < spansets.len() {
+        let trace = spansets[index].trace();
+        let first = index;
+        while index < spansets.len() && std::ptr::eq(spansets[index].trace(), trace) {
+            index += 1;
+        }
+        groups.push((trace, &spansets[first..index]));
+    }
+    groups.sort_by_key(|(trace, _)| std::cmp::Reverse(start_of(trace)));
+    if limit > 0 {
+        groups.truncate(limit);
+    }
+    let mut out: Vec<Json> = Vec::new();
+    for (trace, group) in groups {
+        let sets: Vec<Json> = group.iter().map(spanset_json).collect();
+        let records = trace.records();
+        let start = start_of(trace);
         let end = records
             .iter()
             .filter_map(|span| span.end_unix_nanos)
@@ -95,15 +109,6 @@ pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>]) -> Js
             "spanSets": sets,
         }));
     }
-    // Most recent first, as Tempo answers.
-    out.sort_by_key(|trace| {
-        std::cmp::Reverse(
-            trace["startTimeUnixNano"]
-                .as_str()
-                .and_then(|start| start.parse::<u64>().ok())
-                .unwrap_or(0),
-        )
-    });
     json!({
         "traces": out,
         "metrics": {

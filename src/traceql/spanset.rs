@@ -131,61 +131,57 @@ impl<'a> fmt::Display for Spanset<'a> {
             write!(f, "  {label} = {value}")?;
         }
         writeln!(f)?;
-        // The matching spans and their ancestors, drawn as a tree.
-        let mut shown: Vec<SpanRef<'a>> = Vec::new();
-        for span in &self.spans {
-            for node in span.ancestors().chain(std::iter::once(*span)) {
-                if !shown.contains(&node) {
-                    shown.push(node);
+        // The matching spans and their ancestors, drawn as a tree: index sets, and an
+        // explicit stack, so a deep trace costs its size and never the thread's stack.
+        let trace = self.trace;
+        let mut shown = vec![false; trace.len()];
+        let mut matched = vec![None; trace.len()];
+        for (position, span) in self.spans.iter().enumerate() {
+            matched[span.index()] = Some(position);
+            for node in std::iter::once(*span).chain(span.ancestors()) {
+                if std::mem::replace(&mut shown[node.index()], true) {
+                    break;
                 }
             }
         }
-        let tops: Vec<SpanRef<'a>> = shown
-            .iter()
-            .copied()
-            .filter(|span| span.parent().is_none_or(|parent| !shown.contains(&parent)))
+        let is_shown = |span: &SpanRef<'_>| shown[span.index()];
+        let mut tops: Vec<SpanRef<'a>> = trace
+            .spans()
+            .filter(|span| is_shown(span) && span.parent().is_none_or(|parent| !is_shown(&parent)))
             .collect();
-        let mut tops = tops;
-        tops.sort_by_key(|span| span.record().start_unix_nanos);
+        tops.sort_by_key(|span| (span.record().start_unix_nanos, span.index()));
+        // (span, prefix, last) in drawing order.
         let count = tops.len();
-        for (i, top) in tops.into_iter().enumerate() {
-            self.draw(f, top, &shown, "", i + 1 == count)?;
-        }
-        Ok(())
-    }
-}
-
-impl<'a> Spanset<'a> {
-    fn draw(
-        &self,
-        f: &mut fmt::Formatter<'_>,
-        span: SpanRef<'a>,
-        shown: &[SpanRef<'a>],
-        prefix: &str,
-        last: bool,
-    ) -> fmt::Result {
-        let matched = self.spans.iter().position(|candidate| *candidate == span);
-        writeln!(
-            f,
-            "{prefix}{}{}{}",
-            if last { "└─ " } else { "├─ " },
-            self.headline(span),
-            if matched.is_some() { " ◀" } else { "" }
-        )?;
-        let below = format!("{prefix}{}", if last { "   " } else { "│  " });
-        if let Some(index) = matched {
-            for (field, value) in self.selected(index) {
-                writeln!(f, "{below}  {field} = {value}")?;
-            }
-        }
-        let children: Vec<SpanRef<'a>> = span
-            .children()
+        let mut stack: Vec<(SpanRef<'a>, String, bool)> = tops
             .into_iter()
-            .filter(|child| shown.contains(child))
+            .enumerate()
+            .rev()
+            .map(|(i, top)| (top, String::new(), i + 1 == count))
             .collect();
-        let count = children.len();
-        for (i, child) in children.into_iter().enumerate() {
-            self.draw(f, child, shown, &below, i + 1 == count)?;
+        while let Some((span, prefix, last)) = stack.pop() {
+            let position = matched[span.index()];
+            writeln!(
+                f,
+                "{prefix}{}{}{}",
+                if last { "└─ " } else { "├─ " },
+                self.headline(span),
+                if position.is_some() { " ◀" } else { "" }
+            )?;
+            let below = format!("{prefix}{}", if last { "   " } else { "│  " });
+            if let Some(position) = position {
+                for (field, value) in self.selected(position) {
+                    writeln!(f, "{below}  {field} = {value}")?;
+                }
+            }
+            let children: Vec<SpanRef<'a>> = span
+                .children()
+                .into_iter()
+                .filter(|child| is_shown(child))
+                .collect();
+            let count = children.len();
+            for (i, child) in children.into_iter().enumerate().rev() {
+                stack.push((child, below.clone(), i + 1 == count));
+            }
         }
         Ok(())
     }

@@ -90,6 +90,29 @@ impl Trace {
                 },
             }
         }
+        // Parent links that form a cycle (malformed input) leave spans that no root or
+        // orphan reaches: break each cycle at its earliest span, which becomes an orphan,
+        // so that every span is walked, rendered and reported — once.
+        let mut reached = vec![false; spans.len()];
+        let mut stack: Vec<usize> = roots.iter().chain(&orphans).copied().collect();
+        let mut by_start: Vec<usize> = (0..spans.len()).collect();
+        by_start.sort_by(start_order(&spans));
+        let mut next_unreached = by_start.into_iter();
+        loop {
+            while let Some(i) = stack.pop() {
+                if !std::mem::replace(&mut reached[i], true) {
+                    stack.extend(&children[i]);
+                }
+            }
+            let Some(cut) = next_unreached.by_ref().find(|&i| !reached[i]) else {
+                break;
+            };
+            if let Some(p) = parent[cut].take() {
+                children[p].retain(|&c| c != cut);
+            }
+            orphans.push(cut);
+            stack.push(cut);
+        }
         for list in children.iter_mut() {
             list.sort_by(start_order(&spans));
         }
@@ -131,7 +154,8 @@ impl Trace {
     }
 
     /// Spans whose parent is not in the trace (it never arrived, or is in another process
-    /// that did not export it), by start time.
+    /// that did not export it), by start time — and, where parent links form a cycle
+    /// (malformed input), the cycle's earliest span.
     pub fn orphans(&self) -> Vec<SpanRef<'_>> {
         self.refs(&self.orphans)
     }
@@ -386,10 +410,18 @@ impl<'a> SpanRef<'a> {
     }
 
     /// Ancestors from the parent up to the root; use [`Ancestors::from_root`] to flip.
+    /// Parent links that form a cycle (malformed input) end the walk after as many steps
+    /// as the trace has spans.
     pub fn ancestors(&self) -> Ancestors<'a> {
         Ancestors {
             next: self.parent(),
+            remaining: self.trace.len(),
         }
+    }
+
+    /// The span's position in its trace's spans (for index-keyed bookkeeping).
+    pub(crate) fn index(&self) -> usize {
+        self.index
     }
 
     /// Whether this span is a (possibly indirect) ancestor of `other`.
@@ -413,6 +445,9 @@ impl<'a> SpanRef<'a> {
 #[derive(Debug)]
 pub struct Ancestors<'a> {
     next: Option<SpanRef<'a>>,
+    /// Steps left before the walk must have passed every span once: a bound against
+    /// malformed parent links.
+    remaining: usize,
 }
 
 impl<'a> Ancestors<'a> {
@@ -426,6 +461,7 @@ impl<'a> Iterator for Ancestors<'a> {
     type Item = SpanRef<'a>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.remaining = self.remaining.checked_sub(1)?;
         let current = self.next.take()?;
         self.next = current.parent();
         Some(current)
