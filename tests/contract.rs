@@ -1061,6 +1061,11 @@ fn an_inferred_draft_loads_and_keeps_awkward_telemetry() {
     spans[0]
         .attributes
         .insert("note\u{7f}".into(), Value::from("bell\u{7}\u{85}"));
+    // One package over and over is a string, not an enum of one member.
+    for span in &mut spans {
+        span.attributes
+            .insert("package".into(), Value::from("acme/tool"));
+    }
     let traces = TraceSet::new(spans);
     let draft = p2p_otel_testkit::contract::infer(&traces, &[], &[], None).unwrap();
     let contract = draft
@@ -1072,6 +1077,13 @@ fn an_inferred_draft_loads_and_keeps_awkward_telemetry() {
         draft.files()[1].1.contains("span.dht_put_2"),
         "{}",
         draft.files()[1].1
+    );
+    assert!(
+        draft.files()[0]
+            .1
+            .contains("- key: \"package\"\n    type: string"),
+        "{}",
+        draft.files()[0].1
     );
     // A budget on a key the group does not carry is a load error, not a silent pass.
     let error = Contract::loader()

@@ -8,7 +8,8 @@
 //! events every span had, attributes set on error). From metric points: a group per metric
 //! with its instrument, unit and labels. From log records with an `event_name`: an event
 //! group each. The registry declares every attribute with the type seen, string attributes
-//! with few, short, repeated values as open enums of those values.
+//! with few, short, repeated values as open enums of those values (never paths, names with
+//! a namespace or numbers: `acme/tool`, `host:port`, `42`).
 //!
 //! The draft loads, and the telemetry it came from keeps it (no violation). It is a draft:
 //! comments say what was seen (how many samples, how many distinct values) so a reader can
@@ -273,6 +274,10 @@ fn registry(seen: &Seen, known: &BTreeSet<String>) -> String {
                 !value.is_empty()
                     && value.len() <= ENUM_VALUE_LENGTH
                     && !value.chars().any(char::is_whitespace)
+                    // Paths, URLs, ids and names with a namespace (`acme/tool`,
+                    // `host:port`) and numbers are open-ended, not members.
+                    && !value.contains(['/', ':', '@'])
+                    && !value.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-')
             });
         let _ = writeln!(out, "  - key: {}", quoted(key));
         if enum_like {
