@@ -299,8 +299,13 @@ pub(crate) fn router(shared: Arc<Shared>, stopped: tokio::sync::watch::Receiver<
         .route("/health", get(health))
         .route("/metrics", get(self_metrics))
         .route("/metrics/received", get(received_metrics))
-        .merge(super::query_api::routes())
-        .merge(super::signals_api::routes())
-        .merge(super::ui::routes(stopped))
+        .merge(
+            // The viewer and its API, behind one host check and one set of headers.
+            Router::new()
+                .merge(super::query_api::routes())
+                .merge(super::signals_api::routes())
+                .merge(super::ui::routes(stopped))
+                .route_layer(axum::middleware::from_fn(super::ui::guard)),
+        )
         .with_state(shared)
 }

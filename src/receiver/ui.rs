@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,32 +38,35 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
 
 pub(crate) fn routes(stopped: watch::Receiver<bool>) -> Router<Arc<Shared>> {
     Router::new()
-        .route(
-            "/",
-            get(|headers: HeaderMap| asset(headers, INDEX_HTML, "text/html; charset=utf-8")),
-        )
+        .route("/", get(|| asset(INDEX_HTML, "text/html; charset=utf-8")))
         .route(
             "/ui/app.js",
-            get(|headers: HeaderMap| asset(headers, APP_JS, "text/javascript; charset=utf-8")),
+            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
         )
         .route(
             "/ui/app.css",
-            get(|headers: HeaderMap| asset(headers, APP_CSS, "text/css; charset=utf-8")),
+            get(|| asset(APP_CSS, "text/css; charset=utf-8")),
         )
         .route(
             "/api/stream",
-            get(
-                move |State(shared): State<Arc<Shared>>, headers: HeaderMap| {
-                    stream(shared, headers, stopped.clone())
-                },
-            ),
+            get(move |State(shared): State<Arc<Shared>>| stream(shared, stopped.clone())),
         )
+}
+
+/// The one gate of the page and its API (a layer on their routes, so no handler can
+/// forget it): a request addressed to another host name is refused; every answer carries
+/// the security headers.
+pub(crate) async fn guard(request: Request, next: Next) -> Response {
+    if let Some(refused) = refuse_foreign_host(request.headers()) {
+        return refused;
+    }
+    secured(next.run(request).await)
 }
 
 /// `None` when the request is addressed to an IP address or `localhost`; otherwise the
 /// refusal. A page on another domain that resolves to 127.0.0.1 (DNS rebinding) sends
 /// its own domain as `Host` and gets nothing.
-pub(crate) fn refuse_foreign_host(headers: &HeaderMap) -> Option<Response> {
+fn refuse_foreign_host(headers: &HeaderMap) -> Option<Response> {
     let host = headers
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
@@ -90,7 +94,7 @@ pub(crate) fn refuse_foreign_host(headers: &HeaderMap) -> Option<Response> {
 }
 
 /// The headers every page and API answer carries.
-pub(crate) fn secured(mut response: Response) -> Response {
+fn secured(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -108,23 +112,13 @@ pub(crate) fn secured(mut response: Response) -> Response {
     response
 }
 
-async fn asset(headers: HeaderMap, body: &'static str, content_type: &'static str) -> Response {
-    if let Some(refused) = refuse_foreign_host(&headers) {
-        return refused;
-    }
-    secured(([(header::CONTENT_TYPE, content_type)], body).into_response())
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// `GET /api/stream`: an `event: changed` (data `{"traces": N}`) first and whenever
 /// traces arrive; ends when the receiver stops, so an open page never holds a shutdown.
-async fn stream(
-    shared: Arc<Shared>,
-    headers: HeaderMap,
-    stopped: watch::Receiver<bool>,
-) -> Response {
-    if let Some(refused) = refuse_foreign_host(&headers) {
-        return refused;
-    }
+async fn stream(shared: Arc<Shared>, stopped: watch::Receiver<bool>) -> Response {
     let changed = |shared: &Shared| {
         Event::default()
             .event("changed")
@@ -148,11 +142,9 @@ async fn stream(
             arrived.then(|| (Ok(changed(&shared)), (None, watch, shared, stopped)))
         },
     );
-    secured(
-        Sse::new(events)
-            .keep_alive(KeepAlive::default())
-            .into_response(),
-    )
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// The trace viewer as one self-contained HTML file holding `traces`: the page `serve`

@@ -72,12 +72,8 @@ impl<'a> TraceView<'a> {
             .iter()
             .map(|&index| trace.parent_index(index as usize).map(|p| rank_of[p]))
             .collect();
-        let start = records.iter().map(|span| span.start_unix_nanos).min();
-        let end = records.iter().filter_map(|span| span.end_unix_nanos).max();
-        let duration = match (start, end) {
-            (Some(start), Some(end)) => i64::try_from(end.saturating_sub(start)).ok(),
-            _ => None,
-        };
+        let (start, end) = trace.time_range();
+        let duration = end.and_then(|end| i64::try_from(end.saturating_sub(start)).ok());
         TraceView {
             trace,
             order,

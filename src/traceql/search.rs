@@ -52,14 +52,6 @@ fn attribute(key: &str, value: &str) -> Json {
 /// `limit` traces at most (0: all), chosen before any JSON is built.
 pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>], limit: usize) -> Json {
     // The spansets of one trace are contiguous: group them, newest trace first.
-    let start_of = |trace: &Trace| {
-        trace
-            .records()
-            .iter()
-            .map(|span| span.start_unix_nanos)
-            .min()
-            .unwrap_or(0)
-    };
     let mut groups: Vec<(&Trace, &[Spanset<'_>])> = Vec::new();
     let mut index = 0;
     while index < spansets.len() {
@@ -70,7 +62,7 @@ pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>], limit
         }
         groups.push((trace, &spansets[first..index]));
     }
-    groups.sort_by_key(|(trace, _)| std::cmp::Reverse(start_of(trace)));
+    groups.sort_by_key(|(trace, _)| std::cmp::Reverse(trace.time_range().0));
     if limit > 0 {
         groups.truncate(limit);
     }
@@ -78,12 +70,8 @@ pub(crate) fn search_response(traces: &TraceSet, spansets: &[Spanset<'_>], limit
     for (trace, group) in groups {
         let sets: Vec<Json> = group.iter().map(spanset_json).collect();
         let records = trace.records();
-        let start = start_of(trace);
-        let end = records
-            .iter()
-            .filter_map(|span| span.end_unix_nanos)
-            .max()
-            .unwrap_or(start);
+        let (start, end) = trace.time_range();
+        let end = end.unwrap_or(start);
         let root = trace.roots().first().map(|root| root.record());
         let (services, nodes) = services_and_nodes(trace);
         let errors = records

@@ -178,6 +178,18 @@ impl Trace {
         &self.spans
     }
 
+    /// When the trace began (its earliest start) and, if any span ended, when it ended
+    /// (its latest end), in nanoseconds since the Unix epoch.
+    pub(crate) fn time_range(&self) -> (u64, Option<u64>) {
+        let start = self.spans.iter().map(|span| span.start_unix_nanos).min();
+        let end = self
+            .spans
+            .iter()
+            .filter_map(|span| span.end_unix_nanos)
+            .max();
+        (start.unwrap_or(0), end)
+    }
+
     /// The index of the span's parent, when the parent is in the trace.
     pub(crate) fn parent_index(&self, index: usize) -> Option<usize> {
         self.parent[index]
