@@ -29,9 +29,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 field() { grep -o "$2=[^ ]*" "$1" | head -1 | cut -d= -f2; }
-# Waits for a line (follows the file as it grows: no polling), 60 s at most.
+# Waits for a line (follows the file as it grows: no polling), 60 s at most. The file is
+# created by the caller before the process starts: a background process opens its own
+# output only once it runs, which may be after the wait began.
 ready() { timeout 60 grep -q -m1 "$2" <(tail -n +1 -f "$1") || { echo "no '$2' in $1:" >&2; cat "$1" >&2; exit 1; }; }
 
+: >"$work/serve.out"
 "$bin" serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 --out "$work/serve" \
   --contract crates/marketplace/contract >"$work/serve.out" 2>&1 &
 pids+=($!)
@@ -42,6 +45,7 @@ viewer="$(field "$work/serve.out" http)"
 start_node() { # name seed [bootstrap]
   local extra=()
   [ -n "${3:-}" ] && extra=(--bootstrap "$3")
+  : >"$work/$1.out"
   "$bin" node --listen /ip4/127.0.0.1/tcp/0 --seed "$2" --profile test --otlp-endpoint "$collector" \
     --control 127.0.0.1:0 "${extra[@]}" >"$work/$1.out" 2>&1 &
   pids+=($!)
