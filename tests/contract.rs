@@ -172,9 +172,21 @@ fn a_contract_that_refs_the_semantic_conventions_loads_and_kept_telemetry_passes
     // `error.type` comes from the vendored semantic conventions, through `extends`.
     let report = Shop::good().check();
     report.assert_no_violations().unwrap();
-    assert_eq!(report.at_level(Level::Improvement).count(), 0, "{report}");
+    // Weaver's advice: the shop's own attributes, metrics and event are in development.
+    let not_stable: Vec<&str> = report
+        .at_level(Level::Improvement)
+        .map(|f| {
+            assert_eq!(f.id, "not_stable", "{report}");
+            f.context["stability"].as_str()
+        })
+        .collect();
+    assert!(not_stable.iter().all(|s| *s == "development"), "{report}");
+    assert!(
+        report.to_string().contains("improvement not_stable ×"),
+        "{report}"
+    );
     // Only what the good telemetry legitimately leaves out: the opt-in coupon and the
-    // error type of spans that did not fail.
+    // error type of spans that did not fail; and the header that is a template's.
     let mut information: Vec<(&str, &str)> = report
         .at_level(Level::Information)
         .map(|f| (f.id.as_str(), f.context["attribute_key"].as_str()))
@@ -186,9 +198,18 @@ fn a_contract_that_refs_the_semantic_conventions_loads_and_kept_telemetry_passes
         [
             ("conditionally_required_attribute_not_present", "error.type"),
             ("opt_in_attribute_not_present", "shop.coupon"),
+            ("template_attribute", "shop.header.accept"),
         ]
     );
     assert_eq!(report.samples(), (3, 2, 1));
+    // Without Weaver's advice: only the registry's own rules.
+    let quiet = shop().with_advice(false).check(
+        &TraceSet::new(Shop::good().spans),
+        &Shop::good().metrics,
+        &Shop::good().logs,
+    );
+    assert_eq!(quiet.at_level(Level::Improvement).count(), 0, "{quiet}");
+    assert_eq!(quiet.with_id("template_attribute").count(), 0, "{quiet}");
     let unseen: Vec<&str> = report
         .coverage()
         .groups
@@ -197,6 +218,118 @@ fn a_contract_that_refs_the_semantic_conventions_loads_and_kept_telemetry_passes
         .map(|g| g.name.as_str())
         .collect();
     assert!(unseen.is_empty(), "{unseen:?}");
+}
+
+/// Weaver's judgement beyond the registry: the resource's attributes against it, and the
+/// built-in advice about names and stability, each from one misnamed sample.
+#[test]
+fn weavers_judgement_comes_from_deliberately_misnamed_telemetry() {
+    type Break = fn(&mut Shop);
+    let cases: Vec<(&str, Level, &str, Break)> = vec![
+        (
+            "missing_attribute",
+            Level::Violation,
+            "resource attribute deployment.region",
+            |s| {
+                let mut resource = (*s.spans[0].resource).clone();
+                resource
+                    .attributes
+                    .insert("deployment.region".into(), "eu".into());
+                s.spans[0].resource = Arc::new(resource);
+            },
+        ),
+        (
+            "type_mismatch",
+            Level::Violation,
+            "service.instance.id",
+            |s| {
+                let mut resource = (*s.spans[2].resource).clone();
+                resource
+                    .attributes
+                    .insert("service.instance.id".into(), Value::Int(2));
+                s.spans[2].resource = Arc::new(resource);
+            },
+        ),
+        ("missing_namespace", Level::Improvement, "orderid", |s| {
+            s.span("pay")
+                .attributes
+                .insert("orderid".into(), "o-1".into());
+        }),
+        ("invalid_format", Level::Violation, "shop.Order", |s| {
+            s.span("pay")
+                .attributes
+                .insert("shop.Order".into(), "o-1".into());
+        }),
+        (
+            "invalid_format",
+            Level::Violation,
+            "metric name shop orders",
+            |s| {
+                s.metrics[0].name = "shop orders".into();
+            },
+        ),
+        (
+            "illegal_namespace",
+            Level::Violation,
+            "server.address",
+            |s| {
+                s.span("pay")
+                    .attributes
+                    .insert("server.address.family".into(), "inet".into());
+            },
+        ),
+        ("extends_namespace", Level::Information, "shop.order", |s| {
+            s.span("pay")
+                .attributes
+                .insert("shop.order.note".into(), "gift".into());
+        }),
+    ];
+    for (id, level, says, break_it) in cases {
+        let mut broken = Shop::good();
+        break_it(&mut broken);
+        let report = broken.check();
+        let found: Vec<_> = report
+            .with_id(id)
+            .filter(|f| f.level == level && f.message.contains(says))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {level} {id} saying {says:?}, got:\n{report}"
+        );
+        // The registry's rules stay without the advice; the advice goes.
+        let quiet = shop().with_advice(false).check(
+            &TraceSet::new(broken.spans.clone()),
+            &broken.metrics,
+            &broken.logs,
+        );
+        let registry_rule = ["missing_attribute", "type_mismatch"].contains(&id);
+        assert_eq!(
+            quiet.with_id(id).any(|f| f.message.contains(says)),
+            registry_rule,
+            "{id} without advice:\n{quiet}"
+        );
+        if found[0].signal_type == "resource" {
+            assert_eq!(found[0].signal_name, "shop", "{report}");
+            assert!(found[0].span.is_none());
+        }
+    }
+    // One finding per resource attribute, counted once per node that carries it.
+    let mut shop = Shop::good();
+    for span in &mut shop.spans {
+        let mut resource = (*span.resource).clone();
+        resource
+            .attributes
+            .insert("deployment.region".into(), "eu".into());
+        span.resource = Arc::new(resource);
+    }
+    let report = shop.check();
+    let region: Vec<_> = report
+        .with_id("missing_attribute")
+        .filter(|f| f.context["attribute_key"] == "deployment.region")
+        .collect();
+    assert_eq!(region.len(), 1, "{report}");
+    assert_eq!(region[0].occurrences, 2, "two nodes: {report}");
 }
 
 /// One broken sample per finding id, with the level and what the message must say.
@@ -911,7 +1044,9 @@ fn a_contract_inferred_from_a_run_keeps_it_and_catches_a_regression() {
 /// keeps it. The finding names the attribute, the count and examples.
 #[test]
 fn a_label_fed_a_per_request_id_exceeds_its_cardinality_budget() {
+    // The points' resources carry service.* attributes: the semantic conventions define them.
     let contract = Contract::loader()
+        .dependency(data("semconv/model"))
         .load_sources([(
             "metrics.yaml",
             r#"
@@ -1071,8 +1206,14 @@ fn an_inferred_draft_loads_and_keeps_awkward_telemetry() {
     let contract = draft
         .load()
         .unwrap_or_else(|e| panic!("{e}\n{}", draft.files()[1].1));
-    let report = contract.check(&traces, &[], &[]);
+    // The draft keeps the telemetry by the registry's rules; Weaver's advice judges the
+    // names it chose (a key with a control character), which no draft can change.
+    let report = contract.clone().with_advice(false).check(&traces, &[], &[]);
     assert!(!report.has_violations(), "{report}\n{}", draft.files()[1].1);
+    let advised = contract.check(&traces, &[], &[]);
+    let violations: Vec<_> = advised.at_level(Level::Violation).collect();
+    assert_eq!(violations.len(), 1, "{advised}");
+    assert_eq!(violations[0].id, "invalid_format", "{advised}");
     assert!(
         draft.files()[1].1.contains("span.dht_put_2"),
         "{}",

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::advice::Advice;
 use super::findings::{sort, Coverage, Finding, GroupCoverage, Level, Report, SpanLocation};
 use super::model::{
     AttributeDef, AttributeType, AttributeUse, GroupKind, Instrument, Requirement, ResolvedGroup,
@@ -52,6 +53,15 @@ pub struct Checker<'a> {
     /// Per group and budget (`annotations.cardinality`): the distinct values seen, kept up
     /// to a bound past the budget, and the first sample that went past it.
     distinct: Vec<Vec<Distinct>>,
+    /// Per group: the advice findings each attribute key became (Weaver's advice depends on
+    /// the key and its definition only, so it is worked out once per group and key).
+    advised: Vec<HashMap<String, Vec<usize>>>,
+    /// Per group: the advice findings about the metric or event itself.
+    signal_advised: Vec<Option<Vec<usize>>>,
+    /// The resources checked so far, by content.
+    resources: HashSet<u64>,
+    /// The address of the last resource checked: spans of one node share one.
+    last_resource: usize,
 }
 
 /// The distinct values one attribute of one group took.
@@ -103,6 +113,10 @@ impl<'a> Checker<'a> {
                 .iter()
                 .map(|g| g.cardinality.iter().map(|_| Distinct::default()).collect())
                 .collect(),
+            advised: vec![HashMap::new(); contract.groups.len()],
+            signal_advised: vec![None; contract.groups.len()],
+            resources: HashSet::new(),
+            last_resource: 0,
         }
     }
 
@@ -166,6 +180,7 @@ impl<'a> Checker<'a> {
     fn check_span(&mut self, span: SpanRef<'_>, traces: &TraceSet) {
         self.spans += 1;
         let record = span.record();
+        self.check_resource(&record.resource);
         let sample = Sample {
             signal_type: "span",
             signal_name: &record.name,
@@ -384,6 +399,7 @@ impl<'a> Checker<'a> {
                 None => match contract.attribute(key) {
                     Some(def) => def,
                     None => {
+                        self.advise(index, sample, key, None);
                         self.report(sample, "missing_attribute", Level::Violation, key.clone(), || {
                             format!(
                                 "attribute {key} on {} {} is not defined in the contract: define it (or `ref:` a semantic convention) and add it to group {}, or stop recording it",
@@ -394,6 +410,7 @@ impl<'a> Checker<'a> {
                     }
                 },
             };
+            self.advise(index, sample, key, Some(def));
             self.check_value(sample, def, key, value);
         }
         for (at, used) in group.attributes.iter().enumerate() {
@@ -544,6 +561,7 @@ impl<'a> Checker<'a> {
         let first_new = self.findings.len();
         for point in points {
             self.metric_points += 1;
+            self.check_resource(&point.resource);
             let sample = Sample {
                 signal_type: "metric",
                 signal_name: &point.name,
@@ -555,6 +573,11 @@ impl<'a> Checker<'a> {
                 self.report(&sample, "missing_metric", Level::Violation, String::new(), || {
                     format!("metric {} is not declared in the contract: declare a metric group (metric_name: {0}, its instrument and unit) or stop emitting it", point.name)
                 }, BTreeMap::new);
+                if contract.advice.is_some() {
+                    for advice in super::advice::metric(&point.name, None) {
+                        self.report_advice(&sample, advice, String::new());
+                    }
+                }
                 continue;
             };
             self.samples[index] += 1;
@@ -574,6 +597,7 @@ impl<'a> Checker<'a> {
                 }
             }
             self.deprecated_signal(&sample, group);
+            self.advise_signal(index, &sample);
             self.check_attributes(index, &sample, &point.attributes, None, &Default::default());
             self.count_distinct(index, &sample, &point.attributes);
         }
@@ -586,6 +610,7 @@ impl<'a> Checker<'a> {
         let first_new = self.findings.len();
         for log in logs {
             self.logs += 1;
+            self.check_resource(&log.resource);
             if log.event_name.is_empty() {
                 continue;
             }
@@ -602,10 +627,141 @@ impl<'a> Checker<'a> {
                 continue;
             };
             self.samples[index] += 1;
+            self.advise_signal(index, &sample);
             self.check_attributes(index, &sample, &log.attributes, None, &Default::default());
             self.count_distinct(index, &sample, &log.attributes);
         }
         self.findings[first_new..].to_vec()
+    }
+
+    /// Weaver's advice about attribute `key` of a sample of group `index`.
+    fn advise(&mut self, index: usize, sample: &Sample<'_>, key: &str, def: Option<&AttributeDef>) {
+        let Some(registry) = &self.contract.advice else {
+            return;
+        };
+        if let Some(found) = self.advised[index].get(key) {
+            for &at in found {
+                self.findings[at].occurrences += 1;
+                if self.findings[at].level == Level::Violation {
+                    self.violations += 1;
+                }
+            }
+            return;
+        }
+        let found = registry
+            .attribute(key, def)
+            .into_iter()
+            .map(|advice| self.report_advice(sample, advice, key.to_owned()))
+            .collect();
+        self.advised[index].insert(key.to_owned(), found);
+    }
+
+    /// Weaver's advice about a metric or an event of group `index` itself.
+    fn advise_signal(&mut self, index: usize, sample: &Sample<'_>) {
+        let contract = self.contract;
+        if contract.advice.is_none() {
+            return;
+        }
+        if let Some(found) = &self.signal_advised[index] {
+            for &at in found {
+                self.findings[at].occurrences += 1;
+                if self.findings[at].level == Level::Violation {
+                    self.violations += 1;
+                }
+            }
+            return;
+        }
+        let group = &contract.groups[index];
+        let advice = match group.kind {
+            GroupKind::Metric { .. } => {
+                super::advice::metric(sample.signal_name, group.stability.as_deref())
+            }
+            _ => super::advice::event(sample.signal_name, group.stability.as_deref()),
+        };
+        let found = advice
+            .into_iter()
+            .map(|advice| self.report_advice(sample, advice, String::new()))
+            .collect();
+        self.signal_advised[index] = Some(found);
+    }
+
+    fn report_advice(&mut self, sample: &Sample<'_>, advice: Advice, detail: String) -> usize {
+        let Advice {
+            id,
+            level,
+            message,
+            context: pairs,
+        } = advice;
+        let on = if sample.signal_name.is_empty() {
+            String::new()
+        } else {
+            format!(" (on {} {})", sample.signal_type, sample.signal_name)
+        };
+        self.report(
+            sample,
+            id,
+            level,
+            detail,
+            || format!("{message}{on}"),
+            || {
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect()
+            },
+        )
+    }
+
+    /// Checks a resource's attributes against the registry, as live-check does: once per
+    /// distinct resource (a node), so each finding counts the resources that carry it.
+    fn check_resource(&mut self, resource: &std::sync::Arc<Resource>) {
+        let address = std::sync::Arc::as_ptr(resource) as usize;
+        if address == self.last_resource || resource.attributes.is_empty() {
+            return;
+        }
+        self.last_resource = address;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for (key, value) in &resource.attributes {
+            std::hash::Hash::hash(key, &mut hasher);
+            std::hash::Hash::hash(&value.to_string(), &mut hasher);
+        }
+        if !self.resources.insert(std::hash::Hasher::finish(&hasher)) {
+            return;
+        }
+        let service = resource
+            .attributes
+            .get("service.name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let node = instance(resource).unwrap_or(service);
+        let sample = Sample {
+            signal_type: "resource",
+            signal_name: service,
+            span: None,
+            traces: None,
+        };
+        let contract = self.contract;
+        for (key, value) in &resource.attributes {
+            let Some(def) = contract.attribute(key) else {
+                self.report(&sample, "missing_attribute", Level::Violation, key.clone(), || {
+                    format!(
+                        "resource attribute {key} (of {node}) is not defined in the contract: define it, or `ref:` the semantic conventions' definition from a dependency registry"
+                    )
+                }, || context(&[("attribute_key", key.clone())]));
+                if let Some(registry) = &contract.advice {
+                    for advice in registry.attribute(key, None) {
+                        self.report_advice(&sample, advice, key.clone());
+                    }
+                }
+                continue;
+            };
+            if let Some(registry) = &contract.advice {
+                for advice in registry.attribute(key, Some(def)) {
+                    self.report_advice(&sample, advice, key.clone());
+                }
+            }
+            self.check_value(&sample, def, key, value);
+        }
     }
 
     /// Records a finding, or counts one more occurrence of it. `detail` tells findings of

@@ -57,14 +57,16 @@ pub struct SpanLocation {
 pub struct Finding {
     /// Weaver's finding ids (`missing_attribute`, `type_mismatch`,
     /// `undefined_enum_variant`, `required_attribute_not_present`, `missing_metric`,
-    /// `unexpected_instrument`, `unit_mismatch`, `deprecated`, …) and ours for structure
+    /// `unexpected_instrument`, `unit_mismatch`, `deprecated`, and the advice
+    /// `missing_namespace`, `not_stable`, `invalid_format`, `illegal_namespace`,
+    /// `extends_namespace`, `template_attribute`) and ours for structure
     /// (`missing_child`, `unexpected_child`, `unexpected_parent`, `missing_remote_parent`,
     /// `missing_required_event`, `missing_error_attribute`, `unexpected_span_kind`,
     /// `undeclared_span`, `coverage_below_minimum`).
     pub id: String,
     /// How serious it is.
     pub level: Level,
-    /// `span`, `metric`, `log`, `event` or `contract` (coverage).
+    /// `span`, `metric`, `log`, `event`, `resource` or `contract` (coverage).
     pub signal_type: String,
     /// The span, metric or event name.
     pub signal_name: String,
@@ -423,6 +425,9 @@ pub(super) fn sort(findings: &mut [Finding]) {
     });
 }
 
+/// Weaver's built-in advice that is an improvement: listed by id in a report's text.
+const ADVICE: [&str; 2] = ["missing_namespace", "not_stable"];
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = |level| self.at_level(level).count();
@@ -439,9 +444,45 @@ impl fmt::Display for Report {
         for finding in self
             .findings
             .iter()
-            .filter(|f| f.level != Level::Information)
+            .filter(|f| f.level != Level::Information && !ADVICE.contains(&f.id.as_str()))
         {
             writeln!(f, "  {finding}")?;
+        }
+        // Weaver's advice about names and stability, one line per id with the keys it is
+        // about (each is in the JSON report).
+        let mut advice: BTreeMap<&str, (u64, Vec<&str>)> = BTreeMap::new();
+        for finding in self
+            .findings
+            .iter()
+            .filter(|f| f.level == Level::Improvement && ADVICE.contains(&f.id.as_str()))
+        {
+            let entry = advice.entry(&finding.id).or_default();
+            entry.0 += finding.occurrences;
+            let about = finding
+                .context
+                .get("attribute_key")
+                .or_else(|| finding.context.get("metric_name"))
+                .or_else(|| finding.context.get("event_name"))
+                .map_or(finding.signal_name.as_str(), String::as_str);
+            if !entry.1.contains(&about) {
+                entry.1.push(about);
+            }
+        }
+        for (id, (occurrences, about)) in &advice {
+            const SHOWN: usize = 8;
+            let mut list = about
+                .iter()
+                .take(SHOWN)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if about.len() > SHOWN {
+                list.push_str(&format!(", and {} more", about.len() - SHOWN));
+            }
+            writeln!(
+                f,
+                "  improvement {id} ×{occurrences} (Weaver's advice): {list}"
+            )?;
         }
         // Information is what Weaver calls it: worth knowing, listed by id (every one is in
         // the JSON report).

@@ -65,6 +65,32 @@
 //! A span group's span name is its `name:`, else its id without the `span.` prefix; a
 //! metric group's is its `metric_name:`.
 //!
+//! # Weaver's judgement, and where the kit differs
+//!
+//! A check judges what `weaver registry live-check` judges, with Weaver's finding ids and
+//! levels: every attribute of a span, metric point, event and **resource** against the
+//! registry (`missing_attribute`, `type_mismatch`, `undefined_enum_variant`,
+//! `deprecated`), a group's requirement levels (`*_attribute_not_present`), metrics'
+//! instrument and unit — and Weaver's built-in advice (`missing_namespace`, `not_stable`,
+//! `invalid_format`, `illegal_namespace`, `extends_namespace`, `template_attribute`), which
+//! [`Contract::with_advice(false)`](Contract::with_advice) (CLI: `--no-advice`) turns off.
+//! A contract therefore declares, or `ref:`s from the semantic conventions, what its
+//! resources carry (`service.name`, `service.instance.id`, …).
+//!
+//! Where the kit deliberately differs:
+//! - **Structure** (`annotations.structure`): parents, remote parents, children, events and
+//!   span kinds are checked (`missing_child`, `missing_remote_parent`,
+//!   `unexpected_span_kind`, …); Weaver keeps annotations without reading them.
+//! - **Cardinality budgets** (`cardinality_exceeded`) and **coverage** (per group, with a
+//!   gate: `coverage_below_minimum`) are judged over the whole run.
+//! - **A failed span** may miss a required attribute it never got (information, with
+//!   `on_error` saying what it must carry instead); Weaver makes it a violation.
+//! - **Counting**: a finding counts its samples — each span, metric point or event — and a
+//!   resource once per distinct resource (a node); Weaver counts a resource once per
+//!   export request that carries it, and a metric once per metric of a request.
+//! - **Undeclared spans** are one `undeclared_span` (information) each; their attributes
+//!   are not judged, since the contract says nothing of them.
+//!
 //! ```
 //! use p2p_otel_testkit::contract::Contract;
 //! use tracing_subscriber::layer::SubscriberExt;
@@ -108,6 +134,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod advice;
 mod check;
 mod files;
 mod findings;
@@ -133,6 +160,8 @@ pub struct Contract {
     spans: NameMap<usize>,
     metrics: NameMap<usize>,
     events: NameMap<usize>,
+    /// Weaver's built-in advice, unless turned off.
+    advice: Option<advice::Registry>,
 }
 
 /// A problem in a contract's files.
@@ -369,6 +398,7 @@ fn build(sources: &[resolve::Source]) -> Result<Contract, ContractError> {
             .filter(|d| matches!(d.attribute_type, model::AttributeType::Template(_)))
             .cloned()
             .collect(),
+        advice: Some(advice::Registry::new(resolved.attributes.values())),
         attributes: resolved.attributes,
         groups: Vec::new(),
         spans: NameMap::default(),
@@ -430,6 +460,45 @@ impl Contract {
                 .map(|u| u.def.key.as_str())
                 .collect(),
         )
+    }
+
+    /// Whether checks add Weaver's built-in advice (on by default, as in `weaver registry
+    /// live-check`): `missing_namespace`, `not_stable` (improvements), `invalid_format`,
+    /// `illegal_namespace` (violations), `extends_namespace`, `template_attribute`
+    /// (information). Off, a report holds only what the registry's own rules find.
+    ///
+    /// ```
+    /// # use p2p_otel_testkit::contract::Contract;
+    /// let contract = Contract::loader().load_sources([("r.yaml", r#"
+    /// groups:
+    ///   - id: span.work
+    ///     type: span
+    ///     span_kind: internal
+    ///     stability: development
+    ///     brief: Work.
+    ///     attributes:
+    ///       - id: job
+    ///         type: string
+    ///         stability: development
+    ///         brief: The job.
+    ///         requirement_level: required
+    /// "#)])?;
+    /// let (layer, handle) = p2p_otel_testkit::SpanCaptureLayer::new();
+    /// # use tracing_subscriber::layer::SubscriberExt;
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("work", job = "a").in_scope(|| {});
+    /// });
+    /// let advised = contract.check(&handle.traces(), &[], &[]);
+    /// let ids: Vec<&str> = advised.findings().iter().map(|f| f.id.as_str()).collect();
+    /// assert_eq!(ids, ["missing_namespace", "not_stable"]);
+    ///
+    /// let quiet = contract.with_advice(false).check(&handle.traces(), &[], &[]);
+    /// assert!(quiet.findings().is_empty());
+    /// # Ok::<(), p2p_otel_testkit::contract::ContractError>(())
+    /// ```
+    pub fn with_advice(mut self, on: bool) -> Contract {
+        self.advice = on.then(|| advice::Registry::new(self.attributes.values()));
+        self
     }
 
     /// A checker that accumulates findings and coverage over several calls (for a

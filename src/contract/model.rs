@@ -94,6 +94,8 @@ pub(crate) struct AttributeDef {
     pub attribute_type: AttributeType,
     /// Why it is deprecated, if it is.
     pub deprecated: Option<String>,
+    /// Its `stability` as written (`stable`, `development`, …), if given.
+    pub stability: Option<String>,
     /// Where it was defined, for error messages.
     pub defined_at: String,
 }
@@ -179,6 +181,8 @@ pub(crate) struct ResolvedGroup {
     pub kind: GroupKind,
     pub brief: String,
     pub deprecated: Option<String>,
+    /// Its `stability` as written, if given.
+    pub stability: Option<String>,
     pub attributes: Vec<AttributeUse>,
     /// Position in `attributes` by key.
     pub attribute_index: NameMap<usize>,

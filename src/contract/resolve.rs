@@ -376,6 +376,7 @@ impl Resolver<'_> {
             key: key.clone(),
             attribute_type,
             deprecated: deprecation(&entry.deprecated),
+            stability: entry.stability.clone(),
             defined_at: format!("{}:{line}", self.sources[file].path),
         };
         if let Some(previous) = self.attributes.get(&key) {
@@ -640,6 +641,7 @@ impl Resolver<'_> {
             kind,
             brief: group.brief.trim().to_owned(),
             deprecated: deprecation(&group.deprecated),
+            stability: group.stability.clone(),
             attribute_index: attributes
                 .iter()
                 .enumerate()

@@ -36,9 +36,10 @@ pub(crate) struct ValidateArgs {
     #[arg(long, default_value = "target/p2p-otel-validation")]
     pub(crate) out: PathBuf,
     /// Also forward everything received to this external collector (e.g.
-    /// http://127.0.0.1:4317 of a real Collector or Jaeger for gRPC, :4318 for HTTP).
-    #[arg(long)]
-    pub(crate) otlp_endpoint: Option<String>,
+    /// http://127.0.0.1:4317 of a real Collector or Jaeger for gRPC, :4318 for HTTP);
+    /// repeatable, each gets the same requests.
+    #[arg(long, value_name = "URL")]
+    pub(crate) otlp_endpoint: Vec<String>,
     /// The protocol --otlp-endpoint speaks.
     #[arg(long, value_enum, default_value_t = validate::Forwarding::Grpc, requires = "otlp_endpoint")]
     pub(crate) otlp_protocol: validate::Forwarding,
@@ -82,7 +83,8 @@ pub(crate) enum Command {
     /// Prints a line per finished trace, writes OTLP-JSON lines files, and on Ctrl-C or
     /// SIGTERM prints a summary. With --contract, checks every finished trace against
     /// the contract as it arrives, printing each new finding, and the metrics and logs
-    /// at exit, with the contract's summary. Exit codes: 0 on a signal or
+    /// at exit, with the contract's summary (and the report as JSON, Weaver
+    /// live-check's shape, in <out>/contract.json). Exit codes: 0 on a signal or
     /// --exit-after-spans reached, 1 at --timeout or when a contract finding is a
     /// violation, 2 on a configuration error (busy port, non-loopback address without
     /// --allow-non-loopback, a contract that does not load).
@@ -314,6 +316,10 @@ pub(crate) struct ContractArgs {
     /// A registry the contract depends on (e.g. semantic-conventions' model/); repeatable.
     #[arg(long, value_name = "DIR", requires = "contract")]
     pub(crate) dependency: Vec<PathBuf>,
+    /// Leave out Weaver's built-in advice (missing_namespace, not_stable, invalid_format,
+    /// …): only what the registry's own rules find.
+    #[arg(long, requires = "contract")]
+    pub(crate) no_advice: bool,
 }
 
 impl ContractArgs {
@@ -322,7 +328,8 @@ impl ContractArgs {
         let Some(folder) = &self.contract else {
             return Ok(None);
         };
-        load_contract(folder, &self.dependency).map(Some)
+        load_contract(folder, &self.dependency)
+            .map(|contract| Some(contract.with_advice(!self.no_advice)))
     }
 }
 

@@ -143,11 +143,19 @@ fn infer(out: PathBuf, dependency: Option<PathBuf>, files: Vec<PathBuf>) -> Exit
     for path in written {
         println!("wrote {}", path.display());
     }
-    let kept = draft
-        .load()
-        .map(|contract| contract.check(&traces, &signals.metrics, &signals.logs));
+    // The draft keeps the telemetry by the registry's rules; Weaver's advice judges the
+    // names the telemetry chose, which no draft can change, so it is summarised apart.
+    let kept = draft.load().map(|contract| {
+        let check = |contract: &p2p_otel_testkit::contract::Contract| {
+            contract.check(&traces, &signals.metrics, &signals.logs)
+        };
+        (
+            check(&contract.clone().with_advice(false)),
+            check(&contract),
+        )
+    });
     match kept {
-        Ok(report) if !report.has_violations() => {
+        Ok((report, advised)) if !report.has_violations() => {
             println!(
                 "drafted {} lines from {} spans, {} metric points and {} log records; the draft \
                  loads and keeps them (coverage {:.0} %)",
@@ -157,9 +165,29 @@ fn infer(out: PathBuf, dependency: Option<PathBuf>, files: Vec<PathBuf>) -> Exit
                 signals.logs.len(),
                 report.coverage().ratio() * 100.0
             );
+            let mut advice: std::collections::BTreeMap<(String, String), u64> =
+                std::collections::BTreeMap::new();
+            for finding in advised.findings() {
+                if !report.findings().iter().any(|f| f.id == finding.id) {
+                    *advice
+                        .entry((finding.level.to_string(), finding.id.clone()))
+                        .or_default() += finding.occurrences;
+                }
+            }
+            if !advice.is_empty() {
+                let list: Vec<String> = advice
+                    .iter()
+                    .map(|((level, id), n)| format!("{level} {id} ×{n}"))
+                    .collect();
+                println!(
+                    "Weaver's advice on the telemetry's names (check --contract reports it; \
+                     --no-advice leaves it out): {}",
+                    list.join(", ")
+                );
+            }
             ExitCode::SUCCESS
         }
-        Ok(report) => {
+        Ok((report, _)) => {
             eprintln!("error: the draft does not keep the telemetry it came from:\n{report}");
             ExitCode::from(1)
         }

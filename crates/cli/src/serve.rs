@@ -211,7 +211,10 @@ pub async fn run(
     }
     summary(&receiver, &outcome, options, &out, patience).await;
     let violations = match checker {
-        Some(checker) => contract_summary(&receiver, checker, &printed, &mut out, patience).await,
+        Some(checker) => {
+            let written = options.out.join("contract.json");
+            contract_summary(&receiver, checker, &printed, (&mut out, &written), patience).await
+        }
         None => false,
     };
     out.finish(patience).await;
@@ -227,13 +230,14 @@ fn finding_line(finding: &Finding) -> String {
 }
 
 /// Checks what was not checked as it arrived (traces that never completed, metrics,
-/// logs), prints those findings and the contract's summary; returns whether any finding
-/// is a violation.
+/// logs), prints those findings and the contract's summary, and writes the report as
+/// JSON (Weaver live-check's shape) to `json`; returns whether any finding is a
+/// violation.
 async fn contract_summary(
     receiver: &OtlpReceiver,
     mut checker: Checker<'_>,
     checked: &HashSet<TraceId>,
-    out: &mut Printer,
+    (out, json): (&mut Printer, &std::path::Path),
     patience: Duration,
 ) -> bool {
     let all = receiver.traces();
@@ -248,6 +252,16 @@ async fn contract_summary(
     let report = checker.finish();
     let mut text: String = new.iter().map(finding_line).collect();
     text.push_str(&format!("contract: {report}"));
+    let written = serde_json::to_vec_pretty(&report.to_json())
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(json, bytes));
+    text.push_str(&match written {
+        Ok(()) => format!("\ncontract report: {}", json.display()),
+        Err(error) => format!(
+            "\ncontract report not written to {}: {error}",
+            json.display()
+        ),
+    });
     out.line(text, patience).await;
     report.has_violations()
 }

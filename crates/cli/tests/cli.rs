@@ -648,6 +648,34 @@ async fn check_the_validation_files(out: &std::path::Path) {
         check(&[&["--contract", &contract][..], &files[..]].concat()).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.ends_with("CONTRACT KEPT\n"), "{stdout}");
+    // Judged as Weaver's live-check judges: the nodes' resources (declared by the
+    // contract) and its built-in advice; `--no-advice` leaves the advice out.
+    let (_, json, _) = check(
+        &[
+            &["--contract", &contract, "--format", "json"][..],
+            &files[..],
+        ]
+        .concat(),
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let counts = &json["statistics"]["advice_type_counts"];
+    assert!(counts["missing_namespace"].as_u64() > Some(0), "{counts}");
+    assert!(counts["not_stable"].as_u64() > Some(0), "{counts}");
+    assert!(counts["missing_attribute"].is_null(), "{counts}");
+    let (code, json, _) = check(
+        &[
+            &["--contract", &contract, "--no-advice", "--format", "json"][..],
+            &files[..],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(code, Some(0));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let counts = &json["statistics"]["advice_type_counts"];
+    assert!(counts["missing_namespace"].is_null(), "{counts}");
+    assert!(counts["not_stable"].is_null(), "{counts}");
 
     let mut removed = false;
     let broken: Vec<String> = std::fs::read_to_string(&traces)
@@ -890,6 +918,21 @@ async fn serve_with_a_contract_prints_findings_as_traces_finish() {
     );
     assert!(printed.contains("contract: checked 1 span(s)"), "{printed}");
     assert!(printed.contains("coverage"), "{printed}");
+    // The report as live-check's JSON, beside the files: the resource judged too.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("contract.json")).unwrap()).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["id"] == "undefined_enum_variant" && f["level"] == "violation"),
+        "{report:#}"
+    );
+    assert!(
+        !findings.iter().any(|f| f["signal_type"] == "resource"),
+        "service.name is the semantic conventions': {report:#}"
+    );
+    assert!(printed.contains("contract report: "), "{printed}");
     let _ = std::fs::remove_dir_all(&out);
 }
 

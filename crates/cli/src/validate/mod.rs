@@ -29,8 +29,8 @@ pub struct Options {
     pub nodes: usize,
     /// Output folder (recreated).
     pub out: PathBuf,
-    /// Also forward everything received to this external collector.
-    pub otlp_endpoint: Option<String>,
+    /// Also forward everything received to these external collectors (each gets it all).
+    pub otlp_endpoint: Vec<String>,
     /// How: OTLP/gRPC or OTLP/HTTP.
     pub otlp_protocol: Forwarding,
     /// Run every node as its own process of this binary (`node`), over this transport.
@@ -51,7 +51,7 @@ impl Default for Options {
         Options {
             nodes: 3,
             out: PathBuf::from("target/p2p-otel-validation"),
-            otlp_endpoint: None,
+            otlp_endpoint: Vec::new(),
             otlp_protocol: Forwarding::Grpc,
             processes: None,
             nodes_from: None,
@@ -423,7 +423,7 @@ pub async fn run(
     };
     let (contract_check, contract) = scenarios::contract(&receiver, per_group);
     checks.push(contract_check);
-    if let Some(endpoint) = &options.otlp_endpoint {
+    for endpoint in &options.otlp_endpoint {
         checks.push(forward::forward(endpoint, options.otlp_protocol, &otlp_dir).await);
     }
 
