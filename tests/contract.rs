@@ -250,6 +250,16 @@ fn weavers_judgement_comes_from_deliberately_misnamed_telemetry() {
                 s.spans[2].resource = Arc::new(resource);
             },
         ),
+        (
+            "missing_attribute",
+            Level::Violation,
+            "shop.note on event order.placed",
+            |s| {
+                s.span("checkout").events[0]
+                    .attributes
+                    .insert("shop.note".into(), "gift".into());
+            },
+        ),
         ("missing_namespace", Level::Improvement, "orderid", |s| {
             s.span("pay")
                 .attributes

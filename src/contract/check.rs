@@ -12,7 +12,9 @@ use super::model::{
     AttributeDef, AttributeType, AttributeUse, GroupKind, Instrument, Requirement, ResolvedGroup,
 };
 use super::Contract;
-use crate::model::{Attributes, LogRecord, MetricKind, MetricPoint, Resource, StatusCode, Value};
+use crate::model::{
+    Attributes, LogRecord, MetricKind, MetricPoint, Resource, SpanId, StatusCode, Value,
+};
 use crate::tree::{SpanRef, Trace, TraceSet};
 
 /// How many traces with violations a report renders.
@@ -164,10 +166,54 @@ impl<'a> Checker<'a> {
 
     /// Checks one trace (of `traces`, whose render settings name the nodes).
     pub fn check_trace(&mut self, trace: &Trace, traces: &TraceSet) -> Vec<Finding> {
+        self.check_trace_where(trace, traces, |_| true)
+    }
+
+    /// Checks the spans of `trace` that are not in `checked`, and adds them to it: for a
+    /// collector where a distributed trace's spans arrive from its nodes over time, so
+    /// spans that arrive after the trace was first checked are checked too, once each.
+    ///
+    /// ```
+    /// # use std::collections::HashSet;
+    /// # use p2p_otel_testkit::contract::Contract;
+    /// # use p2p_otel_testkit::model::{SpanId, SpanRecord, TraceId};
+    /// # let contract = Contract::loader().load_sources([("m.yaml", "groups: []")])?;
+    /// let trace_id = TraceId::from_bytes([1; 16]);
+    /// let root = SpanRecord::new(trace_id, SpanId::from_bytes([1; 8]), "search");
+    /// let mut checker = contract.checker();
+    /// let mut checked = HashSet::new();
+    /// let first = p2p_otel_testkit::TraceSet::new([root.clone()]);
+    /// checker.check_new_spans(&first.traces()[0], &first, &mut checked);
+    /// // The remote handler's span arrives later: only it is checked now.
+    /// let mut handler = SpanRecord::new(trace_id, SpanId::from_bytes([2; 8]), "handle");
+    /// handler.parent = Some(p2p_otel_testkit::model::ParentRef { span_id: root.span_id, remote: Some(true) });
+    /// let later = p2p_otel_testkit::TraceSet::new([root, handler]);
+    /// checker.check_new_spans(&later.traces()[0], &later, &mut checked);
+    /// assert_eq!(checked.len(), 2);
+    /// assert_eq!(checker.finish().samples().0, 2);
+    /// # Ok::<(), p2p_otel_testkit::contract::ContractError>(())
+    /// ```
+    pub fn check_new_spans(
+        &mut self,
+        trace: &Trace,
+        traces: &TraceSet,
+        checked: &mut HashSet<SpanId>,
+    ) -> Vec<Finding> {
+        self.check_trace_where(trace, traces, |span| checked.insert(span))
+    }
+
+    fn check_trace_where(
+        &mut self,
+        trace: &Trace,
+        traces: &TraceSet,
+        mut take: impl FnMut(SpanId) -> bool,
+    ) -> Vec<Finding> {
         let first_new = self.findings.len();
         let violations_before = self.violations;
         for span in trace.spans() {
-            self.check_span(span, traces);
+            if take(span.record().span_id) {
+                self.check_span(span, traces);
+            }
         }
         if self.violations > violations_before && self.rendered.len() < RENDERED_TRACES {
             let one = TraceSet::new(trace.spans().map(|s| s.record().clone()))
@@ -222,6 +268,7 @@ impl<'a> Checker<'a> {
             &record.unrecorded_fields,
         );
         self.count_distinct(index, &sample, &record.attributes);
+        self.check_event_attributes(index, &sample, span);
         let structure = &group.structure;
         if !structure.is_empty() {
             self.check_structure(index, &sample, span);
@@ -632,6 +679,29 @@ impl<'a> Checker<'a> {
             self.count_distinct(index, &sample, &log.attributes);
         }
         self.findings[first_new..].to_vec()
+    }
+
+    /// The attributes of a span's events, against the registry (as live-check samples
+    /// them): each one defined, of its type, and Weaver's advice.
+    fn check_event_attributes(&mut self, index: usize, sample: &Sample<'_>, span: SpanRef<'_>) {
+        let contract = self.contract;
+        for event in &span.record().events {
+            for (key, value) in &event.attributes {
+                let def = contract.attribute(key);
+                self.advise(index, sample, key, def);
+                match def {
+                    Some(def) => self.check_value(sample, def, key, value),
+                    None => {
+                        self.report(sample, "missing_attribute", Level::Violation, key.clone(), || {
+                            format!(
+                                "attribute {key} on event {} of {} {} is not defined in the contract: define it (or `ref:` a semantic convention), or stop recording it",
+                                event.name, sample.signal_type, sample.signal_name
+                            )
+                        }, || context(&[("attribute_key", key.clone())]));
+                    }
+                }
+            }
+        }
     }
 
     /// Weaver's advice about attribute `key` of a sample of group `index`.

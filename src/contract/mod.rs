@@ -78,6 +78,9 @@
 //! resources carry (`service.name`, `service.instance.id`, …).
 //!
 //! Where the kit deliberately differs:
+//! - **Spans are matched to their span groups** by name, so a span's requirement levels are
+//!   checked (`*_attribute_not_present`); Weaver 0.25 matches only metrics and events to
+//!   groups and judges a span's attributes one by one.
 //! - **Structure** (`annotations.structure`): parents, remote parents, children, events and
 //!   span kinds are checked (`missing_child`, `missing_remote_parent`,
 //!   `unexpected_span_kind`, …); Weaver keeps annotations without reading them.
@@ -85,9 +88,10 @@
 //!   gate: `coverage_below_minimum`) are judged over the whole run.
 //! - **A failed span** may miss a required attribute it never got (information, with
 //!   `on_error` saying what it must carry instead); Weaver makes it a violation.
-//! - **Counting**: a finding counts its samples — each span, metric point or event — and a
-//!   resource once per distinct resource (a node); Weaver counts a resource once per
-//!   export request that carries it, and a metric once per metric of a request.
+//! - **Counting**: a finding counts its samples — each span, span event, metric point or
+//!   log event — and a resource once per distinct resource (a node); Weaver counts a
+//!   resource once per export request that carries it, and a finding about a metric itself
+//!   (`not_stable`) once per metric of a request, where the kit counts its points.
 //! - **Undeclared spans** are one `undeclared_span` (information) each; their attributes
 //!   are not judged, since the contract says nothing of them.
 //!

@@ -5,14 +5,15 @@
 //! ends on Ctrl-C / SIGTERM (or, for scripts, once N spans arrived or at a timeout) with
 //! a summary.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use p2p_otel_testkit::contract::{Checker, Contract, Finding};
-use p2p_otel_testkit::model::{TraceId, Value};
+use p2p_otel_testkit::model::{SpanId, TraceId, Value};
 use p2p_otel_testkit::receiver::{Config, Counter, OtlpReceiver, ReceiverError};
+use p2p_otel_testkit::tree::{Trace, TraceSet};
 
 use crate::printer::Printer;
 
@@ -164,7 +165,10 @@ pub async fn run(
         }
     };
     tokio::pin!(deadline);
-    let mut checker = options.contract.as_ref().map(Contract::checker);
+    let mut checker = options.contract.as_ref().map(|contract| Checking {
+        checker: contract.checker(),
+        checked: HashMap::new(),
+    });
     let mut printed: HashSet<TraceId> = HashSet::new();
     let mut pending: VecDeque<TraceId> = VecDeque::new();
     let outcome = loop {
@@ -213,7 +217,7 @@ pub async fn run(
     let violations = match checker {
         Some(checker) => {
             let written = options.out.join("contract.json");
-            contract_summary(&receiver, checker, &printed, (&mut out, &written), patience).await
+            contract_summary(&receiver, checker, (&mut out, &written), patience).await
         }
         None => false,
     };
@@ -235,17 +239,19 @@ fn finding_line(finding: &Finding) -> String {
 /// violation.
 async fn contract_summary(
     receiver: &OtlpReceiver,
-    mut checker: Checker<'_>,
-    checked: &HashSet<TraceId>,
+    checking: Checking<'_>,
     (out, json): (&mut Printer, &std::path::Path),
     patience: Duration,
 ) -> bool {
+    let Checking {
+        mut checker,
+        mut checked,
+    } = checking;
     let all = receiver.traces();
     let mut new = Vec::new();
     for trace in all.traces() {
-        if !checked.contains(&trace.trace_id()) {
-            new.extend(checker.check_trace(trace, &all));
-        }
+        let spans = checked.entry(trace.trace_id()).or_default();
+        new.extend(checker.check_new_spans(trace, &all, spans));
     }
     new.extend(checker.check_metrics(&receiver.metric_points()));
     new.extend(checker.check_logs(&receiver.log_records()));
@@ -266,6 +272,20 @@ async fn contract_summary(
     report.has_violations()
 }
 
+/// The contract's checker, and the spans of each trace it has checked: a trace is
+/// checked once complete, and the spans that arrive later when they do.
+struct Checking<'c> {
+    checker: Checker<'c>,
+    checked: HashMap<TraceId, HashSet<SpanId>>,
+}
+
+impl Checking<'_> {
+    fn check(&mut self, trace: &Trace, set: &TraceSet) -> Vec<Finding> {
+        let spans = self.checked.entry(trace.trace_id()).or_default();
+        self.checker.check_new_spans(trace, set, spans)
+    }
+}
+
 /// Prints one line per touched trace that is complete (a root, no missing parent) and
 /// not printed before: reads only those traces.
 fn report_finished(
@@ -273,10 +293,20 @@ fn report_finished(
     touched: impl IntoIterator<Item = TraceId>,
     printed: &mut HashSet<TraceId>,
     out: &mut Printer,
-    mut checker: Option<&mut Checker<'_>>,
+    mut checking: Option<&mut Checking<'_>>,
 ) {
     for trace_id in touched {
         if printed.contains(&trace_id) {
+            // A distributed trace's later spans (a remote handler's, exported by its node
+            // after the caller's) are checked as they arrive.
+            if let Some(checking) = checking.as_deref_mut() {
+                let set = receiver.trace(trace_id);
+                if let Some(trace) = set.traces().first() {
+                    for finding in checking.check(trace, &set) {
+                        out.trace_line(finding_line(&finding));
+                    }
+                }
+            }
             continue;
         }
         let set = receiver.trace(trace_id);
@@ -301,8 +331,8 @@ fn report_finished(
             service_of(trace),
             trace.len()
         ));
-        if let Some(checker) = checker.as_deref_mut() {
-            for finding in checker.check_trace(trace, &set) {
+        if let Some(checking) = checking.as_deref_mut() {
+            for finding in checking.check(trace, &set) {
                 out.trace_line(finding_line(&finding));
             }
         }

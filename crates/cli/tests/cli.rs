@@ -936,6 +936,74 @@ async fn serve_with_a_contract_prints_findings_as_traces_finish() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// A distributed trace is complete (a root, no missing parent) as soon as the caller's node
+/// exported it; the remote handler's span arrives later, from its own node. `serve
+/// --contract` checks it then too: its finding follows the trace's line.
+#[tokio::test]
+async fn serve_checks_the_spans_a_trace_gets_after_it_was_printed() {
+    use p2p_otel_testkit::propagation::{set_parent, TraceContext};
+    let out = temp_dir("serve-later-spans");
+    let contract = kit_data("contract");
+    let semconv = kit_data("semconv/model");
+    let mut child = serve_on_loopback(
+        &out,
+        &[
+            "--contract",
+            &contract,
+            "--dependency",
+            &semconv,
+            "--exit-after-spans",
+            "2",
+            "--timeout",
+            "30",
+        ],
+    );
+    let (grpc, http, mut stdout) = endpoints(&mut child).await;
+    let node = |instance: &str| {
+        Telemetry::builder_for_endpoints(Protocol::Grpc, grpc.clone(), http.clone())
+            .resource_attribute("service.name", "shop")
+            .resource_attribute("service.instance.id", instance)
+            .build()
+            .unwrap()
+    };
+    let (caller, handler) = (node("node-a"), node("node-b"));
+    let context = tracing::dispatcher::with_default(caller.dispatch(), || {
+        let span = tracing::info_span!("pay", otel.kind = "client", shop.order.id = "o-1");
+        let context = TraceContext::of(&span);
+        span.in_scope(|| {});
+        context
+    });
+    caller.flush().await.unwrap();
+    let mut printed = String::new();
+    while !printed.contains("trace ") {
+        let read = tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut printed))
+            .await
+            .unwrap_or_else(|_| panic!("no trace line: {printed}"))
+            .unwrap();
+        assert!(read > 0, "serve ended early: {printed}");
+    }
+    tracing::dispatcher::with_default(handler.dispatch(), || {
+        let span = tracing::info_span!("charge", otel.kind = "server", shop.refund = "none");
+        set_parent(&span, &context).unwrap();
+        span.in_scope(|| {});
+    });
+    handler.flush().await.unwrap();
+    for telemetry in [caller, handler] {
+        telemetry.shutdown().await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("serve exits after 2 spans")
+        .unwrap();
+    while stdout.read_line(&mut printed).await.unwrap() > 0 {}
+    let trace_line = printed.find("trace ").unwrap();
+    let later = printed
+        .find("finding violation missing_attribute span charge: attribute shop.refund")
+        .unwrap_or_else(|| panic!("the later span was not checked:\n{printed}"));
+    assert!(trace_line < later, "{printed}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[tokio::test]
 async fn contract_generate_writes_the_collector_config_alerts_and_dashboard() {
     let out = temp_dir("generate");

@@ -909,3 +909,163 @@ mod scale {
         mesh.shutdown().await;
     }
 }
+
+/// libp2p's timers on tokio's clock (the workspace's virtual-time patch of futures-timer
+/// and web-time): the first brick of simulated meshes.
+mod virtual_time {
+    use super::*;
+
+    use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{PeerId, StreamProtocol};
+    use p2p_otel_testkit::mesh::{MeshBehaviourEvent, Node, NodeEvent, NodeSwarm};
+
+    type Behaviour = request_response::cbor::Behaviour<String, String>;
+
+    /// Asks on command; answers nothing (keeps every response channel). What it saw of
+    /// its request: how it failed, and after how long on tokio's clock.
+    #[derive(Default)]
+    struct Peer {
+        sent_at: Option<tokio::time::Instant>,
+        failed: Option<(String, Duration)>,
+        kept: Vec<ResponseChannel<String>>,
+    }
+
+    impl Node for Peer {
+        type Behaviour = Behaviour;
+        type Command = PeerId;
+        type Observations = Option<(String, Duration)>;
+
+        fn on_swarm_event(&mut self, _: &mut NodeSwarm<Behaviour>, event: NodeEvent<Behaviour>) {
+            match event {
+                SwarmEvent::Behaviour(MeshBehaviourEvent::App(
+                    request_response::Event::Message {
+                        message: request_response::Message::Request { channel, .. },
+                        ..
+                    },
+                )) => self.kept.push(channel),
+                SwarmEvent::Behaviour(MeshBehaviourEvent::App(
+                    request_response::Event::OutboundFailure { error, .. },
+                )) => {
+                    let elapsed = self.sent_at.map(|at| at.elapsed()).unwrap_or_default();
+                    self.failed = Some((format!("{error:?}"), elapsed));
+                }
+                _ => {}
+            }
+        }
+
+        fn on_command(&mut self, swarm: &mut NodeSwarm<Behaviour>, peer: PeerId) {
+            self.sent_at = Some(tokio::time::Instant::now());
+            swarm
+                .behaviour_mut()
+                .app
+                .send_request(&peer, "anyone?".to_owned());
+        }
+
+        fn observe(&self, _: &NodeSwarm<Behaviour>, observations: &mut Self::Observations) {
+            observations.clone_from(&self.failed);
+        }
+    }
+
+    /// libp2p's own request timeout — a `futures_timer::Delay` inside request-response's
+    /// handler, no marketplace logic — fires after exactly its 10 s of virtual time on a
+    /// paused clock, in a few milliseconds of wall time. Without the patch that timer runs
+    /// on futures-timer's thread in real time, while the paused clock jumps to the wait's
+    /// own 30 s deadline: the wait fails.
+    #[tokio::test(start_paused = true)]
+    async fn libp2ps_own_request_timeout_fires_in_virtual_time() {
+        const TIMEOUT: Duration = Duration::from_secs(10);
+        let mut mesh = mesh::Builder::new(2)
+            .seed(80)
+            .security(Security::Plaintext)
+            .start(|_| {
+                let behaviour = request_response::cbor::Behaviour::new(
+                    [(
+                        StreamProtocol::new("/virtual-time/1"),
+                        ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default().with_request_timeout(TIMEOUT),
+                );
+                Ok((behaviour, Peer::default()))
+            })
+            .await
+            .unwrap();
+        mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
+        let wall = Instant::now();
+        mesh.node(0)
+            .unwrap()
+            .send(mesh.peer_id(1).unwrap())
+            .await
+            .unwrap();
+        let states = mesh
+            .wait_until("the request to time out", WAIT, |states| {
+                states[0].observations.is_some()
+            })
+            .await
+            .unwrap();
+        let (error, elapsed) = states[0].observations.clone().unwrap();
+        assert_eq!(error, "Timeout");
+        assert_eq!(
+            elapsed, TIMEOUT,
+            "{error} after {elapsed:?} of virtual time"
+        );
+        eprintln!(
+            "libp2p's {TIMEOUT:?} request timeout: {elapsed:?} virtual, {:?} wall",
+            wall.elapsed()
+        );
+        mesh.shutdown().await;
+    }
+
+    /// On a paused clock, a search that asks a silent peer fails at exactly production's
+    /// 10 s request timeout of virtual time (scenario 5's wait), costing no wall time: the
+    /// clock moves only when every task is idle.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_times_out_at_exactly_the_request_timeout_of_virtual_time() {
+        let config = Config {
+            search_fanout: 1,
+            ..Config::for_tests()
+        };
+        assert_eq!(config.request_timeout, Duration::from_secs(10));
+        let mesh = marketplace(1, config.clone()).await;
+        let silent =
+            marketplace::silent_peer(marketplace::REGISTRY_PROTOCOL, 79, Security::Plaintext)
+                .await
+                .unwrap();
+        silent
+            .node(0)
+            .unwrap()
+            .send((mesh.peer_id(0).unwrap(), mesh.addr(0).unwrap()))
+            .await
+            .unwrap();
+        let silent_peer = silent.peer_id(0).unwrap();
+        mesh.wait_until("the silent peer connected", WAIT, |s| {
+            s[0].connected.contains(&silent_peer)
+        })
+        .await
+        .unwrap();
+        let node = marketplace::registry(&mesh, 0, &config).unwrap();
+        let wall = Instant::now();
+        let virtual_start = tokio::time::Instant::now();
+        let hits = node.search(&Query::text("answer")).await;
+        let virtual_elapsed = virtual_start.elapsed();
+        let stats = node.stats().await.unwrap();
+        assert_eq!(
+            stats.reputation[&silent_peer].failures, 1,
+            "the silent peer was asked and timed out: {hits:?} {stats:?}"
+        );
+        assert!(
+            virtual_elapsed >= config.request_timeout
+                && virtual_elapsed < config.request_timeout + Duration::from_millis(50),
+            "the search ended {virtual_elapsed:?} of virtual time after it began, not at the \
+             {:?} request timeout: {hits:?}",
+            config.request_timeout
+        );
+        eprintln!(
+            "a {:?} timeout in virtual time: {virtual_elapsed:?} virtual, {:?} wall",
+            config.request_timeout,
+            wall.elapsed()
+        );
+        silent.shutdown().await;
+        mesh.shutdown().await;
+    }
+}

@@ -75,64 +75,89 @@ async fn post_all<T: prost::Message + serde::Serialize>(
     Ok(())
 }
 
+/// Every request the receiver got, read once from its files: each collector gets the same.
+pub(super) struct Received {
+    traces: Vec<ExportTraceServiceRequest>,
+    metrics: Vec<ExportMetricsServiceRequest>,
+    logs: Vec<ExportLogsServiceRequest>,
+}
+
+impl Received {
+    /// Reads the OTLP-JSON files in `dir`.
+    pub(super) fn read(dir: &Path) -> Result<Received, String> {
+        Ok(Received {
+            traces: requests(&dir.join("traces.jsonl"))?,
+            metrics: requests(&dir.join("metrics.jsonl"))?,
+            logs: requests(&dir.join("logs.jsonl"))?,
+        })
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.traces.len(), self.metrics.len(), self.logs.len())
+    }
+}
+
 async fn send_all_http(
     endpoint: &str,
-    dir: &Path,
+    received: &Received,
     forwarding: Forwarding,
 ) -> Result<(usize, usize, usize), String> {
-    let traces: Vec<ExportTraceServiceRequest> = requests(&dir.join("traces.jsonl"))?;
-    let metrics: Vec<ExportMetricsServiceRequest> = requests(&dir.join("metrics.jsonl"))?;
-    let logs: Vec<ExportLogsServiceRequest> = requests(&dir.join("logs.jsonl"))?;
+    let Received {
+        traces,
+        metrics,
+        logs,
+    } = received;
     let client = opentelemetry_http::hyper::HyperClient::with_default_connector(
         std::time::Duration::from_secs(30),
         None,
     );
     let base = endpoint.trim_end_matches('/');
-    post_all(&client, &format!("{base}/v1/traces"), &traces, forwarding).await?;
-    post_all(&client, &format!("{base}/v1/metrics"), &metrics, forwarding).await?;
-    post_all(&client, &format!("{base}/v1/logs"), &logs, forwarding).await?;
-    Ok((traces.len(), metrics.len(), logs.len()))
+    post_all(&client, &format!("{base}/v1/traces"), traces, forwarding).await?;
+    post_all(&client, &format!("{base}/v1/metrics"), metrics, forwarding).await?;
+    post_all(&client, &format!("{base}/v1/logs"), logs, forwarding).await?;
+    Ok(received.counts())
 }
 
-async fn send_all(endpoint: &str, dir: &Path) -> Result<(usize, usize, usize), String> {
+async fn send_all(endpoint: &str, received: &Received) -> Result<(usize, usize, usize), String> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
         .connect()
         .await
         .map_err(|e| format!("cannot connect to {endpoint}: {e}"))?;
-    let traces: Vec<ExportTraceServiceRequest> = requests(&dir.join("traces.jsonl"))?;
-    let metrics: Vec<ExportMetricsServiceRequest> = requests(&dir.join("metrics.jsonl"))?;
-    let logs: Vec<ExportLogsServiceRequest> = requests(&dir.join("logs.jsonl"))?;
-    let counts = (traces.len(), metrics.len(), logs.len());
     let mut trace_client = TraceServiceClient::new(channel.clone());
-    for request in traces {
+    for request in received.traces.iter().cloned() {
         trace_client
             .export(request)
             .await
             .map_err(|s| format!("traces: {s}"))?;
     }
     let mut metric_client = MetricsServiceClient::new(channel.clone());
-    for request in metrics {
+    for request in received.metrics.iter().cloned() {
         metric_client
             .export(request)
             .await
             .map_err(|s| format!("metrics: {s}"))?;
     }
     let mut log_client = LogsServiceClient::new(channel);
-    for request in logs {
+    for request in received.logs.iter().cloned() {
         log_client
             .export(request)
             .await
             .map_err(|s| format!("logs: {s}"))?;
     }
-    Ok(counts)
+    Ok(received.counts())
 }
 
 /// Forwards every received request to `endpoint`; the outcome is a check.
-pub(super) async fn forward(endpoint: &str, forwarding: Forwarding, dir: &Path) -> Criterion {
-    let result = match forwarding {
-        Forwarding::Grpc => send_all(endpoint, dir).await,
-        http => send_all_http(endpoint, dir, http).await,
+pub(super) async fn forward(
+    endpoint: &str,
+    forwarding: Forwarding,
+    received: &Result<Received, String>,
+) -> Criterion {
+    let result = match (received, forwarding) {
+        (Err(error), _) => Err(error.clone()),
+        (Ok(received), Forwarding::Grpc) => send_all(endpoint, received).await,
+        (Ok(received), http) => send_all_http(endpoint, received, http).await,
     };
     let protocol = match forwarding {
         Forwarding::Grpc => "OTLP/gRPC",

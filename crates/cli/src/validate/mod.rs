@@ -423,8 +423,12 @@ pub async fn run(
     };
     let (contract_check, contract) = scenarios::contract(&receiver, per_group);
     checks.push(contract_check);
-    for endpoint in &options.otlp_endpoint {
-        checks.push(forward::forward(endpoint, options.otlp_protocol, &otlp_dir).await);
+    if !options.otlp_endpoint.is_empty() {
+        // Read once: every collector gets the same requests.
+        let received = forward::Received::read(&otlp_dir);
+        for endpoint in &options.otlp_endpoint {
+            checks.push(forward::forward(endpoint, options.otlp_protocol, &received).await);
+        }
     }
 
     step(out, 6, "report");
