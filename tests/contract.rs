@@ -153,7 +153,11 @@ impl Shop {
     }
 
     fn check(&self) -> Report {
-        shop().check(
+        self.check_with(&shop())
+    }
+
+    fn check_with(&self, contract: &Contract) -> Report {
+        contract.check(
             &TraceSet::new(self.spans.clone()),
             &self.metrics,
             &self.logs,
@@ -203,11 +207,7 @@ fn a_contract_that_refs_the_semantic_conventions_loads_and_kept_telemetry_passes
     );
     assert_eq!(report.samples(), (3, 2, 1));
     // Without Weaver's advice: only the registry's own rules.
-    let quiet = shop().with_advice(false).check(
-        &TraceSet::new(Shop::good().spans),
-        &Shop::good().metrics,
-        &Shop::good().logs,
-    );
+    let quiet = Shop::good().check_with(&shop().with_advice(false));
     assert_eq!(quiet.at_level(Level::Improvement).count(), 0, "{quiet}");
     assert_eq!(quiet.with_id("template_attribute").count(), 0, "{quiet}");
     let unseen: Vec<&str> = report
@@ -218,6 +218,31 @@ fn a_contract_that_refs_the_semantic_conventions_loads_and_kept_telemetry_passes
         .map(|g| g.name.as_str())
         .collect();
     assert!(unseen.is_empty(), "{unseen:?}");
+}
+
+/// The good shop broken by `break_it`, its report, and the one finding `id` at `level`
+/// whose message says `says` (fails unless there is exactly one).
+fn the_one_finding(
+    break_it: fn(&mut Shop),
+    id: &str,
+    level: Level,
+    says: &str,
+) -> (Shop, Report, p2p_otel_testkit::contract::Finding) {
+    let mut shop = Shop::good();
+    break_it(&mut shop);
+    let report = shop.check();
+    let found: Vec<_> = report
+        .with_id(id)
+        .filter(|f| f.level == level && f.message.contains(says))
+        .cloned()
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {level} {id} saying {says:?}, got:\n{report}"
+    );
+    let finding = found[0].clone();
+    (shop, report, finding)
 }
 
 /// Weaver's judgement beyond the registry: the resource's attributes against it, and the
@@ -295,33 +320,18 @@ fn weavers_judgement_comes_from_deliberately_misnamed_telemetry() {
         }),
     ];
     for (id, level, says, break_it) in cases {
-        let mut broken = Shop::good();
-        break_it(&mut broken);
-        let report = broken.check();
-        let found: Vec<_> = report
-            .with_id(id)
-            .filter(|f| f.level == level && f.message.contains(says))
-            .collect();
-        assert_eq!(
-            found.len(),
-            1,
-            "expected one {level} {id} saying {says:?}, got:\n{report}"
-        );
+        let (broken, _, finding) = the_one_finding(break_it, id, level, says);
         // The registry's rules stay without the advice; the advice goes.
-        let quiet = shop().with_advice(false).check(
-            &TraceSet::new(broken.spans.clone()),
-            &broken.metrics,
-            &broken.logs,
-        );
+        let quiet = broken.check_with(&shop().with_advice(false));
         let registry_rule = ["missing_attribute", "type_mismatch"].contains(&id);
         assert_eq!(
             quiet.with_id(id).any(|f| f.message.contains(says)),
             registry_rule,
             "{id} without advice:\n{quiet}"
         );
-        if found[0].signal_type == "resource" {
-            assert_eq!(found[0].signal_name, "shop", "{report}");
-            assert!(found[0].span.is_none());
+        if finding.signal_type == "resource" {
+            assert_eq!(finding.signal_name, "shop", "{finding}");
+            assert!(finding.span.is_none());
         }
     }
     // One finding per resource attribute, counted once per node that carries it.
@@ -520,24 +530,12 @@ fn each_finding_id_comes_from_a_deliberately_broken_signal() {
         }),
     ];
     for (id, level, says, break_it) in cases {
-        let mut shop = Shop::good();
-        break_it(&mut shop);
-        let report = shop.check();
-        let found: Vec<_> = report
-            .with_id(id)
-            .filter(|f| f.level == level && f.message.contains(says))
-            .collect();
-        assert_eq!(
-            found.len(),
-            1,
-            "expected one {level} {id} saying {says:?}, got:\n{report}"
-        );
+        let (_, report, finding) = the_one_finding(break_it, id, level, says);
         assert_eq!(
             report.has_violations(),
             level == Level::Violation,
             "{id}: {report}"
         );
-        let finding = found[0];
         if finding.signal_type == "span" {
             let at = finding.span.as_ref().unwrap_or_else(|| panic!("{finding}"));
             assert!(at.node.starts_with("node-"), "{finding}");

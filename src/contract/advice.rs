@@ -151,34 +151,29 @@ pub(super) fn metric(name: &str, stability: Option<&str>) -> Vec<Advice> {
             context: vec![("metric_name", name.to_owned())],
         });
     }
-    if let Some(stability) = unstable(stability) {
-        advice.push(Advice {
-            id: "not_stable",
-            level: Level::Improvement,
-            message: format!("metric {name} is not stable; stability = {stability}"),
-            context: vec![
-                ("metric_name", name.to_owned()),
-                ("stability", stability.to_owned()),
-            ],
-        });
-    }
+    advice.extend(not_stable("metric", name, stability));
     advice
 }
 
 /// The advice about an event's group stability.
 pub(super) fn event(name: &str, stability: Option<&str>) -> Vec<Advice> {
-    unstable(stability)
-        .map(|stability| Advice {
-            id: "not_stable",
-            level: Level::Improvement,
-            message: format!("event {name} is not stable; stability = {stability}"),
-            context: vec![
-                ("event_name", name.to_owned()),
-                ("stability", stability.to_owned()),
-            ],
-        })
-        .into_iter()
-        .collect()
+    not_stable("event", name, stability).into_iter().collect()
+}
+
+/// `not_stable` about a metric or an event itself, when its group is not stable.
+fn not_stable(signal: &'static str, name: &str, stability: Option<&str>) -> Option<Advice> {
+    let stability = unstable(stability)?;
+    let key = if signal == "metric" {
+        "metric_name"
+    } else {
+        "event_name"
+    };
+    Some(Advice {
+        id: "not_stable",
+        level: Level::Improvement,
+        message: format!("{signal} {name} is not stable; stability = {stability}"),
+        context: vec![(key, name.to_owned()), ("stability", stability.to_owned())],
+    })
 }
 
 /// The stability, when one is written and it is not `stable`.

@@ -818,6 +818,26 @@ async fn query_the_validation_files(out: &std::path::Path) {
     );
 }
 
+/// `serve` with the test shop's contract (on the semantic conventions), exiting after
+/// `spans` spans or 30 s.
+fn serve_with_the_shop_contract(out: &std::path::Path, spans: &str) -> Child {
+    let contract = kit_data("contract");
+    let semconv = kit_data("semconv/model");
+    serve_on_loopback(
+        out,
+        &[
+            "--contract",
+            &contract,
+            "--dependency",
+            &semconv,
+            "--exit-after-spans",
+            spans,
+            "--timeout",
+            "30",
+        ],
+    )
+}
+
 #[tokio::test]
 async fn check_with_a_broken_contract_or_file_exits_2_naming_it() {
     let dir = temp_dir("bad-contract");
@@ -863,21 +883,7 @@ async fn check_with_a_broken_contract_or_file_exits_2_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_a_contract_prints_findings_as_traces_finish() {
     let out = temp_dir("serve-contract");
-    let contract = kit_data("contract");
-    let semconv = kit_data("semconv/model");
-    let mut child = serve_on_loopback(
-        &out,
-        &[
-            "--contract",
-            &contract,
-            "--dependency",
-            &semconv,
-            "--exit-after-spans",
-            "1",
-            "--timeout",
-            "30",
-        ],
-    );
+    let mut child = serve_with_the_shop_contract(&out, "1");
     let (grpc, http, mut stdout) = endpoints(&mut child).await;
     let telemetry = Telemetry::builder_for_endpoints(Protocol::Grpc, grpc, http)
         .resource_attribute("service.name", "shop")
@@ -943,21 +949,7 @@ async fn serve_with_a_contract_prints_findings_as_traces_finish() {
 async fn serve_checks_the_spans_a_trace_gets_after_it_was_printed() {
     use p2p_otel_testkit::propagation::{set_parent, TraceContext};
     let out = temp_dir("serve-later-spans");
-    let contract = kit_data("contract");
-    let semconv = kit_data("semconv/model");
-    let mut child = serve_on_loopback(
-        &out,
-        &[
-            "--contract",
-            &contract,
-            "--dependency",
-            &semconv,
-            "--exit-after-spans",
-            "2",
-            "--timeout",
-            "30",
-        ],
-    );
+    let mut child = serve_with_the_shop_contract(&out, "2");
     let (grpc, http, mut stdout) = endpoints(&mut child).await;
     let node = |instance: &str| {
         Telemetry::builder_for_endpoints(Protocol::Grpc, grpc.clone(), http.clone())

@@ -71,6 +71,30 @@ async fn routing_ready(mesh: &Mesh<RegistryNode>) {
     .unwrap();
 }
 
+/// A peer that never answers registry requests (seeded by `seed`), connected to node 0.
+async fn silent_peer_connected_to_node_0(
+    mesh: &Mesh<RegistryNode>,
+    seed: u64,
+) -> (Mesh<marketplace::SilentPeer>, libp2p::PeerId) {
+    let silent =
+        marketplace::silent_peer(marketplace::REGISTRY_PROTOCOL, seed, Security::Plaintext)
+            .await
+            .unwrap();
+    silent
+        .node(0)
+        .unwrap()
+        .send((mesh.peer_id(0).unwrap(), mesh.addr(0).unwrap()))
+        .await
+        .unwrap();
+    let silent_peer = silent.peer_id(0).unwrap();
+    mesh.wait_until("the silent peer connected", WAIT, |s| {
+        s[0].connected.contains(&silent_peer)
+    })
+    .await
+    .unwrap();
+    (silent, silent_peer)
+}
+
 /// Waits until every node has routing entries and a gossip mesh peer.
 async fn gossip_ready(mesh: &Mesh<RegistryNode>) {
     marketplace::wait_ready(mesh, WAIT).await.unwrap();
@@ -507,22 +531,7 @@ mod resilience {
         let mut mesh = marketplace(2, config.clone()).await;
         mesh.connect_topology(Topology::Full, WAIT).await.unwrap();
         routing_ready(&mesh).await;
-        let silent =
-            marketplace::silent_peer(marketplace::REGISTRY_PROTOCOL, 78, Security::Plaintext)
-                .await
-                .unwrap();
-        silent
-            .node(0)
-            .unwrap()
-            .send((mesh.peer_id(0).unwrap(), mesh.addr(0).unwrap()))
-            .await
-            .unwrap();
-        let silent_peer = silent.peer_id(0).unwrap();
-        mesh.wait_until("the silent peer connected", WAIT, |s| {
-            s[0].connected.contains(&silent_peer)
-        })
-        .await
-        .unwrap();
+        let (_silent, silent_peer) = silent_peer_connected_to_node_0(&mesh, 78).await;
         let nodes = handles(&mesh, &config);
         nodes[1]
             .publish(package("acme/answer", "1.0.0", "Answer"))
@@ -1027,22 +1036,7 @@ mod virtual_time {
         };
         assert_eq!(config.request_timeout, Duration::from_secs(10));
         let mesh = marketplace(1, config.clone()).await;
-        let silent =
-            marketplace::silent_peer(marketplace::REGISTRY_PROTOCOL, 79, Security::Plaintext)
-                .await
-                .unwrap();
-        silent
-            .node(0)
-            .unwrap()
-            .send((mesh.peer_id(0).unwrap(), mesh.addr(0).unwrap()))
-            .await
-            .unwrap();
-        let silent_peer = silent.peer_id(0).unwrap();
-        mesh.wait_until("the silent peer connected", WAIT, |s| {
-            s[0].connected.contains(&silent_peer)
-        })
-        .await
-        .unwrap();
+        let (silent, silent_peer) = silent_peer_connected_to_node_0(&mesh, 79).await;
         let node = marketplace::registry(&mesh, 0, &config).unwrap();
         let wall = Instant::now();
         let virtual_start = tokio::time::Instant::now();
