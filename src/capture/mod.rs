@@ -92,6 +92,7 @@ pub struct Builder {
     wire_token: Option<u64>,
     opentelemetry_layer: bool,
     notifier: Option<Arc<Notifier>>,
+    virtual_origin: Option<tokio::time::Instant>,
 }
 
 impl Default for Builder {
@@ -104,6 +105,7 @@ impl Default for Builder {
             wire_token: None,
             opentelemetry_layer: false,
             notifier: None,
+            virtual_origin: None,
         }
     }
 }
@@ -119,6 +121,31 @@ impl Builder {
     pub fn scope(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
         self.scope.name = name.into();
         self.scope.version = version.into();
+        self
+    }
+
+    /// Stamps spans from tokio's clock — in a paused runtime, virtual time — counted from
+    /// `origin`, which becomes 2026-01-01T00:00:00Z: two runs of one simulation stamp the
+    /// same start and end times, and a timeout waited out in virtual time lasts its full
+    /// length in the span. Give every node's capture the same origin (the simulation's
+    /// start). By default spans are stamped from the real clock.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use p2p_otel_testkit::SpanCaptureLayer;
+    /// let origin = tokio::time::Instant::now();
+    /// let (dispatch, handle) = SpanCaptureLayer::builder().virtual_time(origin).dispatch();
+    /// let span = tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("wait"));
+    /// tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    /// drop(span);
+    /// let record = &handle.spans()[0];
+    /// assert_eq!(record.start_unix_nanos, 1_767_225_600_000_000_000);
+    /// assert_eq!(record.duration_nanos(), Some(2_000_000_000));
+    /// # }
+    /// ```
+    pub fn virtual_time(mut self, origin: tokio::time::Instant) -> Self {
+        self.virtual_origin = Some(origin);
         self
     }
 
@@ -233,7 +260,9 @@ impl Builder {
             changed: self.notifier.unwrap_or_default(),
             converted: Mutex::new(Vec::new()),
             events_outside_spans: Mutex::new(Vec::new()),
-            clock: Clock::new(),
+            clock: self
+                .virtual_origin
+                .map_or_else(Clock::new, Clock::virtual_from),
             resource: Arc::new(self.resource),
             scope: Arc::new(self.scope),
         });

@@ -33,6 +33,7 @@ pub struct Builder {
     pub(super) dispatch: Option<Arc<DispatchFactory>>,
     pub(super) listen: Vec<Multiaddr>,
     pub(super) keypairs: BTreeMap<usize, libp2p::identity::Keypair>,
+    pub(super) latency: Option<Duration>,
 }
 
 impl fmt::Debug for Builder {
@@ -60,6 +61,7 @@ impl Builder {
             dispatch: None,
             listen: vec![Multiaddr::empty().with(libp2p::multiaddr::Protocol::Memory(0))],
             keypairs: BTreeMap::new(),
+            latency: None,
         }
     }
 
@@ -115,6 +117,33 @@ impl Builder {
     /// [`Discovery`]); off by default.
     pub fn discovery(mut self, discovery: Discovery) -> Self {
         self.discovery = discovery;
+        self
+    }
+
+    /// Every connection between nodes on the memory transport carries each byte `one_way`
+    /// later in each direction, on tokio's clock: in a paused runtime
+    /// (`#[tokio::test(start_paused = true)]`) that is virtual time, so a request's round
+    /// trip lasts exactly twice `one_way` per exchange and costs no wall time. No latency by
+    /// default.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use p2p_otel_testkit::mesh::{self, Passive, Topology};
+    ///
+    /// let mut mesh = mesh::Builder::new(2)
+    ///     .latency(Duration::from_millis(100))
+    ///     .start(|_| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
+    ///     .await?;
+    /// let start = tokio::time::Instant::now();
+    /// mesh.connect_topology(Topology::Full, Duration::from_secs(10)).await?;
+    /// assert!(start.elapsed() >= Duration::from_millis(200), "handshakes take round trips");
+    /// mesh.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn latency(mut self, one_way: Duration) -> Self {
+        self.latency = Some(one_way);
         self
     }
 

@@ -84,16 +84,20 @@ impl<N: Node> EventLoop<N> {
     pub(crate) async fn run(mut self) {
         loop {
             let deadline = self.node.next_deadline();
+            // In a fixed order, not tokio's random one: a simulated mesh replays the same
+            // choices. Stops, commands and deadlines are few; the swarm's events, which
+            // can be many, come when none of them is ready.
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                biased;
+                _ = &mut self.stop => break,
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
-                _ = &mut self.stop => break,
                 // Wakes the node logic at its own deadline (a request timeout, a cache
                 // expiry): driven by the logic's state, never a fixed wait.
                 () = until(deadline) => self.node.on_deadline(&mut self.swarm),
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
             }
             self.publish_state();
         }

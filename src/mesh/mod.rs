@@ -44,6 +44,7 @@ mod discovery;
 mod error;
 mod event_loop;
 mod faults;
+mod latency;
 mod logic;
 mod running;
 mod topology;

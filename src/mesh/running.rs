@@ -184,7 +184,12 @@ where
             .transpose()?;
         let context = self.slots[index].context.clone();
         let (behaviour, mut logic) = (self.constructor)(&context)?;
-        let transport = transport::transport(&context.keypair, security, &self.config.listen)?;
+        let transport = transport::transport(
+            &context.keypair,
+            security,
+            &self.config.listen,
+            self.config.latency,
+        )?;
         let neighbours = match self.config.discovery {
             Discovery::Off => Some(allow_block_list::Behaviour::default()),
             Discovery::Open => None,

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, MemoryTransport};
@@ -60,9 +61,18 @@ pub(crate) fn transport(
     keypair: &Keypair,
     security: Security,
     listen: &[Multiaddr],
+    latency: Option<Duration>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
     if listen.iter().all(is_memory) {
-        return secured(MemoryTransport::default(), keypair, security);
+        return match latency {
+            Some(one_way) => secured(
+                MemoryTransport::default()
+                    .map(move |channel, _| super::latency::Delayed::new(channel, one_way)),
+                keypair,
+                security,
+            ),
+            None => secured(MemoryTransport::default(), keypair, security),
+        };
     }
     network(keypair, security, listen)
 }
