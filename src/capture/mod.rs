@@ -128,7 +128,9 @@ impl Builder {
     /// `origin`, which becomes 2026-01-01T00:00:00Z: two runs of one simulation stamp the
     /// same start and end times, and a timeout waited out in virtual time lasts its full
     /// length in the span. Give every node's capture the same origin (the simulation's
-    /// start). By default spans are stamped from the real clock.
+    /// start). By default spans are stamped from the real clock. A span opened or closed on
+    /// a thread outside the runtime reads the real clock there (and is stamped at the
+    /// epoch): keep a simulation's spans on its runtime.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]

@@ -91,7 +91,7 @@ impl Registry {
                 context: context(None),
             });
         }
-        if let Some(namespace) = namespaces(key).find(|ns| self.live_keys.contains(*ns)) {
+        for namespace in namespaces(key).filter(|ns| self.live_keys.contains(*ns)) {
             advice.push(Advice {
                 id: "illegal_namespace",
                 level: Level::Violation,

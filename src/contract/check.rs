@@ -62,8 +62,8 @@ pub struct Checker<'a> {
     signal_advised: Vec<Option<Vec<usize>>>,
     /// The resources checked so far, by content.
     resources: HashSet<u64>,
-    /// The address of the last resource checked: spans of one node share one.
-    last_resource: usize,
+    /// The last resource checked: spans of one node share one.
+    last_resource: Option<std::sync::Arc<Resource>>,
 }
 
 /// The distinct values one attribute of one group took.
@@ -118,7 +118,7 @@ impl<'a> Checker<'a> {
             advised: vec![HashMap::new(); contract.groups.len()],
             signal_advised: vec![None; contract.groups.len()],
             resources: HashSet::new(),
-            last_resource: 0,
+            last_resource: None,
         }
     }
 
@@ -785,14 +785,18 @@ impl<'a> Checker<'a> {
     /// Checks a resource's attributes against the registry, as live-check does: once per
     /// distinct resource (a node), so each finding counts the resources that carry it.
     fn check_resource(&mut self, resource: &std::sync::Arc<Resource>) {
-        let address = std::sync::Arc::as_ptr(resource) as usize;
-        if address == self.last_resource || resource.attributes.is_empty() {
+        let same = self
+            .last_resource
+            .as_ref()
+            .is_some_and(|last| std::sync::Arc::ptr_eq(last, resource));
+        if same || resource.attributes.is_empty() {
             return;
         }
-        self.last_resource = address;
+        self.last_resource = Some(std::sync::Arc::clone(resource));
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         for (key, value) in &resource.attributes {
             std::hash::Hash::hash(key, &mut hasher);
+            std::hash::Hash::hash(value.type_name(), &mut hasher);
             std::hash::Hash::hash(&value.to_string(), &mut hasher);
         }
         if !self.resources.insert(std::hash::Hasher::finish(&hasher)) {

@@ -92,8 +92,9 @@
 //!   log event — and a resource once per distinct resource (a node); Weaver counts a
 //!   resource once per export request that carries it, and a finding about a metric itself
 //!   (`not_stable`) once per metric of a request, where the kit counts its points.
-//! - **Undeclared spans** are one `undeclared_span` (information) each; their attributes
-//!   are not judged, since the contract says nothing of them.
+//! - **Undeclared spans** are one `undeclared_span` (information) each, undeclared metrics
+//!   one `missing_metric` (violation) each; their attributes are not judged, since the
+//!   contract says nothing of them (Weaver judges each one against the registry).
 //!
 //! ```
 //! use p2p_otel_testkit::contract::Contract;

@@ -85,8 +85,8 @@ impl<N: Node> EventLoop<N> {
         loop {
             let deadline = self.node.next_deadline();
             // In a fixed order, not tokio's random one: a simulated mesh replays the same
-            // choices. Stops, commands and deadlines are few; the swarm's events, which
-            // can be many, come when none of them is ready.
+            // choices. The deadline comes last, so a logic whose deadline stays in the past
+            // cannot starve the swarm.
             tokio::select! {
                 biased;
                 _ = &mut self.stop => break,
@@ -94,10 +94,10 @@ impl<N: Node> EventLoop<N> {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 // Wakes the node logic at its own deadline (a request timeout, a cache
                 // expiry): driven by the logic's state, never a fixed wait.
                 () = until(deadline) => self.node.on_deadline(&mut self.swarm),
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
             }
             self.publish_state();
         }

@@ -19,6 +19,13 @@ enum Due {
     Close(Instant),
 }
 
+/// `one_way` from now, or as far as tokio's clock goes.
+fn due(one_way: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(one_way)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
 /// A connection whose writes arrive `one_way` later.
 pub(crate) struct Delayed<S> {
     read: ReadHalf<S>,
@@ -87,7 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Delayed<S> {
         if self.closed {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        let at = Instant::now() + self.one_way;
+        let at = due(self.one_way);
         match self.line.send(Due::Bytes(at, buf.to_vec())) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
             Err(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
@@ -102,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Delayed<S> {
     fn poll_close(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.closed {
             self.closed = true;
-            let at = Instant::now() + self.one_way;
+            let at = due(self.one_way);
             let _ = self.line.send(Due::Close(at));
         }
         Poll::Ready(Ok(()))

@@ -298,10 +298,12 @@ fn report_finished(
     for trace_id in touched {
         if printed.contains(&trace_id) {
             // A distributed trace's later spans (a remote handler's, exported by its node
-            // after the caller's) are checked as they arrive.
+            // after the caller's) are checked as they arrive — once their parents are there
+            // too, so a span is never judged an orphan for arriving first (what is still
+            // incomplete at exit is checked then).
             if let Some(checking) = checking.as_deref_mut() {
                 let set = receiver.trace(trace_id);
-                if let Some(trace) = set.traces().first() {
+                if let Some(trace) = set.traces().first().filter(|t| t.is_complete()) {
                     for finding in checking.check(trace, &set) {
                         out.trace_line(finding_line(&finding));
                     }

@@ -11,7 +11,10 @@
 //! A `Delay`'s deadline is fixed when it is created (or reset), like futures-timer's, even
 //! if it is first polled later. Created outside a runtime (a behaviour built before the
 //! runtime starts), its deadline is read from the real clock, which a runtime's clock
-//! starts from. Polled outside any tokio runtime, it waits on a thread of its own.
+//! starts from. Polled outside any tokio runtime, or in one without its time driver, it
+//! waits on a thread of its own (one per delay: fine for the rare delay polled there, not
+//! for an executor other than tokio driving a whole swarm). A delay first polled in a
+//! runtime stays bound to it, as any tokio timer: that runtime must be driven.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -80,8 +83,15 @@ impl Future for Delay {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.sleep.is_none() && tokio::runtime::Handle::try_current().is_ok() {
-            this.sleep = Some(Box::pin(tokio::time::sleep_until(this.deadline)));
+        if this.sleep.is_none()
+            && this.outside.is_none()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            // A runtime built without its time driver refuses timers (tokio panics): such a
+            // delay waits on a thread of its own instead, like one outside any runtime.
+            let deadline = this.deadline;
+            this.sleep =
+                std::panic::catch_unwind(|| Box::pin(tokio::time::sleep_until(deadline))).ok();
         }
         if let Some(sleep) = &mut this.sleep {
             return sleep.as_mut().poll(cx);
