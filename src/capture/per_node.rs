@@ -215,6 +215,54 @@ impl PerNode {
         RenderSettings::default().nodes(ids.collect::<Vec<_>>())
     }
 
+    /// Every closed span of every node, one line each in the order they began: start and
+    /// end in Unix nanoseconds, the node (`[node N]`), the name and the kind. Times are
+    /// kept, so two runs of a simulation — captures in virtual time
+    /// ([`Builder::virtual_time`](super::Builder::virtual_time)) — compare byte for byte.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use p2p_otel_testkit::{capture, SpanCaptureLayer};
+    /// let origin = tokio::time::Instant::now();
+    /// let captures = capture::PerNode::with_builder(SpanCaptureLayer::builder().virtual_time(origin));
+    /// let (dispatch, _) = captures.node_dispatch(0, "node-a");
+    /// tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    /// tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("tick").in_scope(|| {}));
+    /// assert_eq!(captures.timeline(), "1767225600005000000 1767225600005000000 [node 0] tick internal\n");
+    /// # }
+    /// ```
+    pub fn timeline(&self) -> String {
+        let settings = self.render_settings();
+        let mut spans = self.all_spans();
+        spans.sort_by(|a, b| {
+            (a.start_unix_nanos, a.end_unix_nanos, &a.name).cmp(&(
+                b.start_unix_nanos,
+                b.end_unix_nanos,
+                &b.name,
+            ))
+        });
+        spans
+            .iter()
+            .map(|span| {
+                let node = span
+                    .resource
+                    .attributes
+                    .get("service.instance.id")
+                    .and_then(crate::model::Value::as_str)
+                    .map(|id| settings.alias_text(id))
+                    .unwrap_or_default();
+                format!(
+                    "{} {} {node} {} {}\n",
+                    span.start_unix_nanos,
+                    span.end_unix_nanos.unwrap_or_default(),
+                    span.name,
+                    span.kind
+                )
+            })
+            .collect()
+    }
+
     /// Forgets every node's closed spans (open spans stay tracked).
     pub fn clear(&self) {
         for handle in self.handles() {

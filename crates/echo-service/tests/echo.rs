@@ -222,16 +222,21 @@ async fn over_otlp_the_receiver_gets_the_same_tree() {
     assert_eq!(captured.render(), trace.render());
 }
 
+/// A current-thread runtime whose clock is paused: time moves only when every task waits.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
 /// One run of a simulated echo mesh: three nodes on a paused clock (virtual time), echoes
 /// a quarter of a virtual second apart, every node capturing in virtual time. Returns the
 /// timeline — each span's start and end in virtual nanoseconds, node, name and kind, in
 /// the order they began — and the nodes' peer ids.
 fn simulated_echoes(seed: u64) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let runtime = paused_runtime();
     runtime.block_on(async {
         let origin = tokio::time::Instant::now();
         let captures = capture::PerNode::with_builder(
@@ -248,28 +253,7 @@ fn simulated_echoes(seed: u64) -> String {
             tokio::time::sleep(Duration::from_millis(250)).await;
             echo(&mesh, from, to, text).await.unwrap();
         }
-        let settings = captures.render_settings();
-        let mut spans: Vec<_> = captures.handles().iter().flat_map(|h| h.spans()).collect();
-        spans.sort_by_key(|s| (s.start_unix_nanos, s.end_unix_nanos));
-        let mut timeline: String = spans
-            .iter()
-            .map(|s| {
-                let node = s
-                    .resource
-                    .attributes
-                    .get("service.instance.id")
-                    .and_then(|id| id.as_str())
-                    .map(|id| settings.alias_text(id))
-                    .unwrap_or_default();
-                format!(
-                    "{} {} {node} {} {:?}\n",
-                    s.start_unix_nanos,
-                    s.end_unix_nanos.unwrap_or_default(),
-                    s.name,
-                    s.kind
-                )
-            })
-            .collect();
+        let mut timeline = captures.timeline();
         timeline.push_str(&format!("{:?}\n", mesh.peer_ids()));
         mesh.shutdown().await;
         timeline
@@ -298,11 +282,7 @@ fn a_simulated_mesh_replays_the_same_timeline_for_the_same_seed() {
 #[test]
 fn an_edge_of_100_ms_makes_the_callers_span_last_its_round_trips() {
     const ONE_WAY: Duration = Duration::from_millis(100);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let runtime = paused_runtime();
     let wall = std::time::Instant::now();
     let (client, server) = runtime.block_on(async {
         let origin = tokio::time::Instant::now();
@@ -366,11 +346,7 @@ fn a_partition_and_its_heal_pass_in_virtual_time() {
 
 /// When, in virtual time from the cut, the echo failed and the healed echo answered.
 fn partition_and_heal() -> (Duration, Duration) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let runtime = paused_runtime();
     runtime.block_on(async {
         let mut mesh = connected(
             mesh::Builder::new(2)

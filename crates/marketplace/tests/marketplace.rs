@@ -1103,33 +1103,7 @@ mod simulated {
             indexed(&mesh, &[0, 1, 2], 1).await;
             let hits = nodes[2].search(&Query::text("simulated")).await.unwrap();
             assert_eq!(hits.len(), 1);
-            let settings = captures.render_settings();
-            let mut spans: Vec<_> = captures.handles().iter().flat_map(|h| h.spans()).collect();
-            spans.sort_by(|a, b| {
-                (a.start_unix_nanos, a.end_unix_nanos, &a.name).cmp(&(
-                    b.start_unix_nanos,
-                    b.end_unix_nanos,
-                    &b.name,
-                ))
-            });
-            let mut timeline: String = spans
-                .iter()
-                .map(|s| {
-                    let node = s
-                        .resource
-                        .attributes
-                        .get("service.instance.id")
-                        .and_then(|id| id.as_str())
-                        .map(|id| settings.alias_text(id))
-                        .unwrap_or_default();
-                    format!(
-                        "{} {} {node} {}\n",
-                        s.start_unix_nanos,
-                        s.end_unix_nanos.unwrap_or_default(),
-                        s.name
-                    )
-                })
-                .collect();
+            let mut timeline = captures.timeline();
             timeline.push_str(&format!("{:?}\n", mesh.peer_ids()));
             mesh.shutdown().await;
             timeline
