@@ -305,5 +305,76 @@ fn telemetry_overhead(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, readiness, telemetry_overhead);
+/// Readiness on a simulated mesh: the same nodes and topologies on a paused current-thread
+/// runtime — virtual time, libp2p's timers included (the workspace's virtual-time patch) —
+/// over 1 ms edges. Wall time is what is measured; the live heap per node of one ready
+/// mesh is printed before the timings of each size.
+fn simulated_readiness(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mesh_ready_simulated");
+    group.sample_size(10);
+    for (nodes, topology) in [
+        (3, Topology::Full),
+        (64, Topology::Random { degree: 4, seed: 1 }),
+        (256, Topology::Random { degree: 4, seed: 1 }),
+        (1024, Topology::Random { degree: 4, seed: 1 }),
+    ] {
+        let mut profiled = false;
+        group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, &nodes| {
+            if !std::mem::replace(&mut profiled, true) {
+                let heap_before = mesh_profile::live_bytes();
+                let (wall, virtual_time, heap) = simulated(nodes, topology, |_| {
+                    mesh_profile::live_bytes() - heap_before
+                });
+                eprintln!(
+                    "mesh_ready_simulated/{nodes}: ready in {wall:?} of wall time, \
+                     {virtual_time:?} of virtual time, {:.2} MB of heap per node",
+                    heap as f64 / nodes as f64 / 1e6
+                );
+            }
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| simulated(nodes, topology, |_| ()).0)
+                    .sum()
+            })
+        });
+    }
+    group.finish();
+}
+
+/// One simulated mesh made ready: its wall and virtual time to ready, and what `measure`
+/// reads of it then.
+fn simulated<T>(
+    nodes: usize,
+    topology: Topology,
+    measure: impl FnOnce(&Mesh<RegistryNode>) -> T,
+) -> (Duration, Duration, T) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a paused runtime");
+    runtime.block_on(async {
+        let wall = Instant::now();
+        let start = tokio::time::Instant::now();
+        let mut mesh = marketplace::start_mesh(
+            mesh::Builder::new(nodes).latency(Duration::from_millis(1)),
+            Config::for_tests(),
+            None,
+        )
+        .await
+        .expect("mesh starts");
+        mesh.connect_topology(topology, WAIT)
+            .await
+            .expect("edges connect");
+        marketplace::wait_ready(&mesh, WAIT)
+            .await
+            .expect("mesh ready");
+        let times = (wall.elapsed(), start.elapsed());
+        let measured = measure(&mesh);
+        mesh.shutdown().await;
+        (times.0, times.1, measured)
+    })
+}
+
+criterion_group!(benches, readiness, simulated_readiness, telemetry_overhead);
 criterion_main!(benches);
