@@ -319,6 +319,7 @@ fn simulated_readiness(c: &mut Criterion) {
         (1024, Topology::Random { degree: 4, seed: 1 }),
     ] {
         let mut profiled = false;
+        let mut searched = false;
         group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, &nodes| {
             if !std::mem::replace(&mut profiled, true) {
                 let heap_before = mesh_profile::live_bytes();
@@ -331,6 +332,9 @@ fn simulated_readiness(c: &mut Criterion) {
                     heap as f64 / nodes as f64 / 1e6
                 );
             }
+            if nodes == 1024 && !std::mem::replace(&mut searched, true) {
+                print_simulated_publish_and_search(nodes, topology);
+            }
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| simulated(nodes, topology, |_| ()).0)
@@ -339,6 +343,53 @@ fn simulated_readiness(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// On a ready simulated mesh: a publish on node 0 and a search on the node half the mesh
+/// away, their wall and virtual times printed.
+fn print_simulated_publish_and_search(nodes: usize, topology: Topology) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a paused runtime");
+    runtime.block_on(async {
+        let config = Config::for_tests();
+        let mut mesh = marketplace::start_mesh(
+            mesh::Builder::new(nodes).latency(Duration::from_millis(1)),
+            config.clone(),
+            None,
+        )
+        .await
+        .expect("mesh starts");
+        mesh.connect_topology(topology, WAIT)
+            .await
+            .expect("edges connect");
+        marketplace::wait_ready(&mesh, WAIT)
+            .await
+            .expect("mesh ready");
+        let publisher = marketplace::registry(&mesh, 0, &config).expect("node 0");
+        let searcher = marketplace::registry(&mesh, nodes / 2, &config).expect("far node");
+        let (wall, start) = (Instant::now(), tokio::time::Instant::now());
+        publisher.publish(bench_package(0)).await.expect("publish");
+        let published = (wall.elapsed(), start.elapsed());
+        let (wall, start) = (Instant::now(), tokio::time::Instant::now());
+        let hits = searcher
+            .search(&Query::text("bench"))
+            .await
+            .expect("search");
+        eprintln!(
+            "mesh_ready_simulated/{nodes}: publish on node 0 in {:?} of wall time ({:?} virtual); \
+             search on node {} in {:?} of wall time ({:?} virtual), {} hit(s)",
+            published.0,
+            published.1,
+            nodes / 2,
+            wall.elapsed(),
+            start.elapsed(),
+            hits.len()
+        );
+        mesh.shutdown().await;
+    });
 }
 
 /// One simulated mesh made ready: its wall and virtual time to ready, and what `measure`
