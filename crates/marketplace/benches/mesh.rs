@@ -51,13 +51,26 @@ async fn ready_observed_mesh(
     telemetry: Option<PerNode>,
     discovery: Discovery,
 ) -> Mesh<RegistryNode> {
-    let mut mesh = marketplace::start_mesh(
+    ready_from(
         mesh::Builder::new(nodes).discovery(discovery),
-        Config::for_tests(),
+        topology,
+        &Config::for_tests(),
         telemetry.as_ref(),
     )
     .await
-    .expect("mesh starts");
+}
+
+/// The marketplace mesh `builder` makes, connected along `topology` and ready (routing
+/// entries and gossip peers on every node).
+async fn ready_from(
+    builder: mesh::Builder,
+    topology: Topology,
+    config: &Config,
+    telemetry: Option<&PerNode>,
+) -> Mesh<RegistryNode> {
+    let mut mesh = marketplace::start_mesh(builder, config.clone(), telemetry)
+        .await
+        .expect("mesh starts");
     mesh.connect_topology(topology, WAIT)
         .await
         .expect("edges connect");
@@ -345,29 +358,32 @@ fn simulated_readiness(c: &mut Criterion) {
     group.finish();
 }
 
-/// On a ready simulated mesh: a publish on node 0 and a search on the node half the mesh
-/// away, their wall and virtual times printed.
-fn print_simulated_publish_and_search(nodes: usize, topology: Topology) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A current-thread runtime whose clock is paused: time moves only when every task waits.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
-        .expect("a paused runtime");
+        .expect("a paused runtime")
+}
+
+/// A ready marketplace mesh over 1 ms edges, on the current (paused) runtime.
+async fn ready_simulated_mesh(
+    nodes: usize,
+    topology: Topology,
+    config: &Config,
+) -> Mesh<RegistryNode> {
+    let builder = mesh::Builder::new(nodes).latency(Duration::from_millis(1));
+    ready_from(builder, topology, config, None).await
+}
+
+/// On a ready simulated mesh: a publish on node 0 and a search on the node half the mesh
+/// away, their wall and virtual times printed.
+fn print_simulated_publish_and_search(nodes: usize, topology: Topology) {
+    let runtime = paused_runtime();
     runtime.block_on(async {
         let config = Config::for_tests();
-        let mut mesh = marketplace::start_mesh(
-            mesh::Builder::new(nodes).latency(Duration::from_millis(1)),
-            config.clone(),
-            None,
-        )
-        .await
-        .expect("mesh starts");
-        mesh.connect_topology(topology, WAIT)
-            .await
-            .expect("edges connect");
-        marketplace::wait_ready(&mesh, WAIT)
-            .await
-            .expect("mesh ready");
+        let mesh = ready_simulated_mesh(nodes, topology, &config).await;
         let publisher = marketplace::registry(&mesh, 0, &config).expect("node 0");
         let searcher = marketplace::registry(&mesh, nodes / 2, &config).expect("far node");
         let (wall, start) = (Instant::now(), tokio::time::Instant::now());
@@ -399,27 +415,11 @@ fn simulated<T>(
     topology: Topology,
     measure: impl FnOnce(&Mesh<RegistryNode>) -> T,
 ) -> (Duration, Duration, T) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a paused runtime");
+    let runtime = paused_runtime();
     runtime.block_on(async {
         let wall = Instant::now();
         let start = tokio::time::Instant::now();
-        let mut mesh = marketplace::start_mesh(
-            mesh::Builder::new(nodes).latency(Duration::from_millis(1)),
-            Config::for_tests(),
-            None,
-        )
-        .await
-        .expect("mesh starts");
-        mesh.connect_topology(topology, WAIT)
-            .await
-            .expect("edges connect");
-        marketplace::wait_ready(&mesh, WAIT)
-            .await
-            .expect("mesh ready");
+        let mesh = ready_simulated_mesh(nodes, topology, &Config::for_tests()).await;
         let times = (wall.elapsed(), start.elapsed());
         let measured = measure(&mesh);
         mesh.shutdown().await;
