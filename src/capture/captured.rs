@@ -45,7 +45,7 @@ enum Source {
 }
 
 /// Where virtual time starts in Unix time: 2026-01-01T00:00:00Z.
-pub(super) const VIRTUAL_EPOCH_UNIX_NANOS: u64 = 1_767_225_600_000_000_000;
+const VIRTUAL_EPOCH_UNIX_NANOS: u64 = 1_767_225_600_000_000_000;
 
 impl Clock {
     pub(super) fn new() -> Self {

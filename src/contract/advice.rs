@@ -20,6 +20,10 @@ use std::collections::HashSet;
 use super::findings::Level;
 use super::model::{AttributeDef, AttributeType};
 
+/// The advice that is an improvement: a report's text lists it by id, with the keys it
+/// concerns, not finding by finding.
+pub(super) const IMPROVEMENTS: [&str; 2] = ["missing_namespace", "not_stable"];
+
 /// One piece of advice about a sample.
 #[derive(Debug, PartialEq)]
 pub(super) struct Advice {

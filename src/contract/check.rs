@@ -488,10 +488,7 @@ impl<'a> Checker<'a> {
             .span
             .is_some_and(|s| s.record().status.code == StatusCode::Error);
         if let Some(finding) = self.absent_findings[index][at][usize::from(failed)] {
-            self.findings[finding].occurrences += 1;
-            if self.findings[finding].level == Level::Violation {
-                self.violations += 1;
-            }
+            self.recount(&[finding]);
             return;
         }
         let unrecorded = unrecorded.contains(&used.def.key);
@@ -684,22 +681,51 @@ impl<'a> Checker<'a> {
     /// The attributes of a span's events, against the registry (as live-check samples
     /// them): each one defined, of its type, and Weaver's advice.
     fn check_event_attributes(&mut self, index: usize, sample: &Sample<'_>, span: SpanRef<'_>) {
-        let contract = self.contract;
         for event in &span.record().events {
             for (key, value) in &event.attributes {
-                let def = contract.attribute(key);
-                self.advise(index, sample, key, def);
-                match def {
-                    Some(def) => self.check_value(sample, def, key, value),
-                    None => {
-                        self.report(sample, "missing_attribute", Level::Violation, key.clone(), || {
-                            format!(
-                                "attribute {key} on event {} of {} {} is not defined in the contract: define it (or `ref:` a semantic convention), or stop recording it",
-                                event.name, sample.signal_type, sample.signal_name
-                            )
-                        }, || context(&[("attribute_key", key.clone())]));
-                    }
+                self.check_registry_attribute(Some(index), sample, key, value, || {
+                    format!(
+                        "attribute {key} on event {} of {} {} is not defined in the contract: define it (or `ref:` a semantic convention), or stop recording it",
+                        event.name, sample.signal_type, sample.signal_name
+                    )
+                });
+            }
+        }
+    }
+
+    /// An attribute no group declares for the sample (a span event's, a resource's),
+    /// judged against the registry alone: defined (else `missing`'s message), of its type,
+    /// and Weaver's advice — worked out once per key when the sample has a `group`.
+    fn check_registry_attribute(
+        &mut self,
+        group: Option<usize>,
+        sample: &Sample<'_>,
+        key: &str,
+        value: &Value,
+        missing: impl FnOnce() -> String,
+    ) {
+        let contract = self.contract;
+        let def = contract.attribute(key);
+        match (group, &contract.advice) {
+            (Some(index), _) => self.advise(index, sample, key, def),
+            (None, Some(registry)) => {
+                for advice in registry.attribute(key, def) {
+                    self.report_advice(sample, advice, key.to_owned());
                 }
+            }
+            (None, None) => {}
+        }
+        match def {
+            Some(def) => self.check_value(sample, def, key, value),
+            None => {
+                self.report(
+                    sample,
+                    "missing_attribute",
+                    Level::Violation,
+                    key.to_owned(),
+                    missing,
+                    || context(&[("attribute_key", key.to_owned())]),
+                );
             }
         }
     }
@@ -709,13 +735,9 @@ impl<'a> Checker<'a> {
         let Some(registry) = &self.contract.advice else {
             return;
         };
-        if let Some(found) = self.advised[index].get(key) {
-            for &at in found {
-                self.findings[at].occurrences += 1;
-                if self.findings[at].level == Level::Violation {
-                    self.violations += 1;
-                }
-            }
+        if let Some(found) = self.advised[index].remove(key) {
+            self.recount(&found);
+            self.advised[index].insert(key.to_owned(), found);
             return;
         }
         let found = registry
@@ -732,13 +754,9 @@ impl<'a> Checker<'a> {
         if contract.advice.is_none() {
             return;
         }
-        if let Some(found) = &self.signal_advised[index] {
-            for &at in found {
-                self.findings[at].occurrences += 1;
-                if self.findings[at].level == Level::Violation {
-                    self.violations += 1;
-                }
-            }
+        if let Some(found) = self.signal_advised[index].take() {
+            self.recount(&found);
+            self.signal_advised[index] = Some(found);
             return;
         }
         let group = &contract.groups[index];
@@ -753,6 +771,16 @@ impl<'a> Checker<'a> {
             .map(|advice| self.report_advice(sample, advice, String::new()))
             .collect();
         self.signal_advised[index] = Some(found);
+    }
+
+    /// One more occurrence of each finding at `found` (a sample that repeats them).
+    fn recount(&mut self, found: &[usize]) {
+        for &at in found {
+            self.findings[at].occurrences += 1;
+            if self.findings[at].level == Level::Violation {
+                self.violations += 1;
+            }
+        }
     }
 
     fn report_advice(&mut self, sample: &Sample<'_>, advice: Advice, detail: String) -> usize {
@@ -814,27 +842,12 @@ impl<'a> Checker<'a> {
             span: None,
             traces: None,
         };
-        let contract = self.contract;
         for (key, value) in &resource.attributes {
-            let Some(def) = contract.attribute(key) else {
-                self.report(&sample, "missing_attribute", Level::Violation, key.clone(), || {
-                    format!(
-                        "resource attribute {key} (of {node}) is not defined in the contract: define it, or `ref:` the semantic conventions' definition from a dependency registry"
-                    )
-                }, || context(&[("attribute_key", key.clone())]));
-                if let Some(registry) = &contract.advice {
-                    for advice in registry.attribute(key, None) {
-                        self.report_advice(&sample, advice, key.clone());
-                    }
-                }
-                continue;
-            };
-            if let Some(registry) = &contract.advice {
-                for advice in registry.attribute(key, Some(def)) {
-                    self.report_advice(&sample, advice, key.clone());
-                }
-            }
-            self.check_value(&sample, def, key, value);
+            self.check_registry_attribute(None, &sample, key, value, || {
+                format!(
+                    "resource attribute {key} (of {node}) is not defined in the contract: define it, or `ref:` the semantic conventions' definition from a dependency registry"
+                )
+            });
         }
     }
 

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::advice::IMPROVEMENTS;
 use crate::junit::{TestCase, TestSuite};
 use crate::tree::AssertionError;
 
@@ -425,9 +426,6 @@ pub(super) fn sort(findings: &mut [Finding]) {
     });
 }
 
-/// Weaver's built-in advice that is an improvement: listed by id in a report's text.
-const ADVICE: [&str; 2] = ["missing_namespace", "not_stable"];
-
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = |level| self.at_level(level).count();
@@ -444,7 +442,7 @@ impl fmt::Display for Report {
         for finding in self
             .findings
             .iter()
-            .filter(|f| f.level != Level::Information && !ADVICE.contains(&f.id.as_str()))
+            .filter(|f| f.level != Level::Information && !IMPROVEMENTS.contains(&f.id.as_str()))
         {
             writeln!(f, "  {finding}")?;
         }
@@ -454,7 +452,7 @@ impl fmt::Display for Report {
         for finding in self
             .findings
             .iter()
-            .filter(|f| f.level == Level::Improvement && ADVICE.contains(&f.id.as_str()))
+            .filter(|f| f.level == Level::Improvement && IMPROVEMENTS.contains(&f.id.as_str()))
         {
             let entry = advice.entry(&finding.id).or_default();
             entry.0 += finding.occurrences;

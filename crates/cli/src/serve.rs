@@ -217,7 +217,7 @@ pub async fn run(
     let violations = match checker {
         Some(checker) => {
             let written = options.out.join("contract.json");
-            contract_summary(&receiver, checker, (&mut out, &written), patience).await
+            contract_summary(&receiver, checker, &mut out, &written, patience).await
         }
         None => false,
     };
@@ -240,7 +240,8 @@ fn finding_line(finding: &Finding) -> String {
 async fn contract_summary(
     receiver: &OtlpReceiver,
     checking: Checking<'_>,
-    (out, json): (&mut Printer, &std::path::Path),
+    out: &mut Printer,
+    json: &std::path::Path,
     patience: Duration,
 ) -> bool {
     let Checking {

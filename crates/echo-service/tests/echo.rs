@@ -250,6 +250,8 @@ fn simulated_echoes(seed: u64) -> String {
             (0, 2, "three"),
             (1, 2, "four"),
         ] {
+            // Spacing in virtual time (the clock is paused): the echoes begin at known
+            // instants; nothing is being waited for.
             tokio::time::sleep(Duration::from_millis(250)).await;
             echo(&mesh, from, to, text).await.unwrap();
         }
