@@ -142,6 +142,69 @@ mod exporters {
         }
     }
 
+    /// In process, on a paused clock (a simulated mesh's): a flush hands the receiver the
+    /// spans, metric points and log records without a socket, stamped in virtual time —
+    /// a two-second wait lasts exactly two seconds — with ids drawn from the seed, so a
+    /// second run delivers the very same spans.
+    #[test]
+    fn in_process_delivery_stamps_virtual_time_and_seeded_ids() {
+        fn run(
+            seed: u64,
+        ) -> (
+            Vec<SpanRecord>,
+            Vec<p2p_otel_testkit::model::MetricPoint>,
+            usize,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let receiver = receiver().await;
+                let origin = tokio::time::Instant::now();
+                let telemetry = node_builder(Protocol::InProcess, &receiver, "node-sim")
+                    .virtual_time(origin)
+                    .ids_from_seed(seed)
+                    .build()
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let span = tracing::dispatcher::with_default(telemetry.dispatch(), || {
+                    info_span!("p2p_search", query = "sim")
+                });
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                drop(span);
+                telemetry
+                    .meter()
+                    .u64_counter("p2p_searches_total")
+                    .build()
+                    .add(3, &[KeyValue::new("result", "hit")]);
+                let logger = telemetry.logger_provider().logger("sim");
+                let mut record = logger.create_log_record();
+                record.set_body("a log line".into());
+                logger.emit(record);
+                telemetry.flush().await.unwrap();
+                let spans = receiver.spans();
+                let points = receiver.metric_points_named("p2p_searches_total");
+                let logs = receiver.log_records().len();
+                telemetry.shutdown().await.unwrap();
+                (spans, points, logs)
+            })
+        }
+        let (spans, points, logs) = run(5);
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let span = &spans[0];
+        assert_eq!(span.start_unix_nanos, 1_767_225_600_250_000_000);
+        assert_eq!(span.duration_nanos(), Some(2_000_000_000));
+        assert_eq!(points.len(), 1, "{points:?}");
+        assert_eq!(points[0].time_unix_nanos, 1_767_225_602_250_000_000);
+        assert_eq!(logs, 1);
+        let (again, _, _) = run(5);
+        assert_eq!(again, spans, "the same seed delivers the same spans");
+        let (other, _, _) = run(6);
+        assert_ne!(other[0].trace_id, span.trace_id);
+    }
+
     /// Exports overlap by default, and a flush still means "answered": it reports every
     /// batch the receiver refused since the previous flush, whichever trigger (the
     /// flush, the batch size, the timer) sent it. gRPC only: the overlapping is the same

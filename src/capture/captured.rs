@@ -45,7 +45,25 @@ enum Source {
 }
 
 /// Where virtual time starts in Unix time: 2026-01-01T00:00:00Z.
-const VIRTUAL_EPOCH_UNIX_NANOS: u64 = 1_767_225_600_000_000_000;
+pub(crate) const VIRTUAL_EPOCH_UNIX_NANOS: u64 = 1_767_225_600_000_000_000;
+
+/// tokio's clock now, as Unix nanoseconds on the virtual time line that starts at `origin`
+/// (2026-01-01T00:00:00Z): what a capture built with
+/// [`virtual_time(origin)`](super::Builder::virtual_time) stamps a span closed now with —
+/// for the time of day of code that runs in a simulation.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let origin = tokio::time::Instant::now();
+/// tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+/// assert_eq!(p2p_otel_testkit::capture::virtual_unix_nanos(origin), 1_767_225_601_000_000_000);
+/// # }
+/// ```
+pub fn virtual_unix_nanos(origin: tokio::time::Instant) -> u64 {
+    let clock = Clock::virtual_from(origin);
+    clock.base_unix_nanos.saturating_add(clock.now())
+}
 
 impl Clock {
     pub(super) fn new() -> Self {

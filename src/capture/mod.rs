@@ -52,6 +52,8 @@ use crate::source::SpanSource;
 use crate::store::{lock, Notifier, WaitError};
 use crate::tree::TraceSet;
 
+pub use captured::virtual_unix_nanos;
+pub(crate) use captured::VIRTUAL_EPOCH_UNIX_NANOS;
 use captured::{CapturedSpan, Clock};
 use ids::IdGenerator;
 use open::OpenSpans;

@@ -233,34 +233,9 @@ impl PerNode {
     /// # }
     /// ```
     pub fn timeline(&self) -> String {
-        let settings = self.render_settings();
-        let mut spans = self.all_spans();
-        spans.sort_by(|a, b| {
-            (a.start_unix_nanos, a.end_unix_nanos, &a.name).cmp(&(
-                b.start_unix_nanos,
-                b.end_unix_nanos,
-                &b.name,
-            ))
-        });
-        spans
-            .iter()
-            .map(|span| {
-                let node = span
-                    .resource
-                    .attributes
-                    .get("service.instance.id")
-                    .and_then(crate::model::Value::as_str)
-                    .map(|id| settings.alias_text(id))
-                    .unwrap_or_default();
-                format!(
-                    "{} {} {node} {} {}\n",
-                    span.start_unix_nanos,
-                    span.end_unix_nanos.unwrap_or_default(),
-                    span.name,
-                    span.kind
-                )
-            })
-            .collect()
+        TraceSet::new(self.all_spans())
+            .with_render_settings(self.render_settings())
+            .timeline()
     }
 
     /// Forgets every node's closed spans (open spans stay tracked).

@@ -24,6 +24,8 @@ const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 pub(crate) enum Transport {
     Grpc,
     Http,
+    /// Handed over in this process (`telemetry::Protocol::InProcess`), no socket.
+    InProcess,
 }
 
 impl Transport {
@@ -31,6 +33,7 @@ impl Transport {
         match self {
             Transport::Grpc => "grpc",
             Transport::Http => "http",
+            Transport::InProcess => "in_process",
         }
     }
 }

@@ -54,10 +54,10 @@ mod file_export;
 mod grpc;
 mod http;
 mod http_server;
-mod ingest;
+pub(crate) mod ingest;
 pub(crate) mod prometheus;
 mod query_api; // `/api/search` (TraceQL) and `/api/traces/<id>`, Tempo-shaped
-mod signal;
+pub(crate) mod signal;
 mod signals_api; // `/api/metrics`, `/api/logs`, `/api/contract`, `/api/findings/<id>`
 mod span_store;
 mod trace_protobuf;

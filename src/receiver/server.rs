@@ -63,6 +63,11 @@ fn local_addr(
 }
 
 impl OtlpReceiver {
+    /// What the servers share, for delivery in process (`telemetry::Protocol::InProcess`).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// Binds both listeners and starts serving. Needs a tokio runtime.
     pub async fn start(config: Config) -> Result<Self, ReceiverError> {
         let files = match &config.json_lines_dir {

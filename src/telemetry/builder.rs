@@ -12,7 +12,9 @@ use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::http_client::RuntimeBoundClient;
+use super::in_process::{CaptureDelivers, Delivery};
 use super::overlapping::{DrainOnFlush, InFlight, OverlappingExporter};
+use super::seeded_ids::SeededIds;
 use super::{
     Protocol, Providers, Telemetry, TelemetryError, DRAIN_MARGIN, EXPORT_BATCH_DELAY,
     EXPORT_BATCH_SIZE,
@@ -32,7 +34,8 @@ macro_rules! exporter {
                 .with_timeout($config.timeout)
                 .with_compression_if($config.gzip)
                 .build(),
-            Protocol::HttpProtobuf | Protocol::HttpJson => $builder
+            // HTTP (in-process delivery builds no exporter).
+            _ => $builder
                 .with_http()
                 .with_endpoint(format!("{}{}", $config.http_endpoint, $path))
                 .with_protocol($config.http_protocol())
@@ -64,6 +67,10 @@ pub struct Builder {
     pub(super) max_level: tracing::level_filters::LevelFilter,
     /// One change signal shared by several nodes' captures, so that a wait can span them.
     pub(super) capture_notifier: Option<std::sync::Arc<crate::store::Notifier>>,
+    /// The receiver, for [`Protocol::InProcess`].
+    pub(super) in_process: Option<std::sync::Arc<crate::receiver::ingest::Shared>>,
+    pub(super) virtual_origin: Option<tokio::time::Instant>,
+    pub(super) id_seed: Option<u64>,
 }
 
 impl Builder {
@@ -139,6 +146,23 @@ impl Builder {
         self
     }
 
+    /// Stamps the node's spans from tokio's clock counted from `origin` — in a paused
+    /// runtime, virtual time (see
+    /// [`capture::Builder::virtual_time`](crate::capture::Builder::virtual_time)). With
+    /// [`Protocol::InProcess`] the receiver gets those times, and metric points and log
+    /// records are stamped at delivery from the same clock.
+    pub fn virtual_time(mut self, origin: tokio::time::Instant) -> Self {
+        self.virtual_origin = Some(origin);
+        self
+    }
+
+    /// Draws the node's trace and span ids from `seed` instead of the SDK's thread-local
+    /// generator, so that a simulated run exports the same ids every time.
+    pub fn ids_from_seed(mut self, seed: u64) -> Self {
+        self.id_seed = Some(seed);
+        self
+    }
+
     fn instrumentation_scope(&self) -> opentelemetry::InstrumentationScope {
         let scope = opentelemetry::InstrumentationScope::builder(self.scope.clone());
         if self.scope_version.is_empty() {
@@ -161,63 +185,60 @@ impl Builder {
     /// Builds the providers, exporters and dispatch. Must run inside a tokio runtime:
     /// the exporters' network work runs on it.
     pub fn build(self) -> Result<Telemetry, TelemetryError> {
-        let runtime = tokio::runtime::Handle::try_current()?;
         let resource = self.otel_resource();
-        let span_exporter = self.span_exporter(&runtime)?;
-        // A drain waits the exporter's timeout and a margin for the exports in flight.
-        let in_flight = InFlight::new(self.max_concurrent_exports, self.timeout + DRAIN_MARGIN);
-        let span_processor = DrainOnFlush::new(
-            if self.max_concurrent_exports > 1 {
-                self.span_batches(OverlappingExporter::new(
-                    span_exporter,
-                    runtime.clone(),
-                    std::sync::Arc::clone(&in_flight),
-                ))
-            } else {
-                self.span_batches(span_exporter)
-            },
-            in_flight,
-        );
         // The wire tap hands each exported span's ids to the capture layer, then the span
-        // to the batch processor it wraps (one processor: the SDK clones a span per
-        // processor when there are several).
+        // to the processor it wraps (one processor: the SDK clones a span per processor
+        // when there are several).
         let wire_token = crate::capture::wire::new_token();
-        let tracer_provider = SdkTracerProvider::builder()
-            .with_span_processor(crate::capture::wire::WireTap::new(
-                wire_token,
-                span_processor,
-            ))
-            .with_sampler(Sampler::AlwaysOn)
-            .with_resource(resource.clone())
-            .build();
-
-        let metric_exporter = self.metric_exporter(&runtime)?;
-        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metric_exporter)
-            .with_interval(Duration::from_secs(60))
-            .build();
-        let meter_provider = SdkMeterProvider::builder()
-            .with_reader(reader)
-            .with_resource(resource.clone())
-            .build();
-
-        let log_exporter = self.log_exporter(&runtime)?;
-        let log_processor = opentelemetry_sdk::logs::BatchLogProcessor::builder(log_exporter)
-            .with_batch_config(
-                opentelemetry_sdk::logs::BatchConfigBuilder::default()
-                    .with_max_queue_size(self.max_queue_size)
-                    .with_max_export_batch_size(EXPORT_BATCH_SIZE)
-                    .with_scheduled_delay(EXPORT_BATCH_DELAY)
-                    .build(),
-            )
-            .build();
-        let logger_provider = SdkLoggerProvider::builder()
-            .with_log_processor(log_processor)
-            .with_resource(resource)
-            .build();
+        let (delivery, tracer_provider, meter_provider, logger_provider) =
+            match (self.protocol, &self.in_process) {
+                (Protocol::InProcess, Some(receiver)) => {
+                    let delivery =
+                        Delivery::new(std::sync::Arc::clone(receiver), self.virtual_origin);
+                    let tracer = self.tracer_provider(
+                        crate::capture::wire::WireTap::new(wire_token, CaptureDelivers),
+                        &resource,
+                    );
+                    let meter = Self::meter_provider(delivery.metric_exporter(), &resource);
+                    let logger = self.logger_provider(delivery.log_exporter(), resource);
+                    (Some(delivery), tracer, meter, logger)
+                }
+                (Protocol::InProcess, None) => return Err(TelemetryError::NoReceiver),
+                _ => {
+                    let runtime = tokio::runtime::Handle::try_current()?;
+                    let span_exporter = self.span_exporter(&runtime)?;
+                    // A drain waits the exporter's timeout and a margin for the exports in
+                    // flight.
+                    let in_flight =
+                        InFlight::new(self.max_concurrent_exports, self.timeout + DRAIN_MARGIN);
+                    let span_processor = DrainOnFlush::new(
+                        if self.max_concurrent_exports > 1 {
+                            self.span_batches(OverlappingExporter::new(
+                                span_exporter,
+                                runtime.clone(),
+                                std::sync::Arc::clone(&in_flight),
+                            ))
+                        } else {
+                            self.span_batches(span_exporter)
+                        },
+                        in_flight,
+                    );
+                    let tracer = self.tracer_provider(
+                        crate::capture::wire::WireTap::new(wire_token, span_processor),
+                        &resource,
+                    );
+                    let meter = Self::meter_provider(self.metric_exporter(&runtime)?, &resource);
+                    let logger = self.logger_provider(self.log_exporter(&runtime)?, resource);
+                    (None, tracer, meter, logger)
+                }
+            };
 
         let mut capture = SpanCaptureLayer::builder()
             .scope(self.scope.clone(), self.scope_version.clone())
             .wire_token(wire_token);
+        if let Some(origin) = self.virtual_origin {
+            capture = capture.virtual_time(origin);
+        }
         if let Some(notifier) = &self.capture_notifier {
             capture = capture.notifier(std::sync::Arc::clone(notifier));
         }
@@ -243,6 +264,7 @@ impl Builder {
                 logger: logger_provider,
             },
             shut_down: false,
+            delivery,
             dispatch,
             capture,
             scope: self.instrumentation_scope(),
@@ -256,6 +278,55 @@ impl Builder {
                     other => other.to_string(),
                 }),
         })
+    }
+
+    fn tracer_provider(
+        &self,
+        processor: impl opentelemetry_sdk::trace::SpanProcessor + 'static,
+        resource: &opentelemetry_sdk::Resource,
+    ) -> SdkTracerProvider {
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_sampler(Sampler::AlwaysOn)
+            .with_resource(resource.clone());
+        match self.id_seed {
+            Some(seed) => provider.with_id_generator(SeededIds::new(seed)).build(),
+            None => provider.build(),
+        }
+    }
+
+    /// A meter provider collecting into `exporter` at each flush (and once a minute).
+    fn meter_provider(
+        exporter: impl opentelemetry_sdk::metrics::exporter::PushMetricExporter,
+        resource: &opentelemetry_sdk::Resource,
+    ) -> SdkMeterProvider {
+        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+            .with_interval(Duration::from_secs(60))
+            .build();
+        SdkMeterProvider::builder()
+            .with_reader(reader)
+            .with_resource(resource.clone())
+            .build()
+    }
+
+    fn logger_provider(
+        &self,
+        exporter: impl opentelemetry_sdk::logs::LogExporter + 'static,
+        resource: opentelemetry_sdk::Resource,
+    ) -> SdkLoggerProvider {
+        let processor = opentelemetry_sdk::logs::BatchLogProcessor::builder(exporter)
+            .with_batch_config(
+                opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                    .with_max_queue_size(self.max_queue_size)
+                    .with_max_export_batch_size(EXPORT_BATCH_SIZE)
+                    .with_scheduled_delay(EXPORT_BATCH_DELAY)
+                    .build(),
+            )
+            .build();
+        SdkLoggerProvider::builder()
+            .with_log_processor(processor)
+            .with_resource(resource)
+            .build()
     }
 
     /// The SDK's batch processor over `exporter`, with the builder's queue and the kit's

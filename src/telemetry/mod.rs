@@ -31,8 +31,10 @@
 
 mod builder;
 mod http_client;
+mod in_process;
 mod overlapping;
 mod per_node;
+mod seeded_ids;
 
 use std::time::Duration;
 
@@ -58,6 +60,12 @@ pub enum Protocol {
     HttpProtobuf,
     /// OTLP/HTTP with JSON bodies.
     HttpJson,
+    /// No socket: at each flush the node hands the receiver of this process the OTLP
+    /// messages an exporter would send — for a simulated mesh on a paused runtime, which
+    /// never waits for real I/O. Spans are sent from the node's capture (which holds the
+    /// exported ids, parents and status), so a capture in virtual time delivers virtual
+    /// times. Needs [`Telemetry::builder`] or [`PerNode::new`] (a receiver, not endpoints).
+    InProcess,
 }
 
 /// Errors building, flushing or shutting down a node's telemetry.
@@ -90,6 +98,17 @@ pub enum TelemetryError {
     /// The blocking flush task could not be joined.
     #[error("the flush task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// [`Protocol::InProcess`] was asked for without a receiver (endpoints only).
+    #[error("in-process delivery needs a receiver of this process: build with `Telemetry::builder` or `PerNode::new`, not endpoints")]
+    NoReceiver,
+    /// The receiver refused what a node delivered in process.
+    #[error("the receiver refused the {signal}s delivered in process: {reason}")]
+    Delivery {
+        /// "span", "metric" or "log".
+        signal: &'static str,
+        /// The receiver's reason.
+        reason: String,
+    },
     /// A wait over the nodes' telemetry timed out.
     #[error(transparent)]
     Wait(#[from] crate::WaitError),
@@ -135,6 +154,8 @@ impl Providers {
 pub struct Telemetry {
     pub(super) providers: Providers,
     pub(super) shut_down: bool,
+    /// With [`Protocol::InProcess`]: what the node hands the receiver at each flush.
+    delivery: Option<in_process::Delivery>,
     pub(super) dispatch: Dispatch,
     pub(super) capture: CaptureHandle,
     pub(super) scope: opentelemetry::InstrumentationScope,
@@ -144,7 +165,13 @@ pub struct Telemetry {
 impl Telemetry {
     /// A builder exporting with `protocol` to `receiver`.
     pub fn builder(protocol: Protocol, receiver: &OtlpReceiver) -> Builder {
-        Self::builder_for_endpoints(protocol, receiver.grpc_endpoint(), receiver.http_endpoint())
+        let mut builder = Self::builder_for_endpoints(
+            protocol,
+            receiver.grpc_endpoint(),
+            receiver.http_endpoint(),
+        );
+        builder.in_process = Some(receiver.shared());
+        builder
     }
 
     /// A builder exporting with `protocol` to any OTLP endpoint: `grpc_endpoint` such as
@@ -155,6 +182,9 @@ impl Telemetry {
         http_endpoint: impl Into<String>,
     ) -> Builder {
         Builder {
+            in_process: None,
+            virtual_origin: None,
+            id_seed: None,
             protocol,
             grpc_endpoint: grpc_endpoint.into(),
             http_endpoint: http_endpoint.into().trim_end_matches('/').to_owned(),
@@ -210,7 +240,11 @@ impl Telemetry {
     /// take longer while exports still make progress, so a flush that timed out is asked
     /// again, for up to [`FLUSH_PATIENCE`] in all, before the timeout is reported.
     pub async fn flush(&self) -> Result<(), TelemetryError> {
-        self.providers.blocking("flush", Providers::flush).await
+        self.providers.blocking("flush", Providers::flush).await?;
+        match &self.delivery {
+            Some(delivery) => delivery.deliver(&self.capture).await,
+            None => Ok(()),
+        }
     }
 
     /// Flushes and shuts the providers down. Prefer it to dropping: a drop must shut down
@@ -219,7 +253,11 @@ impl Telemetry {
         self.shut_down = true;
         self.providers
             .blocking("shutdown", Providers::shutdown)
-            .await
+            .await?;
+        match &self.delivery {
+            Some(delivery) => delivery.deliver(&self.capture).await,
+            None => Ok(()),
+        }
     }
 }
 

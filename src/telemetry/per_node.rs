@@ -51,7 +51,10 @@ impl PerNode {
     /// Telemetry exporting with `protocol` to `receiver`; service `unknown_service`
     /// until [`service`](Self::service) names it.
     pub fn new(protocol: Protocol, receiver: &OtlpReceiver) -> Self {
-        Self::for_endpoints(protocol, receiver.grpc_endpoint(), receiver.http_endpoint())
+        let mut per_node =
+            Self::for_endpoints(protocol, receiver.grpc_endpoint(), receiver.http_endpoint());
+        per_node.builder.in_process = Some(receiver.shared());
+        per_node
     }
 
     /// Telemetry exporting with `protocol` to any OTLP endpoints (a Collector, `serve` in
@@ -129,6 +132,21 @@ impl PerNode {
         self
     }
 
+    /// Every node's spans stamped from tokio's clock counted from `origin` (see
+    /// [`Builder::virtual_time`](super::Builder::virtual_time)): give a simulated mesh's
+    /// start.
+    pub fn virtual_time(mut self, origin: tokio::time::Instant) -> Self {
+        self.builder = self.builder.virtual_time(origin);
+        self
+    }
+
+    /// Every node's trace and span ids drawn from `seed`, one stream per node (see
+    /// [`Builder::ids_from_seed`](super::Builder::ids_from_seed)).
+    pub fn ids_from_seed(mut self, seed: u64) -> Self {
+        self.builder = self.builder.ids_from_seed(seed);
+        self
+    }
+
     /// A resource attribute every node carries besides the service and its instance id
     /// (`deployment.environment`, a region…).
     pub fn resource_attribute(
@@ -153,16 +171,20 @@ impl PerNode {
         if let Some(existing) = self.nodes().get(&index) {
             return Ok(Arc::clone(existing));
         }
-        let telemetry = Arc::new(self.node_builder(instance_id).build()?);
+        let telemetry = Arc::new(self.node_builder(index, instance_id).build()?);
         self.nodes().insert(index, Arc::clone(&telemetry));
         Ok(telemetry)
     }
 
     /// A node's builder: every setting of this `PerNode`, and the node's instance id.
-    fn node_builder(&self, instance_id: &str) -> Builder {
-        let mut builder = self
-            .builder
-            .clone()
+    fn node_builder(&self, index: usize, instance_id: &str) -> Builder {
+        let mut builder = self.builder.clone();
+        if let Some(seed) = builder.id_seed {
+            // One stream per node: the node's ids do not depend on what others drew.
+            let node = crate::splitmix::SplitMix64::new(index as u64).next_u64();
+            builder = builder.ids_from_seed(seed ^ node);
+        }
+        let mut builder = builder
             .resource_attribute("service.name", self.service_name.clone())
             .resource_attribute("service.version", self.service_version.clone())
             .resource_attribute("service.instance.id", instance_id.to_owned());
@@ -348,7 +370,7 @@ mod tests {
         .max_queue_size(77)
         .max_concurrent_exports(3)
         .resource_attribute("region", "eu");
-        let builder = per_node.node_builder("node-7");
+        let builder = per_node.node_builder(7, "node-7");
         assert!(!builder.gzip);
         assert_eq!(builder.timeout, Duration::from_millis(1234));
         assert_eq!(builder.max_queue_size, 77);
@@ -379,7 +401,7 @@ mod tests {
 
         let defaults =
             PerNode::for_endpoints(Protocol::Grpc, "http://127.0.0.1:1", "http://127.0.0.1:2")
-                .node_builder("node-0");
+                .node_builder(0, "node-0");
         let plain = Telemetry::builder_for_endpoints(
             Protocol::Grpc,
             "http://127.0.0.1:1",

@@ -25,6 +25,7 @@ mod normalize;
 mod normalized;
 mod render;
 mod settings;
+mod timeline;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;

@@ -63,6 +63,17 @@ pub(crate) struct ValidateArgs {
     /// about 2 s longer per step of N.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60), conflicts_with = "nodes_from")]
     pub(crate) time_scale: u32,
+    /// Run the scenarios on a simulated network in virtual time: every node in this
+    /// process, each connection delaying what it carries by 20 ms, libp2p's timers and
+    /// every span on a paused clock, peer and trace ids from --seed, telemetry handed to
+    /// the receiver in process. Prints `digest <hex>` (the same seed gives the same
+    /// digest) and the virtual time beside the wall time: scenario 5's timeouts cost no
+    /// wall time.
+    #[arg(long, conflicts_with_all = ["processes", "nodes_from", "otlp_endpoint", "time_scale"])]
+    pub(crate) simulate: bool,
+    /// The simulation's seed.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "simulate")]
+    pub(crate) seed: u64,
     /// The embedded receiver's OTLP/gRPC address.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub(crate) receiver_grpc: SocketAddr,

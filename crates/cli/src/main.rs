@@ -49,7 +49,19 @@ fn configuration_error(error: impl Into<Box<dyn std::error::Error>>) -> ExitCode
 }
 
 fn validate(cli: ValidateArgs) -> ExitCode {
-    let Some(runtime) = runtime() else {
+    // A simulation runs on this thread's paused clock, which moves only when every node
+    // waits; anything else on the wall clock.
+    let runtime = if cli.simulate {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .map_err(|error| eprintln!("error: cannot start the async runtime: {error}"))
+            .ok()
+    } else {
+        runtime()
+    };
+    let Some(runtime) = runtime else {
         return ExitCode::from(2);
     };
     let options = validate::Options {
@@ -62,6 +74,7 @@ fn validate(cli: ValidateArgs) -> ExitCode {
         time_scale: cli.time_scale,
         receiver_addrs: (cli.receiver_grpc, cli.receiver_http),
         allow_non_loopback: cli.allow_non_loopback,
+        simulate: cli.simulate.then_some(cli.seed),
     };
     let mut stdout = std::io::stdout();
     match runtime.block_on(validate::run(&options, &mut stdout, interrupted())) {

@@ -42,6 +42,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod clock;
 mod codec;
 mod condition;
 mod handle;
@@ -63,6 +64,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use p2p_otel_testkit::mesh::{Mesh, MeshError, NodeContext};
 
+pub use clock::WallClock;
 pub use codec::{RegistryCodec, Wire};
 pub use condition::NodeCondition;
 pub use handle::P2PRegistry;
@@ -172,6 +174,9 @@ pub struct Config {
     /// Where the node records the plan's metrics (`p2p_operations_total`, …); none by
     /// default. Give each node its own (see [`PerNode`](p2p_otel_testkit::telemetry::PerNode)).
     pub meter: Option<opentelemetry::metrics::Meter>,
+    /// Where the node reads the time of day (announcements' issue times): the system's by
+    /// default, the virtual time line in a simulation.
+    pub wall_clock: WallClock,
 }
 
 impl Default for Config {
@@ -190,6 +195,7 @@ impl Default for Config {
             routing_bucket_size: libp2p::kad::K_VALUE.get(),
             sync_interval: Duration::from_secs(10),
             meter: None,
+            wall_clock: WallClock::System,
         }
     }
 }

@@ -73,7 +73,7 @@ pub async fn silent_peer_listening(
     silent_on(protocol, mesh::Builder::new(1).seed(seed).listen_on(listen)).await
 }
 
-async fn silent_on(
+pub(crate) async fn silent_on(
     protocol: &'static str,
     builder: mesh::Builder,
 ) -> Result<Mesh<SilentPeer>, MeshError> {

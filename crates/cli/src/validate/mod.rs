@@ -19,7 +19,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use p2p_otel_marketplace::scenarios::{Check, InProcess, Launcher};
+use p2p_otel_marketplace::scenarios::{
+    digest, transcript, Check, InProcess, Launcher, Simulated, DEFAULT_LATENCY,
+};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
 
 /// What the validation run was asked to do.
@@ -44,6 +46,9 @@ pub struct Options {
     pub receiver_addrs: (SocketAddr, SocketAddr),
     /// Accept non-loopback receiver addresses.
     pub allow_non_loopback: bool,
+    /// Run the scenarios on a simulated network in virtual time with this seed (see
+    /// [`Simulated`]); `run` must then be on a paused current-thread runtime.
+    pub simulate: Option<u64>,
 }
 
 impl Default for Options {
@@ -61,6 +66,7 @@ impl Default for Options {
                 SocketAddr::from(([127, 0, 0, 1], 0)),
             ),
             allow_non_loopback: false,
+            simulate: None,
         }
     }
 }
@@ -134,6 +140,22 @@ pub struct Report {
     /// The contract check's groups as JUnit test cases.
     #[serde(skip)]
     pub contract_junit: Option<p2p_otel_testkit::junit::TestSuite>,
+    /// With `--simulate`: the seed, the transcript's digest, virtual and wall time.
+    pub simulation: Option<SimulationSummary>,
+}
+
+/// What a simulated run reports besides its checks.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimulationSummary {
+    /// The seed.
+    pub seed: u64,
+    /// SHA-256 of the run's transcript (every rendering, span time and id, metric
+    /// point): the same for every run of the seed.
+    pub digest: String,
+    /// Virtual time of the run, milliseconds.
+    pub virtual_ms: u128,
+    /// Wall time of the run, milliseconds.
+    pub wall_ms: u128,
 }
 
 impl Report {
@@ -200,15 +222,33 @@ fn output(path: &Path) -> impl Fn(std::io::Error) -> ValidateError + '_ {
 /// attributes) the scenarios must show.
 const COVERAGE_PER_GROUP: f64 = 0.5;
 
-/// Scenarios 1–6 on nodes in this process, or on node processes with `--processes`;
-/// the checks, and a row per node process.
+/// What the scenarios gave: the checks, a row per node process, and a simulation's
+/// transcript.
+type Exercised = (Vec<Criterion>, Vec<ProcessRow>, Option<String>);
+
+/// Scenarios 1–6 on nodes in this process, or on node processes with `--processes`, or
+/// simulated with `--simulate`; the checks, a row per node process, the transcript.
 async fn scenarios_on_nodes(
     options: &Options,
     receiver: &OtlpReceiver,
     out: &mut impl Write,
     interrupted: impl std::future::Future<Output = ()>,
-) -> Result<(Vec<Criterion>, Vec<ProcessRow>), ValidateError> {
+) -> Result<Exercised, ValidateError> {
     let nodes = options.nodes.max(3);
+    if let Some(seed) = options.simulate {
+        step(
+            out,
+            4,
+            &format!("run scenarios 1-6 on a simulated {nodes}-node network in virtual time (seed {seed}, {} ms per hop)", DEFAULT_LATENCY.as_millis()),
+        );
+        let simulated = Simulated::new(seed);
+        return tokio::select! {
+            (checks, runs) = scenarios::run(&simulated, receiver, nodes, false) => {
+                Ok((checks, Vec::new(), Some(transcript(seed, &runs, receiver))))
+            }
+            () = interrupted => Err(ValidateError::Interrupted { left: Vec::new() }),
+        };
+    }
     let launcher = match options.processes {
         Some(transport) => {
             let binary = std::env::current_exe().map_err(ValidateError::Binary)?;
@@ -256,7 +296,7 @@ async fn scenarios_on_nodes(
         Some(processes) => processes.all_ended(PROCESSES_END_WITHIN).await,
         None => Vec::new(),
     };
-    let Some(mut checks) = ran else {
+    let Some((mut checks, _)) = ran else {
         return Err(ValidateError::Interrupted { left });
     };
     if !left.is_empty() {
@@ -271,7 +311,7 @@ async fn scenarios_on_nodes(
         .as_ref()
         .map(|l| scenarios::per_process(receiver, &l.started()))
         .unwrap_or_default();
-    Ok((checks, rows))
+    Ok((checks, rows, None))
 }
 
 /// `--nodes-from`: the testnet's checks on nodes started elsewhere.
@@ -280,7 +320,7 @@ async fn testnet(
     receiver: &OtlpReceiver,
     out: &mut impl Write,
     interrupted: impl std::future::Future<Output = ()>,
-) -> Result<(Vec<Criterion>, Vec<ProcessRow>), ValidateError> {
+) -> Result<Exercised, ValidateError> {
     step(
         out,
         4,
@@ -297,7 +337,7 @@ async fn testnet(
         Ok(testnet::run(receiver, nodes).await)
     };
     tokio::select! {
-        checks = exercised => checks.map(|c| (c, Vec::new())),
+        checks = exercised => checks.map(|c| (c, Vec::new(), None)),
         () = interrupted => Err(ValidateError::Interrupted { left: Vec::new() }),
     }
 }
@@ -367,6 +407,8 @@ pub async fn run(
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<Report, ValidateError> {
     let started = Instant::now();
+    // Virtual time on a simulation's paused clock.
+    let clock_started = tokio::time::Instant::now();
     let (grpc, http) = options.receiver_addrs;
     for addr in [grpc, http] {
         if !options.allow_non_loopback && !addr.ip().is_loopback() {
@@ -402,7 +444,7 @@ pub async fn run(
         Some(list) => testnet(list, &receiver, out, interrupted).await,
         None => scenarios_on_nodes(options, &receiver, out, interrupted).await,
     };
-    let (ran, processes) = match exercised {
+    let (ran, processes, transcript) = match exercised {
         Ok(exercised) => exercised,
         Err(error) => {
             let _ = receiver.shutdown().await;
@@ -433,11 +475,12 @@ pub async fn run(
 
     step(out, 6, "report");
     let traces = receiver.traces();
+    let wall = started.elapsed();
     let report = Report {
         checks,
         spans_by_service: scenarios::spans_by_service(&receiver),
         processes,
-        duration_ms: started.elapsed().as_millis(),
+        duration_ms: wall.as_millis(),
         traces: traces.render(),
         contract: contract
             .as_ref()
@@ -449,6 +492,15 @@ pub async fn run(
         contract_junit: contract
             .as_ref()
             .map(|c| c.junit_suite("p2p-otel-contract")),
+        simulation: options
+            .simulate
+            .zip(transcript)
+            .map(|(seed, transcript)| SimulationSummary {
+                seed,
+                digest: digest(&transcript),
+                virtual_ms: clock_started.elapsed().as_millis(),
+                wall_ms: wall.as_millis(),
+            }),
     };
     reports::write_all(&options.out, &report, &traces).map_err(output(&options.out))?;
     reports::terminal(&report, out);

@@ -132,5 +132,12 @@ pub(super) fn terminal(report: &Report, out: &mut impl Write) {
         report.checks.len(),
         report.duration_ms
     );
+    if let Some(simulation) = &report.simulation {
+        let _ = writeln!(
+            out,
+            "simulated (seed {}): {} ms of virtual time in {} ms of wall time\ndigest {}",
+            simulation.seed, simulation.virtual_ms, simulation.wall_ms, simulation.digest
+        );
+    }
     let _ = out.flush();
 }

@@ -11,7 +11,7 @@ use opentelemetry_http::HttpClient;
 
 use super::processes::Started;
 use super::{Criterion, ProcessRow};
-use p2p_otel_marketplace::scenarios::Launcher;
+use p2p_otel_marketplace::scenarios::{Launcher, Run};
 use p2p_otel_marketplace::{self as marketplace, scenarios};
 use p2p_otel_testkit::contract::{CoverageGate, Level, Report as ContractReport};
 use p2p_otel_testkit::model::Value;
@@ -64,11 +64,11 @@ pub(super) async fn run(
     receiver: &OtlpReceiver,
     nodes: usize,
     processes: bool,
-) -> Vec<Criterion> {
+) -> (Vec<Criterion>, Vec<Run>) {
     let runs = scenarios::all(on, receiver, nodes).await;
     let across = processes.then(|| across_processes(&runs[3].traces, nodes));
     let mut checks: Vec<Criterion> = runs
-        .into_iter()
+        .iter()
         .map(|run| Criterion::new(run.section, run.scenario, run.passed(), run.evidence()))
         .collect();
     let traces = receiver.traces();
@@ -115,7 +115,7 @@ pub(super) async fn run(
         format!("{propagated} gossip reception(s) under their announcement; {remote} remote search handler(s) in their search's trace"),
     ));
     checks.extend(across);
-    checks
+    (checks, runs)
 }
 
 /// The `process.pid` of every span.

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use super::PackageId;
+use crate::WallClock;
 
 /// Tombstones and publish times, by package.
 #[derive(Debug, Default)]
@@ -20,8 +21,8 @@ pub(super) struct Deletions {
 
 impl Deletions {
     /// A time for an operation issued now: after everything issued or received here.
-    pub(super) fn now(&mut self) -> u64 {
-        self.clock = unix_micros().max(self.clock.saturating_add(1));
+    pub(super) fn now(&mut self, clock: WallClock) -> u64 {
+        self.clock = clock.unix_micros().max(self.clock.saturating_add(1));
         self.clock
     }
 
@@ -79,13 +80,6 @@ impl Deletions {
     }
 }
 
-/// Microseconds since the Unix epoch (0 if the clock is before it).
-pub(super) fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,9 +109,9 @@ mod tests {
     #[test]
     fn local_times_follow_what_was_received_even_from_a_clock_ahead() {
         let mut deletions = Deletions::default();
-        let ahead = unix_micros() + 3_600_000_000;
+        let ahead = WallClock::System.unix_micros() + 3_600_000_000;
         assert!(deletions.delete(&id(), ahead));
-        let local = deletions.now();
+        let local = deletions.now(WallClock::System);
         assert!(local > ahead);
         assert!(deletions.publish(&id(), local));
     }

@@ -28,7 +28,7 @@ use super::protocol::{
 use super::registry::check_size;
 use super::reputation::Reputation;
 use super::{Config, MarketplaceError, NodeStats, Package, PackageId, Query, Version};
-use deletions::{unix_micros, Deletions};
+use deletions::Deletions;
 use labels::PeerLabels;
 use p2p_otel_testkit::mesh::{MeshError, Node, NodeContext, NodeEvent, NodeSwarm};
 

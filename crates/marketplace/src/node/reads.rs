@@ -193,7 +193,12 @@ impl RegistryNode {
                 issued_at,
             } => (trace, *issued_at, id.to_string()),
         };
-        let propagation_ms = unix_micros().saturating_sub(issued_at) as f64 / 1000.0;
+        let propagation_ms = self
+            .config
+            .wall_clock
+            .unix_micros()
+            .saturating_sub(issued_at) as f64
+            / 1000.0;
         let span = info_span!(
             "gossipsub_receive",
             otel.kind = "consumer",

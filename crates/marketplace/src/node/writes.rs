@@ -86,7 +86,7 @@ impl RegistryNode {
             self.complete("publish", &span, started, Err(error), reply);
             return;
         }
-        let issued_at = self.deletions.now();
+        let issued_at = self.deletions.now(self.config.wall_clock);
         self.deletions.publish(&package.id, issued_at);
         self.index.insert(package.clone());
         self.clear_cache();
@@ -228,7 +228,7 @@ impl RegistryNode {
     ) {
         let span = operation_span!("p2p_delete", "delete", self.peer_id, package_id = %id);
         let versions = self.index.versions(&id);
-        let issued_at = self.deletions.now();
+        let issued_at = self.deletions.now(self.config.wall_clock);
         self.deletions.delete(&id, issued_at);
         self.index.remove(&id);
         self.clear_cache();

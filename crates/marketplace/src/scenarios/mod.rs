@@ -28,6 +28,8 @@ mod checks;
 mod network;
 mod observed;
 mod result;
+mod simulated;
+mod simulation;
 
 // The scenarios: 1–3, one operation at a time (`operations`); 4, a search across nodes
 // (`distributed`); 5 and 6, misbehaving peers (`faults`); the rest of the API (`api`).
@@ -45,6 +47,8 @@ pub use network::{InProcess, Launcher, Network};
 pub use observed::Observed;
 pub use operations::{bootstrap, publish, search};
 pub use result::{Check, Run, ScenarioError};
+pub use simulated::{Simulated, DEFAULT_LATENCY};
+pub use simulation::{digest, simulate, transcript, Divergence, Simulation};
 
 use crate::{MarketplaceError, Package};
 

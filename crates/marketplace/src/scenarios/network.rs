@@ -141,22 +141,9 @@ impl Launcher for InProcess {
     ) -> Result<Box<dyn Network>, ScenarioError> {
         let telemetry =
             PerNode::new(Protocol::Grpc, receiver).service(SERVICE, env!("CARGO_PKG_VERSION"));
-        // The scenarios walk production paths: a bootstrap from addresses, DHT peers
-        // reached through lookups, a silent peer outside the mesh. Kademlia must be free
-        // to dial what it learns of, as in production.
-        let builder = mesh::Builder::new(nodes)
-            .seed(seed)
-            .security(Security::Noise)
-            .discovery(Discovery::Open);
-        let mesh = start_mesh(builder, config.clone(), Some(&telemetry)).await?;
-        let registries = (0..nodes)
-            .map(|i| registry(&mesh, i, config))
-            .collect::<Result<_, _>>()?;
-        Ok(Box::new(MemoryNetwork {
-            telemetry,
-            mesh,
-            registries,
-        }))
+        let network =
+            MemoryNetwork::start(memory_mesh(nodes, seed), nodes, telemetry, config).await?;
+        Ok(Box::new(network))
     }
 
     async fn silent_peer(
@@ -173,13 +160,43 @@ impl Launcher for InProcess {
 }
 
 #[derive(Debug)]
-struct MemoryNetwork {
+pub(super) struct MemoryNetwork {
     telemetry: PerNode,
     mesh: Mesh<RegistryNode>,
     registries: Vec<P2PRegistry>,
 }
 
+/// A mesh of `nodes` on the memory transport with noise, free to dial what it learns of.
+pub(super) fn memory_mesh(nodes: usize, seed: u64) -> mesh::Builder {
+    // The scenarios walk production paths: a bootstrap from addresses, DHT peers reached
+    // through lookups, a silent peer outside the mesh. Kademlia must be free to dial what
+    // it learns of, as in production.
+    mesh::Builder::new(nodes)
+        .seed(seed)
+        .security(Security::Noise)
+        .discovery(Discovery::Open)
+}
+
 impl MemoryNetwork {
+    /// Starts the mesh of `nodes` nodes `builder` describes, every node with its telemetry
+    /// from `telemetry`.
+    pub(super) async fn start(
+        builder: mesh::Builder,
+        nodes: usize,
+        telemetry: PerNode,
+        config: &Config,
+    ) -> Result<Self, ScenarioError> {
+        let mesh = start_mesh(builder, config.clone(), Some(&telemetry)).await?;
+        let registries = (0..nodes)
+            .map(|i| registry(&mesh, i, config))
+            .collect::<Result<_, _>>()?;
+        Ok(MemoryNetwork {
+            telemetry,
+            mesh,
+            registries,
+        })
+    }
+
     fn handle(&self, node: usize) -> Result<&P2PRegistry, ScenarioError> {
         self.registries
             .get(node)

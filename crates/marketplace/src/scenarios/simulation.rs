@@ -1,0 +1,204 @@
+//! A whole validation in virtual time: scenarios 1–6 and the lifecycle on [`Simulated`]
+//! nodes, on a paused current-thread runtime of a thread of its own, with a receiver in the
+//! simulation — and what the run did written out as a transcript whose digest two runs
+//! of one seed share byte for byte.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use p2p_otel_testkit::model::MetricPoint;
+use p2p_otel_testkit::receiver::{Config as ReceiverConfig, OtlpReceiver};
+use p2p_otel_testkit::tree::TraceSet;
+use sha2::{Digest as _, Sha256};
+
+use super::{all, Run, ScenarioError, Simulated};
+
+/// One simulated validation: every scenario's run, how long it took in virtual and in
+/// wall time, and its transcript.
+#[derive(Debug)]
+pub struct Simulation {
+    /// The run's seed.
+    pub seed: u64,
+    /// Scenarios 1–6 and the lifecycle, in the plan's order.
+    pub runs: Vec<Run>,
+    /// Virtual time from the first node's start to the last scenario's end.
+    pub virtual_time: Duration,
+    /// The wall time the run took.
+    pub wall_time: Duration,
+    /// Everything the receiver got, in a deterministic order and with nothing redacted:
+    /// every scenario's checks and rendering, every span's virtual start and end, node,
+    /// ids and parent, every metric point's time and value.
+    pub transcript: String,
+}
+
+/// Where two simulations part: the first transcript line that differs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// The line's number, from 1.
+    pub line: usize,
+    /// The line in the first run (empty when it ended first).
+    pub first: String,
+    /// The line in the second run (empty when it ended first).
+    pub second: String,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the runs part at transcript line {}:\n  first:  {}\n  second: {}",
+            self.line, self.first, self.second
+        )
+    }
+}
+
+impl Simulation {
+    /// Whether every scenario passed every check.
+    pub fn passed(&self) -> bool {
+        self.runs.iter().all(Run::passed)
+    }
+
+    /// The transcript's SHA-256, in hex: equal for two runs of one seed, on an idle or a
+    /// busy machine.
+    pub fn digest(&self) -> String {
+        digest(&self.transcript)
+    }
+
+    /// The first line where this run's transcript and `other`'s differ, if any.
+    pub fn first_divergence(&self, other: &Simulation) -> Option<Divergence> {
+        let mut first = self.transcript.lines();
+        let mut second = other.transcript.lines();
+        let mut line = 0;
+        loop {
+            line += 1;
+            match (first.next(), second.next()) {
+                (None, None) => return None,
+                (a, b) if a == b => continue,
+                (a, b) => {
+                    return Some(Divergence {
+                        line,
+                        first: a.unwrap_or_default().to_owned(),
+                        second: b.unwrap_or_default().to_owned(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Runs scenarios 1–6 and the lifecycle on simulated nodes (`nodes` for the bootstrap and
+/// the distributed search, at least 3) with `seed`, on a thread and a paused runtime of
+/// their own, so that nothing else this process does reaches the run.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let first = p2p_otel_marketplace::scenarios::simulate(7, 3)?;
+/// let second = p2p_otel_marketplace::scenarios::simulate(7, 3)?;
+/// assert!(first.passed());
+/// assert_eq!(first.first_divergence(&second), None);
+/// assert_eq!(first.digest(), second.digest());
+/// # Ok(()) }
+/// ```
+pub fn simulate(seed: u64, nodes: usize) -> Result<Simulation, ScenarioError> {
+    let thread = std::thread::Builder::new()
+        .name(format!("simulation-{seed}"))
+        .spawn(move || simulate_here(seed, nodes))
+        .map_err(|e| ScenarioError::Driver(Box::new(e)))?;
+    thread
+        .join()
+        .map_err(|_| ScenarioError::Driver("the simulation's thread panicked".into()))?
+}
+
+fn simulate_here(seed: u64, nodes: usize) -> Result<Simulation, ScenarioError> {
+    let wall = std::time::Instant::now();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| ScenarioError::Driver(Box::new(e)))?;
+    runtime.block_on(async move {
+        let receiver = OtlpReceiver::start(ReceiverConfig::default())
+            .await
+            .map_err(|e| ScenarioError::Driver(Box::new(e)))?;
+        let network = Simulated::new(seed);
+        let started = tokio::time::Instant::now();
+        let runs = all(&network, &receiver, nodes).await;
+        let virtual_time = started.elapsed();
+        let transcript = transcript(seed, &runs, &receiver);
+        let _ = receiver.shutdown().await;
+        Ok(Simulation {
+            seed,
+            runs,
+            virtual_time,
+            wall_time: wall.elapsed(),
+            transcript,
+        })
+    })
+}
+
+/// A transcript's SHA-256, in hex.
+pub fn digest(transcript: &str) -> String {
+    Sha256::digest(transcript.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// What a run of scenarios with `seed` did, as `receiver` got it, in an order that
+/// depends on nothing but what happened and with nothing redacted: each scenario's checks,
+/// rendering and timeline (virtual start and end of every span), then every span's ids
+/// and parent, then every metric point's time and value.
+pub fn transcript(seed: u64, runs: &[Run], receiver: &OtlpReceiver) -> String {
+    let mut out = format!("seed {seed}\n");
+    for run in runs {
+        let _ = writeln!(out, "== {} ({})", run.scenario, run.section);
+        let _ = writeln!(out, "{}", run.evidence());
+        out.push_str(&run.render());
+        out.push_str(&run.traces.timeline());
+    }
+    out.push_str("== every span: start end trace span parent name\n");
+    out.push_str(&ids(&receiver.traces()));
+    out.push_str("== every metric point: time name instance attributes value\n");
+    let mut points: Vec<String> = receiver.metric_points().iter().map(point).collect();
+    points.sort();
+    for line in points {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn ids(traces: &TraceSet) -> String {
+    let mut lines: Vec<String> = traces
+        .spans()
+        .map(|span| {
+            let span = span.record();
+            format!(
+                "{} {} {} {} {} {}",
+                span.start_unix_nanos,
+                span.end_unix_nanos.unwrap_or_default(),
+                span.trace_id,
+                span.span_id,
+                span.parent
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |p| p.span_id.to_string()),
+                span.name
+            )
+        })
+        .collect();
+    lines.sort();
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+fn point(point: &MetricPoint) -> String {
+    let instance = point
+        .attribute("service.instance.id")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    format!(
+        "{} {} {instance} {:?} {:?}",
+        point.time_unix_nanos, point.name, point.attributes, point.value
+    )
+}
