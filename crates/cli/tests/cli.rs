@@ -476,6 +476,49 @@ async fn serve_capacity_and_keep_last_from_the_command_line() {
     }
 }
 
+/// `validate --simulate`: the whole validation in virtual time passes; its digest is the
+/// same for two runs of one seed, in two processes, and another for another seed; the
+/// report says how much virtual time passed in how much wall time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_validation_prints_the_same_digest_for_the_same_seed() {
+    async fn simulate(seed: &str, run: &str) -> (String, serde_json::Value) {
+        let out = temp_dir(&format!("simulate-{seed}-{run}"));
+        let output = Command::new(BIN)
+            .args(["validate", "--simulate", "--seed", seed])
+            .args(["--out", out.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("VALIDATION PASSED"), "{stdout}");
+        let digest = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("digest "))
+            .unwrap_or_else(|| panic!("no digest line:\n{stdout}"))
+            .to_owned();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        (digest, report["simulation"].clone())
+    }
+    let (first, summary) = simulate("5", "a").await;
+    assert_eq!(first.len(), 64, "{first}");
+    assert_eq!(summary["seed"], 5);
+    // Scenario 5 alone waits out a 2 s request timeout: virtual time covers it.
+    assert!(
+        summary["virtual_ms"].as_u64().unwrap() >= 2_000,
+        "{summary}"
+    );
+    assert_eq!(simulate("5", "b").await.0, first);
+    assert_ne!(simulate("6", "a").await.0, first);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_validation_run_passes_and_writes_every_report() {
     let out = temp_dir("validate");

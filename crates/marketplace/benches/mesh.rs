@@ -17,15 +17,19 @@
 //!   publish and the search are also timed apart over 1,000 rounds and their medians
 //!   printed (`print_split`), steadier than criterion's figure for the pair.
 //!
+//! - the validation's scenarios in real time and simulated (`scenarios::simulate`), and
+//!   scenario 5 alone both ways (its 2 s request timeout), side by side.
+//!
 //! Targets: 3 nodes < 100 ms, 256 nodes < 2 s, 1,024 nodes < 10 s and ≤ 2 MB per node,
 //! memory per node flat within 1.5× from 64 to 1,024 nodes, a ready 1,024-node mesh at
-//! rest under half a core; telemetry overhead ≤ 10 %.
+//! rest under half a core; telemetry overhead ≤ 10 %; scenario 5 simulated under 50 ms
+//! of wall time, the simulated validation under half the real-time one.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use p2p_otel_marketplace::{
-    self as marketplace, Config, P2PRegistry, Package, Query, Registry, RegistryNode,
+    self as marketplace, scenarios, Config, P2PRegistry, Package, Query, Registry, RegistryNode,
 };
 use p2p_otel_testkit::mesh::{self, Discovery, Mesh, Topology};
 use p2p_otel_testkit::receiver::{self, OtlpReceiver};
@@ -427,5 +431,68 @@ fn simulated<T>(
     })
 }
 
-criterion_group!(benches, readiness, simulated_readiness, telemetry_overhead);
+/// The validation's scenarios (1–6 and the lifecycle, 3 nodes) in real time — the memory
+/// mesh exporting over OTLP/gRPC to a receiver, on two threads — and simulated
+/// (`scenarios::simulate`: a paused clock, 20 ms edges, telemetry in process); and
+/// scenario 5 alone both ways, whose silent peer makes the search wait out a 2 s request
+/// timeout. Side by side in one run; wall time is what is measured.
+fn validation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("validation");
+    group.sample_size(10);
+    let real = Runtime::new().expect("a runtime");
+    let on = scenarios::InProcess::default();
+    group.bench_function("all_real_time", |b| {
+        b.iter(|| {
+            real.block_on(async {
+                let receiver = bench_receiver().await;
+                let runs = scenarios::all(&on, &receiver, 3).await;
+                assert!(runs.iter().all(scenarios::Run::passed));
+            })
+        })
+    });
+    let mut seed = 0;
+    group.bench_function("all_simulated", |b| {
+        b.iter(|| {
+            seed += 1;
+            let simulation = scenarios::simulate(seed, 3).expect("a simulation");
+            assert!(simulation.passed());
+        })
+    });
+    group.bench_function("scenario_5_real_time", |b| {
+        b.iter(|| {
+            real.block_on(async {
+                let receiver = bench_receiver().await;
+                assert!(scenarios::silent_peer_reputation(&on, &receiver)
+                    .await
+                    .passed());
+            })
+        })
+    });
+    group.bench_function("scenario_5_simulated", |b| {
+        b.iter(|| {
+            paused_runtime().block_on(async {
+                let receiver = bench_receiver().await;
+                let on = scenarios::Simulated::new(1);
+                assert!(scenarios::silent_peer_reputation(&on, &receiver)
+                    .await
+                    .passed());
+            })
+        })
+    });
+    group.finish();
+}
+
+async fn bench_receiver() -> OtlpReceiver {
+    OtlpReceiver::start(receiver::Config::default())
+        .await
+        .expect("a receiver")
+}
+
+criterion_group!(
+    benches,
+    readiness,
+    simulated_readiness,
+    telemetry_overhead,
+    validation
+);
 criterion_main!(benches);
