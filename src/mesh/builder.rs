@@ -11,7 +11,7 @@ use tracing::Dispatch;
 
 use super::running::Slot;
 use super::transport::{self, Security};
-use super::{cause, Discovery, Mesh, MeshBehaviour, MeshError, Node, NodeContext, NodeState};
+use super::{cause, Discovery, Link, Mesh, MeshBehaviour, MeshError, Node, NodeContext, NodeState};
 use crate::telemetry::PerNode;
 
 pub(super) type Constructor<N> =
@@ -33,7 +33,7 @@ pub struct Builder {
     pub(super) dispatch: Option<Arc<DispatchFactory>>,
     pub(super) listen: Vec<Multiaddr>,
     pub(super) keypairs: BTreeMap<usize, libp2p::identity::Keypair>,
-    pub(super) latency: Option<Duration>,
+    pub(super) link: Option<Link>,
 }
 
 impl fmt::Debug for Builder {
@@ -61,7 +61,7 @@ impl Builder {
             dispatch: None,
             listen: vec![Multiaddr::empty().with(libp2p::multiaddr::Protocol::Memory(0))],
             keypairs: BTreeMap::new(),
-            latency: None,
+            link: None,
         }
     }
 
@@ -142,8 +142,35 @@ impl Builder {
     /// mesh.shutdown().await;
     /// # Ok(()) }
     /// ```
-    pub fn latency(mut self, one_way: Duration) -> Self {
-        self.latency = Some(one_way);
+    pub fn latency(self, one_way: Duration) -> Self {
+        self.link(Link::new(one_way))
+    }
+
+    /// Every connection between nodes on the memory transport behaves as `link` in each
+    /// direction — latency, jitter, bandwidth, loss with retransmissions — on tokio's clock
+    /// (virtual time in a paused runtime), its random draws from the mesh's
+    /// [`seed`](Self::seed): the same seed, the same delays. [`Mesh::link_stats`] counts
+    /// what the links carried and retransmitted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use p2p_otel_testkit::mesh::{self, Link, Passive, Topology};
+    ///
+    /// let link = Link::new(Duration::from_millis(30)).jitter(Duration::from_millis(5)).loss(0.05);
+    /// let mut mesh = mesh::Builder::new(3)
+    ///     .seed(7)
+    ///     .link(link)
+    ///     .start(|_| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
+    ///     .await?;
+    /// mesh.connect_topology(Topology::Full, Duration::from_secs(60)).await?;
+    /// assert!(mesh.link_stats().segments > 0);
+    /// mesh.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn link(mut self, link: Link) -> Self {
+        self.link = Some(link);
         self
     }
 
@@ -199,6 +226,9 @@ impl Builder {
         Swarm<MeshBehaviour<N::Behaviour>>: Send,
     {
         let mut mesh = Mesh {
+            network: self
+                .link
+                .map(|link| Arc::new(super::link::Network::new(link, self.seed))),
             slots: Vec::with_capacity(self.nodes),
             constructor: Arc::new(constructor),
             config: self,

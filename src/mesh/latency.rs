@@ -1,17 +1,20 @@
-//! A delay line under a memory connection ([`Builder::latency`](super::Builder::latency)):
-//! every byte written reaches the other end a fixed time later on tokio's clock — virtual
-//! time in a paused runtime — in order, with no bandwidth limit. Reads are untouched: each
-//! end delays what it writes, so both directions carry the latency.
+//! A delay line under a memory connection ([`Builder::link`](super::Builder::link)): every
+//! write reaches the other end when the link model ([`Schedule`]) says — its latency,
+//! jitter, bandwidth and losses — on tokio's clock (virtual time in a paused runtime), in
+//! order. Reads are untouched: each end delays what it writes, so both directions carry
+//! the link.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use super::link::{Network, Schedule};
 
 /// What the delay line carries: bytes due at an instant, or the end of the stream.
 enum Due {
@@ -19,18 +22,12 @@ enum Due {
     Close(Instant),
 }
 
-/// `one_way` from now, or as far as tokio's clock goes.
-fn due(one_way: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(one_way)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
-}
-
-/// A connection whose writes arrive `one_way` later.
+/// A connection whose writes arrive when its link's schedule says.
 pub(crate) struct Delayed<S> {
     read: ReadHalf<S>,
     line: mpsc::UnboundedSender<Due>,
-    one_way: Duration,
+    schedule: Schedule,
+    network: Arc<Network>,
     closed: bool,
 }
 
@@ -39,14 +36,15 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     /// Wraps `stream`; the line's task runs on the current tokio runtime.
-    pub(crate) fn new(stream: S, one_way: Duration) -> Self {
+    pub(crate) fn new(stream: S, network: Arc<Network>) -> Self {
         let (read, write) = stream.split();
         let (line, due) = mpsc::unbounded_channel();
         drop(tokio::spawn(deliver(write, due)));
         Delayed {
             read,
             line,
-            one_way,
+            schedule: network.end(),
+            network,
             closed: false,
         }
     }
@@ -87,14 +85,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Delayed<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Delayed<S> {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.closed {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        let at = due(self.one_way);
+        let (at, retransmissions) = self.schedule.due(Instant::now(), buf.len());
+        self.network.count(buf.len(), retransmissions);
         match self.line.send(Due::Bytes(at, buf.to_vec())) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
             Err(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
@@ -109,7 +108,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Delayed<S> {
     fn poll_close(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.closed {
             self.closed = true;
-            let at = due(self.one_way);
+            // The end of the stream follows the last write, after the latency.
+            let (at, _) = self.schedule.due(Instant::now(), 0);
             let _ = self.line.send(Due::Close(at));
         }
         Poll::Ready(Ok(()))

@@ -67,6 +67,8 @@ pub struct Mesh<N: Node> {
     pub(super) slots: Vec<Slot<N>>,
     pub(super) constructor: Arc<Constructor<N>>,
     pub(super) config: Builder,
+    /// The link model every memory connection is wrapped in, if any.
+    pub(super) network: Option<Arc<super::link::Network>>,
     /// Every edge connected so far, restored by `heal` and `restart`.
     pub(super) edges: BTreeSet<(usize, usize)>,
     /// Pairs blocked by `partition`.
@@ -125,6 +127,16 @@ where
     /// A node's peer id.
     pub fn peer_id(&self, index: usize) -> Result<PeerId, MeshError> {
         Ok(self.slot(index)?.context.peer_id)
+    }
+
+    /// What the links of a [`Builder::link`](super::Builder::link) (or
+    /// [`latency`](super::Builder::latency)) mesh carried so far: segments, bytes, and
+    /// retransmissions the model caused; zeros without a link model.
+    pub fn link_stats(&self) -> super::LinkStats {
+        self.network
+            .as_ref()
+            .map(|network| network.stats())
+            .unwrap_or_default()
     }
 
     /// Every node's peer id, by index.
@@ -188,7 +200,7 @@ where
             &context.keypair,
             security,
             &self.config.listen,
-            self.config.latency,
+            self.network.clone(),
         )?;
         let neighbours = match self.config.discovery {
             Discovery::Off => Some(allow_block_list::Behaviour::default()),

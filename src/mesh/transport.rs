@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::Arc;
 
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, MemoryTransport};
@@ -61,13 +61,14 @@ pub(crate) fn transport(
     keypair: &Keypair,
     security: Security,
     listen: &[Multiaddr],
-    latency: Option<Duration>,
+    link: Option<Arc<super::link::Network>>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
     if listen.iter().all(is_memory) {
-        return match latency {
-            Some(one_way) => secured(
-                MemoryTransport::default()
-                    .map(move |channel, _| super::latency::Delayed::new(channel, one_way)),
+        return match link {
+            Some(network) => secured(
+                MemoryTransport::default().map(move |channel, _| {
+                    super::latency::Delayed::new(channel, Arc::clone(&network))
+                }),
                 keypair,
                 security,
             ),

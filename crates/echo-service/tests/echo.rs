@@ -329,6 +329,73 @@ fn an_edge_of_100_ms_makes_the_callers_span_last_its_round_trips() {
     );
 }
 
+/// A lossy edge in virtual time: over 10 ms with 1 % of segments lost, the model sends a
+/// lost segment again after a 200 ms retransmission timeout (doubling when lost again), and
+/// the echoes that waited for one last longer than the lossless two round trips — never
+/// shorter. The link stats count the retransmissions; without loss, on the same seed, every
+/// echo lasts exactly 40 ms and none is counted. The same seed, the same losses to the
+/// nanosecond.
+#[test]
+fn a_lossy_edge_shows_the_retransmissions_the_model_caused() {
+    fn echoes(seed: u64, loss: f64) -> (Vec<u64>, mesh::LinkStats) {
+        paused_runtime().block_on(async {
+            let origin = tokio::time::Instant::now();
+            let captures = capture::PerNode::with_builder(
+                p2p_otel_testkit::SpanCaptureLayer::builder().virtual_time(origin),
+            );
+            let link = mesh::Link::new(Duration::from_millis(10)).loss(loss);
+            let mesh = connected(
+                mesh::Builder::new(2)
+                    .seed(seed)
+                    .link(link)
+                    .capture_per_node(&captures),
+            )
+            .await;
+            let before = mesh.link_stats();
+            for n in 0..200 {
+                echo(&mesh, 1, 0, &format!("echo {n}")).await.unwrap();
+            }
+            let after = mesh.link_stats();
+            let mut spans: Vec<_> = captures.handles().iter().flat_map(|h| h.spans()).collect();
+            spans.retain(|s| s.name == "send_echo");
+            spans.sort_by_key(|s| s.start_unix_nanos);
+            mesh.shutdown().await;
+            let mut during = after;
+            during.segments -= before.segments;
+            during.bytes -= before.bytes;
+            during.retransmissions -= before.retransmissions;
+            (
+                spans.iter().filter_map(|s| s.duration_nanos()).collect(),
+                during,
+            )
+        })
+    }
+    const LOSSLESS: u64 = 40_000_000;
+    let (clean, clean_stats) = echoes(9, 0.0);
+    assert!(clean.iter().all(|d| *d == LOSSLESS), "{clean:?}");
+    assert_eq!(clean_stats.retransmissions, 0);
+    let (lossy, stats) = echoes(9, 0.01);
+    assert_eq!(lossy.len(), 200);
+    assert!(lossy.iter().all(|d| *d >= LOSSLESS), "{lossy:?}");
+    let slow: Vec<u64> = lossy.iter().filter(|d| **d > LOSSLESS).copied().collect();
+    assert!(stats.retransmissions > 0, "{stats:?}");
+    // A slowed echo waited for a lost segment of its own, or for one lost just before it
+    // (the stream holds what follows a loss).
+    assert!(!slow.is_empty(), "{stats:?}");
+    assert_eq!(
+        (lossy.clone(), stats),
+        echoes(9, 0.01),
+        "the same seed, the same losses"
+    );
+    eprintln!(
+        "{} segments, {} retransmitted; {} of 200 echoes slowed: {:?} ms",
+        stats.segments,
+        stats.retransmissions,
+        slow.len(),
+        slow.iter().map(|d| d / 1_000_000).collect::<Vec<_>>()
+    );
+}
+
 /// A partition and its heal in virtual time: cut, the echo fails at once (no connection,
 /// and the block list refuses a new one); healed, the nodes reconnect over the 50 ms edge
 /// and the echo answers — in virtual time measured exactly, whatever the machine's load.
@@ -482,4 +549,143 @@ proptest! {
         });
         prop_assert_eq!(result, Ok(sends.len()));
     }
+}
+
+/// The echo system on a simulated mesh, with a deliberately broken property for the
+/// replay test: when `within` is set, every echo must answer within it (virtual time) —
+/// false on a lossy link, whenever one of the echo's segments is lost.
+struct SimulatedEchoSystem {
+    echo: EchoSystem,
+    within: Option<Duration>,
+    last: Duration,
+}
+
+impl System for SimulatedEchoSystem {
+    type Operation = Send;
+    type Outcome = Result<String, String>;
+
+    async fn run(&mut self, op: &Send) -> Self::Outcome {
+        let started = tokio::time::Instant::now();
+        let outcome = self.echo.run(op).await;
+        self.last = started.elapsed();
+        outcome
+    }
+
+    fn check(&mut self, op: &Send, outcome: &Self::Outcome) -> Result<(), String> {
+        self.echo.check(op, outcome)?;
+        match self.within {
+            Some(within) if self.last > within => Err(format!(
+                "answered in {:?} of virtual time, more than {within:?}",
+                self.last
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn expected_root(&self, op: &Send, outcome: &Self::Outcome) -> Option<Executed> {
+        self.echo.expected_root(op, outcome)
+    }
+
+    async fn flush(&self) -> Result<(), String> {
+        self.echo.flush().await
+    }
+
+    fn captures(&self) -> Vec<CaptureHandle> {
+        self.echo.captures()
+    }
+}
+
+/// One sequence on a simulated echo mesh: three nodes over a 10 ms link that loses 1 % of
+/// its segments, its losses, peer ids and trace ids drawn from `seed`, on a paused runtime
+/// of a thread of its own, telemetry handed to a receiver in process. On failure: the
+/// seed, the harness's verdict, and the timeline of what arrived (virtual times).
+fn simulated_sequence(
+    seed: u64,
+    sends: &[Send],
+    within: Option<Duration>,
+) -> Result<usize, String> {
+    let sends = sends.to_vec();
+    std::thread::spawn(move || {
+        paused_runtime().block_on(async move {
+            let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+            let telemetry = PerNode::new(Protocol::InProcess, &receiver)
+                .service("echo", "1.0.0")
+                .virtual_time(tokio::time::Instant::now())
+                .ids_from_seed(seed);
+            let link = mesh::Link::new(Duration::from_millis(10)).loss(0.01);
+            let mesh = connected(
+                mesh::Builder::new(3)
+                    .seed(seed)
+                    .link(link)
+                    .telemetry_per_node(&telemetry),
+            )
+            .await;
+            let settings = mesh.render_settings();
+            let harness = Harness::new()
+                .handler_joins("handle_echo", "send_echo")
+                .render_settings(settings.clone());
+            let mut system = SimulatedEchoSystem {
+                echo: EchoSystem { mesh, telemetry },
+                within,
+                last: Duration::ZERO,
+            };
+            let verified = harness.run(&mut system, &sends, &receiver).await;
+            let _ = system.echo.telemetry.flush().await;
+            let timeline = receiver.traces().with_render_settings(settings).timeline();
+            system.echo.mesh.shutdown().await;
+            verified
+                .map(|v| v.executed.len())
+                .map_err(|failure| format!("seed {seed}: {failure}\ntimeline:\n{timeline}"))
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(p2p_otel_testkit::strategy::config(16, "proptest-regressions/echo.txt"))]
+
+    /// The seed is part of the case: a failure prints it, and the case reruns exactly.
+    #[test]
+    fn generated_sequences_hold_on_a_simulated_lossy_mesh(seed in any::<u64>(), sends in arb_sends()) {
+        prop_assert_eq!(simulated_sequence(seed, &sends, None), Ok(sends.len()));
+    }
+}
+
+/// A deliberately broken property — "every echo answers within its lossless 40 ms" on a
+/// link that loses 1 % of its segments — fails; proptest shrinks it and prints the failing
+/// case, the seed with it; running that case again prints the identical failure, virtual
+/// times included, in another thread and runtime.
+#[test]
+fn a_broken_property_fails_with_its_seed_and_its_rerun_prints_the_same_failure() {
+    use proptest::test_runner::{
+        Config as RunnerConfig, RngAlgorithm, TestError, TestRng, TestRunner,
+    };
+    let config = RunnerConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let strategy = (any::<u64>(), arb_sends());
+    let within = Some(Duration::from_millis(40));
+    let result = runner.run(&strategy, |(seed, sends)| {
+        match simulated_sequence(seed, &sends, within) {
+            Ok(_) => Ok(()),
+            Err(failure) => Err(TestCaseError::fail(failure)),
+        }
+    });
+    let Err(TestError::Fail(reason, (seed, sends))) = result else {
+        panic!("the broken property held in 64 cases: {result:?}");
+    };
+    let printed = reason.message().to_owned();
+    assert!(printed.starts_with(&format!("seed {seed}: ")), "{printed}");
+    assert!(printed.contains("more than 40ms"), "{printed}");
+    let again = simulated_sequence(seed, &sends, within).unwrap_err();
+    assert_eq!(
+        again, printed,
+        "the rerun of seed {seed} prints the same failure"
+    );
+    eprintln!("shrunk to seed {seed}, {sends:?}:\n{printed}");
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use p2p_otel_testkit::mesh::Mesh;
+use p2p_otel_testkit::mesh::{Link, Mesh};
 use p2p_otel_testkit::receiver::OtlpReceiver;
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 
@@ -47,7 +47,7 @@ pub const DEFAULT_LATENCY: Duration = Duration::from_millis(20);
 #[derive(Clone, Copy, Debug)]
 pub struct Simulated {
     seed: u64,
-    latency: Duration,
+    link: Link,
     origin: tokio::time::Instant,
 }
 
@@ -57,14 +57,21 @@ impl Simulated {
     pub fn new(seed: u64) -> Self {
         Simulated {
             seed,
-            latency: DEFAULT_LATENCY,
+            link: Link::new(DEFAULT_LATENCY),
             origin: tokio::time::Instant::now(),
         }
     }
 
-    /// Every connection's one-way latency (default [`DEFAULT_LATENCY`]).
-    pub fn latency(mut self, one_way: Duration) -> Self {
-        self.latency = one_way;
+    /// Every connection's one-way latency (default [`DEFAULT_LATENCY`]), without jitter,
+    /// bandwidth limit or loss.
+    pub fn latency(self, one_way: Duration) -> Self {
+        self.link(Link::new(one_way))
+    }
+
+    /// Every connection behaves as `link` (latency, jitter, bandwidth, loss), its random
+    /// draws from the run's seed.
+    pub fn link(mut self, link: Link) -> Self {
+        self.link = link;
         self
     }
 
@@ -97,7 +104,7 @@ impl Launcher for Simulated {
             .service(SERVICE, env!("CARGO_PKG_VERSION"))
             .virtual_time(self.origin)
             .ids_from_seed(seed);
-        let mesh = memory_mesh(nodes, seed).latency(self.latency);
+        let mesh = memory_mesh(nodes, seed).link(self.link);
         let config = Config {
             wall_clock: WallClock::Virtual(self.origin),
             ..config.clone()
@@ -112,7 +119,7 @@ impl Launcher for Simulated {
         protocol: &'static str,
         seed: u64,
     ) -> Result<Mesh<SilentPeer>, ScenarioError> {
-        let mesh = memory_mesh(1, self.mixed(seed)).latency(self.latency);
+        let mesh = memory_mesh(1, self.mixed(seed)).link(self.link);
         Ok(silent_on(protocol, mesh).await?)
     }
 }

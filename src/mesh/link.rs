@@ -1,0 +1,284 @@
+//! The network model under a mesh's memory connections ([`Builder::link`]): what a link
+//! does to each write — a one-way latency, a jitter, a bandwidth that queues writes behind
+//! each other, and a loss whose segments are sent again after a retransmission timeout,
+//! as TCP would (the stream stays whole and ordered: a loss costs time, never bytes). All
+//! on tokio's clock, so in a paused runtime it is virtual time; every random draw comes
+//! from the mesh's seed, one stream per connection end, so a simulation replays.
+//!
+//! [`Builder::link`]: super::Builder::link
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::splitmix::{SplitMix64, GAMMA};
+use crate::store::lock;
+
+/// What every memory connection of a mesh does to the bytes it carries, in each direction.
+///
+/// ```
+/// use std::time::Duration;
+/// use p2p_otel_testkit::mesh::Link;
+///
+/// // A lossy, narrow wide-area link.
+/// let link = Link::new(Duration::from_millis(40))
+///     .jitter(Duration::from_millis(5))
+///     .bandwidth(1_000_000)
+///     .loss(0.01);
+/// assert_eq!(link.one_way(), Duration::from_millis(40));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Link {
+    one_way: Duration,
+    jitter: Duration,
+    bytes_per_second: Option<u64>,
+    loss: f64,
+    retransmission_timeout: Duration,
+}
+
+/// Linux's smallest retransmission timeout, TCP's `TCP_RTO_MIN`.
+const DEFAULT_RETRANSMISSION_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// At most this many retransmissions of one segment are modelled (the timeout doubles
+/// each time, as TCP's does): beyond it the segment goes through.
+const MAX_RETRANSMISSIONS: u32 = 8;
+
+impl Link {
+    /// A link that delivers each write `one_way` later, without jitter, bandwidth limit or
+    /// loss.
+    pub fn new(one_way: Duration) -> Self {
+        Link {
+            one_way,
+            jitter: Duration::ZERO,
+            bytes_per_second: None,
+            loss: 0.0,
+            retransmission_timeout: DEFAULT_RETRANSMISSION_TIMEOUT,
+        }
+    }
+
+    /// Each write is delayed by a further amount drawn uniformly from `0..=up_to` (whole
+    /// microseconds); writes still arrive in the order they were made.
+    pub fn jitter(mut self, up_to: Duration) -> Self {
+        self.jitter = up_to;
+        self
+    }
+
+    /// The link carries `bytes_per_second` in each direction: a write waits for the ones
+    /// before it to be sent, then takes its size over the bandwidth to send. 0 means no
+    /// limit.
+    pub fn bandwidth(mut self, bytes_per_second: u64) -> Self {
+        self.bytes_per_second = (bytes_per_second > 0).then_some(bytes_per_second);
+        self
+    }
+
+    /// Each write (a segment) is lost with `probability` (clamped to 0–1) and sent again
+    /// after the retransmission timeout, which doubles at each loss of the same segment;
+    /// the segments behind it wait for it (the stream stays ordered).
+    pub fn loss(mut self, probability: f64) -> Self {
+        self.loss = if probability.is_nan() {
+            0.0
+        } else {
+            probability.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// The first retransmission timeout of a lost segment (default 200 ms, Linux's
+    /// minimum).
+    pub fn retransmission_timeout(mut self, timeout: Duration) -> Self {
+        self.retransmission_timeout = timeout;
+        self
+    }
+
+    /// The one-way latency.
+    pub fn one_way(&self) -> Duration {
+        self.one_way
+    }
+}
+
+/// What the links of a mesh carried so far ([`Mesh::link_stats`](super::Mesh::link_stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkStats {
+    /// Writes sent (segments), in both directions of every connection.
+    pub segments: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Segments the model lost and sent again, counted once per retransmission.
+    pub retransmissions: u64,
+}
+
+/// One mesh's link model: the link, the seed, and what every connection carried.
+#[derive(Debug)]
+pub(crate) struct Network {
+    link: Link,
+    seed: u64,
+    /// Connection ends wrapped so far: each end's random stream is numbered by it.
+    ends: AtomicU64,
+    stats: Mutex<LinkStats>,
+}
+
+impl Network {
+    pub(crate) fn new(link: Link, seed: u64) -> Self {
+        Network {
+            link,
+            seed,
+            ends: AtomicU64::new(0),
+            stats: Mutex::new(LinkStats::default()),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> LinkStats {
+        *lock(&self.stats)
+    }
+
+    /// The schedule of one more connection end's writes.
+    pub(crate) fn end(&self) -> Schedule {
+        let end = self.ends.fetch_add(1, Ordering::Relaxed);
+        Schedule {
+            link: self.link,
+            random: SplitMix64::new(self.seed ^ end.wrapping_add(1).wrapping_mul(GAMMA)),
+            sending_until: None,
+            last_due: None,
+        }
+    }
+
+    /// Counts one write of `bytes` that the model lost `retransmissions` times.
+    pub(crate) fn count(&self, bytes: usize, retransmissions: u32) {
+        let mut stats = lock(&self.stats);
+        stats.segments += 1;
+        stats.bytes += bytes as u64;
+        stats.retransmissions += u64::from(retransmissions);
+    }
+}
+
+/// When each write of one connection end arrives at the other end.
+#[derive(Debug)]
+pub(crate) struct Schedule {
+    link: Link,
+    random: SplitMix64,
+    /// Until when the link is busy sending earlier writes (with a bandwidth).
+    sending_until: Option<Instant>,
+    /// When the previous write arrives: none arrives before it.
+    last_due: Option<Instant>,
+}
+
+impl Schedule {
+    /// When `bytes` written at `now` arrive, and how many times the model lost them.
+    pub(crate) fn due(&mut self, now: Instant, bytes: usize) -> (Instant, u32) {
+        let start = self.sending_until.map_or(now, |busy| busy.max(now));
+        let sent = match self.link.bytes_per_second {
+            Some(rate) => {
+                let nanos = (bytes as u128 * 1_000_000_000).div_ceil(u128::from(rate));
+                later(
+                    start,
+                    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)),
+                )
+            }
+            None => start,
+        };
+        self.sending_until = Some(sent);
+        let mut delay = self.link.one_way + self.jitter();
+        let mut retransmissions = 0;
+        let mut timeout = self.link.retransmission_timeout;
+        while retransmissions < MAX_RETRANSMISSIONS && self.unit() < self.link.loss {
+            delay += timeout;
+            timeout = timeout.saturating_mul(2);
+            retransmissions += 1;
+        }
+        let due = later(sent, delay);
+        let due = self.last_due.map_or(due, |last| last.max(due));
+        self.last_due = Some(due);
+        (due, retransmissions)
+    }
+
+    fn jitter(&mut self) -> Duration {
+        let micros = u64::try_from(self.link.jitter.as_micros()).unwrap_or(u64::MAX);
+        if micros == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(self.random.next_u64() % (micros + 1))
+    }
+
+    /// A draw in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        if self.link.loss == 0.0 {
+            return 1.0;
+        }
+        (self.random.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// `after` past `at`, or as far as tokio's clock goes.
+fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365 * 30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(link: Link, seed: u64) -> Schedule {
+        Network::new(link, seed).end()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_alone_delays_every_write_by_it() {
+        let now = Instant::now();
+        let mut line = schedule(Link::new(Duration::from_millis(20)), 1);
+        assert_eq!(line.due(now, 10), (now + Duration::from_millis(20), 0));
+        assert_eq!(line.due(now, 10_000), (now + Duration::from_millis(20), 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bandwidth_queues_writes_behind_each_other() {
+        let now = Instant::now();
+        let link = Link::new(Duration::from_millis(10)).bandwidth(1_000);
+        let mut line = schedule(link, 1);
+        // 500 bytes at 1 kB/s: half a second to send, then the latency.
+        assert_eq!(line.due(now, 500).0, now + Duration::from_millis(510));
+        // The next waits for the first to be sent.
+        assert_eq!(line.due(now, 500).0, now + Duration::from_millis(1_010));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_stays_within_its_bound_keeps_order_and_replays_for_a_seed() {
+        let now = Instant::now();
+        let link = Link::new(Duration::from_millis(10)).jitter(Duration::from_millis(5));
+        let draws = |seed| {
+            let mut line = schedule(link, seed);
+            (0..100).map(|_| line.due(now, 1).0).collect::<Vec<_>>()
+        };
+        let dues = draws(3);
+        assert!(dues.windows(2).all(|pair| pair[0] <= pair[1]), "in order");
+        assert!(dues
+            .iter()
+            .all(|due| *due >= now + Duration::from_millis(10)
+                && *due <= now + Duration::from_millis(15)));
+        assert_eq!(dues, draws(3));
+        assert_ne!(dues, draws(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_segment_arrives_a_retransmission_timeout_later_and_holds_the_next() {
+        let now = Instant::now();
+        let link = Link::new(Duration::from_millis(10)).loss(1.0);
+        let mut line = schedule(link, 1);
+        // Always lost: eight retransmissions, 200 ms doubling each time.
+        let (due, lost) = line.due(now, 1);
+        assert_eq!(lost, MAX_RETRANSMISSIONS);
+        assert_eq!(due, now + Duration::from_millis(10 + 200 * 255));
+        let link = Link::new(Duration::from_millis(10)).loss(0.01);
+        let mut line = schedule(link, 1);
+        let runs: Vec<(Instant, u32)> = (0..10_000).map(|_| line.due(now, 1)).collect();
+        let lost: u32 = runs.iter().map(|(_, lost)| lost).sum();
+        assert!((50..=150).contains(&lost), "about 1 % of 10,000: {lost}");
+        assert!(
+            runs.windows(2).all(|pair| pair[0].0 <= pair[1].0),
+            "in order"
+        );
+    }
+}
