@@ -153,7 +153,7 @@ mod exporters {
         ) -> (
             Vec<SpanRecord>,
             Vec<p2p_otel_testkit::model::MetricPoint>,
-            usize,
+            Vec<p2p_otel_testkit::model::LogRecord>,
         ) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -182,11 +182,14 @@ mod exporters {
                 let logger = telemetry.logger_provider().logger("sim");
                 let mut record = logger.create_log_record();
                 record.set_body("a log line".into());
+                // Stamped by the system clock, as a log bridge stamps it; delivered in virtual time.
+                record.set_timestamp(std::time::SystemTime::now());
                 logger.emit(record);
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 telemetry.flush().await.unwrap();
                 let spans = receiver.spans();
                 let points = receiver.metric_points_named("p2p_searches_total");
-                let logs = receiver.log_records().len();
+                let logs = receiver.log_records();
                 telemetry.shutdown().await.unwrap();
                 (spans, points, logs)
             })
@@ -197,8 +200,14 @@ mod exporters {
         assert_eq!(span.start_unix_nanos, 1_767_225_600_250_000_000);
         assert_eq!(span.duration_nanos(), Some(2_000_000_000));
         assert_eq!(points.len(), 1, "{points:?}");
-        assert_eq!(points[0].time_unix_nanos, 1_767_225_602_250_000_000);
-        assert_eq!(logs, 1);
+        // Collected at the flush, 3.25 virtual seconds in; cumulative from the epoch.
+        assert_eq!(points[0].time_unix_nanos, 1_767_225_603_250_000_000);
+        assert_eq!(points[0].start_unix_nanos, 1_767_225_600_000_000_000);
+        assert_eq!(logs.len(), 1);
+        assert_eq!(
+            logs[0].time_unix_nanos, 1_767_225_602_250_000_000,
+            "emitted then"
+        );
         let (again, _, _) = run(5);
         assert_eq!(again, spans, "the same seed delivers the same spans");
         let (other, _, _) = run(6);

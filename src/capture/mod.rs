@@ -340,6 +340,15 @@ struct Spans {
     closed: Vec<CapturedSpan>,
     /// The field values of the open and closed spans.
     values: FieldValues,
+    /// How many times `clear` ran: a reader's [`Cursor`] from before a clear starts over.
+    cleared: u64,
+}
+
+/// Where a reader of a capture's closed spans is ([`CaptureHandle::closed_since`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    cleared: u64,
+    read: usize,
 }
 
 impl Shared {
@@ -371,6 +380,24 @@ impl CaptureHandle {
     pub fn spans(&self) -> Vec<SpanRecord> {
         let spans = lock(&self.shared.spans);
         self.shared.converted(&spans).clone()
+    }
+
+    /// The spans closed since `cursor` (all of them after a `clear`), and the cursor past
+    /// them.
+    pub(crate) fn closed_since(&self, cursor: Cursor) -> (Vec<SpanRecord>, Cursor) {
+        let spans = lock(&self.shared.spans);
+        let from = if cursor.cleared == spans.cleared {
+            cursor.read
+        } else {
+            0
+        };
+        let converted = self.shared.converted(&spans);
+        let fresh = converted[from.min(converted.len())..].to_vec();
+        let next = Cursor {
+            cleared: spans.cleared,
+            read: converted.len(),
+        };
+        (fresh, next)
     }
 
     /// How many spans have closed.
@@ -435,11 +462,13 @@ impl CaptureHandle {
                 open,
                 closed,
                 values,
+                cleared,
                 ..
             } = &mut *spans;
             closed.clear();
             values.keep_only(open.iter_mut());
             lock(&self.shared.converted).clear();
+            *cleared += 1;
         }
         self.shared.changed.notify();
         lock(&self.shared.events_outside_spans).clear();

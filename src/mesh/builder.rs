@@ -101,7 +101,8 @@ impl Builder {
         self
     }
 
-    /// The seed of the nodes' keypairs: the same seed gives the same peer ids.
+    /// The seed of the nodes' keypairs and of the [`link`](Self::link)'s draws: the same
+    /// seed gives the same peer ids and the same delays and losses.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -124,7 +125,7 @@ impl Builder {
     /// later in each direction, on tokio's clock: in a paused runtime
     /// (`#[tokio::test(start_paused = true)]`) that is virtual time, so a request's round
     /// trip lasts exactly twice `one_way` per exchange and costs no wall time. No latency by
-    /// default.
+    /// default. The same as `link(Link::new(one_way))`: it replaces a link set before.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]

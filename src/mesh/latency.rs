@@ -109,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Delayed<S> {
         if !self.closed {
             self.closed = true;
             // The end of the stream follows the last write, after the latency.
-            let (at, _) = self.schedule.due(Instant::now(), 0);
+            let at = self.schedule.close_due(Instant::now());
             let _ = self.line.send(Due::Close(at));
         }
         Poll::Ready(Ok(()))

@@ -74,8 +74,9 @@ impl Link {
     }
 
     /// Each write (a segment) is lost with `probability` (clamped to 0–1) and sent again
-    /// after the retransmission timeout, which doubles at each loss of the same segment;
-    /// the segments behind it wait for it (the stream stays ordered).
+    /// after the retransmission timeout, which doubles at each loss of the same segment
+    /// (at most 8 times); the segments behind it wait for it (the stream stays ordered).
+    /// A retransmission does not take the bandwidth a second time.
     pub fn loss(mut self, probability: f64) -> Self {
         self.loss = if probability.is_nan() {
             0.0
@@ -96,6 +97,21 @@ impl Link {
     pub fn one_way(&self) -> Duration {
         self.one_way
     }
+
+    /// The jitter's bound.
+    pub fn jitter_bound(&self) -> Duration {
+        self.jitter
+    }
+
+    /// The bandwidth in bytes per second, if limited.
+    pub fn bytes_per_second(&self) -> Option<u64> {
+        self.bytes_per_second
+    }
+
+    /// The probability that a segment is lost.
+    pub fn loss_probability(&self) -> f64 {
+        self.loss
+    }
 }
 
 /// What the links of a mesh carried so far ([`Mesh::link_stats`](super::Mesh::link_stats)).
@@ -109,6 +125,9 @@ pub struct LinkStats {
     /// Segments the model lost and sent again, counted once per retransmission.
     pub retransmissions: u64,
 }
+
+/// Mixed into the seed for the links' draws ("link" in ASCII).
+const LINK_SALT: u64 = 0x6c69_6e6b;
 
 /// One mesh's link model: the link, the seed, and what every connection carried.
 #[derive(Debug)]
@@ -134,12 +153,16 @@ impl Network {
         *lock(&self.stats)
     }
 
-    /// The schedule of one more connection end's writes.
+    /// The schedule of one more connection end's writes: its draws from a stream of its
+    /// own, hashed from the seed, the link's salt and the end's number (never a stream the
+    /// seed gives anything else, such as the nodes' keys).
     pub(crate) fn end(&self) -> Schedule {
         let end = self.ends.fetch_add(1, Ordering::Relaxed);
+        let links = SplitMix64::new(self.seed ^ LINK_SALT).next_u64();
+        let start = SplitMix64::new(links ^ end.wrapping_mul(GAMMA)).next_u64();
         Schedule {
             link: self.link,
-            random: SplitMix64::new(self.seed ^ end.wrapping_add(1).wrapping_mul(GAMMA)),
+            random: SplitMix64::new(start),
             sending_until: None,
             last_due: None,
         }
@@ -180,11 +203,11 @@ impl Schedule {
             None => start,
         };
         self.sending_until = Some(sent);
-        let mut delay = self.link.one_way + self.jitter();
+        let mut delay = self.link.one_way.saturating_add(self.jitter());
         let mut retransmissions = 0;
         let mut timeout = self.link.retransmission_timeout;
         while retransmissions < MAX_RETRANSMISSIONS && self.unit() < self.link.loss {
-            delay += timeout;
+            delay = delay.saturating_add(timeout);
             timeout = timeout.saturating_mul(2);
             retransmissions += 1;
         }
@@ -199,7 +222,17 @@ impl Schedule {
         if micros == 0 {
             return Duration::ZERO;
         }
-        Duration::from_micros(self.random.next_u64() % (micros + 1))
+        let draw = self.random.next_u64();
+        Duration::from_micros(micros.checked_add(1).map_or(draw, |span| draw % span))
+    }
+
+    /// When the end of the stream, closed at `now`, arrives: after the last write, one
+    /// latency later; never lost, and no draw taken.
+    pub(crate) fn close_due(&mut self, now: Instant) -> Instant {
+        let due = later(now, self.link.one_way);
+        let due = self.last_due.map_or(due, |last| last.max(due));
+        self.last_due = Some(due);
+        due
     }
 
     /// A draw in `[0, 1)`.
@@ -223,6 +256,28 @@ mod tests {
 
     fn schedule(link: Link, seed: u64) -> Schedule {
         Network::new(link, seed).end()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extreme_settings_saturate_instead_of_overflowing() {
+        let now = Instant::now();
+        let link = Link::new(Duration::MAX)
+            .jitter(Duration::MAX)
+            .loss(1.0)
+            .retransmission_timeout(Duration::MAX);
+        let mut line = schedule(link, 1);
+        let (due, lost) = line.due(now, 1);
+        assert!(due > now);
+        assert_eq!(lost, MAX_RETRANSMISSIONS);
+        assert!(line.close_due(now) >= due);
+    }
+
+    #[test]
+    fn the_links_draws_are_not_the_keys_streams() {
+        // Node 1's key stream starts from `seed ^ GAMMA` (transport::seeded_keypair).
+        let mut keys = SplitMix64::new(GAMMA);
+        let mut line = schedule(Link::new(Duration::ZERO).loss(0.5), 0);
+        assert_ne!(line.random.next_u64(), keys.next_u64());
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,6 +25,10 @@ use crate::model::Value;
 /// Builds one signal's OTLP exporter for the builder's protocol, with every setting the
 /// environment could override given explicitly. A macro because opentelemetry-otlp's
 /// span, metric and log exporter builders share methods but no trait to name them by.
+/// In process, metrics are collected at each flush; the reader's own timer is set past
+/// any run (a year).
+const IN_PROCESS_COLLECTION_INTERVAL: Duration = Duration::from_secs(365 * 86_400);
+
 macro_rules! exporter {
     ($config:expr, $runtime:expr, $builder:expr, $path:literal) => {
         match $config.protocol {
@@ -199,8 +203,17 @@ impl Builder {
                         crate::capture::wire::WireTap::new(wire_token, CaptureDelivers),
                         &resource,
                     );
-                    let meter = Self::meter_provider(delivery.metric_exporter(), &resource);
-                    let logger = self.logger_provider(delivery.log_exporter(), resource);
+                    // Collected at each flush only, and each log record queued as it is
+                    // emitted: no export thread acts at a moment of its own.
+                    let meter = Self::meter_provider(
+                        delivery.metric_exporter(),
+                        &resource,
+                        IN_PROCESS_COLLECTION_INTERVAL,
+                    );
+                    let logger = SdkLoggerProvider::builder()
+                        .with_simple_exporter(delivery.log_exporter())
+                        .with_resource(resource)
+                        .build();
                     (Some(delivery), tracer, meter, logger)
                 }
                 (Protocol::InProcess, None) => return Err(TelemetryError::NoReceiver),
@@ -227,7 +240,11 @@ impl Builder {
                         crate::capture::wire::WireTap::new(wire_token, span_processor),
                         &resource,
                     );
-                    let meter = Self::meter_provider(self.metric_exporter(&runtime)?, &resource);
+                    let meter = Self::meter_provider(
+                        self.metric_exporter(&runtime)?,
+                        &resource,
+                        Duration::from_secs(60),
+                    );
                     let logger = self.logger_provider(self.log_exporter(&runtime)?, resource);
                     (None, tracer, meter, logger)
                 }
@@ -295,13 +312,14 @@ impl Builder {
         }
     }
 
-    /// A meter provider collecting into `exporter` at each flush (and once a minute).
+    /// A meter provider collecting into `exporter` at each flush and every `interval`.
     fn meter_provider(
         exporter: impl opentelemetry_sdk::metrics::exporter::PushMetricExporter,
         resource: &opentelemetry_sdk::Resource,
+        interval: Duration,
     ) -> SdkMeterProvider {
         let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
-            .with_interval(Duration::from_secs(60))
+            .with_interval(interval)
             .build();
         SdkMeterProvider::builder()
             .with_reader(reader)

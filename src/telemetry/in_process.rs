@@ -6,7 +6,9 @@
 //! Spans come from the node's capture (which carries the exported ids, parents, links and
 //! status: capture equals the wire), so a capture stamped in virtual time delivers virtual
 //! times; metric points and log records, stamped by the SDK from the system clock, are
-//! restamped at delivery from the same virtual clock when there is one.
+//! restamped from the same virtual clock when there is one — a metric collection at the
+//! flush that collects it, a log record as it is emitted (the log exporter queues it on
+//! the emitting thread).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +25,8 @@ use opentelemetry_sdk::metrics::{data::ResourceMetrics, Temporality};
 use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 use prost::Message;
 
-use super::TelemetryError;
-use crate::capture::{virtual_unix_nanos, CaptureHandle, VIRTUAL_EPOCH_UNIX_NANOS};
+use super::{DeliveryError, TelemetryError};
+use crate::capture::{virtual_unix_nanos, CaptureHandle, Cursor, VIRTUAL_EPOCH_UNIX_NANOS};
 use crate::model::spans_to_otlp;
 use crate::receiver::ingest::{Rejection, Shared, Transport};
 use crate::receiver::signal::{Logs, Metrics, Signal, Traces};
@@ -37,7 +39,7 @@ pub(super) struct Delivery {
     receiver: Arc<Shared>,
     metrics: Queue<ExportMetricsServiceRequest>,
     logs: Queue<ExportLogsServiceRequest>,
-    spans_delivered: Mutex<usize>,
+    spans_delivered: Mutex<Cursor>,
     /// The simulation's start, when metric points and log records are restamped from it.
     virtual_origin: Option<tokio::time::Instant>,
 }
@@ -50,7 +52,7 @@ impl Delivery {
             receiver,
             metrics: Queue::default(),
             logs: Queue::default(),
-            spans_delivered: Mutex::new(0),
+            spans_delivered: Mutex::new(Cursor::default()),
             virtual_origin,
         }
     }
@@ -65,6 +67,7 @@ impl Delivery {
         QueuedLogs {
             queue: Arc::clone(&self.logs),
             resource: ResourceAttributesWithSchema::default(),
+            virtual_origin: self.virtual_origin,
         }
     }
 
@@ -72,16 +75,11 @@ impl Delivery {
     /// delivery, then the queued metric and log requests; returns when all are stored.
     pub(super) async fn deliver(&self, capture: &CaptureHandle) -> Result<(), TelemetryError> {
         let fresh = {
-            let spans = capture.spans();
+            // Read and moved on under one lock: two flushes never deliver a span twice.
             let mut delivered = lock(&self.spans_delivered);
-            // A cleared capture starts over.
-            let from = if *delivered > spans.len() {
-                0
-            } else {
-                *delivered
-            };
-            *delivered = spans.len();
-            spans.into_iter().skip(from).collect::<Vec<_>>()
+            let (fresh, next) = capture.closed_since(*delivered);
+            *delivered = next;
+            fresh
         };
         if !fresh.is_empty() {
             let request = ExportTraceServiceRequest {
@@ -89,8 +87,7 @@ impl Delivery {
             };
             // The bytes an exporter would send: the receiver reads them as it reads gRPC's.
             let bytes = bytes::Bytes::from(request.encode_to_vec());
-            let request = Traces::from_protobuf(bytes)
-                .map_err(|error| rejected("span", error.to_string()))?;
+            let request = Traces::from_protobuf(bytes).map_err(DeliveryError::Decode)?;
             self.ingest::<Traces>(request).await?;
         }
         let now = self.virtual_origin.map(virtual_unix_nanos);
@@ -102,10 +99,7 @@ impl Delivery {
             self.ingest::<Metrics>(request).await?;
         }
         let logs = std::mem::take(&mut *lock(&self.logs));
-        for mut request in logs {
-            if let Some(now) = now {
-                restamp_logs(&mut request, now);
-            }
+        for request in logs {
             self.ingest::<Logs>(request).await?;
         }
         Ok(())
@@ -116,14 +110,12 @@ impl Delivery {
             .ingest::<S>(request, Transport::InProcess)
             .await
             .map(drop)
-            .map_err(|rejection| rejected(S::NAME, reason(&rejection)))
-    }
-}
-
-fn rejected(signal: &'static str, reason: impl Into<String>) -> TelemetryError {
-    TelemetryError::Delivery {
-        signal,
-        reason: reason.into(),
+            .map_err(|rejection| {
+                TelemetryError::Delivery(DeliveryError::Refused {
+                    signal: S::NAME,
+                    reason: reason(&rejection),
+                })
+            })
     }
 }
 
@@ -166,7 +158,8 @@ fn restamp_metrics(request: &mut ExportMetricsServiceRequest, now: u64) {
     }
 }
 
-/// Every record of `request` observed at `now` (and timed then when it had a time).
+/// Every record of `request` observed at `now` (and timed then when it had a time): the
+/// log exporter queues a record as it is emitted, on the emitting thread.
 fn restamp_logs(request: &mut ExportLogsServiceRequest, now: u64) {
     let records = request
         .resource_logs
@@ -210,6 +203,7 @@ impl PushMetricExporter for QueuedMetrics {
 pub(super) struct QueuedLogs {
     queue: Queue<ExportLogsServiceRequest>,
     resource: ResourceAttributesWithSchema,
+    virtual_origin: Option<tokio::time::Instant>,
 }
 
 impl LogExporter for QueuedLogs {
@@ -219,7 +213,11 @@ impl LogExporter for QueuedLogs {
                 &batch,
                 &self.resource,
             );
-        lock(&self.queue).push(ExportLogsServiceRequest { resource_logs });
+        let mut request = ExportLogsServiceRequest { resource_logs };
+        if let Some(origin) = self.virtual_origin {
+            restamp_logs(&mut request, virtual_unix_nanos(origin));
+        }
+        lock(&self.queue).push(request);
         Ok(())
     }
 

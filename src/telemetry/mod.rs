@@ -101,20 +101,38 @@ pub enum TelemetryError {
     /// [`Protocol::InProcess`] was asked for without a receiver (endpoints only).
     #[error("in-process delivery needs a receiver of this process: build with `Telemetry::builder` or `PerNode::new`, not endpoints")]
     NoReceiver,
-    /// The receiver refused what a node delivered in process.
-    #[error("the receiver refused the {signal}s delivered in process: {reason}")]
-    Delivery {
-        /// "span", "metric" or "log".
-        signal: &'static str,
-        /// The receiver's reason.
-        reason: String,
-    },
+    /// What a node delivered in process did not reach the receiver's store.
+    #[error("delivery in process failed")]
+    Delivery(#[source] DeliveryError),
     /// A wait over the nodes' telemetry timed out.
     #[error(transparent)]
     Wait(#[from] crate::WaitError),
 }
 
 /// Which provider ("tracer", "meter", "logger") and how its flush or shutdown went.
+/// Why a delivery in process ([`Protocol::InProcess`]) did not reach the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The spans' request, encoded as an exporter would, did not decode.
+    #[error("the spans' OTLP request did not decode")]
+    Decode(#[source] prost::DecodeError),
+    /// The receiver refused the request (full, stopped, an injected outage, invalid).
+    #[error("the receiver refused the {signal}s: {reason}")]
+    Refused {
+        /// "span", "metric" or "log".
+        signal: &'static str,
+        /// The receiver's reason.
+        reason: String,
+    },
+}
+
+impl From<DeliveryError> for TelemetryError {
+    fn from(error: DeliveryError) -> Self {
+        TelemetryError::Delivery(error)
+    }
+}
+
 type ProviderResult = (
     &'static str,
     Result<(), opentelemetry_sdk::error::OTelSdkError>,
@@ -138,6 +156,21 @@ impl Providers {
     ) -> Result<(), TelemetryError> {
         let providers = self.clone();
         let results = tokio::task::spawn_blocking(move || run(&providers)).await?;
+        Self::reported(action, results)
+    }
+
+    /// Runs `action` on every provider on this thread: for delivery in process, whose
+    /// exporters only queue in memory, so that nothing else of the simulation runs while
+    /// the metrics are collected (a run replays the same values).
+    fn here(
+        &self,
+        action: &'static str,
+        run: fn(&Providers) -> Vec<ProviderResult>,
+    ) -> Result<(), TelemetryError> {
+        Self::reported(action, run(self))
+    }
+
+    fn reported(action: &'static str, results: Vec<ProviderResult>) -> Result<(), TelemetryError> {
         for (signal, result) in results {
             result.map_err(|source| TelemetryError::Provider {
                 action,
@@ -240,10 +273,12 @@ impl Telemetry {
     /// take longer while exports still make progress, so a flush that timed out is asked
     /// again, for up to [`FLUSH_PATIENCE`] in all, before the timeout is reported.
     pub async fn flush(&self) -> Result<(), TelemetryError> {
-        self.providers.blocking("flush", Providers::flush).await?;
         match &self.delivery {
-            Some(delivery) => delivery.deliver(&self.capture).await,
-            None => Ok(()),
+            Some(delivery) => {
+                self.providers.here("flush", Providers::flush)?;
+                delivery.deliver(&self.capture).await
+            }
+            None => self.providers.blocking("flush", Providers::flush).await,
         }
     }
 
@@ -251,12 +286,16 @@ impl Telemetry {
     /// without awaiting.
     pub async fn shutdown(mut self) -> Result<(), TelemetryError> {
         self.shut_down = true;
-        self.providers
-            .blocking("shutdown", Providers::shutdown)
-            .await?;
         match &self.delivery {
-            Some(delivery) => delivery.deliver(&self.capture).await,
-            None => Ok(()),
+            Some(delivery) => {
+                self.providers.here("shutdown", Providers::shutdown)?;
+                delivery.deliver(&self.capture).await
+            }
+            None => {
+                self.providers
+                    .blocking("shutdown", Providers::shutdown)
+                    .await
+            }
         }
     }
 }

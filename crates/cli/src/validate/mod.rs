@@ -15,7 +15,7 @@ pub use processes::Transport;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -152,7 +152,7 @@ pub struct SimulationSummary {
     /// SHA-256 of the run's transcript (every rendering, span time and id, metric
     /// point): the same for every run of the seed.
     pub digest: String,
-    /// Virtual time of the run, milliseconds.
+    /// Virtual time the scenarios took, milliseconds.
     pub virtual_ms: u128,
     /// Wall time of the run, milliseconds.
     pub wall_ms: u128,
@@ -223,8 +223,8 @@ fn output(path: &Path) -> impl Fn(std::io::Error) -> ValidateError + '_ {
 const COVERAGE_PER_GROUP: f64 = 0.5;
 
 /// What the scenarios gave: the checks, a row per node process, and a simulation's
-/// transcript.
-type Exercised = (Vec<Criterion>, Vec<ProcessRow>, Option<String>);
+/// transcript with the virtual time its scenarios took.
+type Exercised = (Vec<Criterion>, Vec<ProcessRow>, Option<(String, Duration)>);
 
 /// Scenarios 1–6 on nodes in this process, or on node processes with `--processes`, or
 /// simulated with `--simulate`; the checks, a row per node process, the transcript.
@@ -242,9 +242,11 @@ async fn scenarios_on_nodes(
             &format!("run scenarios 1-6 on a simulated {nodes}-node network in virtual time (seed {seed}, {} ms per hop)", DEFAULT_LATENCY.as_millis()),
         );
         let simulated = Simulated::new(seed);
+        let started = tokio::time::Instant::now();
         return tokio::select! {
             (checks, runs) = scenarios::run(&simulated, receiver, nodes, false) => {
-                Ok((checks, Vec::new(), Some(transcript(seed, &runs, receiver))))
+                let took = started.elapsed();
+                Ok((checks, Vec::new(), Some((transcript(seed, &runs, receiver), took))))
             }
             () = interrupted => Err(ValidateError::Interrupted { left: Vec::new() }),
         };
@@ -407,8 +409,6 @@ pub async fn run(
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<Report, ValidateError> {
     let started = Instant::now();
-    // Virtual time on a simulation's paused clock.
-    let clock_started = tokio::time::Instant::now();
     let (grpc, http) = options.receiver_addrs;
     for addr in [grpc, http] {
         if !options.allow_non_loopback && !addr.ip().is_loopback() {
@@ -495,10 +495,10 @@ pub async fn run(
         simulation: options
             .simulate
             .zip(transcript)
-            .map(|(seed, transcript)| SimulationSummary {
+            .map(|(seed, (transcript, took))| SimulationSummary {
                 seed,
                 digest: digest(&transcript),
-                virtual_ms: clock_started.elapsed().as_millis(),
+                virtual_ms: took.as_millis(),
                 wall_ms: wall.as_millis(),
             }),
     };

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use p2p_otel_testkit::model::MetricPoint;
+use p2p_otel_testkit::model::{LogRecord, MetricPoint};
 use p2p_otel_testkit::receiver::{Config as ReceiverConfig, OtlpReceiver};
 use p2p_otel_testkit::tree::TraceSet;
 use sha2::{Digest as _, Sha256};
@@ -27,7 +27,7 @@ pub struct Simulation {
     pub wall_time: Duration,
     /// Everything the receiver got, in a deterministic order and with nothing redacted:
     /// every scenario's checks and rendering, every span's virtual start and end, node,
-    /// ids and parent, every metric point's time and value.
+    /// ids and parent, every metric point's time and value, every log record.
     pub transcript: String,
 }
 
@@ -149,7 +149,7 @@ pub fn digest(transcript: &str) -> String {
 /// What a run of scenarios with `seed` did, as `receiver` got it, in an order that
 /// depends on nothing but what happened and with nothing redacted: each scenario's checks,
 /// rendering and timeline (virtual start and end of every span), then every span's ids
-/// and parent, then every metric point's time and value.
+/// and parent, then every metric point's time and value, then every log record.
 pub fn transcript(seed: u64, runs: &[Run], receiver: &OtlpReceiver) -> String {
     let mut out = format!("seed {seed}\n");
     for run in runs {
@@ -161,13 +161,31 @@ pub fn transcript(seed: u64, runs: &[Run], receiver: &OtlpReceiver) -> String {
     out.push_str("== every span: start end trace span parent name\n");
     out.push_str(&ids(&receiver.traces()));
     out.push_str("== every metric point: time name instance attributes value\n");
-    let mut points: Vec<String> = receiver.metric_points().iter().map(point).collect();
-    points.sort();
-    for line in points {
+    let points: Vec<String> = receiver.metric_points().iter().map(point).collect();
+    push_sorted(&mut out, points);
+    out.push_str("== every log record: time severity trace span body\n");
+    let records: Vec<String> = receiver.log_records().iter().map(log_record).collect();
+    push_sorted(&mut out, records);
+    out
+}
+
+fn push_sorted(out: &mut String, mut lines: Vec<String>) {
+    lines.sort();
+    for line in lines {
         out.push_str(&line);
         out.push('\n');
     }
-    out
+}
+
+fn log_record(record: &LogRecord) -> String {
+    format!(
+        "{} {} {:?} {:?} {:?}",
+        record.time_unix_nanos,
+        record.severity_number,
+        record.trace_id,
+        record.span_id,
+        record.body
+    )
 }
 
 fn ids(traces: &TraceSet) -> String {
