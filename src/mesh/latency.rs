@@ -92,9 +92,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Delayed<S> {
         if self.closed {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        let (at, retransmissions) = self.schedule.due(Instant::now(), buf.len());
-        self.network.count(buf.len(), retransmissions);
-        match self.line.send(Due::Bytes(at, buf.to_vec())) {
+        let segment = self.schedule.segment(Instant::now(), buf.len());
+        self.network.count(&segment);
+        match self.line.send(Due::Bytes(segment.due, buf.to_vec())) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
             Err(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
         }

@@ -124,6 +124,12 @@ pub struct LinkStats {
     pub bytes: u64,
     /// Segments the model lost and sent again, counted once per retransmission.
     pub retransmissions: u64,
+    /// A digest of every segment, each connection end's in the order it wrote them — size,
+    /// the virtual instants it was sent and arrives (from the mesh's start), how often it
+    /// was lost — and the ends taken as a set (writes on different connections at one
+    /// instant come in libp2p's hash order): two runs that deliver the same segments at
+    /// the same instants share it, and any delivery that differs changes it.
+    pub deliveries_digest: u64,
 }
 
 /// Mixed into the seed for the links' draws ("link" in ASCII).
@@ -137,6 +143,10 @@ pub(crate) struct Network {
     /// Connection ends wrapped so far: each end's random stream is numbered by it.
     ends: AtomicU64,
     stats: Mutex<LinkStats>,
+    /// Each connection end's chain of its segments, by end.
+    chains: Mutex<std::collections::BTreeMap<u64, u64>>,
+    /// Where the deliveries digest counts time from.
+    started: Instant,
 }
 
 impl Network {
@@ -146,11 +156,18 @@ impl Network {
             seed,
             ends: AtomicU64::new(0),
             stats: Mutex::new(LinkStats::default()),
+            chains: Mutex::default(),
+            started: Instant::now(),
         }
     }
 
     pub(crate) fn stats(&self) -> LinkStats {
-        *lock(&self.stats)
+        let mut chains: Vec<u64> = lock(&self.chains).values().copied().collect();
+        chains.sort_unstable();
+        LinkStats {
+            deliveries_digest: chains.into_iter().fold(0, mix),
+            ..*lock(&self.stats)
+        }
     }
 
     /// The schedule of one more connection end's writes: its draws from a stream of its
@@ -161,6 +178,7 @@ impl Network {
         let links = SplitMix64::new(self.seed ^ LINK_SALT).next_u64();
         let start = SplitMix64::new(links ^ end.wrapping_mul(GAMMA)).next_u64();
         Schedule {
+            end,
             link: self.link,
             random: SplitMix64::new(start),
             sending_until: None,
@@ -168,18 +186,50 @@ impl Network {
         }
     }
 
-    /// Counts one write of `bytes` that the model lost `retransmissions` times.
-    pub(crate) fn count(&self, bytes: usize, retransmissions: u32) {
-        let mut stats = lock(&self.stats);
-        stats.segments += 1;
-        stats.bytes += bytes as u64;
-        stats.retransmissions += u64::from(retransmissions);
+    /// Counts one write: `segment` as its schedule planned it.
+    pub(crate) fn count(&self, segment: &Segment) {
+        let since = |at: Instant| at.saturating_duration_since(self.started).as_nanos() as u64;
+        {
+            let mut stats = lock(&self.stats);
+            stats.segments += 1;
+            stats.bytes += segment.bytes as u64;
+            stats.retransmissions += u64::from(segment.retransmissions);
+        }
+        let mut chains = lock(&self.chains);
+        let chain = chains.entry(segment.end).or_default();
+        *chain = [
+            segment.bytes as u64,
+            since(segment.sent),
+            since(segment.due),
+            u64::from(segment.retransmissions),
+        ]
+        .into_iter()
+        .fold(*chain, mix);
     }
+}
+
+/// One step of a digest: `value` folded into `digest` through SplitMix64's finaliser.
+fn mix(digest: u64, value: u64) -> u64 {
+    SplitMix64::new(digest ^ value).next_u64()
+}
+
+/// One write as the link model planned it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Segment {
+    /// The connection end that wrote it.
+    end: u64,
+    bytes: usize,
+    sent: Instant,
+    /// When it arrives at the other end.
+    pub(crate) due: Instant,
+    retransmissions: u32,
 }
 
 /// When each write of one connection end arrives at the other end.
 #[derive(Debug)]
 pub(crate) struct Schedule {
+    /// This end's number in its mesh.
+    end: u64,
     link: Link,
     random: SplitMix64,
     /// Until when the link is busy sending earlier writes (with a bandwidth).
@@ -189,8 +239,20 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
+    /// `bytes` written at `now`: when they arrive, and how often the model lost them.
+    pub(crate) fn segment(&mut self, now: Instant, bytes: usize) -> Segment {
+        let (due, retransmissions) = self.due(now, bytes);
+        Segment {
+            end: self.end,
+            bytes,
+            sent: now,
+            due,
+            retransmissions,
+        }
+    }
+
     /// When `bytes` written at `now` arrive, and how many times the model lost them.
-    pub(crate) fn due(&mut self, now: Instant, bytes: usize) -> (Instant, u32) {
+    fn due(&mut self, now: Instant, bytes: usize) -> (Instant, u32) {
         let start = self.sending_until.map_or(now, |busy| busy.max(now));
         let sent = match self.link.bytes_per_second {
             Some(rate) => {
@@ -270,6 +332,21 @@ mod tests {
         assert!(due > now);
         assert_eq!(lost, MAX_RETRANSMISSIONS);
         assert!(line.close_due(now) >= due);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deliveries_digest_follows_every_segment_in_order() {
+        let digest = |sizes: &[usize]| {
+            let network = Network::new(Link::new(Duration::from_millis(5)), 1);
+            let mut line = network.end();
+            for size in sizes {
+                network.count(&line.segment(Instant::now(), *size));
+            }
+            network.stats().deliveries_digest
+        };
+        assert_eq!(digest(&[1, 2, 3]), digest(&[1, 2, 3]));
+        assert_ne!(digest(&[1, 2, 3]), digest(&[1, 3, 2]));
+        assert_ne!(digest(&[1, 2, 3]), digest(&[1, 2]));
     }
 
     #[test]

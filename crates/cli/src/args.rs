@@ -74,6 +74,10 @@ pub(crate) struct ValidateArgs {
     /// The simulation's seed.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "simulate")]
     pub(crate) seed: u64,
+    /// Run the simulation twice (the second into OUT/self-check) and compare the
+    /// transcripts: name the first line where the runs part, exit 1 if they do.
+    #[arg(long, requires = "simulate")]
+    pub(crate) self_check: bool,
     /// The embedded receiver's OTLP/gRPC address.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub(crate) receiver_grpc: SocketAddr,

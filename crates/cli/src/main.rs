@@ -49,21 +49,6 @@ fn configuration_error(error: impl Into<Box<dyn std::error::Error>>) -> ExitCode
 }
 
 fn validate(cli: ValidateArgs) -> ExitCode {
-    // A simulation runs on this thread's paused clock, which moves only when every node
-    // waits; anything else on the wall clock.
-    let runtime = if cli.simulate {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .map_err(|error| eprintln!("error: cannot start the async runtime: {error}"))
-            .ok()
-    } else {
-        runtime()
-    };
-    let Some(runtime) = runtime else {
-        return ExitCode::from(2);
-    };
     let options = validate::Options {
         nodes: cli.processes.map_or(cli.nodes, usize::from),
         out: cli.out,
@@ -76,15 +61,80 @@ fn validate(cli: ValidateArgs) -> ExitCode {
         allow_non_loopback: cli.allow_non_loopback,
         simulate: cli.simulate.then_some(cli.seed),
     };
+    let report = match validate_once(&options) {
+        Ok(report) => report,
+        Err(code) => return code,
+    };
+    if !report.passed() {
+        return ExitCode::from(1);
+    }
+    match (&report.simulation, cli.self_check) {
+        (Some(first), true) => {
+            let again = validate::Options {
+                out: options.out.join("self-check"),
+                ..options.clone()
+            };
+            let second = match validate_once(&again) {
+                Ok(report) => report,
+                Err(code) => return code,
+            };
+            self_check(first, second.simulation.as_ref())
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// One validation run, on a runtime of its own: a simulation's on this thread's paused
+/// clock, which moves only when every node waits; any other on the wall clock.
+fn validate_once(options: &validate::Options) -> Result<validate::Report, ExitCode> {
+    let runtime = if options.simulate.is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .map_err(|error| eprintln!("error: cannot start the async runtime: {error}"))
+            .ok()
+    } else {
+        runtime()
+    };
+    let Some(runtime) = runtime else {
+        return Err(ExitCode::from(2));
+    };
     let mut stdout = std::io::stdout();
-    match runtime.block_on(validate::run(&options, &mut stdout, interrupted())) {
-        Ok(report) if report.passed() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
+    match runtime.block_on(validate::run(options, &mut stdout, interrupted())) {
+        Ok(report) => Ok(report),
         Err(error @ validate::ValidateError::Interrupted { .. }) => {
             eprintln!("{error}");
-            ExitCode::from(130)
+            Err(ExitCode::from(130))
         }
-        Err(error) => configuration_error(error),
+        Err(error) => Err(configuration_error(error)),
+    }
+}
+
+/// `--self-check`: the second run's transcript against the first's.
+fn self_check(
+    first: &validate::SimulationSummary,
+    second: Option<&validate::SimulationSummary>,
+) -> ExitCode {
+    let Some(second) = second else {
+        eprintln!("self-check: the second run did not simulate");
+        return ExitCode::from(1);
+    };
+    match first.first_divergence(second) {
+        None => {
+            println!(
+                "self-check: two runs of seed {} agree line for line (digest {})",
+                first.seed, first.digest
+            );
+            ExitCode::SUCCESS
+        }
+        Some((line, a, b)) => {
+            println!(
+                "self-check: the runs of seed {} part at transcript line {line}:\n  first:  {a}\n  second: {b}",
+                first.seed
+            );
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -477,14 +477,19 @@ async fn serve_capacity_and_keep_last_from_the_command_line() {
 }
 
 /// `validate --simulate`: the whole validation in virtual time passes; its digest is the
-/// same for two runs of one seed, in two processes, and another for another seed; the
-/// report says how much virtual time passed in how much wall time.
+/// same for two runs of one seed, in two processes (and `--self-check`'s two runs in one
+/// agree line for line), and another for another seed; the report says how much virtual
+/// time passed in how much wall time, and `transcript.txt` what the digest is of.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_validation_prints_the_same_digest_for_the_same_seed() {
     async fn simulate(seed: &str, run: &str) -> (String, serde_json::Value) {
         let out = temp_dir(&format!("simulate-{seed}-{run}"));
+        // The first run checks itself: a second run in the same process, compared line
+        // for line.
+        let self_check = (run == "a" && seed == "5").then_some("--self-check");
         let output = Command::new(BIN)
             .args(["validate", "--simulate", "--seed", seed])
+            .args(self_check)
             .args(["--out", out.to_str().unwrap()])
             .output()
             .await
@@ -501,6 +506,20 @@ async fn a_simulated_validation_prints_the_same_digest_for_the_same_seed() {
             .find_map(|line| line.strip_prefix("digest "))
             .unwrap_or_else(|| panic!("no digest line:\n{stdout}"))
             .to_owned();
+        if self_check.is_some() {
+            assert!(
+                stdout.contains(&format!(
+                    "self-check: two runs of seed {seed} agree line for line (digest {digest})"
+                )),
+                "{stdout}"
+            );
+        }
+        let transcript = std::fs::read_to_string(out.join("transcript.txt")).unwrap();
+        assert!(
+            transcript.starts_with(&format!("seed {seed}\n"))
+                && transcript.contains("== every scenario mesh's links"),
+            "{transcript}"
+        );
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();

@@ -156,6 +156,27 @@ pub struct SimulationSummary {
     pub virtual_ms: u128,
     /// Wall time of the run, milliseconds.
     pub wall_ms: u128,
+    /// The transcript the digest is of (written to `transcript.txt`).
+    #[serde(skip)]
+    pub transcript: String,
+}
+
+impl SimulationSummary {
+    /// Where this run's transcript and `other`'s part: the first line that differs (its
+    /// number from 1, this run's line, the other's), if any.
+    pub fn first_divergence(&self, other: &SimulationSummary) -> Option<(usize, String, String)> {
+        let mut first = self.transcript.lines();
+        let mut second = other.transcript.lines();
+        (1..).find_map(|line| match (first.next(), second.next()) {
+            (None, None) => Some(None),
+            (a, b) if a == b => None,
+            (a, b) => Some(Some((
+                line,
+                a.unwrap_or_default().to_owned(),
+                b.unwrap_or_default().to_owned(),
+            ))),
+        })?
+    }
 }
 
 impl Report {
@@ -246,7 +267,7 @@ async fn scenarios_on_nodes(
         return tokio::select! {
             (checks, runs) = scenarios::run(&simulated, receiver, nodes, false) => {
                 let took = started.elapsed();
-                Ok((checks, Vec::new(), Some((transcript(seed, &runs, receiver), took))))
+                Ok((checks, Vec::new(), Some((transcript(&simulated, &runs, receiver), took))))
             }
             () = interrupted => Err(ValidateError::Interrupted { left: Vec::new() }),
         };
@@ -500,6 +521,7 @@ pub async fn run(
                 digest: digest(&transcript),
                 virtual_ms: took.as_millis(),
                 wall_ms: wall.as_millis(),
+                transcript,
             }),
     };
     reports::write_all(&options.out, &report, &traces).map_err(output(&options.out))?;

@@ -84,6 +84,10 @@ pub(super) fn write_all(folder: &Path, report: &Report, traces: &TraceSet) -> st
             p2p_otel_marketplace::contract().ok().as_ref(),
         ),
     )?;
+    if let Some(simulation) = &report.simulation {
+        // What the digest is of: diff two runs' files to see where they part.
+        std::fs::write(folder.join("transcript.txt"), &simulation.transcript)?;
+    }
     Ok(())
 }
 

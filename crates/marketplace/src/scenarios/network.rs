@@ -4,10 +4,11 @@
 //! checks, runs in one process or across many.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
-use p2p_otel_testkit::mesh::{self, Discovery, Mesh, Security, Topology};
+use p2p_otel_testkit::mesh::{self, Discovery, LinkStats, Mesh, Security, Topology};
 use p2p_otel_testkit::receiver::OtlpReceiver;
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 
@@ -164,7 +165,13 @@ pub(super) struct MemoryNetwork {
     telemetry: PerNode,
     mesh: Mesh<RegistryNode>,
     registries: Vec<P2PRegistry>,
+    /// Where a simulated network records what its links carried, under its seed, at
+    /// shutdown.
+    links: Option<(u64, LinkRecord)>,
 }
+
+/// What the links of each simulated mesh carried, by the mesh's seed.
+pub(super) type LinkRecord = Arc<Mutex<Vec<(u64, LinkStats)>>>;
 
 /// A mesh of `nodes` on the memory transport with noise, free to dial what it learns of.
 pub(super) fn memory_mesh(nodes: usize, seed: u64) -> mesh::Builder {
@@ -194,7 +201,14 @@ impl MemoryNetwork {
             telemetry,
             mesh,
             registries,
+            links: None,
         })
+    }
+
+    /// Records what the mesh's links carried into `record`, under `seed`, at shutdown.
+    pub(super) fn recording_links(mut self, seed: u64, record: LinkRecord) -> Self {
+        self.links = Some((seed, record));
+        self
     }
 
     fn handle(&self, node: usize) -> Result<&P2PRegistry, ScenarioError> {
@@ -255,6 +269,13 @@ impl Network for MemoryNetwork {
     }
 
     async fn shutdown(self: Box<Self>) {
+        if let Some((seed, record)) = &self.links {
+            let stats = self.mesh.link_stats();
+            record
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((*seed, stats));
+        }
         self.mesh.shutdown().await;
     }
 }

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use p2p_otel_testkit::mesh::{Link, Mesh};
+use p2p_otel_testkit::mesh::{Link, LinkStats, Mesh};
 use p2p_otel_testkit::receiver::OtlpReceiver;
 use p2p_otel_testkit::telemetry::{PerNode, Protocol};
 
-use super::network::{memory_mesh, MemoryNetwork};
+use super::network::{memory_mesh, LinkRecord, MemoryNetwork};
 use super::{Launcher, Network, ScenarioError, SERVICE};
 use crate::{silent::silent_on, Config, SilentPeer, WallClock};
 
@@ -44,11 +44,12 @@ pub const DEFAULT_LATENCY: Duration = Duration::from_millis(20);
 /// })
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Simulated {
     seed: u64,
     link: Link,
     origin: tokio::time::Instant,
+    links: LinkRecord,
 }
 
 impl Simulated {
@@ -59,6 +60,7 @@ impl Simulated {
             seed,
             link: Link::new(DEFAULT_LATENCY),
             origin: tokio::time::Instant::now(),
+            links: LinkRecord::default(),
         }
     }
 
@@ -78,6 +80,19 @@ impl Simulated {
     /// The run's seed.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// What the links of each scenario's mesh carried — segments, bytes, retransmissions
+    /// and the digest of every delivery — by the mesh's seed, for the meshes shut down so
+    /// far.
+    pub fn link_stats(&self) -> Vec<(u64, LinkStats)> {
+        let mut stats = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        stats.sort_by_key(|(seed, stats)| (*seed, stats.deliveries_digest));
+        stats
     }
 
     /// A scenario's seed mixed with the run's: another run seed, other peer ids.
@@ -109,8 +124,9 @@ impl Launcher for Simulated {
             wall_clock: WallClock::Virtual(self.origin),
             ..config.clone()
         };
+        let network = MemoryNetwork::start(mesh, nodes, telemetry, &config).await?;
         Ok(Box::new(
-            MemoryNetwork::start(mesh, nodes, telemetry, &config).await?,
+            network.recording_links(seed, std::sync::Arc::clone(&self.links)),
         ))
     }
 

@@ -27,7 +27,8 @@ pub struct Simulation {
     pub wall_time: Duration,
     /// Everything the receiver got, in a deterministic order and with nothing redacted:
     /// every scenario's checks and rendering, every span's virtual start and end, node,
-    /// ids and parent, every metric point's time and value, every log record.
+    /// ids and parent, every metric point's time and value, every log record, what each
+    /// scenario mesh's links carried.
     pub transcript: String,
 }
 
@@ -124,7 +125,7 @@ fn simulate_here(seed: u64, nodes: usize) -> Result<Simulation, ScenarioError> {
         let started = tokio::time::Instant::now();
         let runs = all(&network, &receiver, nodes).await;
         let virtual_time = started.elapsed();
-        let transcript = transcript(seed, &runs, &receiver);
+        let transcript = transcript(&network, &runs, &receiver);
         let _ = receiver.shutdown().await;
         Ok(Simulation {
             seed,
@@ -146,12 +147,13 @@ pub fn digest(transcript: &str) -> String {
         })
 }
 
-/// What a run of scenarios with `seed` did, as `receiver` got it, in an order that
+/// What a run of scenarios on `network` did, as `receiver` got it, in an order that
 /// depends on nothing but what happened and with nothing redacted: each scenario's checks,
 /// rendering and timeline (virtual start and end of every span), then every span's ids
-/// and parent, then every metric point's time and value, then every log record.
-pub fn transcript(seed: u64, runs: &[Run], receiver: &OtlpReceiver) -> String {
-    let mut out = format!("seed {seed}\n");
+/// and parent, every metric point's time and value, every log record, and what each
+/// scenario mesh's links carried with the digest of every delivery.
+pub fn transcript(network: &Simulated, runs: &[Run], receiver: &OtlpReceiver) -> String {
+    let mut out = format!("seed {}\n", network.seed());
     for run in runs {
         let _ = writeln!(out, "== {} ({})", run.scenario, run.section);
         let _ = writeln!(out, "{}", run.evidence());
@@ -166,6 +168,16 @@ pub fn transcript(seed: u64, runs: &[Run], receiver: &OtlpReceiver) -> String {
     out.push_str("== every log record: time severity trace span body\n");
     let records: Vec<String> = receiver.log_records().iter().map(log_record).collect();
     push_sorted(&mut out, records);
+    out.push_str(
+        "== every scenario mesh's links: seed segments bytes retransmissions deliveries\n",
+    );
+    for (seed, links) in network.link_stats() {
+        let _ = writeln!(
+            out,
+            "{seed} {} {} {} {:016x}",
+            links.segments, links.bytes, links.retransmissions, links.deliveries_digest
+        );
+    }
     out
 }
 
