@@ -34,6 +34,7 @@ pub struct Builder {
     pub(super) listen: Vec<Multiaddr>,
     pub(super) keypairs: BTreeMap<usize, libp2p::identity::Keypair>,
     pub(super) link: Option<Link>,
+    pub(super) uplinks: BTreeMap<usize, Link>,
 }
 
 impl fmt::Debug for Builder {
@@ -62,6 +63,7 @@ impl Builder {
             listen: vec![Multiaddr::empty().with(libp2p::multiaddr::Protocol::Memory(0))],
             keypairs: BTreeMap::new(),
             link: None,
+            uplinks: BTreeMap::new(),
         }
     }
 
@@ -175,6 +177,31 @@ impl Builder {
         self
     }
 
+    /// Node `index` writes through `link` instead of the mesh's [`link`](Self::link) — its
+    /// uplink: an edge between two nodes carries each one's uplink in the direction it
+    /// sends, so one node on a slow or lossy line makes every edge it has asymmetric.
+    /// Without a mesh-wide link, the other nodes write without delay.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use p2p_otel_testkit::mesh::{self, Link, Passive, Topology};
+    ///
+    /// let mut mesh = mesh::Builder::new(3)
+    ///     .latency(Duration::from_millis(10))
+    ///     .node_link(2, Link::new(Duration::from_millis(150)).loss(0.02))
+    ///     .start(|_| Ok((libp2p::swarm::dummy::Behaviour, Passive::default())))
+    ///     .await?;
+    /// mesh.connect_topology(Topology::Full, Duration::from_secs(60)).await?;
+    /// mesh.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn node_link(mut self, index: usize, link: Link) -> Self {
+        self.uplinks.insert(index, link);
+        self
+    }
+
     /// How long to wait to listen or dial before a typed error.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -227,9 +254,13 @@ impl Builder {
         Swarm<MeshBehaviour<N::Behaviour>>: Send,
     {
         let mut mesh = Mesh {
-            network: self
-                .link
-                .map(|link| Arc::new(super::link::Network::new(link, self.seed))),
+            network: (self.link.is_some() || !self.uplinks.is_empty()).then(|| {
+                Arc::new(super::link::Network::new(
+                    self.link.unwrap_or(Link::new(Duration::ZERO)),
+                    self.uplinks.clone(),
+                    self.seed,
+                ))
+            }),
             slots: Vec::with_capacity(self.nodes),
             constructor: Arc::new(constructor),
             config: self,

@@ -35,15 +35,16 @@ impl<S> Delayed<S>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    /// Wraps `stream`; the line's task runs on the current tokio runtime.
-    pub(crate) fn new(stream: S, network: Arc<Network>) -> Self {
+    /// Wraps node `node`'s end of `stream`; the line's task runs on the current tokio
+    /// runtime.
+    pub(crate) fn new(stream: S, network: Arc<Network>, node: usize) -> Self {
         let (read, write) = stream.split();
         let (line, due) = mpsc::unbounded_channel();
         drop(tokio::spawn(deliver(write, due)));
         Delayed {
             read,
             line,
-            schedule: network.end(),
+            schedule: network.end(node),
             network,
             closed: false,
         }

@@ -7,6 +7,7 @@
 //!
 //! [`Builder::link`]: super::Builder::link
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -139,20 +140,23 @@ const LINK_SALT: u64 = 0x6c69_6e6b;
 #[derive(Debug)]
 pub(crate) struct Network {
     link: Link,
+    /// Nodes that write through a link of their own (their uplink).
+    uplinks: BTreeMap<usize, Link>,
     seed: u64,
     /// Connection ends wrapped so far: each end's random stream is numbered by it.
     ends: AtomicU64,
     stats: Mutex<LinkStats>,
     /// Each connection end's chain of its segments, by end.
-    chains: Mutex<std::collections::BTreeMap<u64, u64>>,
+    chains: Mutex<BTreeMap<u64, u64>>,
     /// Where the deliveries digest counts time from.
     started: Instant,
 }
 
 impl Network {
-    pub(crate) fn new(link: Link, seed: u64) -> Self {
+    pub(crate) fn new(link: Link, uplinks: BTreeMap<usize, Link>, seed: u64) -> Self {
         Network {
             link,
+            uplinks,
             seed,
             ends: AtomicU64::new(0),
             stats: Mutex::new(LinkStats::default()),
@@ -170,16 +174,17 @@ impl Network {
         }
     }
 
-    /// The schedule of one more connection end's writes: its draws from a stream of its
+    /// The schedule of one more connection end's writes, on node `node` (its uplink if it
+    /// has one, else the mesh's link): its draws from a stream of its
     /// own, hashed from the seed, the link's salt and the end's number (never a stream the
     /// seed gives anything else, such as the nodes' keys).
-    pub(crate) fn end(&self) -> Schedule {
+    pub(crate) fn end(&self, node: usize) -> Schedule {
         let end = self.ends.fetch_add(1, Ordering::Relaxed);
         let links = SplitMix64::new(self.seed ^ LINK_SALT).next_u64();
         let start = SplitMix64::new(links ^ end.wrapping_mul(GAMMA)).next_u64();
         Schedule {
             end,
-            link: self.link,
+            link: self.uplinks.get(&node).copied().unwrap_or(self.link),
             random: SplitMix64::new(start),
             sending_until: None,
             last_due: None,
@@ -317,7 +322,7 @@ mod tests {
     use super::*;
 
     fn schedule(link: Link, seed: u64) -> Schedule {
-        Network::new(link, seed).end()
+        Network::new(link, BTreeMap::new(), seed).end(0)
     }
 
     #[tokio::test(start_paused = true)]
@@ -337,8 +342,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_deliveries_digest_follows_every_segment_in_order() {
         let digest = |sizes: &[usize]| {
-            let network = Network::new(Link::new(Duration::from_millis(5)), 1);
-            let mut line = network.end();
+            let network = Network::new(Link::new(Duration::from_millis(5)), BTreeMap::new(), 1);
+            let mut line = network.end(0);
             for size in sizes {
                 network.count(&line.segment(Instant::now(), *size));
             }

@@ -200,7 +200,7 @@ where
             &context.keypair,
             security,
             &self.config.listen,
-            self.network.clone(),
+            self.network.clone().map(|network| (network, index)),
         )?;
         let neighbours = match self.config.discovery {
             Discovery::Off => Some(allow_block_list::Behaviour::default()),

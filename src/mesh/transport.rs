@@ -61,13 +61,13 @@ pub(crate) fn transport(
     keypair: &Keypair,
     security: Security,
     listen: &[Multiaddr],
-    link: Option<Arc<super::link::Network>>,
+    link: Option<(Arc<super::link::Network>, usize)>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, MeshError> {
     if listen.iter().all(is_memory) {
         return match link {
-            Some(network) => secured(
+            Some((network, node)) => secured(
                 MemoryTransport::default().map(move |channel, _| {
-                    super::latency::Delayed::new(channel, Arc::clone(&network))
+                    super::latency::Delayed::new(channel, Arc::clone(&network), node)
                 }),
                 keypair,
                 security,

@@ -329,6 +329,36 @@ fn an_edge_of_100_ms_makes_the_callers_span_last_its_round_trips() {
     );
 }
 
+/// Per-node uplinks: node 1 sends over 100 ms, node 0 over 10 ms, so every exchange
+/// between them takes 110 ms and an echo's client span its two round trips, 220 ms —
+/// whichever node calls.
+#[test]
+fn a_slow_uplink_makes_every_edge_of_its_node_asymmetric() {
+    let (from_slow, from_fast) = paused_runtime().block_on(async {
+        let origin = tokio::time::Instant::now();
+        let captures = capture::PerNode::with_builder(
+            p2p_otel_testkit::SpanCaptureLayer::builder().virtual_time(origin),
+        );
+        let mesh = connected(
+            mesh::Builder::new(2)
+                .seed(4)
+                .latency(Duration::from_millis(10))
+                .node_link(1, mesh::Link::new(Duration::from_millis(100)))
+                .capture_per_node(&captures),
+        )
+        .await;
+        echo(&mesh, 1, 0, "from the slow node").await.unwrap();
+        echo(&mesh, 0, 1, "from the fast node").await.unwrap();
+        let mut spans: Vec<_> = captures.handles().iter().flat_map(|h| h.spans()).collect();
+        spans.retain(|s| s.name == "send_echo");
+        spans.sort_by_key(|s| s.start_unix_nanos);
+        mesh.shutdown().await;
+        let durations: Vec<u64> = spans.iter().filter_map(|s| s.duration_nanos()).collect();
+        (durations[0], durations[1])
+    });
+    assert_eq!((from_slow, from_fast), (220_000_000, 220_000_000));
+}
+
 /// A lossy edge in virtual time: over 10 ms with 1 % of segments lost, the model sends a
 /// lost segment again after a 200 ms retransmission timeout (doubling when lost again), and
 /// the echoes that waited for one last longer than the lossless two round trips — never
