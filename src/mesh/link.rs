@@ -142,14 +142,22 @@ pub(crate) struct Network {
     link: Link,
     /// Nodes that write through a link of their own (their uplink).
     uplinks: BTreeMap<usize, Link>,
-    seed: u64,
+    /// The links' draws' root, hashed once from the seed and the salt: never a stream the
+    /// seed gives anything else, such as the nodes' keys.
+    draws: u64,
     /// Connection ends wrapped so far: each end's random stream is numbered by it.
     ends: AtomicU64,
-    stats: Mutex<LinkStats>,
-    /// Each connection end's chain of its segments, by end.
-    chains: Mutex<BTreeMap<u64, u64>>,
+    /// What the links carried, under one lock taken once per write.
+    carried: Mutex<Carried>,
     /// Where the deliveries digest counts time from.
     started: Instant,
+}
+
+/// The counts, and each connection end's chain of its segments by end.
+#[derive(Debug, Default)]
+struct Carried {
+    stats: LinkStats,
+    chains: BTreeMap<u64, u64>,
 }
 
 impl Network {
@@ -157,35 +165,32 @@ impl Network {
         Network {
             link,
             uplinks,
-            seed,
+            draws: SplitMix64::new(seed ^ LINK_SALT).next_u64(),
             ends: AtomicU64::new(0),
-            stats: Mutex::new(LinkStats::default()),
-            chains: Mutex::default(),
+            carried: Mutex::default(),
             started: Instant::now(),
         }
     }
 
     pub(crate) fn stats(&self) -> LinkStats {
-        let mut chains: Vec<u64> = lock(&self.chains).values().copied().collect();
+        let carried = lock(&self.carried);
+        let mut chains: Vec<u64> = carried.chains.values().copied().collect();
         chains.sort_unstable();
         LinkStats {
             deliveries_digest: chains.into_iter().fold(0, mix),
-            ..*lock(&self.stats)
+            ..carried.stats
         }
     }
 
     /// The schedule of one more connection end's writes, on node `node` (its uplink if it
-    /// has one, else the mesh's link): its draws from a stream of its
-    /// own, hashed from the seed, the link's salt and the end's number (never a stream the
-    /// seed gives anything else, such as the nodes' keys).
+    /// has one, else the mesh's link): its draws from a stream of its own, hashed from the
+    /// links' root and the end's number.
     pub(crate) fn end(&self, node: usize) -> Schedule {
         let end = self.ends.fetch_add(1, Ordering::Relaxed);
-        let links = SplitMix64::new(self.seed ^ LINK_SALT).next_u64();
-        let start = SplitMix64::new(links ^ end.wrapping_mul(GAMMA)).next_u64();
         Schedule {
             end,
             link: self.uplinks.get(&node).copied().unwrap_or(self.link),
-            random: SplitMix64::new(start),
+            random: SplitMix64::new(mix(self.draws, end.wrapping_mul(GAMMA))),
             sending_until: None,
             last_due: None,
         }
@@ -194,14 +199,11 @@ impl Network {
     /// Counts one write: `segment` as its schedule planned it.
     pub(crate) fn count(&self, segment: &Segment) {
         let since = |at: Instant| at.saturating_duration_since(self.started).as_nanos() as u64;
-        {
-            let mut stats = lock(&self.stats);
-            stats.segments += 1;
-            stats.bytes += segment.bytes as u64;
-            stats.retransmissions += u64::from(segment.retransmissions);
-        }
-        let mut chains = lock(&self.chains);
-        let chain = chains.entry(segment.end).or_default();
+        let mut carried = lock(&self.carried);
+        carried.stats.segments += 1;
+        carried.stats.bytes += segment.bytes as u64;
+        carried.stats.retransmissions += u64::from(segment.retransmissions);
+        let chain = carried.chains.entry(segment.end).or_default();
         *chain = [
             segment.bytes as u64,
             since(segment.sent),
@@ -278,10 +280,7 @@ impl Schedule {
             timeout = timeout.saturating_mul(2);
             retransmissions += 1;
         }
-        let due = later(sent, delay);
-        let due = self.last_due.map_or(due, |last| last.max(due));
-        self.last_due = Some(due);
-        (due, retransmissions)
+        (self.after_the_last(later(sent, delay)), retransmissions)
     }
 
     fn jitter(&mut self) -> Duration {
@@ -296,7 +295,11 @@ impl Schedule {
     /// When the end of the stream, closed at `now`, arrives: after the last write, one
     /// latency later; never lost, and no draw taken.
     pub(crate) fn close_due(&mut self, now: Instant) -> Instant {
-        let due = later(now, self.link.one_way);
+        self.after_the_last(later(now, self.link.one_way))
+    }
+
+    /// `due`, or the previous write's arrival if that is later: the stream stays ordered.
+    fn after_the_last(&mut self, due: Instant) -> Instant {
         let due = self.last_due.map_or(due, |last| last.max(due));
         self.last_due = Some(due);
         due

@@ -273,29 +273,29 @@ impl Telemetry {
     /// take longer while exports still make progress, so a flush that timed out is asked
     /// again, for up to [`FLUSH_PATIENCE`] in all, before the timeout is reported.
     pub async fn flush(&self) -> Result<(), TelemetryError> {
-        match &self.delivery {
-            Some(delivery) => {
-                self.providers.here("flush", Providers::flush)?;
-                delivery.deliver(&self.capture).await
-            }
-            None => self.providers.blocking("flush", Providers::flush).await,
-        }
+        self.run_providers("flush", Providers::flush).await
     }
 
     /// Flushes and shuts the providers down. Prefer it to dropping: a drop must shut down
     /// without awaiting.
     pub async fn shutdown(mut self) -> Result<(), TelemetryError> {
         self.shut_down = true;
+        self.run_providers("shutdown", Providers::shutdown).await
+    }
+
+    /// Runs `action` on the providers: in process on this thread, then hands the receiver
+    /// what it produced; over OTLP on tokio's blocking pool.
+    async fn run_providers(
+        &self,
+        action: &'static str,
+        run: fn(&Providers) -> Vec<ProviderResult>,
+    ) -> Result<(), TelemetryError> {
         match &self.delivery {
             Some(delivery) => {
-                self.providers.here("shutdown", Providers::shutdown)?;
+                self.providers.here(action, run)?;
                 delivery.deliver(&self.capture).await
             }
-            None => {
-                self.providers
-                    .blocking("shutdown", Providers::shutdown)
-                    .await
-            }
+            None => self.providers.blocking(action, run).await,
         }
     }
 }

@@ -120,7 +120,7 @@ fn self_check(
         eprintln!("self-check: the second run did not simulate");
         return ExitCode::from(1);
     };
-    match first.first_divergence(second) {
+    match p2p_otel_marketplace::scenarios::first_divergence(&first.transcript, &second.transcript) {
         None => {
             println!(
                 "self-check: two runs of seed {} agree line for line (digest {})",
@@ -128,10 +128,10 @@ fn self_check(
             );
             ExitCode::SUCCESS
         }
-        Some((line, a, b)) => {
+        Some(parted) => {
             println!(
-                "self-check: the runs of seed {} part at transcript line {line}:\n  first:  {a}\n  second: {b}",
-                first.seed
+                "self-check: the runs of seed {} part at transcript line {}:\n  first:  {}\n  second: {}",
+                first.seed, parted.line, parted.first, parted.second
             );
             ExitCode::from(1)
         }

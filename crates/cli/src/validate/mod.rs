@@ -161,24 +161,6 @@ pub struct SimulationSummary {
     pub transcript: String,
 }
 
-impl SimulationSummary {
-    /// Where this run's transcript and `other`'s part: the first line that differs (its
-    /// number from 1, this run's line, the other's), if any.
-    pub fn first_divergence(&self, other: &SimulationSummary) -> Option<(usize, String, String)> {
-        let mut first = self.transcript.lines();
-        let mut second = other.transcript.lines();
-        (1..).find_map(|line| match (first.next(), second.next()) {
-            (None, None) => Some(None),
-            (a, b) if a == b => None,
-            (a, b) => Some(Some((
-                line,
-                a.unwrap_or_default().to_owned(),
-                b.unwrap_or_default().to_owned(),
-            ))),
-        })?
-    }
-}
-
 impl Report {
     /// Whether every check passed.
     pub fn passed(&self) -> bool {

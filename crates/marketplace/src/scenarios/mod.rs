@@ -48,7 +48,7 @@ pub use observed::Observed;
 pub use operations::{bootstrap, publish, search};
 pub use result::{Check, Run, ScenarioError};
 pub use simulated::{Simulated, DEFAULT_LATENCY};
-pub use simulation::{digest, simulate, transcript, Divergence, Simulation};
+pub use simulation::{digest, first_divergence, simulate, transcript, Divergence, Simulation};
 
 use crate::{MarketplaceError, Package};
 

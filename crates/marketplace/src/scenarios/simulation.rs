@@ -67,24 +67,23 @@ impl Simulation {
 
     /// The first line where this run's transcript and `other`'s differ, if any.
     pub fn first_divergence(&self, other: &Simulation) -> Option<Divergence> {
-        let mut first = self.transcript.lines();
-        let mut second = other.transcript.lines();
-        let mut line = 0;
-        loop {
-            line += 1;
-            match (first.next(), second.next()) {
-                (None, None) => return None,
-                (a, b) if a == b => continue,
-                (a, b) => {
-                    return Some(Divergence {
-                        line,
-                        first: a.unwrap_or_default().to_owned(),
-                        second: b.unwrap_or_default().to_owned(),
-                    })
-                }
-            }
-        }
+        first_divergence(&self.transcript, &other.transcript)
     }
+}
+
+/// The first line where two transcripts differ (a line missing from the one that ended
+/// first is empty), if any.
+pub fn first_divergence(first: &str, second: &str) -> Option<Divergence> {
+    let (mut first, mut second) = (first.lines(), second.lines());
+    (1..).find_map(|line| match (first.next(), second.next()) {
+        (None, None) => Some(None),
+        (a, b) if a == b => None,
+        (a, b) => Some(Some(Divergence {
+            line,
+            first: a.unwrap_or_default().to_owned(),
+            second: b.unwrap_or_default().to_owned(),
+        })),
+    })?
 }
 
 /// Runs scenarios 1–6 and the lifecycle on simulated nodes (`nodes` for the bootstrap and
