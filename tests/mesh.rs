@@ -134,6 +134,31 @@ async fn a_killed_node_is_gone_and_restarts_with_its_identity() {
     assert!(states[1].connected.contains(&peer) && states[2].connected.contains(&peer));
 }
 
+/// libp2p's memory transport keeps a listener's port in a table of the process until the
+/// listener is removed; a killed node and a shut-down mesh give theirs back, so a simulation
+/// replaying from the same seed can draw the same ports again.
+#[tokio::test]
+async fn a_stopped_node_gives_its_memory_port_back() {
+    use libp2p::core::transport::{ListenerId, MemoryTransport, Transport};
+    let listen_again = |addr: libp2p::Multiaddr| {
+        let mut transport = MemoryTransport::default();
+        let id = ListenerId::next();
+        let listened = transport.listen_on(id, addr.clone()).map(|_| ());
+        transport.remove_listener(id);
+        listened.map_err(|e| format!("{addr}: {e}"))
+    };
+    let mut mesh = dummy_mesh(2, Security::Plaintext).await;
+    let (killed, shut_down) = (mesh.addr(0).unwrap(), mesh.addr(1).unwrap());
+    assert!(
+        listen_again(killed.clone()).is_err(),
+        "taken while node 0 runs"
+    );
+    mesh.kill(0).await.unwrap();
+    listen_again(killed).unwrap();
+    mesh.shutdown().await;
+    listen_again(shut_down).unwrap();
+}
+
 #[tokio::test]
 async fn a_wait_that_cannot_hold_times_out_with_every_nodes_state() {
     let mesh = dummy_mesh(2, Security::Plaintext).await;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -49,6 +50,8 @@ pub(crate) enum PeerList {
 
 pub(crate) struct EventLoop<N: Node> {
     pub(crate) swarm: Swarm<MeshBehaviour<N::Behaviour>>,
+    /// The swarm's listeners, closed when the loop ends ([`close_listeners`]).
+    listeners: Vec<ListenerId>,
     pub(crate) node: N,
     pub(crate) commands: mpsc::Receiver<Control<N::Command>>,
     pub(crate) state: Arc<watch::Sender<NodeState<N::Observations>>>,
@@ -59,9 +62,32 @@ pub(crate) struct EventLoop<N: Node> {
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), MeshError>>>>,
 }
 
+/// Removes `listeners` from `swarm`. Dropping a swarm is not enough: libp2p's memory
+/// transport keeps a listener's port in a process-wide table until the listener is removed,
+/// so a node stopped without this leaves its port taken for the life of the process — and
+/// a simulation replaying from the same seed draws that port again, finds it taken, and
+/// draws another, parting from the run before it.
+pub(crate) fn close_listeners<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    listeners: &[ListenerId],
+) {
+    for id in listeners {
+        swarm.remove_listener(*id);
+    }
+}
+
+/// However the loop ends — stopped, killed, its task dropped with the runtime — the
+/// node's listeners close.
+impl<N: Node> Drop for EventLoop<N> {
+    fn drop(&mut self) {
+        close_listeners(&mut self.swarm, &self.listeners);
+    }
+}
+
 impl<N: Node> EventLoop<N> {
     pub(crate) fn new(
         swarm: Swarm<MeshBehaviour<N::Behaviour>>,
+        listeners: Vec<ListenerId>,
         node: N,
         commands: mpsc::Receiver<Control<N::Command>>,
         state: Arc<watch::Sender<NodeState<N::Observations>>>,
@@ -70,6 +96,7 @@ impl<N: Node> EventLoop<N> {
     ) -> Self {
         EventLoop {
             swarm,
+            listeners,
             node,
             commands,
             state,

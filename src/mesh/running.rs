@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
 
 use super::builder::Constructor;
-use super::event_loop::{Control, EventLoop};
+use super::event_loop::{close_listeners, Control, EventLoop};
 use super::{
     cause, transport, Builder, Discovery, MeshBehaviour, MeshError, Node, NodeContext, NodeState,
     Passive,
@@ -217,6 +217,7 @@ where
         .with_idle_connection_timeout(idle);
         let mut swarm = Swarm::new(transport, behaviour, context.peer_id, config);
         let mut waiting = std::collections::HashSet::new();
+        let mut listeners = Vec::new();
         for listen in &self.config.listen {
             let id = swarm
                 .listen_on(listen.clone())
@@ -225,6 +226,7 @@ where
                     source: cause(format!("{listen}: {e}")),
                 })?;
             waiting.insert(id);
+            listeners.push(id);
         }
         // One address per listener (a listener on 0.0.0.0 may report several).
         let mut addrs = Vec::new();
@@ -253,17 +255,24 @@ where
             }
             Ok(())
         };
-        tokio::time::timeout(timeout, all_addresses)
+        let listening = tokio::time::timeout(timeout, all_addresses)
             .await
             .map_err(|_| MeshError::Listen {
                 index,
                 source: cause(format!("no listen address within {timeout:?}")),
-            })?
-            .map_err(|source| MeshError::Listen { index, source })?;
-        let addr = addrs.first().cloned().ok_or_else(|| MeshError::Listen {
-            index,
-            source: cause("no listen address"),
-        })?;
+            })
+            .and_then(|listened| listened.map_err(|source| MeshError::Listen { index, source }));
+        if let Err(error) = listening {
+            close_listeners(&mut swarm, &listeners);
+            return Err(error);
+        }
+        let Some(addr) = addrs.first().cloned() else {
+            close_listeners(&mut swarm, &listeners);
+            return Err(MeshError::Listen {
+                index,
+                source: cause("no listen address"),
+            });
+        };
         let (control, commands) = mpsc::channel(1024);
         let (stop, stopped) = oneshot::channel();
         let slot = &mut self.slots[index];
@@ -275,6 +284,7 @@ where
             .send_modify(|version| *version = version.wrapping_add(1));
         let event_loop = EventLoop::new(
             swarm,
+            listeners,
             logic,
             commands,
             Arc::clone(&slot.state),
