@@ -17,6 +17,11 @@ impl SplitMix64 {
         SplitMix64 { state: seed }
     }
 
+    /// Where the stream stands: `SplitMix64::new(stream.state())` continues it.
+    pub(crate) fn state(&self) -> u64 {
+        self.state
+    }
+
     /// The next value.
     pub(crate) fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GAMMA);

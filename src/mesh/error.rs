@@ -64,4 +64,7 @@ pub enum MeshError {
     /// A wait ran out of time; the error shows every node's state when it gave up.
     #[error(transparent)]
     Wait(#[from] WaitError),
+    /// A simulation's thread or runtime could not be started ([`simulate`](super::simulate)).
+    #[error("the simulation's thread or runtime could not be started")]
+    Simulation(#[source] Cause),
 }

@@ -36,11 +36,15 @@
 // - behaviour.rs, transport.rs, discovery.rs, topology.rs: the behaviour every node wraps,
 //   transports and keys, the discovery setting, topologies.
 // - error.rs: `MeshError`.
+// - simulation.rs: `simulate`, a run on a thread and paused runtime of its own;
+//   entropy.rs: that thread's randomness from the seed (glibc's `getrandom`, defined here).
 
 mod behaviour;
 mod builder;
 mod connections;
 mod discovery;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod entropy;
 mod error;
 mod event_loop;
 mod faults;
@@ -48,6 +52,7 @@ mod latency;
 mod link;
 mod logic;
 mod running;
+mod simulation;
 mod topology;
 mod transport;
 mod waits;
@@ -60,5 +65,6 @@ pub use error::{Cause, MeshError};
 pub use link::{Link, LinkStats};
 pub use logic::{spawn, Node, NodeContext, NodeEvent, NodeState, NodeSwarm, Passive};
 pub use running::{Mesh, NodeHandle};
+pub use simulation::simulate;
 pub use topology::Topology;
 pub use transport::Security;

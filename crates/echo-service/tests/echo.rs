@@ -627,7 +627,8 @@ impl System for SimulatedEchoSystem {
 
 /// One sequence on a simulated echo mesh: three nodes over a 10 ms link that loses 1 % of
 /// its segments, its losses, peer ids and trace ids drawn from `seed`, on a paused runtime
-/// of a thread of its own, telemetry handed to a receiver in process. On failure: the
+/// of a thread of its own whose every random draw is the seed's (`mesh::simulate`),
+/// telemetry handed to a receiver in process. On failure: the
 /// seed, the harness's verdict, and the timeline of what arrived (virtual times).
 fn simulated_sequence(
     seed: u64,
@@ -635,40 +636,37 @@ fn simulated_sequence(
     within: Option<Duration>,
 ) -> Result<usize, String> {
     let sends = sends.to_vec();
-    std::thread::spawn(move || {
-        paused_runtime().block_on(async move {
-            let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
-            let telemetry = PerNode::new(Protocol::InProcess, &receiver)
-                .service("echo", "1.0.0")
-                .virtual_time(tokio::time::Instant::now())
-                .ids_from_seed(seed);
-            let link = mesh::Link::new(Duration::from_millis(10)).loss(0.01);
-            let mesh = connected(
-                mesh::Builder::new(3)
-                    .seed(seed)
-                    .link(link)
-                    .telemetry_per_node(&telemetry),
-            )
-            .await;
-            let settings = mesh.render_settings();
-            let harness = Harness::new()
-                .handler_joins("handle_echo", "send_echo")
-                .render_settings(settings.clone());
-            let mut system = SimulatedEchoSystem {
-                echo: EchoSystem { mesh, telemetry },
-                within,
-                last: Duration::ZERO,
-            };
-            let verified = harness.run(&mut system, &sends, &receiver).await;
-            let _ = system.echo.telemetry.flush().await;
-            let timeline = receiver.traces().with_render_settings(settings).timeline();
-            system.echo.mesh.shutdown().await;
-            verified
-                .map(|v| v.executed.len())
-                .map_err(|failure| format!("seed {seed}: {failure}\ntimeline:\n{timeline}"))
-        })
+    mesh::simulate(seed, move || async move {
+        let receiver = OtlpReceiver::start(Config::default()).await.unwrap();
+        let telemetry = PerNode::new(Protocol::InProcess, &receiver)
+            .service("echo", "1.0.0")
+            .virtual_time(tokio::time::Instant::now())
+            .ids_from_seed(seed);
+        let link = mesh::Link::new(Duration::from_millis(10)).loss(0.01);
+        let mesh = connected(
+            mesh::Builder::new(3)
+                .seed(seed)
+                .link(link)
+                .telemetry_per_node(&telemetry),
+        )
+        .await;
+        let settings = mesh.render_settings();
+        let harness = Harness::new()
+            .handler_joins("handle_echo", "send_echo")
+            .render_settings(settings.clone());
+        let mut system = SimulatedEchoSystem {
+            echo: EchoSystem { mesh, telemetry },
+            within,
+            last: Duration::ZERO,
+        };
+        let verified = harness.run(&mut system, &sends, &receiver).await;
+        let _ = system.echo.telemetry.flush().await;
+        let timeline = receiver.traces().with_render_settings(settings).timeline();
+        system.echo.mesh.shutdown().await;
+        verified
+            .map(|v| v.executed.len())
+            .map_err(|failure| format!("seed {seed}: {failure}\ntimeline:\n{timeline}"))
     })
-    .join()
     .unwrap()
 }
 

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use p2p_otel_testkit::mesh;
 use p2p_otel_testkit::model::{LogRecord, MetricPoint};
 use p2p_otel_testkit::receiver::{Config as ReceiverConfig, OtlpReceiver};
 use p2p_otel_testkit::tree::TraceSet;
@@ -88,7 +89,8 @@ pub fn first_divergence(first: &str, second: &str) -> Option<Divergence> {
 
 /// Runs scenarios 1–6 and the lifecycle on simulated nodes (`nodes` for the bootstrap and
 /// the distributed search, at least 3) with `seed`, on a thread and a paused runtime of
-/// their own, so that nothing else this process does reaches the run.
+/// their own whose every random draw comes from `seed` ([`mesh::simulate`]), so that
+/// nothing else this process does reaches the run.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -100,23 +102,8 @@ pub fn first_divergence(first: &str, second: &str) -> Option<Divergence> {
 /// # Ok(()) }
 /// ```
 pub fn simulate(seed: u64, nodes: usize) -> Result<Simulation, ScenarioError> {
-    let thread = std::thread::Builder::new()
-        .name(format!("simulation-{seed}"))
-        .spawn(move || simulate_here(seed, nodes))
-        .map_err(|e| ScenarioError::Driver(Box::new(e)))?;
-    thread
-        .join()
-        .map_err(|_| ScenarioError::Driver("the simulation's thread panicked".into()))?
-}
-
-fn simulate_here(seed: u64, nodes: usize) -> Result<Simulation, ScenarioError> {
     let wall = std::time::Instant::now();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .map_err(|e| ScenarioError::Driver(Box::new(e)))?;
-    runtime.block_on(async move {
+    mesh::simulate(seed, move || async move {
         let receiver = OtlpReceiver::start(ReceiverConfig::default())
             .await
             .map_err(|e| ScenarioError::Driver(Box::new(e)))?;
@@ -134,6 +121,7 @@ fn simulate_here(seed: u64, nodes: usize) -> Result<Simulation, ScenarioError> {
             transcript,
         })
     })
+    .map_err(|e| ScenarioError::Driver(Box::new(e)))?
 }
 
 /// A transcript's SHA-256, in hex.
