@@ -382,34 +382,57 @@ async fn ready_simulated_mesh(
 }
 
 /// On a ready simulated mesh: a publish on node 0 and a search on the node half the mesh
-/// away, their wall and virtual times printed.
+/// away, their wall and virtual times printed; run twice from one seed (`mesh::simulate`),
+/// with the digest of every delivery on the mesh's links, to show whether the runs replay.
 fn print_simulated_publish_and_search(nodes: usize, topology: Topology) {
-    let runtime = paused_runtime();
-    runtime.block_on(async {
-        let config = Config::for_tests();
-        let mesh = ready_simulated_mesh(nodes, topology, &config).await;
-        let publisher = marketplace::registry(&mesh, 0, &config).expect("node 0");
-        let searcher = marketplace::registry(&mesh, nodes / 2, &config).expect("far node");
-        let (wall, start) = (Instant::now(), tokio::time::Instant::now());
-        publisher.publish(bench_package(0)).await.expect("publish");
-        let published = (wall.elapsed(), start.elapsed());
-        let (wall, start) = (Instant::now(), tokio::time::Instant::now());
-        let hits = searcher
-            .search(&Query::text("bench"))
-            .await
-            .expect("search");
+    let run = || {
+        mesh::simulate(5, move || async move {
+            let config = Config::for_tests();
+            let builder = mesh::Builder::new(nodes)
+                .seed(5)
+                .latency(Duration::from_millis(1));
+            let mesh = ready_from(builder, topology, &config, None).await;
+            let publisher = marketplace::registry(&mesh, 0, &config).expect("node 0");
+            let searcher = marketplace::registry(&mesh, nodes / 2, &config).expect("far node");
+            let (wall, start) = (Instant::now(), tokio::time::Instant::now());
+            publisher.publish(bench_package(0)).await.expect("publish");
+            let published = (wall.elapsed(), start.elapsed());
+            let (wall, start) = (Instant::now(), tokio::time::Instant::now());
+            let hits = searcher
+                .search(&Query::text("bench"))
+                .await
+                .expect("search");
+            let line = format!(
+                "publish on node 0 in {:?} of wall time ({:?} virtual); search on node {} in \
+                 {:?} of wall time ({:?} virtual), {} hit(s)",
+                published.0,
+                published.1,
+                nodes / 2,
+                wall.elapsed(),
+                start.elapsed(),
+                hits.len()
+            );
+            let links = mesh.link_stats();
+            mesh.shutdown().await;
+            (line, links)
+        })
+        .expect("a simulation")
+    };
+    let (first, again) = (run(), run());
+    for (line, links) in [&first, &again] {
         eprintln!(
-            "mesh_ready_simulated/{nodes}: publish on node 0 in {:?} of wall time ({:?} virtual); \
-             search on node {} in {:?} of wall time ({:?} virtual), {} hit(s)",
-            published.0,
-            published.1,
-            nodes / 2,
-            wall.elapsed(),
-            start.elapsed(),
-            hits.len()
+            "mesh_ready_simulated/{nodes}: {line}; {} segments, deliveries digest {:016x}",
+            links.segments, links.deliveries_digest
         );
-        mesh.shutdown().await;
-    });
+    }
+    eprintln!(
+        "mesh_ready_simulated/{nodes}: two runs of seed 5 {}",
+        if first.1 == again.1 {
+            "delivered the same segments at the same virtual times"
+        } else {
+            "parted"
+        }
+    );
 }
 
 /// One simulated mesh made ready: its wall and virtual time to ready, and what `measure`
