@@ -133,7 +133,7 @@ mod tests {
                         let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
                         // Real time passes on other threads while this one holds its turn.
-                        tokio::task::spawn_blocking(|| std::thread::yield_now())
+                        tokio::task::spawn_blocking(std::thread::yield_now)
                             .await
                             .unwrap();
                         inside.fetch_sub(1, Ordering::SeqCst);
