@@ -84,30 +84,35 @@ fn validate(cli: ValidateArgs) -> ExitCode {
     }
 }
 
-/// One validation run, on a runtime of its own: a simulation's on this thread's paused
-/// clock, which moves only when every node waits; any other on the wall clock.
+/// One validation run, on a runtime of its own: a simulation's in `mesh::simulate` (a
+/// thread whose every random draw is the seed's, a paused clock that moves only when every
+/// node waits); any other on the wall clock.
 fn validate_once(options: &validate::Options) -> Result<validate::Report, ExitCode> {
-    let runtime = if options.simulate.is_some() {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .map_err(|error| eprintln!("error: cannot start the async runtime: {error}"))
+    let outcome = match options.simulate {
+        Some(seed) => {
+            let options = options.clone();
+            p2p_otel_testkit::mesh::simulate(seed, move || async move {
+                validate::run(&options, &mut std::io::stdout(), interrupted()).await
+            })
+            .map_err(|error| eprintln!("error: cannot start the simulation: {error}"))
             .ok()
-    } else {
-        runtime()
+        }
+        None => runtime().map(|runtime| {
+            runtime.block_on(validate::run(
+                options,
+                &mut std::io::stdout(),
+                interrupted(),
+            ))
+        }),
     };
-    let Some(runtime) = runtime else {
-        return Err(ExitCode::from(2));
-    };
-    let mut stdout = std::io::stdout();
-    match runtime.block_on(validate::run(options, &mut stdout, interrupted())) {
-        Ok(report) => Ok(report),
-        Err(error @ validate::ValidateError::Interrupted { .. }) => {
+    match outcome {
+        None => Err(ExitCode::from(2)),
+        Some(Ok(report)) => Ok(report),
+        Some(Err(error @ validate::ValidateError::Interrupted { .. })) => {
             eprintln!("{error}");
             Err(ExitCode::from(130))
         }
-        Err(error) => Err(configuration_error(error)),
+        Some(Err(error)) => Err(configuration_error(error)),
     }
 }
 
@@ -129,10 +134,7 @@ fn self_check(
             ExitCode::SUCCESS
         }
         Some(parted) => {
-            println!(
-                "self-check: the runs of seed {} part at transcript line {}:\n  first:  {}\n  second: {}",
-                first.seed, parted.line, parted.first, parted.second
-            );
+            println!("self-check: seed {}: {parted}", first.seed);
             ExitCode::from(1)
         }
     }
