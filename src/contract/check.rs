@@ -488,7 +488,7 @@ impl<'a> Checker<'a> {
             .span
             .is_some_and(|s| s.record().status.code == StatusCode::Error);
         if let Some(finding) = self.absent_findings[index][at][usize::from(failed)] {
-            self.recount(&[finding]);
+            recount(&mut self.findings, &mut self.violations, &[finding]);
             return;
         }
         let unrecorded = unrecorded.contains(&used.def.key);
@@ -735,9 +735,8 @@ impl<'a> Checker<'a> {
         let Some(registry) = &self.contract.advice else {
             return;
         };
-        if let Some(found) = self.advised[index].remove(key) {
-            self.recount(&found);
-            self.advised[index].insert(key.to_owned(), found);
+        if let Some(found) = self.advised[index].get(key) {
+            recount(&mut self.findings, &mut self.violations, found);
             return;
         }
         let found = registry
@@ -754,9 +753,8 @@ impl<'a> Checker<'a> {
         if contract.advice.is_none() {
             return;
         }
-        if let Some(found) = self.signal_advised[index].take() {
-            self.recount(&found);
-            self.signal_advised[index] = Some(found);
+        if let Some(found) = &self.signal_advised[index] {
+            recount(&mut self.findings, &mut self.violations, found);
             return;
         }
         let group = &contract.groups[index];
@@ -774,15 +772,6 @@ impl<'a> Checker<'a> {
     }
 
     /// One more occurrence of each finding at `found` (a sample that repeats them).
-    fn recount(&mut self, found: &[usize]) {
-        for &at in found {
-            self.findings[at].occurrences += 1;
-            if self.findings[at].level == Level::Violation {
-                self.violations += 1;
-            }
-        }
-    }
-
     fn report_advice(&mut self, sample: &Sample<'_>, advice: Advice, detail: String) -> usize {
         let Advice {
             id,
@@ -1052,5 +1041,15 @@ fn kind_text(kind: MetricKind) -> &'static str {
         MetricKind::Histogram => "histogram",
         MetricKind::ExponentialHistogram => "exponential histogram",
         MetricKind::Summary => "summary",
+    }
+}
+
+/// One more occurrence of each finding at `found`, as a repeated sample gives them again.
+fn recount(findings: &mut [Finding], violations: &mut u64, found: &[usize]) {
+    for &at in found {
+        findings[at].occurrences += 1;
+        if findings[at].level == Level::Violation {
+            *violations += 1;
+        }
     }
 }

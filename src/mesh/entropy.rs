@@ -38,28 +38,18 @@ pub(crate) fn seed_this_thread(seed: u64) {
     STREAM.with(|stream| stream.set(Some(seed ^ ENTROPY_SALT)));
 }
 
-/// Whether this thread's randomness is seeded.
-#[cfg(test)]
-fn is_seeded() -> bool {
-    STREAM.try_with(Cell::get).ok().flatten().is_some()
-}
-
 /// Fills `len` bytes at `buffer` from this thread's stream, if seeded; `None` otherwise.
 fn fill_seeded(buffer: *mut c_void, len: usize) -> Option<isize> {
     let state = STREAM.try_with(Cell::get).ok().flatten()?;
+    // SAFETY: the caller of `getrandom` hands a buffer of `len` writable bytes.
+    let out = unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), len) };
     let mut stream = SplitMix64::new(state);
-    let bytes = buffer.cast::<u8>();
-    let mut filled = 0;
-    while filled < len {
-        let word = stream.next_u64().to_le_bytes();
-        let take = word.len().min(len - filled);
-        // SAFETY: the caller of `getrandom` hands a buffer of `len` writable bytes, and
-        // `filled + take <= len`.
-        unsafe { std::ptr::copy_nonoverlapping(word.as_ptr(), bytes.add(filled), take) };
-        filled += take;
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&stream.next_u64().to_le_bytes()[..chunk.len()]);
     }
     let _ = STREAM.try_with(|cell| cell.set(Some(stream.state())));
-    isize::try_from(len).ok()
+    // A buffer never holds more than isize::MAX bytes.
+    Some(out.len() as isize)
 }
 
 /// glibc's `getrandom(2)` wrapper, with the same contract: fills `buffer` with up to `len`
@@ -114,7 +104,7 @@ mod tests {
     /// Threads that were not seeded get the kernel's randomness.
     #[test]
     fn an_unseeded_thread_draws_from_the_kernel() {
-        assert!(!is_seeded());
+        assert_eq!(STREAM.with(Cell::get), None, "not seeded");
         let draw = || {
             let mut bytes = [0u8; 32];
             // SAFETY: 32 writable bytes.

@@ -216,62 +216,68 @@ where
         })
         .with_idle_connection_timeout(idle);
         let mut swarm = Swarm::new(transport, behaviour, context.peer_id, config);
-        let mut waiting = std::collections::HashSet::new();
+        // Every listener opened is closed again if the node does not start: libp2p's memory
+        // transport would keep its port taken for the life of the process.
         let mut listeners = Vec::new();
-        for listen in &self.config.listen {
-            let id = swarm
-                .listen_on(listen.clone())
-                .map_err(|e| MeshError::Listen {
-                    index,
-                    source: cause(format!("{listen}: {e}")),
-                })?;
-            waiting.insert(id);
-            listeners.push(id);
-        }
-        // One address per listener (a listener on 0.0.0.0 may report several).
-        let mut addrs = Vec::new();
-        let all_addresses = async {
-            while !waiting.is_empty() {
-                match swarm.select_next_some().await {
-                    SwarmEvent::NewListenAddr {
-                        listener_id,
-                        address,
-                    } => {
-                        waiting.remove(&listener_id);
-                        addrs.push(address);
-                    }
-                    SwarmEvent::ListenerClosed {
-                        listener_id,
-                        reason: Err(error),
-                        ..
-                    }
-                    | SwarmEvent::ListenerError { listener_id, error }
-                        if waiting.contains(&listener_id) =>
-                    {
-                        return Err(cause(error));
-                    }
-                    other => logic.on_swarm_event(&mut swarm, other),
-                }
+        let listened = async {
+            let mut waiting = std::collections::HashSet::new();
+            for listen in &self.config.listen {
+                let id = swarm
+                    .listen_on(listen.clone())
+                    .map_err(|e| MeshError::Listen {
+                        index,
+                        source: cause(format!("{listen}: {e}")),
+                    })?;
+                waiting.insert(id);
+                listeners.push(id);
             }
-            Ok(())
-        };
-        let listening = tokio::time::timeout(timeout, all_addresses)
-            .await
-            .map_err(|_| MeshError::Listen {
-                index,
-                source: cause(format!("no listen address within {timeout:?}")),
-            })
-            .and_then(|listened| listened.map_err(|source| MeshError::Listen { index, source }));
-        if let Err(error) = listening {
-            close_listeners(&mut swarm, &listeners);
-            return Err(error);
-        }
-        let Some(addr) = addrs.first().cloned() else {
-            close_listeners(&mut swarm, &listeners);
-            return Err(MeshError::Listen {
+            // One address per listener (a listener on 0.0.0.0 may report several).
+            let mut addrs = Vec::new();
+            let all_addresses = async {
+                while !waiting.is_empty() {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::NewListenAddr {
+                            listener_id,
+                            address,
+                        } => {
+                            waiting.remove(&listener_id);
+                            addrs.push(address);
+                        }
+                        SwarmEvent::ListenerClosed {
+                            listener_id,
+                            reason: Err(error),
+                            ..
+                        }
+                        | SwarmEvent::ListenerError { listener_id, error }
+                            if waiting.contains(&listener_id) =>
+                        {
+                            return Err(cause(error));
+                        }
+                        other => logic.on_swarm_event(&mut swarm, other),
+                    }
+                }
+                Ok(())
+            };
+            tokio::time::timeout(timeout, all_addresses)
+                .await
+                .map_err(|_| MeshError::Listen {
+                    index,
+                    source: cause(format!("no listen address within {timeout:?}")),
+                })?
+                .map_err(|source| MeshError::Listen { index, source })?;
+            let addr = addrs.first().cloned().ok_or_else(|| MeshError::Listen {
                 index,
                 source: cause("no listen address"),
-            });
+            })?;
+            Ok::<_, MeshError>((addr, addrs))
+        }
+        .await;
+        let (addr, addrs) = match listened {
+            Ok(listened) => listened,
+            Err(error) => {
+                close_listeners(&mut swarm, &listeners);
+                return Err(error);
+            }
         };
         let (control, commands) = mpsc::channel(1024);
         let (stop, stopped) = oneshot::channel();

@@ -12,7 +12,7 @@ use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::http_client::RuntimeBoundClient;
-use super::in_process::{CaptureDelivers, Delivery};
+use super::in_process::Delivery;
 use super::overlapping::{DrainOnFlush, InFlight, OverlappingExporter};
 use super::seeded_ids::SeededIds;
 use super::{
@@ -22,13 +22,13 @@ use super::{
 use crate::capture::SpanCaptureLayer;
 use crate::model::Value;
 
-/// Builds one signal's OTLP exporter for the builder's protocol, with every setting the
-/// environment could override given explicitly. A macro because opentelemetry-otlp's
-/// span, metric and log exporter builders share methods but no trait to name them by.
 /// In process, metrics are collected at each flush; the reader's own timer is set past
 /// any run (a year).
 const IN_PROCESS_COLLECTION_INTERVAL: Duration = Duration::from_secs(365 * 86_400);
 
+/// Builds one signal's OTLP exporter for the builder's protocol, with every setting the
+/// environment could override given explicitly. A macro because opentelemetry-otlp's
+/// span, metric and log exporter builders share methods but no trait to name them by.
 macro_rules! exporter {
     ($config:expr, $runtime:expr, $builder:expr, $path:literal) => {
         match $config.protocol {
@@ -200,7 +200,10 @@ impl Builder {
                     let delivery =
                         Delivery::new(std::sync::Arc::clone(receiver), self.virtual_origin);
                     let tracer = self.tracer_provider(
-                        crate::capture::wire::WireTap::new(wire_token, CaptureDelivers),
+                        crate::capture::wire::WireTap::new(
+                            wire_token,
+                            crate::capture::wire::Discard,
+                        ),
                         &resource,
                     );
                     // Collected at each flush only, and each log record queued as it is

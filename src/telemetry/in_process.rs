@@ -22,14 +22,13 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{data::ResourceMetrics, Temporality};
-use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 use prost::Message;
 
 use super::{DeliveryError, TelemetryError};
 use crate::capture::{virtual_unix_nanos, CaptureHandle, Cursor, VIRTUAL_EPOCH_UNIX_NANOS};
 use crate::model::spans_to_otlp;
 use crate::receiver::ingest::{Rejection, Shared, Transport};
-use crate::receiver::signal::{Logs, Metrics, Signal, Traces};
+use crate::receiver::signal::{Logs, Metrics, Signal, TraceRequest, Traces};
 use crate::store::lock;
 
 /// What one node delivers in process: the receiver, the metric and log requests its
@@ -87,8 +86,7 @@ impl Delivery {
             };
             // The bytes an exporter would send: the receiver reads them as it reads gRPC's.
             let bytes = bytes::Bytes::from(request.encode_to_vec());
-            let request = Traces::from_protobuf(bytes).map_err(DeliveryError::Decode)?;
-            self.ingest::<Traces>(request).await?;
+            self.ingest::<Traces>(TraceRequest::Protobuf(bytes)).await?;
         }
         let now = self.virtual_origin.map(virtual_unix_nanos);
         let metrics = std::mem::take(&mut *lock(&self.metrics));
@@ -223,24 +221,5 @@ impl LogExporter for QueuedLogs {
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
         self.resource = resource.into();
-    }
-}
-
-/// The span processor behind the capture's wire tap in process: the capture keeps what
-/// the wire would carry, and delivery sends it from there, so the SDK's copy is dropped.
-#[derive(Debug)]
-pub(super) struct CaptureDelivers;
-
-impl SpanProcessor for CaptureDelivers {
-    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
-
-    fn on_end(&self, _: SpanData) {}
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-        Ok(())
     }
 }

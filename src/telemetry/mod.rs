@@ -103,20 +103,16 @@ pub enum TelemetryError {
     NoReceiver,
     /// What a node delivered in process did not reach the receiver's store.
     #[error("delivery in process failed")]
-    Delivery(#[source] DeliveryError),
+    Delivery(#[from] DeliveryError),
     /// A wait over the nodes' telemetry timed out.
     #[error(transparent)]
     Wait(#[from] crate::WaitError),
 }
 
-/// Which provider ("tracer", "meter", "logger") and how its flush or shutdown went.
 /// Why a delivery in process ([`Protocol::InProcess`]) did not reach the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeliveryError {
-    /// The spans' request, encoded as an exporter would, did not decode.
-    #[error("the spans' OTLP request did not decode")]
-    Decode(#[source] prost::DecodeError),
     /// The receiver refused the request (full, stopped, an injected outage, invalid).
     #[error("the receiver refused the {signal}s: {reason}")]
     Refused {
@@ -127,12 +123,7 @@ pub enum DeliveryError {
     },
 }
 
-impl From<DeliveryError> for TelemetryError {
-    fn from(error: DeliveryError) -> Self {
-        TelemetryError::Delivery(error)
-    }
-}
-
+/// Which provider ("tracer", "meter", "logger") and how its flush or shutdown went.
 type ProviderResult = (
     &'static str,
     Result<(), opentelemetry_sdk::error::OTelSdkError>,

@@ -20,13 +20,12 @@ impl TraceSet {
     /// assert_eq!(TraceSet::new([span]).timeline(), "5 9  tick internal\n");
     /// ```
     pub fn timeline(&self) -> String {
-        let settings = self.render_settings();
         let node = |span: &SpanRecord| {
             span.resource
                 .attributes
                 .get("service.instance.id")
                 .and_then(Value::as_str)
-                .map(|id| settings.alias_text(id))
+                .map(|id| self.alias_text(id))
                 .unwrap_or_default()
         };
         let mut lines: Vec<(u64, u64, String, &str, String)> = self

@@ -371,13 +371,16 @@ fn paused_runtime() -> tokio::runtime::Runtime {
         .expect("a paused runtime")
 }
 
-/// A ready marketplace mesh over 1 ms edges, on the current (paused) runtime.
+/// A ready marketplace mesh over 1 ms edges from `seed`, on the current (paused) runtime.
 async fn ready_simulated_mesh(
     nodes: usize,
     topology: Topology,
     config: &Config,
+    seed: u64,
 ) -> Mesh<RegistryNode> {
-    let builder = mesh::Builder::new(nodes).latency(Duration::from_millis(1));
+    let builder = mesh::Builder::new(nodes)
+        .seed(seed)
+        .latency(Duration::from_millis(1));
     ready_from(builder, topology, config, None).await
 }
 
@@ -388,10 +391,7 @@ fn print_simulated_publish_and_search(nodes: usize, topology: Topology) {
     let run = || {
         mesh::simulate(5, move || async move {
             let config = Config::for_tests();
-            let builder = mesh::Builder::new(nodes)
-                .seed(5)
-                .latency(Duration::from_millis(1));
-            let mesh = ready_from(builder, topology, &config, None).await;
+            let mesh = ready_simulated_mesh(nodes, topology, &config, 5).await;
             let publisher = marketplace::registry(&mesh, 0, &config).expect("node 0");
             let searcher = marketplace::registry(&mesh, nodes / 2, &config).expect("far node");
             let (wall, start) = (Instant::now(), tokio::time::Instant::now());
@@ -446,7 +446,7 @@ fn simulated<T>(
     runtime.block_on(async {
         let wall = Instant::now();
         let start = tokio::time::Instant::now();
-        let mesh = ready_simulated_mesh(nodes, topology, &Config::for_tests()).await;
+        let mesh = ready_simulated_mesh(nodes, topology, &Config::for_tests(), 0).await;
         let times = (wall.elapsed(), start.elapsed());
         let measured = measure(&mesh);
         mesh.shutdown().await;

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use p2p_otel_marketplace::{
-    self as marketplace, Config, LocalRegistry, MarketplaceError, P2PRegistry, Package, PackageId,
-    Query, Registry, RegistryNode, Version,
+    self as marketplace, scenarios, Config, LocalRegistry, MarketplaceError, P2PRegistry, Package,
+    PackageId, Query, Registry, RegistryNode, Version,
 };
 use p2p_otel_testkit::mesh::{self, Discovery, Mesh, Security, Topology};
 
@@ -1126,17 +1126,10 @@ mod simulated {
             "the publish at 140 virtual ms, after the mesh was ready:\n{first}"
         );
         let second = publish_and_search(11);
-        if first != second {
-            let at = first
-                .lines()
-                .zip(second.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            panic!(
-                "the runs part at line {at}:\n{}\n--- second run:\n{}",
-                first, second
-            );
+        if let Some(parted) = scenarios::first_divergence(&first, &second) {
+            panic!("{parted}\n{first}\n--- second run:\n{second}");
         }
+        assert_eq!(first, second);
         assert_ne!(first, publish_and_search(12));
         eprintln!("{first}");
     }
@@ -1152,8 +1145,8 @@ mod simulated {
         for n in [8, 16, 32, 64] {
             let first = publish_and_search_on(n, topology, 11);
             let again = publish_and_search_on(n, topology, 11);
-            if let Some(line) = first.lines().zip(again.lines()).position(|(a, b)| a != b) {
-                panic!("{n} nodes: the runs part at line {line}:\n{first}\n--- again:\n{again}");
+            if let Some(parted) = scenarios::first_divergence(&first, &again) {
+                panic!("{n} nodes: {parted}\n{first}\n--- again:\n{again}");
             }
             assert_eq!(first, again, "{n} nodes");
         }

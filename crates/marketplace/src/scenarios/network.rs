@@ -142,8 +142,7 @@ impl Launcher for InProcess {
     ) -> Result<Box<dyn Network>, ScenarioError> {
         let telemetry =
             PerNode::new(Protocol::Grpc, receiver).service(SERVICE, env!("CARGO_PKG_VERSION"));
-        let network =
-            MemoryNetwork::start(memory_mesh(nodes, seed), nodes, telemetry, config).await?;
+        let network = MemoryNetwork::start(memory_mesh(nodes, seed), telemetry, config).await?;
         Ok(Box::new(network))
     }
 
@@ -185,16 +184,15 @@ pub(super) fn memory_mesh(nodes: usize, seed: u64) -> mesh::Builder {
 }
 
 impl MemoryNetwork {
-    /// Starts the mesh of `nodes` nodes `builder` describes, every node with its telemetry
+    /// Starts the mesh `builder` describes, every node with its telemetry
     /// from `telemetry`.
     pub(super) async fn start(
         builder: mesh::Builder,
-        nodes: usize,
         telemetry: PerNode,
         config: &Config,
     ) -> Result<Self, ScenarioError> {
         let mesh = start_mesh(builder, config.clone(), Some(&telemetry)).await?;
-        let registries = (0..nodes)
+        let registries = (0..mesh.len())
             .map(|i| registry(&mesh, i, config))
             .collect::<Result<_, _>>()?;
         Ok(MemoryNetwork {

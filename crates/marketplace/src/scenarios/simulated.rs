@@ -124,7 +124,7 @@ impl Launcher for Simulated {
             wall_clock: WallClock::Virtual(self.origin),
             ..config.clone()
         };
-        let network = MemoryNetwork::start(mesh, nodes, telemetry, &config).await?;
+        let network = MemoryNetwork::start(mesh, telemetry, &config).await?;
         Ok(Box::new(
             network.recording_links(seed, std::sync::Arc::clone(&self.links)),
         ))

@@ -148,7 +148,7 @@ pub fn transcript(network: &Simulated, runs: &[Run], receiver: &OtlpReceiver) ->
         out.push_str(&run.traces.timeline());
     }
     out.push_str("== every span: start end trace span parent name\n");
-    out.push_str(&ids(&receiver.traces()));
+    push_sorted(&mut out, span_lines(&receiver.traces()));
     out.push_str("== every metric point: time name instance attributes value\n");
     let points: Vec<String> = receiver.metric_points().iter().map(point).collect();
     push_sorted(&mut out, points);
@@ -187,8 +187,8 @@ fn log_record(record: &LogRecord) -> String {
     )
 }
 
-fn ids(traces: &TraceSet) -> String {
-    let mut lines: Vec<String> = traces
+fn span_lines(traces: &TraceSet) -> Vec<String> {
+    traces
         .spans()
         .map(|span| {
             let span = span.record();
@@ -204,9 +204,7 @@ fn ids(traces: &TraceSet) -> String {
                 span.name
             )
         })
-        .collect();
-    lines.sort();
-    lines.iter().map(|line| format!("{line}\n")).collect()
+        .collect()
 }
 
 fn point(point: &MetricPoint) -> String {
